@@ -103,7 +103,7 @@ class InferenceSettings(_Model):
         description="Triton over gRPC in production; in-process onnxruntime for local use.",
     )
     triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC address host:port.")
-    model_name: str = Field("text_embedding", min_length=1, description="Model name in Triton.")
+    model_name: str = Field("all-minilm-l6-v2", min_length=1, description="Model name in Triton.")
     model_version: str = Field("", description="Model version; empty means Triton's latest.")
     timeout_ms: int = Field(10_000, ge=1, description="Deadline of one inference call.")
     onnx_path: Path | None = Field(None, description="ONNX file for the onnxruntime backend.")

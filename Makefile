@@ -1,0 +1,78 @@
+# Streamvane: `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_VERSION ?= 3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+export STREAMVANE_CACHE ?= $(HOME)/.cache/streamvane
+export PYTHONPATH := $(CURDIR)/e2e:$(CURDIR)
+STACK := $(PY) -m streamvane_stack
+PYTEST := $(VENV)/bin/pytest
+
+##@ General
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} \
+	  /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } \
+	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Setup
+
+.PHONY: install
+install: $(VENV)/.installed ## Create the virtual environment with the pinned dependencies
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@command -v python$(PYTHON_VERSION) >/dev/null || { echo "python$(PYTHON_VERSION) not found: install Python $(PYTHON_VERSION)" >&2; exit 1; }
+	@test -x $(UV) || { python$(PYTHON_VERSION) -m venv $(VENV) && $(VENV)/bin/pip install -q uv==0.13.9; }
+	$(UV) pip sync -q --python $(PY) requirements.lock
+	$(UV) pip install -q --python $(PY) --no-deps -e .
+	@touch $@
+
+.PHONY: system-deps
+system-deps: ## Check (and on Debian install) the system tools the local stack needs
+	@bash e2e/stack/system-deps.sh
+
+.PHONY: lock
+lock: ## Re-pin requirements.lock from pyproject.toml
+	$(UV) pip compile -q pyproject.toml --all-extras --python-version $(PYTHON_VERSION) -o requirements.lock
+
+##@ Development
+
+.PHONY: lint
+lint: install ## ruff, mypy and the import contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy workers/src operator/src
+	$(VENV)/bin/lint-imports
+
+.PHONY: models
+models: install ## Build the ONNX model and the Triton model repositories into the cache
+	$(PY) -m models.build
+
+##@ Local stack (Pulsar, kube-apiserver + etcd, Triton on 127.0.0.1)
+
+.PHONY: stack-up
+stack-up: install system-deps models ## Start the local stack (fetches and builds what is missing, once)
+	$(STACK) up
+
+.PHONY: stack-down
+stack-down: ## Stop the local stack; leaves no process behind
+	@test -x $(PY) && $(STACK) down || true
+
+.PHONY: stack-status
+stack-status: ## Each component's state and address, and the kubeconfig to use
+	$(STACK) status
+
+##@ Test
+
+.PHONY: test
+test: lint stack-up ## Lint, then unit, integration and e2e tests against the real local stack
+	@status=0; STREAMVANE_REQUIRE_STACK=1 $(PYTEST) tests e2e || status=$$?; \
+	  $(STACK) down; exit $$status
+
+.PHONY: test-unit
+test-unit: install ## Unit tests only (no network)
+	$(PYTEST) tests/unit

@@ -1,0 +1,129 @@
+"""Certificates, service-account keys, the token file and the kubeconfig of the local apiserver."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+ADMIN_USER = "streamvane-admin"
+
+
+@dataclass(frozen=True)
+class ApiserverPki:
+    directory: Path
+
+    ca_cert = property(lambda self: self.directory / "ca.crt")
+    serving_cert = property(lambda self: self.directory / "apiserver.crt")
+    serving_key = property(lambda self: self.directory / "apiserver.key")
+    sa_public = property(lambda self: self.directory / "sa.pub")
+    sa_private = property(lambda self: self.directory / "sa.key")
+    token_file = property(lambda self: self.directory / "tokens.csv")
+
+    def admin_token(self) -> str:
+        return self.token_file.read_text().split(",", 1)[0]
+
+    def ensure(self) -> None:
+        """Create everything once; later stack starts reuse it so kubeconfigs stay valid."""
+        if self.token_file.exists():
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        ca_key = _rsa_key()
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "streamvane-local-ca")])
+        ca = (
+            _builder(ca_name, ca_name, ca_key)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        serving_key = _rsa_key()
+        sans = x509.SubjectAlternativeName(
+            [
+                x509.DNSName("localhost"),
+                x509.DNSName("kubernetes.default.svc"),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            ]
+        )
+        serving = (
+            _builder(
+                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+                ca_name,
+                serving_key,
+            )
+            .add_extension(sans, critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        self.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        self.serving_cert.write_bytes(serving.public_bytes(serialization.Encoding.PEM))
+        _write_key(self.serving_key, serving_key)
+        sa_key = _rsa_key()
+        _write_key(self.sa_private, sa_key)
+        self.sa_public.write_bytes(
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        # token,user,uid,"group": system:masters bypasses RBAC, like kind's admin kubeconfig.
+        self.token_file.write_text(
+            f'{secrets.token_hex(24)},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'
+        )
+        self.token_file.chmod(0o600)
+
+    def write_kubeconfig(self, path: Path, server: str) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "streamvane-local",
+                    "cluster": {"server": server, "certificate-authority": str(self.ca_cert)},
+                }
+            ],
+            "users": [{"name": ADMIN_USER, "user": {"token": self.admin_token()}}],
+            "contexts": [
+                {
+                    "name": "streamvane-local",
+                    "context": {"cluster": "streamvane-local", "user": ADMIN_USER},
+                }
+            ],
+            "current-context": "streamvane-local",
+        }
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
+
+
+def _rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _builder(
+    subject: x509.Name, issuer: x509.Name, key: rsa.RSAPrivateKey
+) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+    )
+
+
+def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)

@@ -1,0 +1,401 @@
+"""Start, probe and stop the local stack's servers.
+
+Each component knows how to prepare its files, which daemon(s) it runs, and when it is ready.
+``Stack.up`` starts the slow ones (Pulsar, Triton) before waiting on any, so the cold path is
+bounded by the slowest component, not their sum.
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from streamvane_stack import fetch
+from streamvane_stack.fetch import Report
+from streamvane_stack.pki import ApiserverPki
+from streamvane_stack.process import Daemon
+from streamvane_stack.settings import StackSettings
+
+HOST = "127.0.0.1"
+
+
+class StackError(RuntimeError):
+    """A component failed to start; the message names it and shows its log."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Addresses of a running stack, as tests and the demo use them."""
+
+    pulsar_url: str
+    pulsar_admin_url: str
+    kubeconfig: Path
+    triton_grpc: str
+    triton_http: str
+    model_repository: Path
+    cache: Path
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    running: bool
+    ready: bool
+    address: str
+    pid: int | None
+    log: Path
+
+
+class Component:
+    name: str
+    startup_timeout_s: float = 180.0
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.daemon = Daemon(self.name, settings.run_dir)
+
+    @property
+    def address(self) -> str:
+        raise NotImplementedError
+
+    def prepare(self, report: Report) -> None:
+        """Fetch or build what the component needs (cached)."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def probe(self) -> bool:
+        raise NotImplementedError
+
+    def status(self) -> ComponentStatus:
+        pid = self.daemon.pid()
+        return ComponentStatus(
+            self.name, pid is not None, pid is not None and self.probe(), self.address,
+            pid, self.daemon.log_file,
+        )  # fmt: skip
+
+    def wait_ready(self, report: Report) -> None:
+        started = time.monotonic()
+        while time.monotonic() - started < self.startup_timeout_s:
+            if self.probe():
+                report(f"{self.name}: ready at {self.address} in {time.monotonic() - started:.1f}s")
+                return
+            if self.daemon.pid() is None:
+                raise StackError(
+                    f"{self.name} exited during start-up; log tail:\n{self.daemon.log_tail()}"
+                )
+            time.sleep(0.5)
+        raise StackError(
+            f"{self.name} not ready after {self.startup_timeout_s:.0f}s; log tail:\n{self.daemon.log_tail()}"
+        )
+
+
+def _http_ok(url: str, **kwargs: object) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0, **kwargs).status_code == 200  # type: ignore[arg-type]
+    except httpx.HTTPError:
+        return False
+
+
+class Pulsar(Component):
+    name = "pulsar"
+
+    @property
+    def address(self) -> str:
+        return f"pulsar://{HOST}:{self.settings.pulsar_port} (admin http://{HOST}:{self.settings.pulsar_admin_port})"
+
+    def prepare(self, report: Report) -> None:
+        self.home = fetch.pulsar_home(self.settings.cache, self.settings.pulsar_version, report)
+
+    def start(self) -> None:
+        s = self.settings
+        conf_dir = s.run_dir / "pulsar-conf"
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        broker_conf = _override(
+            (self.home / "conf" / "standalone.conf").read_text(),
+            {
+                "bindAddress": HOST,
+                "advertisedAddress": HOST,
+                "brokerServicePort": str(s.pulsar_port),
+                "webServicePort": str(s.pulsar_admin_port),
+                # Topics with no producers or consumers must survive: Retain means retain.
+                "brokerDeleteInactiveTopicsEnabled": "false",
+            },
+            separator="=",
+        )
+        (conf_dir / "standalone.conf").write_text(broker_conf)
+        worker_conf = _override(
+            (self.home / "conf" / "functions_worker.yml").read_text(),
+            {
+                "workerHostname": HOST,
+                "pulsarServiceUrl": f"pulsar://{HOST}:{s.pulsar_port}",
+                "pulsarWebServiceUrl": f"http://{HOST}:{s.pulsar_admin_port}",
+            },
+            separator=": ",
+        )
+        (conf_dir / "functions_worker.yml").write_text(worker_conf)
+        data = s.run_dir / "pulsar-data"
+        self.daemon.start(
+            [
+                str(self.home / "bin" / "pulsar"), "standalone",
+                "--config", str(conf_dir / "standalone.conf"),
+                "--functions-worker-conf", str(conf_dir / "functions_worker.yml"),
+                "--no-stream-storage",
+                "--metadata-dir", str(data / "metadata"),
+                "--bookkeeper-dir", str(data / "bookkeeper"),
+            ],
+            env={
+                "PULSAR_MEM": "-Xms512m -Xmx1g -XX:MaxDirectMemorySize=1g",
+                "PULSAR_GC": "-XX:+UseG1GC -XX:+PerfDisableSharedMem",
+                "PULSAR_LOG_DIR": str(s.log_dir),
+                # The embedded bookie is configured in code and binds 0.0.0.0 unless told a
+                # listening interface; BookKeeper reads it from system properties on request.
+                "PULSAR_EXTRA_OPTS": (
+                    "-Dpulsar.allocator.exit_on_oom=true"
+                    " -Dio.netty.recycler.maxCapacityPerThread=4096"
+                    " -Dorg.apache.bookkeeper.conf.readsystemproperties=true"
+                    " -DlisteningInterface=lo"
+                ),
+            },
+            cwd=data.parent,
+        )  # fmt: skip
+
+    def probe(self) -> bool:
+        try:
+            r = httpx.get(
+                f"http://{HOST}:{self.settings.pulsar_admin_port}/admin/v2/clusters", timeout=2.0
+            )
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200 and "standalone" in r.json()
+
+
+class Etcd(Component):
+    name = "etcd"
+
+    @property
+    def address(self) -> str:
+        return f"http://{HOST}:{self.settings.etcd_port}"
+
+    def prepare(self, report: Report) -> None:
+        self.binary = fetch.etcd_binary()
+
+    def start(self) -> None:
+        s = self.settings
+        self.daemon.start(
+            [
+                self.binary, "--name", "streamvane",
+                "--data-dir", str(s.run_dir / "etcd-data"),
+                "--listen-client-urls", self.address,
+                "--advertise-client-urls", self.address,
+                "--listen-peer-urls", f"http://{HOST}:{s.etcd_peer_port}",
+                "--initial-advertise-peer-urls", f"http://{HOST}:{s.etcd_peer_port}",
+                "--initial-cluster", f"streamvane=http://{HOST}:{s.etcd_peer_port}",
+                "--unsafe-no-fsync",
+            ]
+        )  # fmt: skip
+
+    def probe(self) -> bool:
+        return _http_ok(f"{self.address}/health")
+
+
+class KubeApiserver(Component):
+    name = "kube-apiserver"
+
+    @property
+    def address(self) -> str:
+        return f"https://{HOST}:{self.settings.apiserver_port}"
+
+    @property
+    def pki(self) -> ApiserverPki:
+        return ApiserverPki(self.settings.run_dir / "pki")
+
+    def prepare(self, report: Report) -> None:
+        self.binary = fetch.kube_apiserver(
+            self.settings.cache, self.settings.kubernetes_version, report
+        )
+        self.pki.ensure()
+        self.pki.write_kubeconfig(self.settings.kubeconfig, self.address)
+
+    def start(self) -> None:
+        s, pki = self.settings, self.pki
+        self.daemon.start(
+            [
+                str(self.binary),
+                f"--etcd-servers=http://{HOST}:{s.etcd_port}",
+                f"--bind-address={HOST}", f"--advertise-address={HOST}",
+                f"--secure-port={s.apiserver_port}",
+                f"--tls-cert-file={pki.serving_cert}", f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                f"--token-auth-file={pki.token_file}",
+                "--authorization-mode=RBAC",
+                f"--service-account-key-file={pki.sa_public}",
+                f"--service-account-signing-key-file={pki.sa_private}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--allow-privileged=true",
+                # No controller-manager runs here, so nothing creates default service accounts.
+                "--disable-admission-plugins=ServiceAccount",
+            ]
+        )  # fmt: skip
+
+    def probe(self) -> bool:
+        if not self.pki.token_file.exists():
+            return False
+        context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        return _http_ok(
+            f"{self.address}/readyz",
+            verify=context,
+            headers={"Authorization": f"Bearer {self.pki.admin_token()}"},
+        )
+
+
+class Triton(Component):
+    name = "triton"
+
+    @property
+    def address(self) -> str:
+        s = self.settings
+        return f"grpc {HOST}:{s.triton_grpc_port}, http {HOST}:{s.triton_http_port}"
+
+    def prepare(self, report: Report) -> None:
+        import pytriton  # the bundled tritonserver ships inside nvidia-pytriton
+
+        self.server_root = Path(pytriton.__file__).parent / "tritonserver"
+        if not (self.settings.model_repository).is_dir():
+            raise StackError(
+                f"no Triton model repository at {self.settings.model_repository}: run `make models`"
+            )
+        self.backends = self._assemble_python_backend()
+
+    def _assemble_python_backend(self) -> Path:
+        """The python backend, plus the stub built for this interpreter's version."""
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        backends = self.settings.run_dir / "triton-backends"
+        python = backends / "python"
+        python.mkdir(parents=True, exist_ok=True)
+        sources = [
+            *(self.server_root / "backends" / "python").iterdir(),
+            self.server_root / "python_backend_stubs" / version / "triton_python_backend_stub",
+        ]
+        for source in sources:
+            target = python / source.name
+            target.unlink(missing_ok=True)
+            target.symlink_to(source)
+        return backends
+
+    def start(self) -> None:
+        s = self.settings
+        site_packages = sysconfig.get_paths()["purelib"]
+        bundled_libs = Path(site_packages) / "nvidia_pytriton.libs"
+        self.daemon.start(
+            [
+                str(self.server_root / "bin" / "tritonserver"),
+                f"--model-repository={s.model_repository}",
+                f"--backend-directory={self.backends}",
+                f"--http-address={HOST}", f"--http-port={s.triton_http_port}",
+                f"--grpc-address={HOST}", f"--grpc-port={s.triton_grpc_port}",
+                f"--metrics-address={HOST}", f"--metrics-port={s.triton_metrics_port}",
+                "--allow-metrics=true", "--allow-gpu-metrics=false",
+                "--log-verbose=0",
+            ],
+            env={
+                # The python backend stub links libpython of this interpreter and imports
+                # onnxruntime/numpy from this environment.
+                "LD_LIBRARY_PATH": f"{sysconfig.get_config_var('LIBDIR')}:{bundled_libs}",
+                "PYTHONPATH": site_packages,
+            },
+        )  # fmt: skip
+
+    def probe(self) -> bool:
+        return _http_ok(f"http://{HOST}:{self.settings.triton_http_port}/v2/health/ready")
+
+
+def _override(text: str, values: dict[str, str], separator: str) -> str:
+    """Set ``key<sep>value`` lines in a config file's text, appending keys it lacks."""
+    lines = text.splitlines()
+    for key, value in values.items():
+        prefix = f"{key}{separator.strip()}"
+        matches = [i for i, line in enumerate(lines) if line.replace(" ", "").startswith(prefix)]
+        if matches:
+            for i in matches:
+                lines[i] = f"{key}{separator}{value}"
+        else:
+            lines.append(f"{key}{separator}{value}")
+    return "\n".join(lines) + "\n"
+
+
+class Stack:
+    """The whole local stack. Components start in dependency order; stop is the reverse."""
+
+    def __init__(self, settings: StackSettings | None = None) -> None:
+        self.settings = settings or StackSettings.from_env()
+        self.pulsar = Pulsar(self.settings)
+        self.etcd = Etcd(self.settings)
+        self.apiserver = KubeApiserver(self.settings)
+        self.triton = Triton(self.settings)
+        self.components: list[Component] = [self.pulsar, self.etcd, self.apiserver, self.triton]
+
+    @property
+    def endpoints(self) -> Endpoints:
+        s = self.settings
+        return Endpoints(
+            pulsar_url=f"pulsar://{HOST}:{s.pulsar_port}",
+            pulsar_admin_url=f"http://{HOST}:{s.pulsar_admin_port}",
+            kubeconfig=s.kubeconfig,
+            triton_grpc=f"{HOST}:{s.triton_grpc_port}",
+            triton_http=f"{HOST}:{s.triton_http_port}",
+            model_repository=s.model_repository,
+            cache=s.cache,
+        )
+
+    def statuses(self) -> list[ComponentStatus]:
+        return [c.status() for c in self.components]
+
+    def is_ready(self) -> bool:
+        return all(c.daemon.pid() is not None and c.probe() for c in self.components)
+
+    def up(self, report: Report = print) -> Endpoints:
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        for component in self.components:
+            component.prepare(report)
+        try:
+            self._start([self.pulsar, self.triton, self.etcd], report)
+            self.etcd.wait_ready(report)
+            self._start([self.apiserver], report)
+            for component in (self.apiserver, self.triton, self.pulsar):
+                component.wait_ready(report)
+        except BaseException:
+            self.down(report)
+            raise
+        return self.endpoints
+
+    def _start(self, components: list[Component], report: Report) -> None:
+        for component in components:
+            if component.daemon.pid() is None:
+                report(f"{component.name}: starting (log {component.daemon.log_file})")
+                component.start()
+
+    def down(self, report: Report = print) -> None:
+        for component in reversed(self.components):
+            if component.daemon.stop():
+                report(f"{component.name}: stopped")
+
+    def restart(self, component: Component, report: Report = print) -> None:
+        """Stop and start one component (tests use it to simulate an outage)."""
+        component.daemon.stop()
+        component.prepare(report)
+        component.start()
+        component.wait_ready(report)
+
+    def wipe(self) -> None:
+        """Remove runtime data (not the cached downloads and builds). The stack must be down."""
+        for data in ("pulsar-data", "etcd-data"):
+            shutil.rmtree(self.settings.run_dir / data, ignore_errors=True)

@@ -60,8 +60,9 @@ def status() -> None:
             else "[red]stopped[/red]"
         )
         table.add_row(s.name, state, s.address, str(s.pid or "-"), str(s.log))
-    Console().print(table)
-    Console().print(f"kubeconfig: {stack.settings.kubeconfig}")
+    out = Console(width=160)  # wide enough for addresses and log paths, even when piped
+    out.print(table)
+    out.print(f"kubeconfig: {stack.settings.kubeconfig}")
     if not all(s.ready for s in statuses):
         raise typer.Exit(1)
 

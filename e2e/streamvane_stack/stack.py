@@ -7,6 +7,7 @@ bounded by the slowest component, not their sum.
 
 from __future__ import annotations
 
+import os
 import shutil
 import ssl
 import sys
@@ -39,6 +40,7 @@ class Endpoints:
     kubeconfig: Path
     triton_grpc: str
     triton_http: str
+    triton_metrics_url: str
     model_repository: Path
     cache: Path
 
@@ -241,6 +243,8 @@ class KubeApiserver(Component):
                 "--service-account-issuer=https://kubernetes.default.svc",
                 "--service-cluster-ip-range=10.96.0.0/16",
                 "--allow-privileged=true",
+                # The "kubernetes" Service cannot point at a loopback address; nothing here needs it.
+                "--endpoint-reconciler-type=none",
                 # No controller-manager runs here, so nothing creates default service accounts.
                 "--disable-admission-plugins=ServiceAccount",
             ]
@@ -307,10 +311,10 @@ class Triton(Component):
                 "--log-verbose=0",
             ],
             env={
-                # The python backend stub links libpython of this interpreter and imports
-                # onnxruntime/numpy from this environment.
+                # The python backend stub embeds libpython of this interpreter; it finds this
+                # environment's site-packages (onnxruntime, numpy) through the python on PATH.
                 "LD_LIBRARY_PATH": f"{sysconfig.get_config_var('LIBDIR')}:{bundled_libs}",
-                "PYTHONPATH": site_packages,
+                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
             },
         )  # fmt: skip
 
@@ -352,6 +356,7 @@ class Stack:
             kubeconfig=s.kubeconfig,
             triton_grpc=f"{HOST}:{s.triton_grpc_port}",
             triton_http=f"{HOST}:{s.triton_http_port}",
+            triton_metrics_url=f"http://{HOST}:{s.triton_metrics_port}/metrics",
             model_repository=s.model_repository,
             cache=s.cache,
         )

@@ -8,12 +8,17 @@ instead of a skip.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
+import socket
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from streamvane_stack import Endpoints, Stack
+from streamvane_stack.stack import Triton
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +41,31 @@ def local_stack() -> Iterator[Stack]:
 def stack(local_stack: Stack) -> Endpoints:
     """Addresses of the running Pulsar, kube-apiserver and Triton."""
     return local_stack.endpoints
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def private_triton(stack: Endpoints) -> Iterator[Triton]:
+    """A second tritonserver on free ports, serving the same models, that a test may kill.
+
+    Outage tests use it so they never disturb the session's shared Triton.
+    """
+    settings = dataclasses.replace(
+        Stack().settings,
+        run_name=f"run-triton-{uuid.uuid4().hex[:8]}",
+        triton_http_port=_free_port(),
+        triton_grpc_port=_free_port(),
+        triton_metrics_port=_free_port(),
+    )
+    triton = Triton(settings)
+    triton.prepare(lambda _: None)
+    triton.start()
+    triton.wait_ready(lambda _: None)
+    yield triton
+    triton.daemon.stop()
+    shutil.rmtree(settings.run_dir, ignore_errors=True)

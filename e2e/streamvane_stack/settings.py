@@ -24,11 +24,12 @@ class StackSettings:
     triton_http_port: int
     triton_grpc_port: int
     triton_metrics_port: int
+    run_name: str = "run"
 
     @property
     def run_dir(self) -> Path:
         """Runtime state: pid files, logs, data, certificates, kubeconfig."""
-        return self.cache / "run"
+        return self.cache / self.run_name
 
     @property
     def log_dir(self) -> Path:

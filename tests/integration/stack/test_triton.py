@@ -6,6 +6,7 @@ import httpx
 import tritonclient.grpc as grpcclient
 
 from streamvane_stack import Endpoints
+from streamvane_stack.stack import Triton
 
 
 def test_triton_serves_every_model_in_repository_when_started(stack: Endpoints) -> None:
@@ -19,3 +20,15 @@ def test_triton_serves_every_model_in_repository_when_started(stack: Endpoints) 
 def test_triton_exports_prometheus_metrics_when_scraped(stack: Endpoints) -> None:
     metrics = httpx.get(stack.triton_metrics_url, timeout=5.0).text
     assert "nv_inference_request_success" in metrics
+
+
+def test_private_triton_comes_back_when_restarted(private_triton: Triton) -> None:
+    url = f"127.0.0.1:{private_triton.settings.triton_grpc_port}"
+    assert grpcclient.InferenceServerClient(url).is_server_ready()
+
+    private_triton.daemon.stop()
+    assert not private_triton.probe()
+    private_triton.start()
+    private_triton.wait_ready(lambda _: None)
+
+    assert grpcclient.InferenceServerClient(url).is_server_ready()

@@ -184,6 +184,12 @@ class WorkerConfig(_Model):
         8080, ge=0, le=65535, description="HTTP port of /healthz, /readyz, /metrics; 0 picks one."
     )
     log_format: Literal["json", "console"] = "json"
+    startup_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="How long to retry reaching Pulsar and the model backend before exiting.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkerConfig:

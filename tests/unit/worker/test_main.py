@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from streamvane_worker.__main__ import load_config
+from streamvane_worker.config import CONFIG_FILE_ENV, CONFIG_JSON_ENV
+
+from .harness import make_config
+
+
+def test_load_config_prefers_inline_json_when_both_env_vars_are_set(tmp_path, monkeypatch) -> None:
+    inline = make_config().model_copy(update={"stage": "inline"})
+    (tmp_path / "c.json").write_text(make_config().model_dump_json(by_alias=True))
+    monkeypatch.setenv(CONFIG_JSON_ENV, inline.model_dump_json(by_alias=True))
+    monkeypatch.setenv(CONFIG_FILE_ENV, str(tmp_path / "c.json"))
+    assert load_config(None).stage == "inline"
+
+
+def test_load_config_names_the_source_when_config_is_invalid(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv(CONFIG_JSON_ENV, raising=False)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"pipeline": "p"}))
+    monkeypatch.setenv(CONFIG_FILE_ENV, str(path))
+    with pytest.raises(ValueError, match=str(path)):
+        load_config(None)
+
+
+def test_main_exits_2_with_message_when_no_config_is_given(monkeypatch) -> None:
+    env = {"PATH": "/usr/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "streamvane_worker"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2 and CONFIG_JSON_ENV in result.stderr
+
+
+def test_main_help_documents_every_config_section() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streamvane_worker", "--help"], capture_output=True, text=True
+    )
+    for field in ("input.subscriptionType", "batching.maxDelayMs", "delivery.deadLetterTopic"):
+        assert field in result.stdout

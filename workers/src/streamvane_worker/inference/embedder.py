@@ -1,0 +1,69 @@
+"""Texts -> embeddings: tokenize, split to the model's max batch size, run the backend."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamvane_worker.inference.backend import EmbeddingArray, EmbeddingBackend, ModelInfo
+from streamvane_worker.inference.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class Embedded:
+    vectors: EmbeddingArray
+    inference_ms: float
+
+
+class Embedder:
+    """What stages use: one call per micro-batch of texts."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        backend: EmbeddingBackend,
+        observe: Callable[[float], None] | None = None,
+    ) -> None:
+        self._tokenizer = tokenizer
+        self.backend = backend
+        self._observe = observe
+        """Called with each model call's duration in seconds (the inference latency metric)."""
+        self._info: ModelInfo | None = None
+
+    async def start(self) -> ModelInfo:
+        self._info = await self.backend.start()
+        return self._info
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            raise RuntimeError("Embedder.start() was not awaited")
+        return self._info
+
+    async def embed(self, texts: list[str]) -> Embedded:
+        """Embeddings in the order of ``texts``; model calls for one batch run concurrently."""
+        step = self.info.max_batch_size
+        chunks = [texts[i : i + step] for i in range(0, len(texts), step)]
+        started = time.perf_counter()
+        parts = await asyncio.gather(*(self._embed_chunk(chunk) for chunk in chunks))
+        vectors = np.concatenate(parts) if parts else np.zeros((0, self.info.embedding_dim))
+        return Embedded(
+            vectors=vectors.astype(np.float32),
+            inference_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    async def _embed_chunk(self, texts: list[str]) -> EmbeddingArray:
+        # Tokenizing a batch is CPU work in Rust that releases the GIL: keep it off the loop.
+        encoded = await asyncio.to_thread(self._tokenizer.encode, texts)
+        started = time.perf_counter()
+        vectors = await self.backend.embed(encoded.input_ids, encoded.attention_mask)
+        if self._observe is not None:
+            self._observe(time.perf_counter() - started)
+        return vectors
+
+    async def close(self) -> None:
+        await self.backend.close()

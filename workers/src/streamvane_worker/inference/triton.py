@@ -1,0 +1,161 @@
+"""Triton gRPC backend (``tritonclient.grpc.aio``).
+
+At start it reads the model's metadata and config and refuses to run if the tensors differ from
+what the worker sends (names, INT64 inputs, FP32 [batch, 384] output) or if the model does not
+batch. ``embed`` retries UNAVAILABLE with exponential backoff for up to ``retry_window_s`` so a
+Triton restart costs latency, not messages; after that the runtime negative-acks the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
+from tritonclient.grpc import aio as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from streamvane_worker.inference.backend import (
+    ATTENTION_MASK,
+    EMBEDDING,
+    EMBEDDING_DIM,
+    INPUT_IDS,
+    EmbeddingArray,
+    ModelInfo,
+    TokenArray,
+)
+from streamvane_worker.inference.errors import (
+    BackendUnavailable,
+    InferenceFailed,
+    ModelMismatch,
+    from_triton,
+)
+
+log = structlog.get_logger(__name__)
+
+PROBE_TIMEOUT_S = 2.0
+
+
+def check_model(metadata: dict[str, Any], config: dict[str, Any], model: str) -> ModelInfo:
+    """Compare Triton's view of the model with the worker's expectations (pure)."""
+    problems: list[str] = []
+    inputs = {t["name"]: t for t in metadata.get("inputs", [])}
+    outputs = {t["name"]: t for t in metadata.get("outputs", [])}
+    for name in (INPUT_IDS, ATTENTION_MASK):
+        tensor = inputs.get(name)
+        if tensor is None:
+            problems.append(f"missing input {name!r} (has {sorted(inputs)})")
+        elif tensor.get("datatype") != "INT64":
+            problems.append(f"input {name!r} is {tensor.get('datatype')}, expected INT64")
+    out = outputs.get(EMBEDDING)
+    if out is None:
+        problems.append(f"missing output {EMBEDDING!r} (has {sorted(outputs)})")
+    else:
+        if out.get("datatype") != "FP32":
+            problems.append(f"output {EMBEDDING!r} is {out.get('datatype')}, expected FP32")
+        dims = [int(d) for d in out.get("shape", [])]
+        if not dims or dims[-1] != EMBEDDING_DIM:
+            problems.append(
+                f"output {EMBEDDING!r} has shape {dims}, expected [-1, {EMBEDDING_DIM}]"
+            )
+    max_batch = int(config.get("max_batch_size", 0))
+    if max_batch < 1:
+        problems.append("model does not batch (max_batch_size 0)")
+    if problems:
+        raise ModelMismatch(f"model {model!r} does not match the worker: " + "; ".join(problems))
+    versions = metadata.get("versions") or [""]
+    return ModelInfo(
+        name=model,
+        version=str(versions[-1]),
+        max_batch_size=max_batch,
+        embedding_dim=EMBEDDING_DIM,
+    )
+
+
+class TritonBackend:
+    """Embedding backend talking to Triton Inference Server over gRPC."""
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        version: str = "",
+        timeout_s: float = 10.0,
+        retry_window_s: float = 30.0,
+    ) -> None:
+        self._url = url
+        self._model = model
+        self._version = version
+        self._timeout_s = timeout_s
+        self._retry_window_s = retry_window_s
+        self._client = grpcclient.InferenceServerClient(url=url)
+
+    async def start(self) -> ModelInfo:
+        try:
+            live = await self._client.is_server_live(client_timeout=self._timeout_s)
+            metadata = await self._client.get_model_metadata(
+                self._model, self._version, as_json=True, client_timeout=self._timeout_s
+            )
+            config = await self._client.get_model_config(
+                self._model, self._version, as_json=True, client_timeout=self._timeout_s
+            )
+        except InferenceServerException as e:
+            raise from_triton(e, url=self._url, model=self._model) from e
+        if not live:
+            raise BackendUnavailable(f"Triton at {self._url} is not live")
+        return check_model(metadata, config.get("config", config), self._model)
+
+    async def embed(self, input_ids: TokenArray, attention_mask: TokenArray) -> EmbeddingArray:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(BackendUnavailable),
+            wait=wait_exponential(multiplier=0.1, max=2.0),
+            stop=stop_after_delay(self._retry_window_s),
+            reraise=True,
+        ):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    log.warning("triton_retry", attempt=attempt.retry_state.attempt_number)
+                return await self._infer_once(input_ids, attention_mask)
+        raise AssertionError("unreachable: tenacity reraises")
+
+    async def _infer_once(
+        self, input_ids: TokenArray, attention_mask: TokenArray
+    ) -> EmbeddingArray:
+        inputs = []
+        for name, array in ((INPUT_IDS, input_ids), (ATTENTION_MASK, attention_mask)):
+            tensor = grpcclient.InferInput(name, list(array.shape), "INT64")
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
+        try:
+            result = await self._client.infer(
+                self._model,
+                inputs,
+                model_version=self._version,
+                outputs=[grpcclient.InferRequestedOutput(EMBEDDING)],
+                client_timeout=self._timeout_s,
+            )
+        except InferenceServerException as e:
+            raise from_triton(e, url=self._url, model=self._model) from e
+        output = result.as_numpy(EMBEDDING)
+        if output is None:
+            raise InferenceFailed(f"Triton returned no {EMBEDDING!r} output")
+        return np.asarray(output, dtype=np.float32)
+
+    async def ready(self) -> bool:
+        try:
+            return bool(
+                await self._client.is_model_ready(
+                    self._model, self._version, client_timeout=PROBE_TIMEOUT_S
+                )
+            )
+        except InferenceServerException:
+            return False
+
+    async def close(self) -> None:
+        await self._client.close()

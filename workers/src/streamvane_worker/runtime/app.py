@@ -1,0 +1,157 @@
+"""Wiring: WorkerConfig -> backend, stage, Pulsar source/sinks, probes; run until SIGTERM.
+
+Startup retries unreachable Pulsar / Triton for ``startupTimeoutS`` (reporting not-ready and
+logging which one is missing), then exits non-zero with a message naming the problem. A wrong
+model name or mismatching tensors fail at once: retrying cannot fix a deployment error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
+
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from streamvane_worker.config import STAGES_NEEDING_MODEL, InferenceSettings, WorkerConfig
+from streamvane_worker.inference import paths
+from streamvane_worker.inference.backend import EmbeddingBackend
+from streamvane_worker.inference.embedder import Embedder
+from streamvane_worker.inference.errors import BackendUnavailable, InferenceError
+from streamvane_worker.inference.onnx import OnnxBackend
+from streamvane_worker.inference.tokenizer import TextTokenizer
+from streamvane_worker.inference.triton import TritonBackend
+from streamvane_worker.io.errors import PulsarError, PulsarUnavailable
+from streamvane_worker.io.pulsar import PulsarSink, PulsarSource, connect
+from streamvane_worker.runtime.health import HealthServer
+from streamvane_worker.runtime.metrics import create_metrics
+from streamvane_worker.runtime.worker import Worker
+from streamvane_worker.stages import StageContext, create_stage
+
+log = structlog.get_logger(__name__)
+
+RETRY_WINDOW_S = 30.0
+"""How long one batch retries an unavailable Triton before it is negatively acknowledged."""
+
+T = TypeVar("T")
+
+
+class StartupError(Exception):
+    """The worker cannot start; the message names what is missing or wrong."""
+
+
+def build_backend(settings: InferenceSettings) -> EmbeddingBackend:
+    if settings.backend == "onnxruntime":
+        assert settings.onnx_path is not None  # guaranteed by InferenceSettings' validator
+        return OnnxBackend(settings.onnx_path, settings.model_name)
+    return TritonBackend(
+        settings.triton_url,
+        settings.model_name,
+        settings.model_version,
+        timeout_s=settings.timeout_ms / 1000,
+        retry_window_s=RETRY_WINDOW_S,
+    )
+
+
+def build_embedder(settings: InferenceSettings, observe: Callable[[float], None]) -> Embedder:
+    tokenizer = TextTokenizer(settings.tokenizer_path or paths.tokenizer_path(settings.model_name))
+    return Embedder(tokenizer, build_backend(settings), observe=observe)
+
+
+async def _retrying(what: str, timeout_s: float, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Retry an unreachable dependency until ``timeout_s``; then raise StartupError."""
+    try:
+        async for state in AsyncRetrying(
+            retry=retry_if_exception_type((BackendUnavailable, PulsarUnavailable)),
+            wait=wait_exponential(multiplier=0.5, max=5.0),
+            stop=stop_after_delay(timeout_s),
+            before_sleep=lambda rs: log.warning(
+                "waiting_for_dependency",
+                dependency=what,
+                error=str(rs.outcome.exception() if rs.outcome else None),
+            ),
+            reraise=True,
+        ):
+            with state:
+                return await attempt()
+    except (BackendUnavailable, PulsarUnavailable) as e:
+        raise StartupError(f"{what} unreachable after {timeout_s:.0f}s: {e}") from e
+    except (InferenceError, PulsarError) as e:
+        raise StartupError(f"{what}: {e}") from e
+    raise AssertionError("unreachable: tenacity reraises")
+
+
+async def serve(config: WorkerConfig) -> None:
+    """Run one stage replica until SIGTERM/SIGINT, then drain. Raises StartupError."""
+    metrics = create_metrics(config.pipeline, config.stage)
+    worker: Worker | None = None
+    health = HealthServer(
+        config.health_port, metrics.registry, lambda: bool(worker and worker.ready)
+    )
+    health.start()
+    log.info("health_listening", port=health.port)
+    embedder = None
+    if config.stage_type in STAGES_NEEDING_MODEL:
+        assert config.inference is not None  # guaranteed by WorkerConfig's validator
+        inference = config.inference
+        try:
+            embedder = build_embedder(
+                inference, metrics.inference_latency.labels(config.pipeline, config.stage).observe
+            )
+        except InferenceError as e:
+            raise StartupError(str(e)) from e
+        info = await _retrying(
+            f"model backend {inference.backend} ({inference.triton_url})",
+            config.startup_timeout_s,
+            embedder.start,
+        )
+        log.info(
+            "model_ready", model=info.name, version=info.version, max_batch=info.max_batch_size
+        )
+    client = connect(config)
+    what = f"Pulsar at {config.pulsar.service_url}"
+    try:
+        source = await _retrying(
+            what, config.startup_timeout_s, lambda: PulsarSource.subscribe(client, config)
+        )
+        name = f"{config.pipeline}.{config.stage}"
+        sinks = [
+            await _retrying(
+                what, config.startup_timeout_s, partial(PulsarSink.create, client, t, name)
+            )
+            for t in config.outputs
+        ]
+        dead_letter = await _retrying(
+            what,
+            config.startup_timeout_s,
+            lambda: PulsarSink.create(client, config.delivery.dead_letter_topic, name),
+        )
+        stage = await create_stage(
+            StageContext(config.stage, config.stage_type, config.params, embedder)
+        )
+        worker = Worker(
+            config,
+            source,
+            sinks,
+            dead_letter,
+            stage,
+            metrics,
+            backend_ready=embedder.backend.ready if embedder else _always_ready,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        log.info("worker_started", input=config.input.topic, outputs=config.outputs)
+        await worker.run()
+    finally:
+        if embedder is not None:
+            await embedder.close()
+        await client.close()
+        health.stop()
+
+
+async def _always_ready() -> bool:
+    return True

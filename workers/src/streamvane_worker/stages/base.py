@@ -1,0 +1,108 @@
+"""What a stage is: a batch of content items in, enriched items and per-item errors out.
+
+Stages never raise for bad data: an item they cannot process becomes an ``ItemError`` (the
+runtime dead-letters it with the reason). They do raise ``InferenceError`` for failures of the
+model backend, which the runtime retries or negative-acks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+import numpy as np
+
+from streamvane_worker.config import StageType
+from streamvane_worker.inference.backend import EmbeddingArray
+from streamvane_worker.inference.embedder import Embedder
+from streamvane_worker.stages.item import ContentItem, StageRecord
+
+
+@dataclass(frozen=True)
+class ItemError:
+    index: int
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class StageResult:
+    outputs: dict[int, ContentItem] = field(default_factory=dict)
+    """Enriched items by their index in the input batch."""
+    errors: list[ItemError] = field(default_factory=list)
+
+
+class Stage(Protocol):
+    async def process(self, items: list[ContentItem]) -> StageResult: ...
+
+
+@dataclass(frozen=True)
+class StageContext:
+    name: str
+    stage_type: StageType
+    params: object
+    embedder: Embedder | None
+
+
+StageFactory = Callable[[StageContext], Awaitable[Stage]]
+
+
+class Stopwatch:
+    """Times one batch and stamps the provenance record the stage appends to each item."""
+
+    def __init__(self, ctx: StageContext, batch_size: int) -> None:
+        self._ctx = ctx
+        self._batch_size = batch_size
+        self._started = time.perf_counter()
+
+    def record(self, inference_ms: float | None) -> StageRecord:
+        info = self._ctx.embedder.info if self._ctx.embedder and inference_ms is not None else None
+        return StageRecord(
+            stage=self._ctx.name,
+            stage_type=str(self._ctx.stage_type),
+            model=info.name if info else None,
+            model_version=info.version if info else None,
+            inference_ms=inference_ms,
+            batch_ms=(time.perf_counter() - self._started) * 1000,
+            batch_size=self._batch_size,
+            processed_at=datetime.now(UTC),
+        )
+
+
+def require_embedder(ctx: StageContext) -> Embedder:
+    if ctx.embedder is None:
+        raise ValueError(f"stage type {ctx.stage_type} needs an inference backend")
+    return ctx.embedder
+
+
+@dataclass(frozen=True)
+class Vectors:
+    by_index: dict[int, EmbeddingArray]
+    inference_ms: float | None
+    """Model time, or None when every vector was reused from upstream."""
+    errors: list[ItemError]
+
+
+async def item_vectors(embedder: Embedder, items: list[ContentItem], *, reuse: bool) -> Vectors:
+    """Each item's embedding. With ``reuse``, an embedding an upstream stage computed with the
+    same model is taken from the item; the rest are computed in one call. Items with nothing to
+    embed become ``no-text`` errors."""
+    info = embedder.info
+    reused: dict[int, EmbeddingArray] = {}
+    to_embed: list[int] = []
+    errors: list[ItemError] = []
+    for i, item in enumerate(items):
+        if reuse and item.embedding is not None and item.embedding.model == info.name:
+            reused[i] = np.asarray(item.embedding.vector, dtype=np.float32)
+        elif item.text().strip():
+            to_embed.append(i)
+        else:
+            errors.append(ItemError(i, "no-text", "item has no title, description or transcript"))
+    if not to_embed:
+        return Vectors(by_index=reused, inference_ms=None, errors=errors)
+    embedded = await embedder.embed([items[i].text() for i in to_embed])
+    computed = dict(zip(to_embed, embedded.vectors, strict=True))
+    return Vectors(by_index=reused | computed, inference_ms=embedded.inference_ms, errors=errors)

@@ -1,0 +1,112 @@
+{{/* Chart name, truncated to the 63 characters a DNS label allows. */}}
+{{- define "streamvane.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-qualified name; the release name alone when it already contains the chart name. */}}
+{{- define "streamvane.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Recommended labels (app.kubernetes.io/*) on every object of the chart, for the operator. */}}
+{{- define "streamvane.labels" -}}
+{{ include "streamvane.metaLabels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/* The recommended labels without a component, for objects that name their own. */}}
+{{- define "streamvane.metaLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "streamvane.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: streamvane
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Immutable subset used by the Deployment selector and the Service. */}}
+{{- define "streamvane.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "streamvane.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "streamvane.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "streamvane.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository:tag, the tag defaulting to the chart's appVersion; a digest wins over both. */}}
+{{- define "streamvane.image" -}}
+{{- if .digest }}
+{{- printf "%s@%s" .repository .digest }}
+{{- else }}
+{{- printf "%s:%s" .repository (default .appVersion .tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "streamvane.operatorImage" -}}
+{{- include "streamvane.image" (merge (dict "appVersion" .Chart.AppVersion) .Values.image) }}
+{{- end }}
+
+{{- define "streamvane.workerImage" -}}
+{{- include "streamvane.image" (merge (dict "appVersion" .Chart.AppVersion) .Values.workers.image) }}
+{{- end }}
+
+{{/* Namespaces the operator watches in namespaced mode: the release namespace when none given. */}}
+{{- define "streamvane.watchNamespaces" -}}
+{{- if .Values.watch.namespaces }}
+{{- join "," (uniq .Values.watch.namespaces) }}
+{{- else }}
+{{- .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{/* The operator's configuration (streamvane_operator's settings, read once at start). */}}
+{{- define "streamvane.operatorEnv" -}}
+{{- if eq .Values.watch.mode "cluster" }}
+- name: STREAMVANE_OPERATOR_ALL_NAMESPACES
+  value: "true"
+{{- else }}
+- name: STREAMVANE_OPERATOR_NAMESPACES
+  value: {{ include "streamvane.watchNamespaces" . | quote }}
+{{- end }}
+- name: STREAMVANE_OPERATOR_HEALTH_PORT
+  value: {{ .Values.operator.healthPort | quote }}
+- name: STREAMVANE_OPERATOR_LOG_LEVEL
+  value: {{ .Values.operator.logLevel | quote }}
+- name: STREAMVANE_OPERATOR_LOG_FORMAT
+  value: {{ .Values.operator.logFormat | quote }}
+- name: STREAMVANE_OPERATOR_WORKER_IMAGE
+  value: {{ include "streamvane.workerImage" . | quote }}
+- name: STREAMVANE_OPERATOR_POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- end }}
+
+{{/* Labels the operator puts on every worker pod it renders. */}}
+{{- define "streamvane.workerSelectorLabels" -}}
+app.kubernetes.io/part-of: streamvane
+app.kubernetes.io/component: worker
+{{- end }}
+
+{{/* Name of the worker container port serving /healthz, /readyz and /metrics. */}}
+{{- define "streamvane.workerMetricsPort" -}}
+http
+{{- end }}

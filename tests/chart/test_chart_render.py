@@ -1,0 +1,99 @@
+"""What `helm template` renders: labels, the operator pod's hardening, optional monitoring."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tools.chart import CHART, CI_VALUES, Manifest, of_kind, render
+
+RECOMMENDED_LABELS = {
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/part-of",
+    "helm.sh/chart",
+}
+
+
+def _operator_container(objects: list[Manifest]) -> Manifest:
+    (deployment,) = of_kind(objects, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert isinstance(container, dict)
+    return container
+
+
+def _env(container: Manifest) -> dict[str, str]:
+    return {var["name"]: var.get("value", "") for var in container["env"]}
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_every_object_has_recommended_labels_when_rendered(values: Path) -> None:
+    for obj in render(values):
+        labels = obj["metadata"].get("labels", {})
+        assert labels.keys() >= RECOMMENDED_LABELS, (obj["kind"], obj["metadata"]["name"])
+
+
+def test_operator_runs_non_root_with_read_only_root_when_defaults_are_used() -> None:
+    objects = render()
+    (deployment,) = of_kind(objects, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = _operator_container(objects)
+    assert container["command"] == ["python", "-m", "streamvane_operator"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert isinstance(pod["securityContext"]["runAsUser"], int)
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_operator_watches_release_namespace_when_namespaced_without_a_list() -> None:
+    env = _env(_operator_container(render(namespace="team-a")))
+    assert env["STREAMVANE_OPERATOR_NAMESPACES"] == "team-a"
+    assert "STREAMVANE_OPERATOR_ALL_NAMESPACES" not in env
+
+
+def test_operator_watches_all_namespaces_when_cluster_mode() -> None:
+    env = _env(_operator_container(render(CHART / "ci" / "cluster-values.yaml")))
+    assert env["STREAMVANE_OPERATOR_ALL_NAMESPACES"] == "true"
+    assert "STREAMVANE_OPERATOR_NAMESPACES" not in env
+    assert env["STREAMVANE_OPERATOR_WORKER_IMAGE"] == (
+        "registry.example.com/streamvane/worker-gpu:0.1.0-cuda12"
+    )
+
+
+def test_images_default_to_app_version_and_digest_wins_when_set() -> None:
+    chart_version = "0.1.0"
+    assert _operator_container(render())["image"] == f"ghcr.io/streamvane/operator:{chart_version}"
+    pinned = _operator_container(render(CHART / "ci" / "namespaced-values.yaml"))
+    assert pinned["image"].startswith("registry.example.com/streamvane/operator@sha256:")
+
+
+def test_monitoring_objects_are_absent_when_not_enabled() -> None:
+    kinds = {obj["kind"] for obj in render()}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "ConfigMap"}
+
+
+def test_pod_monitor_selects_workers_in_watched_namespaces_when_enabled() -> None:
+    objects = render(
+        CHART / "ci" / "monitoring-values.yaml", sets=["watch.namespaces={team-a,team-b}"]
+    )
+    (monitor,) = of_kind(objects, "PodMonitor")
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "worker"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+
+
+def test_dashboard_config_map_carries_grafana_label_and_valid_json_when_enabled() -> None:
+    (config_map,) = of_kind(render(CHART / "ci" / "monitoring-values.yaml"), "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["streamvane-pipelines.json"])
+    titles = {panel["title"] for panel in dashboard["panels"]}
+    assert {"Backlog", "Batch size", "Dead-letter rate", "Replicas"} <= titles

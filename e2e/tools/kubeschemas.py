@@ -32,7 +32,9 @@ def schema_location(directory: Path) -> str:
 def group_versions(index: Mapping[str, Any]) -> list[str]:
     """Paths of the per group-version documents listed by ``GET /openapi/v3``."""
     return sorted(
-        path for path in index.get("paths", {}) if path == "api/v1" or path.startswith("apis/")
+        path
+        for path in index.get("paths", {})
+        if path == "api/v1" or (path.startswith("apis/") and path.count("/") == 2)
     )
 
 

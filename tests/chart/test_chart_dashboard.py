@@ -8,11 +8,7 @@ import re
 from prometheus_client.metrics_core import Metric
 
 from streamvane_worker.runtime.metrics import create_metrics
-from tools.chart import CHART
-
-DASHBOARD = CHART / "dashboards" / "streamvane-pipelines.json"
-PULSAR_METRICS = {"pulsar_subscription_back_log"}
-"""Broker metrics the dashboard reads; e2e/test_helm_stack.py checks them on a live broker."""
+from tools.chart import DASHBOARD, PULSAR_METRICS
 
 _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 # A series selector: a name followed by its label matchers or range; `by (...)` lists labels.

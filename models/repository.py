@@ -1,0 +1,57 @@
+"""Triton model repositories: the committed configs under ``models/triton/<kind>/`` plus the
+built ``model.onnx`` in each model's version folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+from models.source import sha256_file
+
+log = structlog.get_logger(__name__)
+
+TEMPLATES = Path(__file__).parent / "triton"
+MODEL_VERSION = "1"
+Kind = Literal["cpu", "gpu"]
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    if path.is_file() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _place_model(source: Path, target: Path) -> None:
+    """Hard-link the model (same cache, no second 90 MB copy), copying across filesystems."""
+    if target.is_file() and (
+        os.path.samefile(source, target) or sha256_file(source) == sha256_file(target)
+    ):
+        return
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    tmp.replace(target)
+
+
+def assemble_repository(kind: Kind, model_name: str, model_onnx: Path, root: Path) -> Path:
+    """Lay out ``root/<model_name>`` from the ``kind`` template; returns that model folder."""
+    template = TEMPLATES / kind / model_name
+    target = root / model_name
+    for src in sorted(template.rglob("*")):
+        if src.is_file() and "__pycache__" not in src.parts:
+            _write_if_changed(target / src.relative_to(template), src.read_bytes())
+    version_dir = target / MODEL_VERSION
+    version_dir.mkdir(parents=True, exist_ok=True)
+    _place_model(model_onnx, version_dir / "model.onnx")
+    log.info("triton_repository_ready", kind=kind, path=str(target))
+    return target

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from streamvane_operator.render.labels import stage_labels
 from tools.chart import CHART, CI_VALUES, Manifest, of_kind, render
 
 RECOMMENDED_LABELS = {
@@ -97,3 +98,9 @@ def test_dashboard_config_map_carries_grafana_label_and_valid_json_when_enabled(
     dashboard = json.loads(config_map["data"]["streamvane-pipelines.json"])
     titles = {panel["title"] for panel in dashboard["panels"]}
     assert {"Backlog", "Batch size", "Dead-letter rate", "Replicas"} <= titles
+
+
+def test_pod_monitor_selector_matches_the_labels_the_operator_puts_on_workers() -> None:
+    (monitor,) = of_kind(render(CHART / "ci" / "monitoring-values.yaml"), "PodMonitor")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= stage_labels("pipeline", "stage").items()

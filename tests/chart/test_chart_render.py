@@ -104,3 +104,14 @@ def test_pod_monitor_selector_matches_the_labels_the_operator_puts_on_workers() 
     (monitor,) = of_kind(render(CHART / "ci" / "monitoring-values.yaml"), "PodMonitor")
     selector = monitor["spec"]["selector"]["matchLabels"]
     assert selector.items() <= stage_labels("pipeline", "stage").items()
+
+
+def test_service_monitor_scrapes_the_operator_service_when_enabled() -> None:
+    objects = render(CHART / "ci" / "monitoring-values.yaml")
+    (monitor,) = of_kind(objects, "ServiceMonitor")
+    (service,) = of_kind(objects, "Service")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}

@@ -56,6 +56,9 @@ class PulsarSource:
                     dead_letter_topic=delivery.dead_letter_topic,
                 ),
                 consumer_name=f"{config.pipeline}.{config.stage}",
+                # Producers batch; without batch-index acks a partly acked batch is redelivered
+                # whole on restart, duplicating every result already published from it.
+                batch_index_ack_enabled=True,
             )
         except PulsarException as e:
             raise PulsarUnavailable(

@@ -57,7 +57,8 @@ def build_backend(settings: InferenceSettings) -> EmbeddingBackend:
 
 
 def build_embedder(settings: InferenceSettings, observe: Callable[[float], None]) -> Embedder:
-    tokenizer = TextTokenizer(settings.tokenizer_path or paths.tokenizer_path(settings.model_name))
+    # No tokenizerPath: the default model's tokenizer, which the worker image ships in the cache.
+    tokenizer = TextTokenizer(settings.tokenizer_path or paths.tokenizer_path())
     return Embedder(tokenizer, build_backend(settings), observe=observe)
 
 

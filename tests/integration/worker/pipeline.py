@@ -1,0 +1,168 @@
+"""Helpers for integration tests: unique topics, a worker subprocess, publishing and collecting."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulsar
+
+from streamvane_worker.config import CONFIG_FILE_ENV
+
+
+@dataclass(frozen=True)
+class Topics:
+    input: str
+    output: str
+    dead_letter: str
+
+    @classmethod
+    def unique(cls, prefix: str) -> Topics:
+        base = f"persistent://public/default/{prefix}-{uuid.uuid4().hex[:8]}"
+        return cls(input=f"{base}-in", output=f"{base}-out", dead_letter=f"{base}-dlq")
+
+
+def worker_config(
+    stack: Any, topics: Topics, stage_type: str = "text-embedding", **overrides: Any
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "pipeline": "it",
+        "stage": stage_type,
+        "stageType": stage_type,
+        "pulsar": {"serviceUrl": stack.pulsar_url},
+        "input": {"topic": topics.input, "subscription": "workers"},
+        "outputs": [topics.output],
+        "batching": {"maxBatchSize": 64, "maxDelayMs": 20, "maxInFlightBatches": 4},
+        "delivery": {"deadLetterTopic": topics.dead_letter, "negativeAckDelayMs": 200},
+        "healthPort": 0,
+        "startupTimeoutS": 20,
+    }
+    if stage_type != "passthrough":
+        config["inference"] = {"tritonUrl": stack.triton_grpc}
+    for key, value in overrides.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    return config
+
+
+@dataclass
+class WorkerProcess:
+    config: dict[str, Any]
+    tmp: Path
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
+
+    def start(self) -> WorkerProcess:
+        path = self.tmp / f"config-{uuid.uuid4().hex[:6]}.json"
+        path.write_text(json.dumps(self.config))
+        env = {**os.environ, CONFIG_FILE_ENV: str(path)}
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streamvane_worker"], env=env, stdout=log, stderr=log
+            )
+        return self
+
+    def wait_started(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while "worker_started" not in self.logs():
+            assert self.proc is not None and self.proc.poll() is None, self.logs()
+            assert time.monotonic() < deadline, self.logs()
+            time.sleep(0.2)
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def http_get(self, path: str) -> tuple[int, str]:
+        (listening,) = self.events("health_listening")
+        url = f"http://127.0.0.1:{listening['port']}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def logs(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        found = []
+        for line in self.logs().splitlines():
+            if line.startswith("{") and f'"{name}"' in line:
+                found.append(json.loads(line))
+        return found
+
+
+def items(n: int, start: int = 0) -> Iterable[dict[str, Any]]:
+    for i in range(start, start + n):
+        yield {"id": f"item-{i}", "title": f"clip {i}", "description": "cats playing piano"}
+
+
+def publish(
+    client: pulsar.Client,
+    topic: str,
+    payloads: Iterable[bytes | dict[str, Any]],
+    batching: bool = True,
+) -> int:
+    producer = client.create_producer(topic, batching_enabled=batching, block_if_queue_full=True)
+    count = 0
+    for payload in payloads:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        producer.send_async(data, None)
+        count += 1
+    producer.flush()
+    producer.close()
+    return count
+
+
+def client(stack: Any) -> pulsar.Client:
+    return pulsar.Client(stack.pulsar_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+
+
+class Collector:
+    """Reads a topic from the beginning on its own subscription."""
+
+    def __init__(self, client: pulsar.Client, topic: str) -> None:
+        self._consumer = client.subscribe(
+            topic,
+            f"collector-{uuid.uuid4().hex[:6]}",
+            initial_position=pulsar.InitialPosition.Earliest,
+            receiver_queue_size=2000,
+        )
+        self.messages: list[pulsar.Message] = []
+
+    def until(self, count: int, timeout: float) -> list[pulsar.Message]:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            try:
+                msg = self._consumer.receive(timeout_millis=500)
+            except pulsar.Timeout:
+                continue
+            self._consumer.acknowledge(msg)
+            self.messages.append(msg)
+        return self.messages
+
+    def ids(self) -> list[str]:
+        return [json.loads(m.data())["id"] for m in self.messages]
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -1,0 +1,1 @@
+"""The Streamvane custom resources: pydantic models (the source of truth), CRDs, validation."""

@@ -1,0 +1,102 @@
+"""``InferenceBackend``: where stages send inference requests (a Triton server)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from streamvane_operator.api.common import Condition, Model, Resources, SecretKeyRef
+
+TRITON_GRPC_PORT = 8001
+TRITON_HTTP_PORT = 8000
+TRITON_METRICS_PORT = 8002
+
+
+class TLSSpec(Model):
+    enabled: bool = Field(False, description="Use TLS for the gRPC connection.")
+    ca_secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret holding the CA bundle (PEM) that signed the server certificate."
+    )
+
+
+class Timeouts(Model):
+    request_ms: int = Field(10_000, ge=1, le=600_000, description="Deadline of one inference call.")
+    connect_ms: int = Field(
+        5_000, ge=1, le=600_000, description="How long a worker waits for the server at start."
+    )
+
+
+class EndpointSpec(Model):
+    url: str = Field(
+        ...,
+        max_length=253,
+        pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?:[0-9]{1,5}$",
+        description="Triton gRPC address as host:port, e.g. triton.inference.svc:8001.",
+    )
+    tls: TLSSpec = TLSSpec()
+
+
+class ModelRepository(Model):
+    uri: str = Field(
+        ...,
+        min_length=1,
+        max_length=1024,
+        pattern=r"^(s3://|gs://|as://|/)[^\s]*$",
+        description="Triton --model-repository: s3://, gs://, as:// or a path in the container.",
+    )
+    persistent_volume_claim: str | None = Field(
+        None,
+        max_length=253,
+        description="PVC mounted at /models (then use a uri under /models).",
+    )
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        None,
+        description="Secret whose keys become env vars of the server (cloud storage credentials).",
+    )
+
+
+class ManagedSpec(Model):
+    image: str = Field(
+        "nvcr.io/nvidia/tritonserver:24.08-py3", max_length=512, description="Triton image."
+    )
+    replicas: int = Field(1, ge=1, le=64, description="Triton replicas.")
+    gpus: int = Field(1, ge=0, le=8, description="nvidia.com/gpu per replica; 0 runs on CPU.")
+    model_repository: ModelRepository
+    resources: Resources = Resources(
+        requests={"cpu": "2", "memory": "8Gi"}, limits={"memory": "16Gi"}
+    )
+
+
+class InferenceBackendSpec(Model):
+    """Exactly one of ``endpoint`` (an existing server) or ``managed`` (the operator runs it)."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.endpoint) != has(self.managed)",
+                    "message": "set exactly one of endpoint or managed",
+                }
+            ]
+        }
+    }
+
+    endpoint: EndpointSpec | None = Field(None, description="An existing Triton server.")
+    managed: ManagedSpec | None = Field(
+        None, description="A Triton Deployment and Service the operator runs in this namespace."
+    )
+    timeouts: Timeouts = Timeouts()
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> InferenceBackendSpec:
+        if (self.endpoint is None) == (self.managed is None):
+            raise ValueError("set exactly one of endpoint or managed")
+        return self
+
+
+class InferenceBackendStatus(Model):
+    observed_generation: int | None = None
+    url: str = Field("", description="gRPC address stages use.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )

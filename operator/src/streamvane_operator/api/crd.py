@@ -1,0 +1,131 @@
+"""CustomResourceDefinitions built from the API models (the models are the source of truth)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from streamvane_operator.api.backend import InferenceBackendSpec, InferenceBackendStatus
+from streamvane_operator.api.common import GROUP, VERSION
+from streamvane_operator.api.pipeline import PipelineSpec, PipelineStatus
+from streamvane_operator.api.schema import Schema, to_structural
+
+CATEGORY = "streamvane"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One custom resource kind: its names, models and ``kubectl get`` columns."""
+
+    kind: str
+    plural: str
+    short_names: tuple[str, ...]
+    spec: type[BaseModel]
+    status: type[BaseModel]
+    columns: tuple[dict[str, Any], ...]
+    description: str
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+
+def _condition(type_: str, field: str) -> str:
+    return f'.status.conditions[?(@.type=="{type_}")].{field}'
+
+
+PIPELINE = Kind(
+    kind="Pipeline",
+    plural="pipelines",
+    short_names=("svp",),
+    spec=PipelineSpec,
+    status=PipelineStatus,
+    description="A streaming pipeline: worker stages connected by Pulsar topics.",
+    columns=(
+        {"name": "Ready", "type": "string", "jsonPath": _condition("Ready", "status")},
+        {"name": "Stages", "type": "string", "jsonPath": ".status.stagesReady"},
+        {"name": "Backlog", "type": "integer", "jsonPath": ".status.backlog"},
+        {"name": "Reason", "type": "string", "jsonPath": _condition("Ready", "reason")},
+        {
+            "name": "Message",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": _condition("Degraded", "message"),
+        },
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ),
+)
+
+INFERENCE_BACKEND = Kind(
+    kind="InferenceBackend",
+    plural="inferencebackends",
+    short_names=("svib",),
+    spec=InferenceBackendSpec,
+    status=InferenceBackendStatus,
+    description="A Triton Inference Server that pipeline stages call: external or operator-managed.",
+    columns=(
+        {"name": "URL", "type": "string", "jsonPath": ".status.url"},
+        {"name": "Ready", "type": "string", "jsonPath": _condition("Ready", "status")},
+        {"name": "Reason", "type": "string", "jsonPath": _condition("Ready", "reason")},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ),
+)
+
+KINDS = (PIPELINE, INFERENCE_BACKEND)
+
+
+def schema_of(model: type[BaseModel]) -> Schema:
+    return to_structural(model.model_json_schema(by_alias=True))
+
+
+def crd(kind: Kind) -> dict[str, Any]:
+    """The CRD manifest of ``kind``."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": kind.crd_name,
+            "labels": {"app.kubernetes.io/part-of": "streamvane"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind.kind,
+                "listKind": f"{kind.kind}List",
+                "plural": kind.plural,
+                "singular": kind.singular,
+                "shortNames": list(kind.short_names),
+                "categories": [CATEGORY],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": list(kind.columns),
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "description": kind.description,
+                            "type": "object",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": schema_of(kind.spec),
+                                "status": schema_of(kind.status),
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }

@@ -1,0 +1,169 @@
+"""Checks a spec must pass beyond its schema, each reported as a message a user can act on."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from streamvane_operator.api.backend import InferenceBackendSpec
+from streamvane_operator.api.pipeline import PipelineSpec, StageSpec
+from streamvane_worker.config import PARAMS_BY_STAGE, STAGES_NEEDING_MODEL
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_NAME = 63
+
+
+class InvalidSpecError(ValueError):
+    """The spec cannot be reconciled as written; ``problems`` says what to change."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def describe(error: ValidationError, prefix: str) -> list[str]:
+    """One line per pydantic error, located like kubectl does (``spec.stages[0].name``)."""
+    lines = []
+    for item in error.errors():
+        path = prefix
+        for part in item["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        lines.append(f"{path}: {item['msg']}")
+    return lines
+
+
+def parse(model: type[M], raw: Mapping[str, object], prefix: str = "spec") -> M:
+    """Parse ``raw`` into ``model`` or raise InvalidSpecError with readable problems."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise InvalidSpecError(describe(e, prefix)) from e
+
+
+def pipeline_problems(
+    name: str,
+    spec: PipelineSpec,
+    backends: Mapping[str, InferenceBackendSpec],
+) -> list[str]:
+    """Everything wrong with a schema-valid Pipeline; empty when it can be reconciled.
+
+    ``backends`` holds the InferenceBackends that exist in the Pipeline's namespace.
+    """
+    return [
+        *_name_problems(name, spec),
+        *_stage_problems(spec, backends),
+        *_topic_problems(name, spec),
+        *_cycle_problems(spec),
+    ]
+
+
+def _name_problems(name: str, spec: PipelineSpec) -> Iterator[str]:
+    if not name[:1].isalpha():
+        yield f"Pipeline name {name!r} must start with a letter (it names Services)"
+    counts = Counter(stage.name for stage in spec.stages)
+    for stage_name, count in counts.items():
+        if count > 1:
+            yield f"stage name {stage_name!r} is used {count} times; stage names must be unique"
+    for stage in spec.stages:
+        child = f"{name}-{stage.name}"
+        if len(child) > MAX_NAME:
+            yield (
+                f"stage {stage.name!r}: '<pipeline>-<stage>' ({child!r}) is longer than "
+                f"{MAX_NAME} characters; shorten the Pipeline or stage name"
+            )
+
+
+def _stage_problems(
+    spec: PipelineSpec, backends: Mapping[str, InferenceBackendSpec]
+) -> Iterator[str]:
+    for i, stage in enumerate(spec.stages):
+        where = f"spec.stages[{i}] ({stage.name!r})"
+        if stage.input.topic in stage.outputs:
+            yield (
+                f"{where} publishes to its own input topic {stage.input.topic!r}; "
+                "remove it from outputs"
+            )
+        if stage.type in STAGES_NEEDING_MODEL and stage.model is None:
+            yield f"{where}: stage type {stage.type.value!r} needs a model (backend and name)"
+        if stage.model is not None and stage.model.backend not in backends:
+            known = ", ".join(sorted(backends)) or "none"
+            yield (
+                f"{where}: InferenceBackend {stage.model.backend!r} does not exist in this "
+                f"namespace (existing: {known}); create it or fix model.backend"
+            )
+        try:
+            PARAMS_BY_STAGE[stage.type].model_validate(stage.params)
+        except ValidationError as e:
+            yield from describe(e, f"{where}.params")
+
+
+def _topic_problems(name: str, spec: PipelineSpec) -> Iterator[str]:
+    data_topics = {s.input.topic for s in spec.stages} | {t for s in spec.stages for t in s.outputs}
+    for stage in spec.stages:
+        dlq = dead_letter_topic(name, stage)
+        if dlq in data_topics:
+            yield (
+                f"stage {stage.name!r}: dead-letter topic {dlq!r} is also a data topic; "
+                "choose another delivery.deadLetterTopic"
+            )
+    subscribers = Counter((s.input.topic, subscription_name(name, s)) for s in spec.stages)
+    for (topic, subscription), count in subscribers.items():
+        if count > 1:
+            yield (
+                f"{count} stages share subscription {subscription!r} on topic {topic!r} and "
+                "would split its messages; give each stage its own input.subscription"
+            )
+
+
+def _cycle_problems(spec: PipelineSpec) -> Iterator[str]:
+    consumers: dict[str, list[StageSpec]] = {}
+    for stage in spec.stages:
+        consumers.setdefault(stage.input.topic, []).append(stage)
+    downstream = {
+        stage.name: sorted(
+            {c.name for t in stage.outputs for c in consumers.get(t, []) if c.name != stage.name}
+        )
+        for stage in spec.stages
+    }
+    cycle = _find_cycle(downstream)
+    if cycle:
+        yield (
+            "stages form a cycle ("
+            + " -> ".join(cycle)
+            + "); messages would loop forever, break it by changing an output topic"
+        )
+
+
+def _find_cycle(graph: Mapping[str, list[str]]) -> list[str]:
+    """A cycle as a path that starts and ends at the same node, or [] when acyclic."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str]:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return []
+        for nxt in graph.get(node, []):
+            found = visit(nxt, [*path, node])
+            if found:
+                return found
+        done.add(node)
+        return []
+
+    for start in graph:
+        found = visit(start, [])
+        if found:
+            return found
+    return []
+
+
+def subscription_name(pipeline: str, stage: StageSpec) -> str:
+    return stage.input.subscription or f"{pipeline}-{stage.name}"
+
+
+def dead_letter_topic(pipeline: str, stage: StageSpec) -> str:
+    return stage.delivery.dead_letter_topic or f"{pipeline}-{stage.name}-dlq"

@@ -1,0 +1,32 @@
+"""The operator's own settings, parsed once in ``__main__``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to watch; empty means the whole cluster."""
+    worker_image: str = "ghcr.io/streamvane/worker:0.1.0"
+    """Image of stage workers when a Pipeline does not name one."""
+    worker_log_format: str = "json"
+    """Log format rendered into every WorkerConfig (json in clusters, console locally)."""
+    resync_s: float = 30.0
+    """Interval of the periodic reconcile that repairs drift and refreshes status."""
+    retry_transient_s: float = 10.0
+    """Delay before retrying when Pulsar or the API server was unreachable."""
+    retry_rejected_s: float = 60.0
+    """Delay before retrying when Pulsar or the API server refused a request."""
+    pulsar_timeout_s: float = 10.0
+    """Timeout of one Pulsar admin request."""
+    pulsar_attempts: int = 3
+    """Attempts per Pulsar admin request before it counts as unreachable."""
+    kubeconfig: Path | None = None
+    """kubeconfig file; None means in-cluster service account, else $KUBECONFIG."""
+    liveness_port: int | None = None
+    """Port of kopf's /healthz probe endpoint; None disables it."""
+    max_workers: int = 8
+    """Threads running synchronous handlers at once."""

@@ -1,0 +1,194 @@
+"""kopf handlers: parse what kopf hands over, call reconcile, write status, map failures.
+
+Nothing here decides anything; the decisions live in ``streamvane_operator.reconcile``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+from pydantic import BaseModel
+
+from streamvane_operator.api.common import API_VERSION, GROUP, VERSION
+from streamvane_operator.config import OperatorConfig
+from streamvane_operator.kube.client import ObjectRef
+from streamvane_operator.reconcile import backend, pipeline
+from streamvane_operator.reconcile.common import Deps, Events, RetryLater
+from streamvane_operator.reconcile.status import Problem
+from streamvane_operator.render.labels import MANAGED_BY, PIPELINE_LABEL
+
+PIPELINES = (GROUP, VERSION, "pipelines")
+BACKENDS = (GROUP, VERSION, "inferencebackends")
+WORKER_DEPLOYMENTS = ("apps", "v1", "deployments")
+WORKER_LABELS: dict[str, Any] = {
+    "app.kubernetes.io/managed-by": MANAGED_BY,
+    PIPELINE_LABEL: kopf.PRESENT,
+}
+
+
+def register(registry: kopf.OperatorRegistry, deps: Deps, config: OperatorConfig) -> None:
+    """Attach every handler to ``registry``; closures carry ``deps`` (no module globals)."""
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Progress and diff-base live in annotations: the status schema stays strict.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        settings.persistence.finalizer = f"{GROUP}/finalizer"
+        settings.execution.max_workers = config.max_workers
+        # Our events carry their own reasons (kopf.event); log lines are not re-posted.
+        settings.posting.level = logging.ERROR
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    def pipeline_outcome(
+        spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch
+    ) -> pipeline.Outcome:
+        owner = pipeline.owner_of(meta["name"], meta["namespace"], meta["uid"])
+        outcome = pipeline.reconcile_pipeline(
+            deps, owner, dict(spec), int(meta.get("generation", 0)), dict(status)
+        )
+        patch.status.update(_dump(outcome.status))
+        return outcome
+
+    @kopf.on.resume(*PIPELINES, registry=registry)
+    @kopf.on.create(*PIPELINES, registry=registry)
+    @kopf.on.update(*PIPELINES, field="spec", registry=registry)
+    def pipeline_changed(
+        body: kopf.Body,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        outcome = pipeline_outcome(spec, meta, status, patch)
+        _post(body, outcome.events, logger)
+        _raise(outcome.problem, outcome.retry_after_s)
+
+    @kopf.timer(
+        *PIPELINES, interval=config.resync_s, initial_delay=config.resync_s, registry=registry
+    )
+    def pipeline_resync(
+        body: kopf.Body,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        # Repairs drift and refreshes status; an invalid spec is already reported, and the
+        # timer must keep running (a missing InferenceBackend may appear later).
+        outcome = pipeline_outcome(spec, meta, status, patch)
+        _post(body, outcome.events, logger)
+        if outcome.retry_after_s is not None and outcome.problem is not None:
+            raise kopf.TemporaryError(outcome.problem.message, delay=outcome.retry_after_s)
+
+    @kopf.on.delete(*PIPELINES, registry=registry)
+    def delete_pipeline(
+        body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, logger: kopf.Logger, **_: Any
+    ) -> None:
+        owner = pipeline.owner_of(meta["name"], meta["namespace"], meta["uid"])
+        try:
+            events = pipeline.delete_pipeline(deps, owner, dict(spec))
+        except RetryLater as e:
+            raise kopf.TemporaryError(str(e), delay=e.delay_s) from e
+        _post(body, events, logger)
+
+    @kopf.on.event(*WORKER_DEPLOYMENTS, labels=WORKER_LABELS, registry=registry)
+    def worker_changed(
+        event: Mapping[str, Any], meta: kopf.Meta, logger: kopf.Logger, **_: Any
+    ) -> None:
+        # A worker Deployment changed or vanished: re-reconcile its Pipeline now (drift
+        # repair and fresh status) instead of waiting for the timer. The initial listing
+        # (type None) and ADDED are the operator's own doing.
+        if event.get("type") not in ("MODIFIED", "DELETED"):
+            return
+        ref = ObjectRef(
+            API_VERSION, pipeline.KIND, meta["namespace"], meta["labels"][PIPELINE_LABEL]
+        )
+        parent = deps.kube.get(ref)
+        if parent is None or parent["metadata"].get("deletionTimestamp"):
+            return
+        owner = pipeline.owner_of(ref.name, ref.namespace, parent["metadata"]["uid"])
+        outcome = pipeline.reconcile_pipeline(
+            deps,
+            owner,
+            parent.get("spec") or {},
+            int(parent["metadata"].get("generation", 0)),
+            parent.get("status"),
+        )
+        deps.kube.patch_status(ref, _dump(outcome.status))
+        _post(parent, outcome.events, logger)
+
+    @kopf.on.resume(*BACKENDS, registry=registry)
+    @kopf.on.create(*BACKENDS, registry=registry)
+    @kopf.on.update(*BACKENDS, field="spec", registry=registry)
+    @kopf.timer(
+        *BACKENDS, interval=config.resync_s, initial_delay=config.resync_s, registry=registry
+    )
+    def backend_changed(
+        body: kopf.Body,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        # The schema already refuses invalid backends, so a permanent failure here is rare;
+        # the timer keeps the status of managed Triton fresh.
+        owner = backend.owner_of(meta["name"], meta["namespace"], meta["uid"])
+        outcome = backend.reconcile_backend(
+            deps, owner, dict(spec), int(meta.get("generation", 0)), dict(status)
+        )
+        patch.status.update(_dump(outcome.status))
+        _post(body, outcome.events, logger)
+        if outcome.problem is not None and outcome.retry_after_s is not None:
+            raise kopf.TemporaryError(outcome.problem.message, delay=outcome.retry_after_s)
+
+    @kopf.on.delete(*BACKENDS, registry=registry)
+    def delete_backend(meta: kopf.Meta, **_: Any) -> None:
+        owner = backend.owner_of(meta["name"], meta["namespace"], meta["uid"])
+        try:
+            backend.delete_backend(deps, owner)
+        except RetryLater as e:
+            raise kopf.TemporaryError(str(e), delay=e.delay_s) from e
+
+
+def _dump(status: BaseModel) -> dict[str, Any]:
+    """Every top-level field, None as null (a merge patch removes the field); nested
+    None values are left out, as the API server would prune them anyway."""
+    data = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    fields = type(status).model_fields.values()
+    return {f.alias or "": data.get(f.alias or "") for f in fields}
+
+
+def _post(body: Mapping[str, Any], events: Events, logger: logging.Logger | Any) -> None:
+    for event in events.items:
+        kopf.event(
+            kopf.Body(cast(kopf.RawBody, dict(body))),
+            type="Warning" if event.warning else "Normal",
+            reason=event.reason,
+            message=event.message[:1024],
+        )
+        log = logger.warning if event.warning else logger.info
+        log("%s: %s", event.reason, event.message)
+
+
+def _raise(problem: Problem | None, retry_after_s: float | None) -> None:
+    """Invalid specs wait for a spec change; everything else is retried with a delay."""
+    if problem is None:
+        return
+    if retry_after_s is None:
+        raise kopf.PermanentError(problem.message)
+    raise kopf.TemporaryError(problem.message, delay=retry_after_s)

@@ -1,0 +1,177 @@
+"""The Kubernetes calls the reconcilers make, behind a small interface (faked in tests)."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from kubernetes import config as kube_config
+from kubernetes.client import ApiClient
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+from urllib3.exceptions import HTTPError
+
+from streamvane_operator.api.common import Manifest
+from streamvane_operator.kube.errors import KubeError, KubeNotFound, KubeRejected, translate
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: Manifest) -> ObjectRef:
+        meta = obj["metadata"]
+        return cls(obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+class Kube(Protocol):
+    def apply(self, obj: Manifest) -> Manifest:
+        """Server-side apply ``obj`` with the operator's field manager; returns the result."""
+        ...
+
+    def delete(self, ref: ObjectRef) -> None:
+        """Delete ``ref``; an object already gone is fine."""
+        ...
+
+    def get(self, ref: ObjectRef) -> Manifest | None: ...
+
+    def list(
+        self, api_version: str, kind: str, namespace: str, selector: str | None = None
+    ) -> list[Manifest]: ...
+
+    def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
+        """Replace the top-level fields of the status subresource given in ``status``."""
+        ...
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str: ...
+
+
+def api_client(kubeconfig: Path | None) -> ApiClient:
+    """From ``kubeconfig`` when given, else in-cluster, else $KUBECONFIG / ~/.kube/config."""
+    if kubeconfig is not None:
+        return kube_config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        kube_config.load_incluster_config()
+    except kube_config.ConfigException:
+        kube_config.load_kube_config()
+    return ApiClient()
+
+
+class KubeClient:
+    """``Kube`` over the official client's dynamic API."""
+
+    def __init__(self, api_client: ApiClient, field_manager: str) -> None:
+        self._api_client = api_client
+        self._field_manager = field_manager
+        self._dynamic: DynamicClient | None = None
+
+    def apply(self, obj: Manifest) -> Manifest:
+        ref = ObjectRef.of(obj)
+        result = self._call(
+            f"apply {ref}",
+            lambda: self._client().server_side_apply(
+                self._resource(ref.api_version, ref.kind),
+                body=obj,
+                name=ref.name,
+                namespace=ref.namespace,
+                field_manager=self._field_manager,
+                force_conflicts=True,
+            ),
+        )
+        return dict(result.to_dict())
+
+    def delete(self, ref: ObjectRef) -> None:
+        try:
+            self._call(
+                f"delete {ref}",
+                lambda: self._client().delete(
+                    self._resource(ref.api_version, ref.kind),
+                    name=ref.name,
+                    namespace=ref.namespace,
+                    # No garbage collector is needed to finish a background deletion.
+                    body={"propagationPolicy": "Background"},
+                ),
+            )
+        except KubeNotFound:
+            return
+
+    def get(self, ref: ObjectRef) -> Manifest | None:
+        try:
+            result = self._call(
+                f"get {ref}",
+                lambda: self._client().get(
+                    self._resource(ref.api_version, ref.kind),
+                    name=ref.name,
+                    namespace=ref.namespace,
+                ),
+            )
+        except KubeNotFound:
+            return None
+        return dict(result.to_dict())
+
+    def list(
+        self, api_version: str, kind: str, namespace: str, selector: str | None = None
+    ) -> list[Manifest]:
+        result = self._call(
+            f"list {kind} in {namespace}",
+            lambda: self._client().get(
+                self._resource(api_version, kind), namespace=namespace, label_selector=selector
+            ),
+        )
+        items = result.to_dict().get("items") or []
+        for item in items:
+            # List items omit their type; callers treat them like single objects.
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return list(items)
+
+    def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
+        self._call(
+            f"patch status of {ref}",
+            lambda: self._client().patch(
+                self._resource(ref.api_version, ref.kind).status,
+                body={"status": status},
+                name=ref.name,
+                namespace=ref.namespace,
+                content_type="application/merge-patch+json",
+            ),
+        )
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        secret = self.get(ObjectRef("v1", "Secret", namespace, name))
+        if secret is None:
+            raise KubeNotFound(f"Secret {namespace}/{name} not found", 404)
+        data = secret.get("data") or {}
+        if key not in data:
+            raise KubeRejected(f"Secret {namespace}/{name} has no key {key!r}", 404)
+        return base64.b64decode(data[key]).decode().strip()
+
+    def _client(self) -> DynamicClient:
+        if self._dynamic is None:
+            self._dynamic = self._call("discover API", lambda: DynamicClient(self._api_client))
+        return self._dynamic
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        try:
+            return self._client().resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError as e:
+            raise KubeRejected(f"{api_version} {kind} is not served (CRD installed?)", 404) from e
+
+    @staticmethod
+    def _call(action: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except KubeError:
+            raise
+        except (ApiException, HTTPError, OSError) as e:
+            raise translate(e, action) from e

@@ -1,0 +1,91 @@
+"""An in-memory ``Kube`` for unit tests of the reconcilers."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from typing import Any
+
+from streamvane_operator.api.common import Manifest
+from streamvane_operator.kube.client import ObjectRef
+from streamvane_operator.kube.errors import KubeNotFound, KubeRejected, KubeUnavailable
+
+
+def _matches(obj: Manifest, selector: str | None) -> bool:
+    if not selector:
+        return True
+    labels = obj["metadata"].get("labels") or {}
+    pairs = (term.split("=", 1) for term in selector.split(","))
+    return all(labels.get(key) == value for key, value in pairs)
+
+
+class FakeKube:
+    """Objects keyed by ObjectRef; ``apply`` replaces everything but ``status``.
+
+    ``unavailable`` makes every call fail as if the API server were down.
+    """
+
+    def __init__(self, objects: list[Manifest] | None = None) -> None:
+        self.objects: dict[ObjectRef, Manifest] = {}
+        self.applied: list[ObjectRef] = []
+        self.deleted: list[ObjectRef] = []
+        self.unavailable = False
+        for obj in objects or []:
+            self.objects[ObjectRef.of(obj)] = copy.deepcopy(obj)
+
+    def apply(self, obj: Manifest) -> Manifest:
+        self._check()
+        ref = ObjectRef.of(obj)
+        stored = copy.deepcopy(obj)
+        previous = self.objects.get(ref)
+        if previous is not None and "status" in previous:
+            stored["status"] = previous["status"]
+        stored["metadata"].setdefault("generation", 1)
+        if previous is not None and previous.get("spec") != obj.get("spec"):
+            stored["metadata"]["generation"] = previous["metadata"].get("generation", 1) + 1
+        self.objects[ref] = stored
+        self.applied.append(ref)
+        return copy.deepcopy(stored)
+
+    def delete(self, ref: ObjectRef) -> None:
+        self._check()
+        if self.objects.pop(ref, None) is not None:
+            self.deleted.append(ref)
+
+    def get(self, ref: ObjectRef) -> Manifest | None:
+        self._check()
+        obj = self.objects.get(ref)
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def list(
+        self, api_version: str, kind: str, namespace: str, selector: str | None = None
+    ) -> list[Manifest]:
+        self._check()
+        return [
+            copy.deepcopy(obj)
+            for ref, obj in self.objects.items()
+            if (ref.api_version, ref.kind, ref.namespace) == (api_version, kind, namespace)
+            and _matches(obj, selector)
+        ]
+
+    def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
+        self._check()
+        if ref not in self.objects:
+            raise KubeNotFound(f"{ref} not found", 404)
+        self.objects[ref].setdefault("status", {}).update(copy.deepcopy(status))
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        secret = self.get(ObjectRef("v1", "Secret", namespace, name))
+        if secret is None:
+            raise KubeNotFound(f"Secret {namespace}/{name} not found", 404)
+        if key not in secret.get("data", {}):
+            raise KubeRejected(f"Secret {namespace}/{name} has no key {key!r}", 404)
+        return base64.b64decode(secret["data"][key]).decode()
+
+    def set_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
+        """What a controller (kubelet, the process runner) would write."""
+        self.objects[ref]["status"] = copy.deepcopy(status)
+
+    def _check(self) -> None:
+        if self.unavailable:
+            raise KubeUnavailable("API server unreachable (fake)")

@@ -1,0 +1,178 @@
+"""An in-memory Pulsar admin REST endpoint (an httpx transport) for unit tests.
+
+It answers the calls ``PulsarAdmin`` makes with the status codes real Pulsar uses, so unit
+tests exercise the real client code; integration tests run the same client against Pulsar.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+
+from streamvane_operator.pulsar.admin import PulsarAdmin
+
+Route = Callable[[re.Match[str], Any], httpx.Response]
+_TOPIC = r"/admin/v2/persistent/(?P<t>[^/]+)/(?P<ns>[^/]+)/(?P<topic>[^/]+)"
+
+
+@dataclass
+class FakePulsar:
+    clusters: list[str] = field(default_factory=lambda: ["standalone"])
+    tenants: set[str] = field(default_factory=set)
+    namespaces: set[str] = field(default_factory=set)
+    topics: dict[str, int] = field(default_factory=dict)
+    """Fully qualified name -> partitions (0: non-partitioned)."""
+    retention: dict[str, dict[str, int]] = field(default_factory=dict)
+    subscriptions: dict[str, set[str]] = field(default_factory=dict)
+    backlog: dict[tuple[str, str], int] = field(default_factory=dict)
+    unavailable: bool = False
+    calls: list[str] = field(default_factory=list)
+
+    def admin(self, url: str = "http://pulsar.test:8080") -> PulsarAdmin:
+        return PulsarAdmin(
+            url, transport=httpx.MockTransport(self.handle), attempts=2, max_backoff_s=0
+        )
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if self.unavailable:
+            raise httpx.ConnectError("connection refused (fake)", request=request)
+        path = unquote(request.url.path)
+        self.calls.append(f"{request.method} {path}")
+        body = json.loads(request.content) if request.content else None
+        for pattern, method, handler in self._routes():
+            match = re.fullmatch(pattern, path)
+            if match and request.method == method:
+                return handler(match, body)
+        return httpx.Response(404, json={"reason": "no route (fake)"})
+
+    def _routes(self) -> list[tuple[str, str, Route]]:
+        return [
+            (r"/admin/v2/clusters", "GET", lambda m, b: _ok(self.clusters)),
+            (r"/admin/v2/tenants", "GET", lambda m, b: _ok(sorted(self.tenants))),
+            (r"/admin/v2/tenants/(?P<t>[^/]+)", "PUT", self._create_tenant),
+            (r"/admin/v2/namespaces/(?P<t>[^/]+)", "GET", self._list_namespaces),
+            (r"/admin/v2/namespaces/(?P<t>[^/]+)/(?P<ns>[^/]+)", "PUT", self._create_namespace),
+            (
+                r"/admin/v2/persistent/(?P<t>[^/]+)/(?P<ns>[^/]+)/partitioned",
+                "GET",
+                lambda m, b: self._list_topics(m, partitioned=True),
+            ),
+            (
+                r"/admin/v2/persistent/(?P<t>[^/]+)/(?P<ns>[^/]+)",
+                "GET",
+                lambda m, b: self._list_topics(m, partitioned=False),
+            ),
+            (_TOPIC + "/partitions", "PUT", lambda m, b: self._create_topic(m, int(b))),
+            (_TOPIC + "/partitions", "POST", self._grow),
+            (
+                _TOPIC + "/partitions",
+                "GET",
+                lambda m, b: _ok({"partitions": self.topics.get(_name(m), 0)}),
+            ),
+            (_TOPIC + "/partitions", "DELETE", self._delete_topic),
+            (_TOPIC, "PUT", lambda m, b: self._create_topic(m, 0)),
+            (_TOPIC, "DELETE", self._delete_topic),
+            (_TOPIC + "/retention", "GET", lambda m, b: _ok(self.retention.get(_name(m)))),
+            (_TOPIC + "/retention", "POST", self._set_retention),
+            (
+                _TOPIC + "/subscriptions",
+                "GET",
+                lambda m, b: _ok(sorted(self.subscriptions.get(_name(m), set()))),
+            ),
+            (_TOPIC + "/subscription/(?P<sub>[^/]+)", "PUT", self._create_subscription),
+            (_TOPIC + "/subscription/(?P<sub>[^/]+)", "DELETE", self._delete_subscription),
+            (_TOPIC + "/(partitioned-)?stats", "GET", self._stats),
+        ]
+
+    def _create_tenant(self, m: re.Match[str], body: object) -> httpx.Response:
+        if m["t"] in self.tenants:
+            return _conflict("Tenant already exists")
+        self.tenants.add(m["t"])
+        return httpx.Response(204)
+
+    def _list_namespaces(self, m: re.Match[str], body: object) -> httpx.Response:
+        if m["t"] not in self.tenants:
+            return httpx.Response(404, json={"reason": "Tenant does not exist"})
+        return _ok(sorted(ns for ns in self.namespaces if ns.startswith(m["t"] + "/")))
+
+    def _create_namespace(self, m: re.Match[str], body: object) -> httpx.Response:
+        if m["t"] not in self.tenants:
+            return httpx.Response(404, json={"reason": "Tenant does not exist"})
+        name = f"{m['t']}/{m['ns']}"
+        if name in self.namespaces:
+            return _conflict("Namespace already exists")
+        self.namespaces.add(name)
+        return httpx.Response(204)
+
+    def _list_topics(self, m: re.Match[str], partitioned: bool) -> httpx.Response:
+        prefix = f"persistent://{m['t']}/{m['ns']}/"
+        names = [
+            name
+            for name, parts in self.topics.items()
+            if name.startswith(prefix) and (parts > 0) == partitioned
+        ]
+        return _ok(sorted(names))
+
+    def _create_topic(self, m: re.Match[str], partitions: int) -> httpx.Response:
+        if f"{m['t']}/{m['ns']}" not in self.namespaces:
+            return httpx.Response(404, json={"reason": "Namespace does not exist"})
+        if _name(m) in self.topics:
+            return _conflict("This topic already exists")
+        self.topics[_name(m)] = partitions
+        return httpx.Response(204)
+
+    def _grow(self, m: re.Match[str], body: object) -> httpx.Response:
+        self.topics[_name(m)] = int(str(body))
+        return httpx.Response(204)
+
+    def _delete_topic(self, m: re.Match[str], body: object) -> httpx.Response:
+        if self.topics.pop(_name(m), None) is None:
+            return httpx.Response(404, json={"reason": "Topic not found"})
+        self.subscriptions.pop(_name(m), None)
+        return httpx.Response(204)
+
+    def _set_retention(self, m: re.Match[str], body: object) -> httpx.Response:
+        assert isinstance(body, dict)
+        self.retention[_name(m)] = body
+        return httpx.Response(204)
+
+    def _create_subscription(self, m: re.Match[str], body: object) -> httpx.Response:
+        subs = self.subscriptions.setdefault(_name(m), set())
+        if m["sub"] in subs:
+            return _conflict("Subscription already exists for topic")
+        subs.add(m["sub"])
+        return httpx.Response(204)
+
+    def _delete_subscription(self, m: re.Match[str], body: object) -> httpx.Response:
+        subs = self.subscriptions.get(_name(m), set())
+        if m["sub"] not in subs:
+            return httpx.Response(404, json={"reason": "Subscription not found"})
+        subs.discard(m["sub"])
+        return httpx.Response(204)
+
+    def _stats(self, m: re.Match[str], body: object) -> httpx.Response:
+        if _name(m) not in self.topics:
+            return httpx.Response(404, json={"reason": "Topic not found"})
+        subs = {
+            sub: {"msgBacklog": self.backlog.get((_name(m), sub), 0)}
+            for sub in self.subscriptions.get(_name(m), set())
+        }
+        return _ok({"subscriptions": subs})
+
+
+def _name(m: re.Match[str]) -> str:
+    return f"persistent://{m['t']}/{m['ns']}/{m['topic']}"
+
+
+def _ok(data: object) -> httpx.Response:
+    return httpx.Response(200, json=data) if data is not None else httpx.Response(204)
+
+
+def _conflict(reason: str) -> httpx.Response:
+    return httpx.Response(409, json={"reason": reason})

@@ -1,0 +1,1 @@
+"""Reconcilers: desired vs observed, applied through the Kubernetes and Pulsar clients."""

@@ -1,0 +1,117 @@
+"""What every reconciler shares: dependencies, outcomes and failure translation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from streamvane_operator.api.common import Manifest
+from streamvane_operator.api.validation import InvalidSpecError
+from streamvane_operator.kube.client import Kube
+from streamvane_operator.kube.errors import KubeError, KubeUnavailable
+from streamvane_operator.pulsar.admin import PulsarAdmin
+from streamvane_operator.pulsar.errors import PulsarError, PulsarUnavailable
+from streamvane_operator.reconcile.plan import owned_by
+from streamvane_operator.reconcile.status import Failure, Problem
+from streamvane_operator.render.labels import Owner
+from streamvane_operator.render.worker import WorkerDefaults
+
+CHILD_KINDS = (
+    ("v1", "ConfigMap"),
+    ("v1", "Service"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("apps/v1", "Deployment"),
+)
+"""Every kind a reconciler creates; observed together to find drift and leftovers."""
+
+
+class PulsarFactory(Protocol):
+    def __call__(self, admin_url: str, token: str | None) -> PulsarAdmin: ...
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class Deps:
+    kube: Kube
+    pulsar: PulsarFactory
+    defaults: WorkerDefaults
+    clock: Callable[[], datetime] = utcnow
+    retry_transient_s: float = 10.0
+    """Delay before retrying after Pulsar or the API server was unreachable."""
+    retry_rejected_s: float = 60.0
+    """Delay before retrying after Pulsar or the API server refused a request."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the custom resource."""
+
+    reason: str
+    message: str
+    warning: bool = False
+
+
+@dataclass(frozen=True)
+class Events:
+    items: list[Event] = field(default_factory=list)
+
+    def info(self, reason: str, message: str) -> None:
+        self.items.append(Event(reason, message))
+
+    def warn(self, reason: str, message: str) -> None:
+        self.items.append(Event(reason, message, warning=True))
+
+
+class RetryLater(Exception):
+    """Reconciling cannot finish now; try again after ``delay_s``."""
+
+    def __init__(self, message: str, delay_s: float) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
+def retry_delay(deps: Deps, problem: Problem | None) -> float | None:
+    """Seconds until the next attempt; None when retrying cannot help (fix the spec)."""
+    if problem is None or problem.failure is Failure.INVALID_SPEC:
+        return None
+    return deps.retry_transient_s if problem.failure.transient else deps.retry_rejected_s
+
+
+class Stop(Exception):
+    """Raised inside ``problems()`` blocks to carry the classified problem out."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+@contextmanager
+def problems() -> Iterator[None]:
+    """Translate client and spec errors into a classified Problem (raised as Stop)."""
+    try:
+        yield
+    except InvalidSpecError as e:
+        raise Stop(Problem(Failure.INVALID_SPEC, str(e))) from e
+    except PulsarUnavailable as e:
+        raise Stop(Problem(Failure.PULSAR_UNAVAILABLE, f"Pulsar is unreachable: {e}")) from e
+    except PulsarError as e:
+        raise Stop(Problem(Failure.PULSAR_REJECTED, f"Pulsar refused a request: {e}")) from e
+    except KubeUnavailable as e:
+        raise Stop(Problem(Failure.KUBE_UNAVAILABLE, str(e))) from e
+    except KubeError as e:
+        raise Stop(Problem(Failure.KUBE_REJECTED, str(e))) from e
+
+
+def observe_children(kube: Kube, owner: Owner, selector: str) -> list[Manifest]:
+    return [
+        obj
+        for api_version, kind in CHILD_KINDS
+        for obj in kube.list(api_version, kind, owner.namespace, selector)
+        if owned_by(obj, owner.uid)
+    ]

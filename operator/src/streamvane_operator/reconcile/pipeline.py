@@ -1,0 +1,203 @@
+"""Reconcile one Pipeline: validate, Pulsar first, then workloads, then status.
+
+Order matters: the spec is fully validated and rendered before anything is written (an
+invalid spec touches nothing, so what already runs keeps running); subscriptions exist
+before the Deployments that consume from them; status is computed from what was observed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from streamvane_operator.api.backend import InferenceBackendSpec
+from streamvane_operator.api.common import API_VERSION, Manifest
+from streamvane_operator.api.pipeline import DeletionPolicy, PipelineSpec, PipelineStatus
+from streamvane_operator.api.validation import parse
+from streamvane_operator.kube.client import Kube
+from streamvane_operator.pulsar.admin import PulsarAdmin
+from streamvane_operator.reconcile.common import (
+    Deps,
+    Events,
+    RetryLater,
+    Stop,
+    observe_children,
+    problems,
+    retry_delay,
+)
+from streamvane_operator.reconcile.plan import plan
+from streamvane_operator.reconcile.status import (
+    Failure,
+    Problem,
+    deployment_ready,
+    pipeline_status,
+    previous_conditions,
+    stage_of,
+    stage_status,
+)
+from streamvane_operator.reconcile.topology import backlogs, delete_topology, ensure_topology
+from streamvane_operator.render.labels import PIPELINE_LABEL, Owner
+from streamvane_operator.render.pipeline import render_pipeline
+from streamvane_operator.render.topology import Topology, topology
+
+KIND = "Pipeline"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: PipelineStatus
+    events: Events
+    problem: Problem | None
+    retry_after_s: float | None
+    """Seconds until the next attempt; None when done or when only a spec change can help."""
+
+
+def owner_of(name: str, namespace: str, uid: str) -> Owner:
+    return Owner(API_VERSION, KIND, name, namespace, uid)
+
+
+def selector(owner: Owner) -> str:
+    return f"{PIPELINE_LABEL}={owner.name}"
+
+
+def reconcile_pipeline(
+    deps: Deps,
+    owner: Owner,
+    raw_spec: Mapping[str, Any],
+    generation: int,
+    previous_status: Mapping[str, Any] | None,
+) -> Outcome:
+    events = Events()
+    observed: list[Manifest] = []
+    topo: Topology | None = None
+    desired: dict[str, int] = {}
+    lag: dict[str, int | None] = {}
+    problem: Problem | None = None
+    try:
+        with problems():
+            observed = observe_children(deps.kube, owner, selector(owner))
+            spec = parse(PipelineSpec, raw_spec)
+            rendered = render_pipeline(
+                owner, spec, inference_backends(deps.kube, owner.namespace), deps.defaults
+            )
+            topo = rendered.topology
+            desired = {s.name: s.scaling.min_replicas for s in spec.stages}
+            admin = pulsar_admin(deps, owner, spec)
+            changes = ensure_topology(admin, topo)
+            for created in changes.created:
+                events.info("PulsarResourceCreated", f"created {created}")
+            for note in changes.notes:
+                events.warn("TopicMismatch", note)
+            todo = plan(rendered.objects, observed, owner.uid)
+            for obj in todo.apply:
+                deps.kube.apply(obj)
+            for ref in todo.delete:
+                deps.kube.delete(ref)
+            if not todo.empty:
+                summary = [f"applied {o['kind']} {o['metadata']['name']}" for o in todo.apply]
+                summary += [f"deleted {ref.kind} {ref.name}" for ref in todo.delete]
+                events.info("Reconciled", "; ".join(summary))
+                observed = observe_children(deps.kube, owner, selector(owner))
+            lag = backlogs(admin, topo)
+    except Stop as stop:
+        problem = stop.problem
+        events.warn(problem.failure.value, problem.message)
+    return Outcome(
+        status=_status(
+            deps, owner, generation, previous_status, observed, topo, desired, lag, problem
+        ),
+        events=events,
+        problem=problem,
+        retry_after_s=retry_delay(deps, problem),
+    )
+
+
+def _status(
+    deps: Deps,
+    owner: Owner,
+    generation: int,
+    previous_status: Mapping[str, Any] | None,
+    observed: list[Manifest],
+    topo: Topology | None,
+    desired: Mapping[str, int],
+    lag: Mapping[str, int | None],
+    problem: Problem | None,
+) -> PipelineStatus:
+    deployments = {stage_of(d): d for d in observed if d["kind"] == "Deployment"}
+    if topo is not None:
+        subscriptions = {s.stage: f"{topo.topic(s.topic)}#{s.name}" for s in topo.subscriptions}
+    else:
+        # The spec is unusable: report the workers that still run the last good one.
+        subscriptions = dict.fromkeys(sorted(deployments), "")
+    stages = [
+        stage_status(name, deployments.get(name), sub, lag.get(name), desired.get(name, 0))
+        for name, sub in subscriptions.items()
+    ]
+    ready = {
+        name for name, d in deployments.items() if name in subscriptions and deployment_ready(d)
+    }
+    if problem is not None and problem.failure is Failure.INVALID_SPEC and deployments:
+        problem = Problem(
+            problem.failure,
+            f"{problem.message}. The workers of the last valid spec keep running.",
+        )
+    return pipeline_status(
+        generation=generation,
+        stages=stages,
+        ready_stages=ready,
+        problem=problem,
+        previous=previous_conditions(previous_status),
+        now=deps.clock(),
+    )
+
+
+def delete_pipeline(deps: Deps, owner: Owner, raw_spec: Mapping[str, Any]) -> Events:
+    """Stop the workers (delete children), then remove topics if the policy says Delete.
+
+    Children are deleted explicitly rather than left to the garbage collector, so workers
+    stop before any topic disappears. Raises RetryLater while Pulsar must be reached.
+    """
+    events = Events()
+    try:
+        with problems():
+            observed = observe_children(deps.kube, owner, selector(owner))
+            for ref in plan([], observed, owner.uid).delete:
+                deps.kube.delete(ref)
+            spec = parse(PipelineSpec, raw_spec)
+            if spec.deletion_policy is DeletionPolicy.DELETE:
+                deleted = delete_topology(
+                    pulsar_admin(deps, owner, spec), topology(owner.name, spec)
+                )
+                events.info("TopicsDeleted", "deleted " + ", ".join(deleted or ["nothing"]))
+            else:
+                events.info(
+                    "TopicsRetained", "deletionPolicy is Retain: topics and subscriptions are kept"
+                )
+    except Stop as stop:
+        delay = retry_delay(deps, stop.problem)
+        if delay is None:
+            # An unparsable spec cannot say to delete topics: keeping data is the safe side.
+            events.warn("TopicsRetained", f"topics kept: {stop.problem.message}")
+            return events
+        raise RetryLater(stop.problem.message, delay) from stop
+    return events
+
+
+def inference_backends(kube: Kube, namespace: str) -> dict[str, InferenceBackendSpec]:
+    """Valid InferenceBackends in ``namespace`` by name; invalid ones report on themselves."""
+    found = {}
+    for obj in kube.list(API_VERSION, "InferenceBackend", namespace):
+        try:
+            found[obj["metadata"]["name"]] = InferenceBackendSpec.model_validate(obj.get("spec"))
+        except ValidationError:
+            continue
+    return found
+
+
+def pulsar_admin(deps: Deps, owner: Owner, spec: PipelineSpec) -> PulsarAdmin:
+    ref = spec.pulsar.auth_secret_ref
+    token = deps.kube.secret_value(owner.namespace, ref.name, ref.key) if ref else None
+    return deps.pulsar(spec.pulsar.admin_url, token)

@@ -1,0 +1,190 @@
+"""Status that tells the truth: conditions from what was observed (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from streamvane_operator.api.common import Condition, ConditionStatus, Manifest
+from streamvane_operator.api.pipeline import PipelineStatus, StageStatus
+from streamvane_operator.render.labels import STAGE_LABEL
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+
+
+class Failure(StrEnum):
+    """Why a reconcile stopped short; values are condition reasons."""
+
+    INVALID_SPEC = "InvalidSpec"
+    PULSAR_UNAVAILABLE = "PulsarUnavailable"
+    PULSAR_REJECTED = "PulsarRejected"
+    KUBE_UNAVAILABLE = "KubernetesUnavailable"
+    KUBE_REJECTED = "KubernetesRejected"
+
+    @property
+    def transient(self) -> bool:
+        return self in (Failure.PULSAR_UNAVAILABLE, Failure.KUBE_UNAVAILABLE)
+
+
+@dataclass(frozen=True)
+class Problem:
+    failure: Failure
+    message: str
+
+
+def deployment_ready(deployment: Manifest) -> bool:
+    """All desired replicas run the current template and pass their readiness probe."""
+    replicas = int(deployment.get("spec", {}).get("replicas", 1))
+    status = deployment.get("status") or {}
+    generation = int(deployment.get("metadata", {}).get("generation", 0))
+    return (
+        int(status.get("observedGeneration") or 0) >= generation
+        and int(status.get("updatedReplicas") or 0) >= replicas
+        and int(status.get("readyReplicas") or 0) >= replicas
+    )
+
+
+def stage_status(
+    name: str,
+    deployment: Manifest | None,
+    subscription: str,
+    backlog: int | None,
+    desired_replicas: int = 0,
+) -> StageStatus:
+    """``desired_replicas`` counts when the stage has no Deployment (yet)."""
+    if deployment is None:
+        return StageStatus(
+            name=name,
+            desired_replicas=desired_replicas,
+            subscription=subscription,
+            backlog=backlog,
+        )
+    status = deployment.get("status") or {}
+    return StageStatus(
+        name=name,
+        desired_replicas=int(deployment.get("spec", {}).get("replicas", 1)),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        updated_replicas=int(status.get("updatedReplicas") or 0),
+        subscription=subscription,
+        backlog=backlog,
+    )
+
+
+def stage_of(deployment: Manifest) -> str:
+    return str((deployment["metadata"].get("labels") or {}).get(STAGE_LABEL, ""))
+
+
+def pipeline_status(
+    *,
+    generation: int,
+    stages: Sequence[StageStatus],
+    ready_stages: set[str],
+    problem: Problem | None,
+    previous: Sequence[Condition],
+    now: datetime,
+) -> PipelineStatus:
+    """Ready: every stage serves. Progressing: a change is rolling out or being retried.
+    Degraded: the last reconcile failed (the message says why and what to do)."""
+    total = len(stages)
+    all_ready = total > 0 and len(ready_stages) == total
+    waiting = [
+        f"{s.name} {s.ready_replicas}/{s.desired_replicas} ready"
+        for s in stages
+        if s.name not in ready_stages
+    ]
+    if all_ready:
+        ready = desired_condition(READY, True, "AllStagesReady", f"{total}/{total} stages ready")
+    elif problem is not None and not stages:
+        ready = desired_condition(READY, False, problem.failure.value, problem.message)
+    else:
+        ready = desired_condition(
+            READY, False, "StagesNotReady", "waiting for " + ", ".join(waiting)
+        )
+
+    if problem is None:
+        progressing = (
+            desired_condition(
+                PROGRESSING, False, "RolloutComplete", "all stages run the current spec"
+            )
+            if all_ready
+            else desired_condition(
+                PROGRESSING, True, "RollingOut", "waiting for " + ", ".join(waiting)
+            )
+        )
+        degraded = desired_condition(DEGRADED, False, "AsExpected", "")
+    else:
+        progressing = (
+            desired_condition(PROGRESSING, False, problem.failure.value, "fix the spec to continue")
+            if problem.failure is Failure.INVALID_SPEC
+            else desired_condition(PROGRESSING, True, "Retrying", problem.message)
+        )
+        degraded = desired_condition(DEGRADED, True, problem.failure.value, problem.message)
+
+    backlogs = [s.backlog for s in stages if s.backlog is not None]
+    return PipelineStatus(
+        observed_generation=generation,
+        conditions=merge_conditions(previous, [ready, progressing, degraded], generation, now),
+        stages=list(stages),
+        stages_ready=f"{len(ready_stages)}/{total}",
+        backlog=sum(backlogs) if backlogs else None,
+    )
+
+
+@dataclass(frozen=True)
+class DesiredCondition:
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+def desired_condition(type_: str, status: bool, reason: str, message: str) -> DesiredCondition:
+    value = ConditionStatus.TRUE if status else ConditionStatus.FALSE
+    return DesiredCondition(type_, value, reason, message)
+
+
+def merge_conditions(
+    previous: Sequence[Condition],
+    desired: Sequence[DesiredCondition],
+    generation: int,
+    now: datetime,
+) -> list[Condition]:
+    """lastTransitionTime moves only when a condition's status changes."""
+    before = {c.type: c for c in previous}
+    merged = []
+    for d in desired:
+        old = before.get(d.type)
+        since = old.last_transition_time if old is not None and old.status == d.status else now
+        merged.append(
+            Condition(
+                type=d.type,
+                status=d.status,
+                reason=d.reason,
+                message=d.message,
+                last_transition_time=since,
+                observed_generation=generation,
+            )
+        )
+    return merged
+
+
+def previous_conditions(status: Mapping[str, Any] | None) -> list[Condition]:
+    """Conditions from a stored status; unparsable entries are dropped, not fatal."""
+    conditions = []
+    for raw in (status or {}).get("conditions") or []:
+        try:
+            conditions.append(Condition.model_validate(raw))
+        except ValidationError:
+            continue
+    return conditions
+
+
+def condition_status(conditions: Sequence[Condition], type_: str) -> ConditionStatus | None:
+    return next((c.status for c in conditions if c.type == type_), None)

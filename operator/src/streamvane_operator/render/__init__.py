@@ -1,0 +1,1 @@
+"""Pure functions: a spec -> Kubernetes objects, WorkerConfig and Pulsar topology."""

@@ -1,0 +1,146 @@
+"""One stage -> its ConfigMap, Deployment, metrics Service and PodDisruptionBudget."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from streamvane_operator.api.pipeline import PipelineSpec, StageSpec
+from streamvane_operator.render.labels import (
+    CONFIG_HASH_ANNOTATION,
+    Owner,
+    metadata,
+    stage_labels,
+    stage_object_name,
+    stage_selector,
+)
+from streamvane_operator.render.pod import CONTAINER_SECURITY, http_probe, pod_security
+from streamvane_operator.render.worker import (
+    CONFIG_DIR,
+    CONFIG_FILE_NAME,
+    HEALTH_PORT,
+    PULSAR_TOKEN_DIR,
+    PULSAR_TOKEN_FILE,
+    WorkerDefaults,
+    config_json,
+)
+from streamvane_worker.config import CONFIG_FILE_ENV, WorkerConfig
+
+WORKER_UID = 65532  # "nonroot" in distroless and our worker image
+TERMINATION_GRACE_SECONDS = 30
+WORKER_COMMAND = ["python", "-m", "streamvane_worker"]
+
+
+def render_stage(
+    owner: Owner,
+    spec: PipelineSpec,
+    stage: StageSpec,
+    config: WorkerConfig,
+    defaults: WorkerDefaults,
+) -> list[dict[str, Any]]:
+    """The stage's objects in apply order: the ConfigMap exists before pods mount it."""
+    name = stage_object_name(owner.name, stage.name)
+    labels = stage_labels(owner.name, stage.name)
+    payload = config_json(config)
+    config_hash = hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata(name, owner, labels),
+            "data": {CONFIG_FILE_NAME: payload},
+        },
+        _deployment(owner, spec, stage, name, labels, config_hash, defaults),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": metadata(name, owner, labels),
+            "spec": {
+                "selector": stage_selector(owner.name, stage.name),
+                "ports": [{"name": "http-metrics", "port": HEALTH_PORT, "targetPort": "http"}],
+            },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": metadata(name, owner, labels),
+            "spec": {
+                "maxUnavailable": 1,
+                "selector": {"matchLabels": stage_selector(owner.name, stage.name)},
+            },
+        },
+    ]
+
+
+def _deployment(
+    owner: Owner,
+    spec: PipelineSpec,
+    stage: StageSpec,
+    name: str,
+    labels: dict[str, str],
+    config_hash: str,
+    defaults: WorkerDefaults,
+) -> dict[str, Any]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": name}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    auth = spec.pulsar.auth_secret_ref
+    if auth is not None:
+        volumes.append(
+            {
+                "name": "pulsar-auth",
+                "secret": {
+                    "secretName": auth.name,
+                    "items": [{"key": auth.key, "path": PULSAR_TOKEN_FILE}],
+                },
+            }
+        )
+        mounts.append({"name": "pulsar-auth", "mountPath": PULSAR_TOKEN_DIR, "readOnly": True})
+    container = {
+        "name": "worker",
+        "image": stage.image or spec.image or defaults.image,
+        "command": WORKER_COMMAND,
+        "env": [{"name": CONFIG_FILE_ENV, "value": f"{CONFIG_DIR}/{CONFIG_FILE_NAME}"}],
+        "ports": [{"name": "http", "containerPort": HEALTH_PORT}],
+        "startupProbe": http_probe("/healthz", period=2, failures=60),
+        "livenessProbe": http_probe("/healthz", period=10, failures=3),
+        "readinessProbe": http_probe("/readyz", period=5, failures=2),
+        "resources": {
+            "requests": dict(stage.resources.requests),
+            "limits": dict(stage.resources.limits),
+        },
+        "securityContext": CONTAINER_SECURITY,
+        "volumeMounts": mounts,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(name, owner, labels),
+        "spec": {
+            "replicas": stage.scaling.min_replicas,
+            "selector": {"matchLabels": stage_selector(owner.name, stage.name)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    # A new config is a new template, so a changed ConfigMap rolls the pods.
+                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash},
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+                    "securityContext": pod_security(WORKER_UID),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }

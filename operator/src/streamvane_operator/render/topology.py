@@ -1,0 +1,65 @@
+"""The Pulsar resources a Pipeline needs: topics, their policies and stage subscriptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streamvane_operator.api.pipeline import PipelineSpec
+from streamvane_operator.api.validation import dead_letter_topic, subscription_name
+
+
+def qualified(tenant: str, namespace: str, topic: str) -> str:
+    """The fully qualified name of a topic local to a pipeline's namespace."""
+    return f"persistent://{tenant}/{namespace}/{topic}"
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    """Local name within the pipeline's tenant/namespace."""
+    partitions: int
+    """0 means non-partitioned."""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    stage: str
+    topic: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    tenant: str
+    namespace: str
+    topics: tuple[Topic, ...]
+    subscriptions: tuple[Subscription, ...]
+    retention_minutes: int
+    retention_size_mb: int
+
+    def topic(self, local: str) -> str:
+        return qualified(self.tenant, self.namespace, local)
+
+
+def topology(pipeline: str, spec: PipelineSpec) -> Topology:
+    """Topics in first-use order: data topics use the policy's partitions, dead-letter
+    topics are non-partitioned (that is what the Pulsar client creates for them)."""
+    data: dict[str, None] = {}
+    for stage in spec.stages:
+        data[stage.input.topic] = None
+        data.update(dict.fromkeys(stage.outputs))
+    dead_letters = dict.fromkeys(dead_letter_topic(pipeline, s) for s in spec.stages)
+    topics = [Topic(name, spec.topics.partitions) for name in data] + [
+        Topic(name, 0) for name in dead_letters if name not in data
+    ]
+    return Topology(
+        tenant=spec.pulsar.tenant,
+        namespace=spec.pulsar.namespace,
+        topics=tuple(topics),
+        subscriptions=tuple(
+            Subscription(stage.name, stage.input.topic, subscription_name(pipeline, stage))
+            for stage in spec.stages
+        ),
+        retention_minutes=spec.topics.retention_minutes,
+        retention_size_mb=spec.topics.retention_size_mb,
+    )

@@ -1,0 +1,98 @@
+"""A Pipeline stage -> the WorkerConfig its replicas run with (the operator/worker contract)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from streamvane_operator.api.pipeline import PipelineSpec, StageSpec
+from streamvane_operator.api.validation import (
+    InvalidSpecError,
+    dead_letter_topic,
+    describe,
+    subscription_name,
+)
+from streamvane_operator.render.backend import ResolvedBackend
+from streamvane_operator.render.topology import qualified
+from streamvane_worker.config import (
+    DeliverySettings,
+    InferenceSettings,
+    InputSettings,
+    PulsarSettings,
+    WorkerConfig,
+)
+
+HEALTH_PORT = 8080
+CONFIG_DIR = "/etc/streamvane"
+CONFIG_FILE_NAME = "worker.json"
+PULSAR_TOKEN_DIR = "/var/run/secrets/streamvane/pulsar"
+PULSAR_TOKEN_FILE = "token"
+
+
+@dataclass(frozen=True)
+class WorkerDefaults:
+    """Operator-wide settings that shape every worker."""
+
+    image: str
+    log_format: str = "json"
+
+
+def worker_config(
+    pipeline: str,
+    spec: PipelineSpec,
+    stage: StageSpec,
+    backends: Mapping[str, ResolvedBackend],
+    defaults: WorkerDefaults,
+) -> WorkerConfig:
+    """Raises InvalidSpecError when the stage cannot become a valid WorkerConfig."""
+    pulsar = spec.pulsar
+
+    def topic(local: str) -> str:
+        return qualified(pulsar.tenant, pulsar.namespace, local)
+
+    inference = None
+    if stage.model is not None and stage.model.backend in backends:
+        backend = backends[stage.model.backend]
+        inference = InferenceSettings(
+            backend="triton",
+            triton_url=backend.url,
+            model_name=stage.model.name,
+            model_version=stage.model.version,
+            timeout_ms=backend.timeout_ms,
+        )
+    token = Path(PULSAR_TOKEN_DIR, PULSAR_TOKEN_FILE) if pulsar.auth_secret_ref else None
+    try:
+        return WorkerConfig.model_validate(
+            {
+                "pipeline": pipeline,
+                "stage": stage.name,
+                "stage_type": stage.type,
+                "pulsar": PulsarSettings(service_url=pulsar.service_url, auth_token_file=token),
+                "input": InputSettings(
+                    topic=topic(stage.input.topic),
+                    subscription=subscription_name(pipeline, stage),
+                    subscription_type=stage.input.subscription_type,
+                ),
+                "outputs": [topic(t) for t in stage.outputs],
+                "batching": stage.batching,
+                "delivery": DeliverySettings(
+                    max_redeliveries=stage.delivery.max_redeliveries,
+                    negative_ack_delay_ms=stage.delivery.negative_ack_delay_ms,
+                    dead_letter_topic=topic(dead_letter_topic(pipeline, stage)),
+                ),
+                "inference": inference,
+                "params": stage.params,
+                "health_port": HEALTH_PORT,
+                "log_format": defaults.log_format,
+            }
+        )
+    except ValidationError as e:
+        raise InvalidSpecError(describe(e, f"stage {stage.name!r} worker config")) from e
+
+
+def config_json(config: WorkerConfig) -> str:
+    """The ConfigMap payload; stable for equal configs so its hash only moves on change."""
+    return config.model_dump_json(by_alias=True, exclude_none=True, indent=2)

@@ -1,0 +1,119 @@
+"""Drift tests: CRD files match the models; samples validate against CRDs and models;
+rendered Deployments carry a WorkerConfig the worker accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from streamvane_operator.api.backend import InferenceBackendSpec
+from streamvane_operator.api.crd import KINDS, crd
+from streamvane_operator.api.crdgen import stale_files
+from streamvane_operator.api.pipeline import PipelineSpec
+from streamvane_operator.render.labels import Owner
+from streamvane_operator.render.pipeline import render_pipeline
+from streamvane_operator.render.worker import WorkerDefaults
+from streamvane_worker.config import CONFIG_FILE_ENV, WorkerConfig
+
+ROOT = Path(__file__).resolve().parents[4]
+CRDS = ROOT / "crds"
+SAMPLES = sorted((CRDS / "samples").glob("*.yaml"))
+MODELS = {k.kind: k.spec for k in KINDS}
+
+
+def validator(kind: str) -> jsonschema.Draft4Validator:
+    # OpenAPI v3.0 schemas are JSON Schema draft 4 plus x-kubernetes-* extensions.
+    by_kind = {k.kind: k for k in KINDS}
+    schema = crd(by_kind[kind])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return jsonschema.Draft4Validator(schema)
+
+
+def samples() -> list[dict[str, Any]]:
+    return [doc for path in SAMPLES for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def content_pipeline() -> dict[str, Any]:
+    path = CRDS / "samples" / "pipeline-content-understanding.yaml"
+    return dict(yaml.safe_load(path.read_text()))
+
+
+def local_backend() -> InferenceBackendSpec:
+    doc = yaml.safe_load((CRDS / "samples" / "inferencebackend-triton-local.yaml").read_text())
+    return InferenceBackendSpec.model_validate(doc["spec"])
+
+
+def test_crd_files_match_models_when_generated() -> None:
+    assert stale_files(CRDS) == [], "CRDs are stale: run `make crds`"
+
+
+def test_samples_exist_for_every_kind() -> None:
+    assert {doc["kind"] for doc in samples()} == set(MODELS)
+
+
+@pytest.mark.parametrize("doc", samples(), ids=lambda d: d["metadata"]["name"])
+def test_sample_validates_against_crd_schema_and_model(doc: dict[str, Any]) -> None:
+    validator(doc["kind"]).validate(doc)
+    MODELS[doc["kind"]].model_validate(doc["spec"])
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("stages", 0, "type"), "translate"),
+        (("stages", 0, "scaling", "minReplicas"), -1),
+        (("stages", 0, "name"), "Embed_Stage"),
+        (("stages", 0, "input", "subscriptionType"), "Exclusive"),
+        (("deletionPolicy"), "Purge"),
+        (("stages", 0, "resources", "requests", "cpu"), "lots"),
+        (("stages", 0, "batching", "maxBatchSize"), 0),
+        (("topics", "partitions"), 1000),
+    ],
+)
+def test_crd_schema_refuses_pipeline_when_field_is_invalid(path: Any, value: Any) -> None:
+    doc = content_pipeline()
+    node = doc["spec"]
+    keys = path if isinstance(path, tuple) else (path,)
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = value
+
+    with pytest.raises(jsonschema.ValidationError):
+        validator("Pipeline").validate(doc)
+
+
+def test_crd_schema_refuses_pipeline_when_required_field_is_missing() -> None:
+    doc = content_pipeline()
+    del doc["spec"]["pulsar"]["namespace"]
+
+    with pytest.raises(jsonschema.ValidationError, match="namespace"):
+        validator("Pipeline").validate(doc)
+
+
+def test_rendered_deployments_carry_worker_config_when_sample_is_rendered() -> None:
+    spec = PipelineSpec.model_validate(content_pipeline()["spec"])
+    owner = Owner("streamvane.io/v1alpha1", "Pipeline", "content-understanding", "media", "uid-1")
+
+    rendered = render_pipeline(
+        owner, spec, {"triton-local": local_backend()}, WorkerDefaults(image="worker:test")
+    )
+
+    config_maps = {o["metadata"]["name"]: o for o in rendered.objects if o["kind"] == "ConfigMap"}
+    deployments = [o for o in rendered.objects if o["kind"] == "Deployment"]
+    assert len(deployments) == len(spec.stages) == 3
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        config_path = Path(env[CONFIG_FILE_ENV])
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
+        assert config_path.parent == Path(mount["mountPath"])
+        volume = next(v for v in pod["volumes"] if v["name"] == "config")
+        data = config_maps[volume["configMap"]["name"]]["data"][config_path.name]
+        config = WorkerConfig.model_validate_json(data)
+        assert config.pipeline == "content-understanding"
+        assert config.inference is not None and config.inference.triton_url == "127.0.0.1:8001"
+        assert config.input.topic.startswith("persistent://streamvane/content/")

@@ -1,0 +1,123 @@
+"""Conditions that tell the truth, computed from observations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from streamvane_operator.api.common import ConditionStatus
+from streamvane_operator.api.pipeline import StageStatus
+from streamvane_operator.reconcile.status import (
+    Failure,
+    Problem,
+    deployment_ready,
+    pipeline_status,
+)
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def stages(*ready: int) -> list[StageStatus]:
+    return [
+        StageStatus(name=f"s{i}", desired_replicas=1, ready_replicas=r, backlog=10 * i)
+        for i, r in enumerate(ready)
+    ]
+
+
+def by_type(status: object) -> dict[str, tuple[ConditionStatus, str]]:
+    return {c.type: (c.status, c.reason) for c in status.conditions}  # type: ignore[attr-defined]
+
+
+def test_pipeline_status_is_ready_when_every_stage_is_ready() -> None:
+    status = pipeline_status(
+        generation=3,
+        stages=stages(1, 1),
+        ready_stages={"s0", "s1"},
+        problem=None,
+        previous=[],
+        now=NOW,
+    )
+
+    assert by_type(status) == {
+        "Ready": (ConditionStatus.TRUE, "AllStagesReady"),
+        "Progressing": (ConditionStatus.FALSE, "RolloutComplete"),
+        "Degraded": (ConditionStatus.FALSE, "AsExpected"),
+    }
+    assert status.observed_generation == 3
+    assert status.stages_ready == "2/2"
+    assert status.backlog == 10
+
+
+def test_pipeline_status_names_waiting_stages_when_rolling_out() -> None:
+    status = pipeline_status(
+        generation=1, stages=stages(1, 0), ready_stages={"s0"}, problem=None, previous=[], now=NOW
+    )
+
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert ready.status is ConditionStatus.FALSE
+    assert ready.message == "waiting for s1 0/1 ready"
+    assert by_type(status)["Progressing"] == (ConditionStatus.TRUE, "RollingOut")
+
+
+def test_pipeline_status_keeps_ready_and_reports_degraded_when_spec_is_invalid_but_workers_run() -> (
+    None
+):
+    problem = Problem(Failure.INVALID_SPEC, "spec.stages[0]: bad")
+
+    status = pipeline_status(
+        generation=2, stages=stages(1), ready_stages={"s0"}, problem=problem, previous=[], now=NOW
+    )
+
+    assert by_type(status) == {
+        "Ready": (ConditionStatus.TRUE, "AllStagesReady"),
+        "Progressing": (ConditionStatus.FALSE, "InvalidSpec"),
+        "Degraded": (ConditionStatus.TRUE, "InvalidSpec"),
+    }
+
+
+def test_pipeline_status_says_retrying_when_pulsar_is_unreachable() -> None:
+    problem = Problem(Failure.PULSAR_UNAVAILABLE, "Pulsar is unreachable: refused")
+
+    status = pipeline_status(
+        generation=1, stages=[], ready_stages=set(), problem=problem, previous=[], now=NOW
+    )
+
+    conditions = {c.type: c for c in status.conditions}
+    assert conditions["Ready"].reason == "PulsarUnavailable"
+    assert conditions["Progressing"].reason == "Retrying"
+    assert conditions["Degraded"].message == "Pulsar is unreachable: refused"
+    assert status.backlog is None
+
+
+def test_pipeline_status_keeps_transition_time_when_condition_status_is_unchanged() -> None:
+    first = pipeline_status(
+        generation=1, stages=stages(0), ready_stages=set(), problem=None, previous=[], now=NOW
+    )
+    later = NOW + timedelta(minutes=5)
+
+    second = pipeline_status(
+        generation=1,
+        stages=stages(1),
+        ready_stages={"s0"},
+        problem=None,
+        previous=first.conditions,
+        now=later,
+    )
+
+    times = {c.type: c.last_transition_time for c in second.conditions}
+    assert times["Ready"] == later
+    assert times["Degraded"] == NOW
+
+
+def test_deployment_ready_requires_current_generation_and_replicas() -> None:
+    deployment = {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 2, "updatedReplicas": 2, "readyReplicas": 2},
+    }
+    stale = {**deployment, "status": {**deployment["status"], "observedGeneration": 1}}
+    short = {**deployment, "status": {**deployment["status"], "readyReplicas": 1}}
+
+    assert deployment_ready(deployment)
+    assert not deployment_ready(stale)
+    assert not deployment_ready(short)
+    assert not deployment_ready({"metadata": {"generation": 1}, "spec": {"replicas": 1}})

@@ -1,0 +1,161 @@
+"""Pure rendering of a stage's Kubernetes objects, the worker config and the Pulsar topology."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamvane_operator.api.backend import InferenceBackendSpec, ManagedSpec, ModelRepository
+from streamvane_operator.api.pipeline import PipelineSpec
+from streamvane_operator.render.backend import render_managed, resolve
+from streamvane_operator.render.labels import CONFIG_HASH_ANNOTATION, Owner
+from streamvane_operator.render.pipeline import render_pipeline
+from streamvane_operator.render.topology import topology
+from streamvane_operator.render.worker import WorkerDefaults
+from streamvane_worker.config import CONFIG_FILE_ENV
+
+OWNER = Owner("streamvane.io/v1alpha1", "Pipeline", "cu", "media", "uid-1")
+DEFAULTS = WorkerDefaults(image="worker:default")
+
+
+def raw_spec(**overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "pulsar": {"namespace": "content"},
+        "stages": [
+            {
+                "name": "embed",
+                "type": "passthrough",
+                "input": {"topic": "items"},
+                "outputs": ["embedded"],
+                "scaling": {"minReplicas": 2, "maxReplicas": 4},
+                "resources": {"requests": {"cpu": "1"}, "limits": {"memory": "2Gi"}},
+            }
+        ],
+    }
+    spec.update(overrides)
+    return spec
+
+
+def objects(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    rendered = render_pipeline(OWNER, PipelineSpec.model_validate(spec), {}, DEFAULTS)
+    return {o["kind"]: o for o in rendered.objects}
+
+
+def container(spec: dict[str, Any]) -> dict[str, Any]:
+    return dict(objects(spec)["Deployment"]["spec"]["template"]["spec"]["containers"][0])
+
+
+def test_render_stage_runs_worker_module_when_deployment_is_rendered() -> None:
+    worker = container(raw_spec())
+
+    assert worker["command"] == ["python", "-m", "streamvane_worker"]
+    assert {"name": CONFIG_FILE_ENV, "value": "/etc/streamvane/worker.json"} in worker["env"]
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert worker["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert worker["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert worker["resources"] == {"requests": {"cpu": "1"}, "limits": {"memory": "2Gi"}}
+
+
+def test_render_stage_runs_non_root_with_read_only_root_when_deployment_is_rendered() -> None:
+    deployment = objects(raw_spec())["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    security = pod["containers"][0]["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert {"name": "tmp", "mountPath": "/tmp"} in pod["containers"][0]["volumeMounts"]
+
+
+def test_render_stage_labels_and_owns_every_object_when_rendered() -> None:
+    for obj in objects(raw_spec()).values():
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "streamvane"
+        assert labels["streamvane.io/pipeline"] == "cu"
+        assert labels["streamvane.io/stage"] == "embed"
+        (ref,) = obj["metadata"]["ownerReferences"]
+        assert ref["uid"] == "uid-1" and ref["controller"] is True
+
+
+def test_render_stage_uses_min_replicas_when_scaling_is_set() -> None:
+    deployment = objects(raw_spec())["Deployment"]
+
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def test_render_stage_selects_stage_pods_when_service_and_pdb_are_rendered() -> None:
+    rendered = objects(raw_spec())
+    selector = {"streamvane.io/pipeline": "cu", "streamvane.io/stage": "embed"}
+
+    assert rendered["Service"]["spec"]["selector"] == selector
+    assert rendered["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == selector
+    assert rendered["Deployment"]["spec"]["selector"]["matchLabels"] == selector
+
+
+def test_render_stage_changes_config_hash_only_when_worker_config_changes() -> None:
+    def config_hash(spec: dict[str, Any]) -> str:
+        template = objects(spec)["Deployment"]["spec"]["template"]
+        return str(template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION])
+
+    base = config_hash(raw_spec())
+    bigger_batches = raw_spec()
+    bigger_batches["stages"][0]["batching"] = {"maxBatchSize": 64}
+    more_cpu = raw_spec()
+    more_cpu["stages"][0]["resources"] = {"requests": {"cpu": "2"}}
+
+    assert config_hash(raw_spec()) == base
+    assert config_hash(bigger_batches) != base
+    assert config_hash(more_cpu) == base
+
+
+def test_render_stage_prefers_stage_image_then_pipeline_image_when_set() -> None:
+    with_pipeline_image = raw_spec(image="worker:pipeline")
+    with_stage_image = raw_spec(image="worker:pipeline")
+    with_stage_image["stages"][0]["image"] = "worker:stage"
+
+    assert container(raw_spec())["image"] == "worker:default"
+    assert container(with_pipeline_image)["image"] == "worker:pipeline"
+    assert container(with_stage_image)["image"] == "worker:stage"
+
+
+def test_render_stage_mounts_token_when_pulsar_auth_secret_is_set() -> None:
+    spec = raw_spec(pulsar={"namespace": "content", "authSecretRef": {"name": "pulsar-jwt"}})
+    rendered = render_pipeline(OWNER, PipelineSpec.model_validate(spec), {}, DEFAULTS)
+
+    pod = next(o for o in rendered.objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "pulsar-auth")
+    assert volume["secret"] == {
+        "secretName": "pulsar-jwt",
+        "items": [{"key": "token", "path": "token"}],
+    }
+    config = rendered.configs["embed"]
+    assert str(config.pulsar.auth_token_file) == "/var/run/secrets/streamvane/pulsar/token"
+
+
+def test_topology_lists_data_topics_then_non_partitioned_dead_letters_when_rendered() -> None:
+    spec = PipelineSpec.model_validate(raw_spec(topics={"partitions": 4}))
+
+    topo = topology("cu", spec)
+
+    assert [(t.name, t.partitions) for t in topo.topics] == [
+        ("items", 4),
+        ("embedded", 4),
+        ("cu-embed-dlq", 0),
+    ]
+    (sub,) = topo.subscriptions
+    assert (sub.stage, sub.topic, sub.name) == ("embed", "items", "cu-embed")
+
+
+def test_render_managed_requests_gpus_and_exposes_grpc_when_backend_is_managed() -> None:
+    spec = ManagedSpec(model_repository=ModelRepository(uri="s3://models/triton"), gpus=2)
+    owner = Owner("streamvane.io/v1alpha1", "InferenceBackend", "gpu", "media", "uid-2")
+
+    deployment, service = render_managed(owner, spec)
+
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert "--model-repository=s3://models/triton" in container["args"]
+    assert {"name": "grpc", "port": 8001, "targetPort": "grpc"} in service["spec"]["ports"]
+    backend = InferenceBackendSpec(managed=spec)
+    assert resolve("gpu", "media", backend).url == "gpu-triton.media.svc:8001"

@@ -23,21 +23,22 @@ from tools.kubeschemas import resource_schemas, schema_location, write_schemas
 
 pytestmark = pytest.mark.integration
 
-MONITORING_KINDS = {
-    ("monitoring.coreos.com", "v1", "ServiceMonitor"),
-    ("monitoring.coreos.com", "v1", "PodMonitor"),
-}
+MONITORING_KINDS = {("monitoring.coreos.com", "v1", "PodMonitor")}
 
 
 @pytest.fixture(scope="module")
 def monitoring_crds(stack: Endpoints) -> None:
-    """ServiceMonitor and PodMonitor CRDs in the server, so their objects validate for real."""
+    """The PodMonitor CRD in the server, so the chart's PodMonitor validates for real."""
     script = REPO / "e2e" / "tools" / "prometheus-operator-crds.sh"
     paths = subprocess.run([str(script)], check=True, capture_output=True, text=True).stdout
     for path in paths.split():
         kubectl(stack.kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", path)
-    for crd in ("servicemonitors.monitoring.coreos.com", "podmonitors.monitoring.coreos.com"):
-        kubectl(stack.kubeconfig, "wait", "--for=condition=Established", f"crd/{crd}")
+    kubectl(
+        stack.kubeconfig,
+        "wait",
+        "--for=condition=Established",
+        "crd/podmonitors.monitoring.coreos.com",
+    )
 
 
 @pytest.fixture(scope="module")

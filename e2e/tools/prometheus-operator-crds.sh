@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
-# Prints the paths of the ServiceMonitor and PodMonitor CRDs shipped in the prometheus-operator
+# Prints the path of the PodMonitor CRD shipped in the prometheus-operator
 # Go module (the envtest way of getting third-party CRDs: from the module cache, no download
-# of anything but the module itself). The chart's monitoring objects are validated against them.
+# of anything but the module itself). The chart's PodMonitor is validated against it.
 set -euo pipefail
 version="${1:-v0.80.1}"
 command -v go >/dev/null || { echo "error: go not found: install Go >= 1.23 (https://go.dev/dl)" >&2; exit 1; }
 dir="$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$version" \
   | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
 [[ -n "$dir" ]] || { echo "error: go mod download of prometheus-operator@$version failed" >&2; exit 1; }
-for kind in servicemonitors podmonitors; do
-  echo "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml"
-done
+echo "$dir/example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml"

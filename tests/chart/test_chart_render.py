@@ -28,8 +28,10 @@ def _operator_container(objects: list[Manifest]) -> Manifest:
     return container
 
 
-def _env(container: Manifest) -> dict[str, str]:
-    return {var["name"]: var.get("value", "") for var in container["env"]}
+def _args(container: Manifest) -> list[str]:
+    args = container["args"]
+    assert isinstance(args, list)
+    return [str(arg) for arg in args]
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
@@ -56,18 +58,24 @@ def test_operator_runs_non_root_with_read_only_root_when_defaults_are_used() -> 
 
 
 def test_operator_watches_release_namespace_when_namespaced_without_a_list() -> None:
-    env = _env(_operator_container(render(namespace="team-a")))
-    assert env["STREAMVANE_OPERATOR_NAMESPACES"] == "team-a"
-    assert "STREAMVANE_OPERATOR_ALL_NAMESPACES" not in env
+    args = _args(_operator_container(render(namespace="team-a")))
+    assert [a for a in args if a.startswith("--namespace")] == ["--namespace=team-a"]
+    assert "--liveness-port=8080" in args
+
+
+def test_operator_watches_listed_namespaces_when_namespaced_with_a_list() -> None:
+    args = _args(_operator_container(render(CHART / "ci" / "namespaced-values.yaml")))
+    assert [a for a in args if a.startswith("--namespace")] == [
+        "--namespace=streamvane-a",
+        "--namespace=streamvane-b",
+    ]
+    assert {"--verbose", "--log-format=plain", "--worker-log-format=console"} <= set(args)
 
 
 def test_operator_watches_all_namespaces_when_cluster_mode() -> None:
-    env = _env(_operator_container(render(CHART / "ci" / "cluster-values.yaml")))
-    assert env["STREAMVANE_OPERATOR_ALL_NAMESPACES"] == "true"
-    assert "STREAMVANE_OPERATOR_NAMESPACES" not in env
-    assert env["STREAMVANE_OPERATOR_WORKER_IMAGE"] == (
-        "registry.example.com/streamvane/worker-gpu:0.1.0-cuda12"
-    )
+    args = _args(_operator_container(render(CHART / "ci" / "cluster-values.yaml")))
+    assert not [a for a in args if a.startswith("--namespace")]
+    assert "--worker-image=registry.example.com/streamvane/worker-gpu:0.1.0-cuda12" in args
 
 
 def test_images_default_to_app_version_and_digest_wins_when_set() -> None:
@@ -79,7 +87,7 @@ def test_images_default_to_app_version_and_digest_wins_when_set() -> None:
 
 def test_monitoring_objects_are_absent_when_not_enabled() -> None:
     kinds = {obj["kind"] for obj in render()}
-    assert not kinds & {"ServiceMonitor", "PodMonitor", "ConfigMap"}
+    assert not kinds & {"PodMonitor", "ConfigMap"}
 
 
 def test_pod_monitor_selects_workers_in_watched_namespaces_when_enabled() -> None:
@@ -104,14 +112,3 @@ def test_pod_monitor_selector_matches_the_labels_the_operator_puts_on_workers() 
     (monitor,) = of_kind(render(CHART / "ci" / "monitoring-values.yaml"), "PodMonitor")
     selector = monitor["spec"]["selector"]["matchLabels"]
     assert selector.items() <= stage_labels("pipeline", "stage").items()
-
-
-def test_service_monitor_scrapes_the_operator_service_when_enabled() -> None:
-    objects = render(CHART / "ci" / "monitoring-values.yaml")
-    (monitor,) = of_kind(objects, "ServiceMonitor")
-    (service,) = of_kind(objects, "Service")
-    assert (
-        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    )
-    (endpoint,) = monitor["spec"]["endpoints"]
-    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}

@@ -77,27 +77,21 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
-{{/* The operator's configuration (streamvane_operator's settings, read once at start). */}}
-{{- define "streamvane.operatorEnv" -}}
-{{- if eq .Values.watch.mode "cluster" }}
-- name: STREAMVANE_OPERATOR_ALL_NAMESPACES
-  value: "true"
-{{- else }}
-- name: STREAMVANE_OPERATOR_NAMESPACES
-  value: {{ include "streamvane.watchNamespaces" . | quote }}
+{{/* Command-line options of `python -m streamvane_operator` (see its --help). */}}
+{{- define "streamvane.operatorArgs" -}}
+{{- if ne .Values.watch.mode "cluster" }}
+{{- range splitList "," (include "streamvane.watchNamespaces" .) }}
+- --namespace={{ . }}
 {{- end }}
-- name: STREAMVANE_OPERATOR_HEALTH_PORT
-  value: {{ .Values.operator.healthPort | quote }}
-- name: STREAMVANE_OPERATOR_LOG_LEVEL
-  value: {{ .Values.operator.logLevel | quote }}
-- name: STREAMVANE_OPERATOR_LOG_FORMAT
-  value: {{ .Values.operator.logFormat | quote }}
-- name: STREAMVANE_OPERATOR_WORKER_IMAGE
-  value: {{ include "streamvane.workerImage" . | quote }}
-- name: STREAMVANE_OPERATOR_POD_NAMESPACE
-  valueFrom:
-    fieldRef:
-      fieldPath: metadata.namespace
+{{- end }}
+- --worker-image={{ include "streamvane.workerImage" . }}
+- --worker-log-format={{ .Values.workers.logFormat }}
+- --liveness-port={{ .Values.operator.healthPort }}
+- --resync-seconds={{ .Values.operator.resyncSeconds }}
+- --log-format={{ .Values.operator.logFormat }}
+{{- if .Values.operator.verbose }}
+- --verbose
+{{- end }}
 {{- end }}
 
 {{/* Labels the operator puts on every worker pod it renders. */}}

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import typer
 
+from streamvane_operator import __main__ as operator_cli
 from streamvane_operator.render.labels import stage_labels
 from tools.chart import CHART, CI_VALUES, Manifest, of_kind, render
 
@@ -112,3 +114,14 @@ def test_pod_monitor_selector_matches_the_labels_the_operator_puts_on_workers() 
     (monitor,) = of_kind(render(CHART / "ci" / "monitoring-values.yaml"), "PodMonitor")
     selector = monitor["spec"]["selector"]["matchLabels"]
     assert selector.items() <= stage_labels("pipeline", "stage").items()
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_operator_cli_accepts_rendered_args_when_parsed(values: Path) -> None:
+    args = _args(_operator_container(render(values, namespace="team-a")))
+    command = typer.main.get_command(operator_cli.app)
+    # Parsing only: options and their types are checked; nothing runs.
+    context = command.make_context("streamvane_operator", list(args))
+    assert context.params["liveness_port"] == 8080
+    watched = [a.removeprefix("--namespace=") for a in args if a.startswith("--namespace=")]
+    assert list(context.params["namespace"] or []) == watched

@@ -1,0 +1,128 @@
+"""The admin client and ensure_topology against real Pulsar (standalone, 127.0.0.1:8080)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulsar
+import pytest
+
+from streamvane_operator.api.pipeline import PipelineSpec
+from streamvane_operator.pulsar.admin import PulsarAdmin, Retention, TopicName
+from streamvane_operator.pulsar.errors import PulsarRejected, PulsarUnavailable
+from streamvane_operator.reconcile.topology import backlogs, delete_topology, ensure_topology
+from streamvane_operator.render.topology import topology
+
+pytestmark = pytest.mark.integration
+
+
+def spec(tenant: str, ns: str, partitions: int = 0) -> PipelineSpec:
+    return PipelineSpec.model_validate(
+        {
+            "pulsar": {"tenant": tenant, "namespace": ns},
+            "topics": {"partitions": partitions, "retentionMinutes": 60},
+            "stages": [
+                {"name": "a", "type": "passthrough", "input": {"topic": "in"}, "outputs": ["mid"]},
+                {"name": "b", "type": "passthrough", "input": {"topic": "mid"}, "outputs": ["out"]},
+            ],
+        }
+    )
+
+
+def test_ensure_topology_creates_everything_once_when_run_twice(
+    admin: PulsarAdmin, pulsar_namespace: tuple[str, str]
+) -> None:
+    tenant, ns = pulsar_namespace
+    topo = topology("p", spec(tenant, ns))
+
+    first = ensure_topology(admin, topo)
+    second = ensure_topology(admin, topo)
+
+    assert f"namespace {tenant}/{ns}" in first.created
+    assert second.created == [] and second.notes == []
+    assert admin.topics(tenant, ns) == {"in": 0, "mid": 0, "out": 0, "p-a-dlq": 0, "p-b-dlq": 0}
+    assert admin.subscriptions(TopicName(tenant, ns, "in")) == ["p-a"]
+    assert admin.retention(TopicName(tenant, ns, "mid")) == Retention(60, -1)
+
+
+def test_ensure_topology_creates_partitioned_topics_when_policy_asks(
+    admin: PulsarAdmin, pulsar_namespace: tuple[str, str]
+) -> None:
+    tenant, ns = pulsar_namespace
+
+    ensure_topology(admin, topology("p", spec(tenant, ns, partitions=3)))
+
+    topics = admin.topics(tenant, ns)
+    assert topics["in"] == 3 and topics["out"] == 3
+    assert topics["p-a-dlq"] == 0
+    assert admin.subscriptions(TopicName(tenant, ns, "in")) == ["p-a"]
+
+
+def test_subscription_keeps_messages_published_before_it_when_created_at_earliest(
+    stack: Any, admin: PulsarAdmin, pulsar_namespace: tuple[str, str]
+) -> None:
+    tenant, ns = pulsar_namespace
+    admin.create_tenant(tenant, admin.clusters())
+    admin.create_namespace(tenant, ns)
+    topic = TopicName(tenant, ns, "early")
+    admin.create_topic(topic, 0)
+    client = pulsar.Client(stack.pulsar_url)
+    try:
+        producer = client.create_producer(str(topic))
+        for i in range(7):
+            producer.send(f"m{i}".encode())
+        producer.flush()
+    finally:
+        client.close()
+
+    admin.create_subscription(topic, "late-joiner")
+
+    assert admin.backlog(topic, "late-joiner", partitioned=False) == 7
+
+
+def test_backlogs_reports_each_stage_when_messages_wait(
+    stack: Any, admin: PulsarAdmin, pulsar_namespace: tuple[str, str]
+) -> None:
+    tenant, ns = pulsar_namespace
+    topo = topology("p", spec(tenant, ns, partitions=2))
+    ensure_topology(admin, topo)
+    client = pulsar.Client(stack.pulsar_url)
+    try:
+        producer = client.create_producer(topo.topic("in"))
+        for i in range(5):
+            producer.send(f"m{i}".encode())
+        producer.flush()
+    finally:
+        client.close()
+
+    assert backlogs(admin, topo) == {"a": 5, "b": 0}
+
+
+def test_delete_topology_removes_topics_when_asked(
+    admin: PulsarAdmin, pulsar_namespace: tuple[str, str]
+) -> None:
+    tenant, ns = pulsar_namespace
+    topo = topology("p", spec(tenant, ns, partitions=2))
+    ensure_topology(admin, topo)
+
+    deleted = delete_topology(admin, topo)
+
+    assert len(deleted) == 5
+    assert admin.topics(tenant, ns) == {}
+
+
+def test_set_retention_reports_pulsars_reason_when_size_is_below_backlog_quota(
+    admin: PulsarAdmin, pulsar_namespace: tuple[str, str]
+) -> None:
+    tenant, ns = pulsar_namespace
+    ensure_topology(admin, topology("p", spec(tenant, ns)))
+
+    with pytest.raises(PulsarRejected, match="412.*backlog quota"):
+        admin.set_retention(TopicName(tenant, ns, "in"), Retention(60, 10))
+
+
+def test_admin_raises_unavailable_when_nothing_listens() -> None:
+    unreachable = PulsarAdmin("http://127.0.0.1:9", attempts=2, max_backoff_s=0, timeout_s=1)
+
+    with pytest.raises(PulsarUnavailable, match="ConnectError"):
+        unreachable.tenants()

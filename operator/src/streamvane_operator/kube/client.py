@@ -34,6 +34,17 @@ class ObjectRef:
         return f"{self.kind} {self.namespace}/{self.name}"
 
 
+VERBS = {
+    "apply": ("create", "patch"),
+    "delete": ("delete",),
+    "get": ("get",),
+    "list": ("list",),
+    "patch_status": ("patch",),
+}
+"""The API verbs each ``Kube`` method needs (server-side apply may create); ``patch_status``
+acts on the status subresource. ``streamvane_operator.rbac`` must grant them."""
+
+
 class Kube(Protocol):
     def apply(self, obj: Manifest) -> Manifest:
         """Server-side apply ``obj`` with the operator's field manager; returns the result."""

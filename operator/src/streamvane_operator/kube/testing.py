@@ -29,13 +29,15 @@ class FakeKube:
         self.objects: dict[ObjectRef, Manifest] = {}
         self.applied: list[ObjectRef] = []
         self.deleted: list[ObjectRef] = []
+        self.calls: list[tuple[str, str, str]] = []
+        """(method, apiVersion, kind) of every call, e.g. for checking RBAC rules."""
         self.unavailable = False
         for obj in objects or []:
             self.objects[ObjectRef.of(obj)] = copy.deepcopy(obj)
 
     def apply(self, obj: Manifest) -> Manifest:
-        self._check()
         ref = ObjectRef.of(obj)
+        self._check("apply", ref.api_version, ref.kind)
         stored = copy.deepcopy(obj)
         previous = self.objects.get(ref)
         if previous is not None and "status" in previous:
@@ -48,19 +50,19 @@ class FakeKube:
         return copy.deepcopy(stored)
 
     def delete(self, ref: ObjectRef) -> None:
-        self._check()
+        self._check("delete", ref.api_version, ref.kind)
         if self.objects.pop(ref, None) is not None:
             self.deleted.append(ref)
 
     def get(self, ref: ObjectRef) -> Manifest | None:
-        self._check()
+        self._check("get", ref.api_version, ref.kind)
         obj = self.objects.get(ref)
         return copy.deepcopy(obj) if obj is not None else None
 
     def list(
         self, api_version: str, kind: str, namespace: str, selector: str | None = None
     ) -> list[Manifest]:
-        self._check()
+        self._check("list", api_version, kind)
         return [
             copy.deepcopy(obj)
             for ref, obj in self.objects.items()
@@ -69,7 +71,7 @@ class FakeKube:
         ]
 
     def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
-        self._check()
+        self._check("patch_status", ref.api_version, ref.kind)
         if ref not in self.objects:
             raise KubeNotFound(f"{ref} not found", 404)
         self.objects[ref].setdefault("status", {}).update(copy.deepcopy(status))
@@ -86,6 +88,7 @@ class FakeKube:
         """What a controller (kubelet, the process runner) would write."""
         self.objects[ref]["status"] = copy.deepcopy(status)
 
-    def _check(self) -> None:
+    def _check(self, method: str, api_version: str, kind: str) -> None:
+        self.calls.append((method, api_version, kind))
         if self.unavailable:
             raise KubeUnavailable("API server unreachable (fake)")

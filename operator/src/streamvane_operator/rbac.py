@@ -1,0 +1,52 @@
+"""The Kubernetes permissions the operator needs: the one list the Helm chart's RBAC follows.
+
+``tests/unit/operator/test_rbac_rules.py`` checks it against the calls the reconcilers make
+and the resources the kopf handlers watch, in both directions (nothing missing, nothing extra).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rule:
+    api_groups: tuple[str, ...]
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "apiGroups": list(self.api_groups),
+            "resources": list(self.resources),
+            "verbs": list(self.verbs),
+        }
+
+
+NAMESPACED_RULES = (
+    # kopf watches and patches (annotations, finalizers); the Deployment-event handler reads
+    # the Pipeline that owns a changed worker.
+    Rule(("streamvane.io",), ("pipelines",), ("get", "list", "watch", "patch")),
+    # kopf watches and patches; the Pipeline reconciler lists them to resolve model.backend.
+    Rule(("streamvane.io",), ("inferencebackends",), ("list", "watch", "patch")),
+    Rule(("streamvane.io",), ("pipelines/status", "inferencebackends/status"), ("patch",)),
+    # Children: observed by label (list), server-side applied (create+patch), deleted.
+    # kopf watches Deployments to react to drift and readiness.
+    Rule(("apps",), ("deployments",), ("list", "watch", "create", "patch", "delete")),
+    Rule(("",), ("configmaps", "services"), ("list", "create", "patch", "delete")),
+    Rule(("policy",), ("poddisruptionbudgets",), ("list", "create", "patch", "delete")),
+    # Pulsar token for admin calls (spec.pulsar.authSecretRef), read by name.
+    Rule(("",), ("secrets",), ("get",)),
+    # Kubernetes Events on Pipelines and InferenceBackends (kopf posts core/v1 Events).
+    Rule(("",), ("events",), ("create",)),
+)
+"""Granted in every watched namespace (a Role each, or part of the ClusterRole)."""
+
+CLUSTER_RULES = (
+    # kopf notices CRDs being installed or removed, and namespaces appearing, when it watches
+    # the whole cluster.
+    Rule(("apiextensions.k8s.io",), ("customresourcedefinitions",), ("list", "watch")),
+    Rule(("",), ("namespaces",), ("list", "watch")),
+)
+"""Granted only when the operator watches all namespaces."""

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from streamvane_worker.__main__ import load_config
-from streamvane_worker.config import CONFIG_FILE_ENV, CONFIG_JSON_ENV
+from streamvane_worker.config import CONFIG_FILE_ENV, CONFIG_JSON_ENV, HEALTH_PORT_ENV
 
 from .harness import make_config
 
@@ -26,6 +26,15 @@ def test_load_config_names_the_source_when_config_is_invalid(tmp_path, monkeypat
     path.write_text(json.dumps({"pipeline": "p"}))
     monkeypatch.setenv(CONFIG_FILE_ENV, str(path))
     with pytest.raises(ValueError, match=str(path)):
+        load_config(None)
+
+
+def test_load_config_overrides_health_port_when_env_var_is_set(monkeypatch) -> None:
+    monkeypatch.setenv(CONFIG_JSON_ENV, make_config().model_dump_json(by_alias=True))
+    monkeypatch.setenv(HEALTH_PORT_ENV, "18123")
+    assert load_config(None).health_port == 18123
+    monkeypatch.setenv(HEALTH_PORT_ENV, "not-a-port")
+    with pytest.raises(ValueError, match=HEALTH_PORT_ENV):
         load_config(None)
 
 

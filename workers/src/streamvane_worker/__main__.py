@@ -14,7 +14,12 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from streamvane_worker import logs
-from streamvane_worker.config import CONFIG_FILE_ENV, CONFIG_JSON_ENV, WorkerConfig
+from streamvane_worker.config import (
+    CONFIG_FILE_ENV,
+    CONFIG_JSON_ENV,
+    HEALTH_PORT_ENV,
+    WorkerConfig,
+)
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 3
@@ -47,7 +52,8 @@ HELP = f"""Run one Streamvane stage replica: consume from Pulsar, micro-batch, r
 or in-process onnxruntime), publish results, ack. SIGTERM drains and exits 0.
 
 The configuration is a WorkerConfig JSON document, read from ${CONFIG_JSON_ENV} (inline JSON),
-else from the file named by ${CONFIG_FILE_ENV}, else from --config. Fields:
+else from the file named by ${CONFIG_FILE_ENV}, else from --config; ${HEALTH_PORT_ENV} overrides
+healthPort. Fields:
 
 \b
 {chr(10).join(_field_lines(WorkerConfig))}
@@ -61,7 +67,19 @@ app = typer.Typer(
 
 
 def load_config(config_file: Path | None) -> WorkerConfig:
-    """Inline JSON env > file env > --config; raises ValueError naming the source."""
+    """Inline JSON env > file env > --config, then ${HEALTH_PORT_ENV} if set; raises
+    ValueError naming the source."""
+    config = _load(config_file)
+    port = os.environ.get(HEALTH_PORT_ENV)
+    if not port:
+        return config
+    try:
+        return WorkerConfig.model_validate({**config.model_dump(), "health_port": port})
+    except ValidationError as e:
+        raise ValueError(f"invalid ${HEALTH_PORT_ENV}={port!r}: {e}") from e
+
+
+def _load(config_file: Path | None) -> WorkerConfig:
     inline = os.environ.get(CONFIG_JSON_ENV)
     if inline:
         return _parse(inline, f"${CONFIG_JSON_ENV}")

@@ -20,6 +20,10 @@ CONFIG_FILE_ENV = "STREAMVANE_WORKER_CONFIG_FILE"
 CONFIG_JSON_ENV = "STREAMVANE_WORKER_CONFIG"
 """Environment variable holding the WorkerConfig JSON inline (takes precedence over the file)."""
 
+HEALTH_PORT_ENV = "STREAMVANE_WORKER_HEALTH_PORT"
+"""Environment variable overriding ``healthPort``; lets replicas sharing one host (the e2e
+process runner) each serve probes on their own port."""
+
 TOPIC_PATTERN = r"^(persistent|non-persistent)://[a-zA-Z0-9_.-]+/[a-zA-Z0-9_.-]+/[a-zA-Z0-9_.-]+$"
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from streamvane_operator.rbac import CLUSTER_RULES, NAMESPACED_RULES, Rule
 from tools.chart import CHART, CI_VALUES, of_kind, render
 
 CLUSTER_VALUES = CHART / "ci" / "cluster-values.yaml"
@@ -59,3 +62,28 @@ def test_one_cluster_role_bound_to_the_operator_when_cluster_mode() -> None:
 def test_no_rbac_objects_when_rbac_create_is_false() -> None:
     kinds = {obj["kind"] for obj in render(sets=["rbac.create=false"])}
     assert not kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+
+
+def _grants(rules: Iterable[Mapping[str, Any]]) -> set[tuple[str, str, str]]:
+    """Rules flattened to (apiGroup, resource, verb): equal sets grant exactly the same."""
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def _operator_grants(rules: Iterable[Rule]) -> set[tuple[str, str, str]]:
+    return _grants(rule.as_dict() for rule in rules)
+
+
+def test_role_grants_exactly_what_the_operator_calls_when_namespaced_mode() -> None:
+    (role,) = of_kind(render(), "Role")
+    assert _grants(role["rules"]) == _operator_grants(NAMESPACED_RULES)
+
+
+def test_cluster_role_grants_exactly_what_the_operator_calls_when_cluster_mode() -> None:
+    (role,) = of_kind(render(CLUSTER_VALUES), "ClusterRole")
+    assert _grants(role["rules"]) == _operator_grants(NAMESPACED_RULES + CLUSTER_RULES)

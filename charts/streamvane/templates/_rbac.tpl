@@ -1,34 +1,42 @@
 {{/*
-What the operator calls, and nothing more. tests/chart/test_rbac.py compares these rules with
-the operator's own list of API calls; change both together.
+What the operator calls, and nothing more: these mirror streamvane_operator/rbac.py, and
+tests/chart/test_chart_rbac.py fails when the two differ in any group, resource or verb.
 */}}
 
 {{/* Rules inside each watched namespace (a Role there, or part of the ClusterRole). */}}
 {{- define "streamvane.rbac.namespacedRules" -}}
+# kopf watches and patches (annotations, finalizers); the Deployment-event handler reads the
+# Pipeline that owns a changed worker; the Pipeline reconciler lists InferenceBackends.
 - apiGroups: ["streamvane.io"]
-  resources: ["pipelines", "inferencebackends"]
+  resources: ["pipelines"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["streamvane.io"]
+  resources: ["inferencebackends"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: ["streamvane.io"]
   resources: ["pipelines/status", "inferencebackends/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
+# Worker children: listed by label, server-side applied, deleted; Deployments also watched.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["configmaps", "services"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "create", "patch", "delete"]
+# The Pulsar token a Pipeline names (spec.pulsar.authSecretRef), read by name only.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+# Kubernetes Events on Pipelines and InferenceBackends.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
 
-{{/* Cluster-scoped rules, granted only in cluster mode. */}}
+{{/* Cluster-scoped rules, granted only in cluster mode: kopf notices CRDs and namespaces. */}}
 {{- define "streamvane.rbac.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]

@@ -78,7 +78,7 @@ async def start(
     config = config or make_config()
     backend = backend or FakeBackend()
     events: list[Event] = []
-    source = FakeSource(events)
+    source = FakeSource(events, config.batching.max_batch_size, config.batching.max_delay_ms / 1000)
     sinks = [FakeSink(t, events, delay_s=sink_delay_s) for t in config.outputs]
     dead_letter = FakeSink(DLQ, events)
     embedder = await fake_embedder(backend)

@@ -70,7 +70,9 @@ async def test_worker_dead_letters_with_reason_when_input_is_malformed() -> None
     good = h.source.publish(item(2))
     await h.wait_settled(5)
     await h.stop()
-    reasons = {p[SOURCE_ID_PROPERTY]: p[ERROR_PROPERTY] for _, p, _ in h.dead_letter.sent}
+    reasons = {
+        m.properties[SOURCE_ID_PROPERTY]: m.properties[ERROR_PROPERTY] for m in h.dead_letter.sent
+    }
     assert reasons == bad
     assert sorted(h.source.acked) == sorted([*bad, good])
     assert [o["id"] for o in h.sinks[0].items()] == ["item-2"]
@@ -82,7 +84,7 @@ async def test_worker_keeps_original_payload_and_properties_when_dead_lettering(
     h.source.publish(b"\xff\xfe", properties={"traceparent": "x", "origin": "crawler"})
     await h.wait_settled(1)
     await h.stop()
-    payload, properties, _ = h.dead_letter.sent[0]
+    payload, properties = h.dead_letter.sent[0].payload, h.dead_letter.sent[0].properties
     assert payload == b"\xff\xfe"
     assert properties["origin"] == "crawler"
     assert properties["streamvane-stage"] == "s"
@@ -120,7 +122,7 @@ async def test_worker_dead_letters_poison_message_when_on_its_last_delivery() ->
     await h.wait_settled(1)
     await h.stop()
     assert h.source.acked == [poison]
-    (_, properties, _) = h.dead_letter.sent[0]
+    properties = h.dead_letter.sent[0].properties
     assert properties[ERROR_PROPERTY] == "inference-failed"
     assert "model rejected input" in properties["streamvane-error-detail"]
 
@@ -130,7 +132,7 @@ async def test_worker_dead_letters_at_once_when_redelivery_budget_is_spent() -> 
     spent = h.source.publish(item(1), redelivery_count=5)
     await h.wait_settled(1)
     await h.stop()
-    assert h.dead_letter.sent[0][1][ERROR_PROPERTY] == "max-redeliveries"
+    assert h.dead_letter.sent[0].properties[ERROR_PROPERTY] == "max-redeliveries"
     assert h.source.acked == [spent]
     assert h.backend.calls == []
 
@@ -152,7 +154,7 @@ async def test_worker_dead_letters_when_broker_rejects_output() -> None:
     await h.wait_settled(1)
     await h.stop()
     assert h.source.acked == [rejected]
-    assert h.dead_letter.sent[0][1][ERROR_PROPERTY] == "publish-rejected"
+    assert h.dead_letter.sent[0].properties[ERROR_PROPERTY] == "publish-rejected"
 
 
 async def test_worker_finishes_in_flight_batches_when_draining() -> None:
@@ -163,7 +165,7 @@ async def test_worker_finishes_in_flight_batches_when_draining() -> None:
     await wait_for(lambda: len(h.sinks[0].sent) >= 4)
     await h.stop()
     received = 30 - h.source.pending()
-    assert len(h.source.acked) == received
+    assert received < 30 and len(h.source.acked) == received
     assert h.source.nacked == []
     assert h.sinks[0].closed and h.dead_letter.closed and h.source.closed
     assert h.metric("in_flight_messages") == 0
@@ -179,8 +181,8 @@ async def test_worker_bounds_messages_in_flight_when_sink_is_slow() -> None:
         peak = max(peak, h.metric("in_flight_messages"))
         await asyncio.sleep(0.005)
     await h.stop()
-    # in flight <= batches being processed + one being collected + the local queue (+1 held)
-    assert peak <= 4 * 2 + 4 + 4 + 1
+    # in flight <= batches being processed + one received and waiting for a slot
+    assert peak <= 4 * 2 + 4
     assert h.source.pending() > 0
 
 
@@ -190,10 +192,10 @@ async def test_worker_continues_the_trace_when_input_carries_traceparent() -> No
     h.source.publish(item(1), properties={"traceparent": f"00-{trace}-b7ad6b7169203331-01"})
     await h.wait_settled(1)
     await h.stop()
-    _, properties, key = h.sinks[0].sent[0]
-    assert properties["traceparent"].split("-")[1] == trace
-    assert key == "item-1"
-    assert json.loads(h.sinks[0].sent[0][0])["stages"][0]["stageType"] == "passthrough"
+    sent = h.sinks[0].sent[0]
+    assert sent.properties["traceparent"].split("-")[1] == trace
+    assert sent.key == "item-1"
+    assert json.loads(sent.payload)["stages"][0]["stageType"] == "passthrough"
 
 
 async def test_worker_reports_not_ready_when_backend_is_down() -> None:

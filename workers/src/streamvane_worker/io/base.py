@@ -1,12 +1,17 @@
-"""What the runtime needs from a message broker: a source of messages and sinks for results.
+"""What the runtime needs from a message broker: batches of messages in, batches of results out.
 
+Batch-shaped on purpose: crossing from the broker client's threads into the event loop costs
+more than the work on a small message, so it happens once per micro-batch, not per message.
 Pulsar implements it (``io.pulsar``); ``io.testing`` fakes it for unit tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from streamvane_worker.io.errors import PulsarError
 
 
 @dataclass(frozen=True)
@@ -22,12 +27,21 @@ class Received:
     """The broker's own message object, passed back to ack / nack."""
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    payload: bytes
+    properties: dict[str, str]
+    key: str | None
+
+
 class Source(Protocol):
-    async def receive(self) -> Received: ...
+    async def receive_batch(self) -> list[Received]:
+        """Up to maxBatchSize messages, waiting at most maxDelayMs (may return none)."""
+        ...
 
-    async def ack(self, message: Received) -> None: ...
+    def ack(self, messages: Sequence[Received]) -> None: ...
 
-    async def nack(self, message: Received) -> None:
+    def nack(self, messages: Sequence[Received]) -> None:
         """Redeliver later (after the configured negative-ack delay)."""
         ...
 
@@ -39,8 +53,8 @@ class Source(Protocol):
 class Sink(Protocol):
     topic: str
 
-    async def send(self, payload: bytes, properties: dict[str, str], key: str | None) -> None:
-        """Returns once the broker has persisted the message; raises PulsarError otherwise."""
+    async def send_batch(self, messages: Sequence[Outgoing]) -> list[PulsarError | None]:
+        """Publishes all; returns once the broker answered for each: None if persisted."""
         ...
 
     def connected(self) -> bool: ...

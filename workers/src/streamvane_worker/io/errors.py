@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pulsar
-from pulsar.asyncio import PulsarException
 
 
 class PulsarError(Exception):
@@ -29,9 +28,16 @@ _PERMANENT = frozenset(
 )
 
 
-def from_pulsar(exc: Exception, *, what: str) -> PulsarError:
-    """Translate a pulsar exception; ``what`` names the operation and topic for the message."""
-    result = exc.error() if isinstance(exc, PulsarException) else None
+def from_result(result: pulsar.Result, *, what: str) -> PulsarError:
+    """Translate a result code from a pulsar-client callback."""
     if result in _PERMANENT:
         return PublishRejected(f"{what}: {result}")
-    return PulsarUnavailable(f"{what}: {result or exc}")
+    return PulsarUnavailable(f"{what}: {result}")
+
+
+def from_pulsar(exc: Exception, *, what: str) -> PulsarError:
+    """Translate an exception raised by pulsar-client (its classes are named after results)."""
+    result = getattr(pulsar.Result, type(exc).__name__, None)
+    if result is not None:
+        return from_result(result, what=what)
+    return PulsarUnavailable(f"{what}: {exc}")

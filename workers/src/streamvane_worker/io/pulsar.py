@@ -1,19 +1,31 @@
-"""Pulsar source and sinks on pulsar-client's asyncio API.
+"""Pulsar source and sinks on pulsar-client's public API, bridged into asyncio once per batch.
 
-The consumer carries the stage's DeadLetterPolicy, so a message the worker nacks more than
-``maxRedeliveries`` times is moved to the dead-letter topic by the client even if the worker
-never gets to dead-letter it itself. Producers batch (a few ms) because a stage publishes a
-micro-batch at once and awaits all broker receipts together.
+- Receiving uses the consumer's batch-receive policy (maxBatchSize / maxDelayMs): the C++ client
+  assembles the micro-batch and ``batch_receive`` runs in a thread (it releases the GIL), so the
+  event loop wakes once per batch.
+- Sending uses ``send_async``; the C++ callbacks count down and the last one of a batch wakes
+  the loop. Producers batch for a few ms, as a stage publishes a whole micro-batch at once.
+- Acks and nacks are non-blocking calls into the client (acks are grouped by the client).
+- The consumer carries the stage's DeadLetterPolicy, so a message nacked more than
+  ``maxRedeliveries`` times is moved to the dead-letter topic by the client even if the worker
+  never got to dead-letter it itself; batch-index acks keep a restart from redelivering the
+  already-acked messages of a producer batch (the broker must enable them too).
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+
 import pulsar
-from pulsar.asyncio import Client, Consumer, Producer, PulsarException
+import structlog
 
 from streamvane_worker.config import SubscriptionType, WorkerConfig
-from streamvane_worker.io.base import Received
-from streamvane_worker.io.errors import PulsarUnavailable, from_pulsar
+from streamvane_worker.io.base import Outgoing, Received
+from streamvane_worker.io.errors import PulsarError, PulsarUnavailable, from_pulsar, from_result
+
+log = structlog.get_logger(__name__)
 
 _CONSUMER_TYPES = {
     SubscriptionType.SHARED: pulsar.ConsumerType.Shared,
@@ -23,11 +35,12 @@ _CONSUMER_TYPES = {
 
 CONNECT_TIMEOUT_S = 10
 PRODUCER_BATCH_DELAY_MS = 2
+MAX_PENDING_SENDS = 10_000
 
 
-def connect(config: WorkerConfig) -> Client:
+def connect(config: WorkerConfig) -> pulsar.Client:
     token = config.pulsar.auth_token_file
-    return Client(
+    return pulsar.Client(
         config.pulsar.service_url,
         authentication=pulsar.AuthenticationToken(token.read_text().strip()) if token else None,
         operation_timeout_seconds=CONNECT_TIMEOUT_S,
@@ -37,14 +50,15 @@ def connect(config: WorkerConfig) -> Client:
 
 
 class PulsarSource:
-    def __init__(self, consumer: Consumer) -> None:
+    def __init__(self, consumer: pulsar.Consumer) -> None:
         self._consumer = consumer
 
     @classmethod
-    async def subscribe(cls, client: Client, config: WorkerConfig) -> PulsarSource:
-        settings, delivery = config.input, config.delivery
+    async def subscribe(cls, client: pulsar.Client, config: WorkerConfig) -> PulsarSource:
+        settings, delivery, batching = config.input, config.delivery, config.batching
         try:
-            consumer = await client.subscribe(
+            consumer = await asyncio.to_thread(
+                client.subscribe,
                 settings.topic,
                 settings.subscription,
                 consumer_type=_CONSUMER_TYPES[settings.subscription_type],
@@ -55,88 +69,136 @@ class PulsarSource:
                     max_redeliver_count=delivery.max_redeliveries,
                     dead_letter_topic=delivery.dead_letter_topic,
                 ),
-                consumer_name=f"{config.pipeline}.{config.stage}",
-                # Producers batch; without batch-index acks a partly acked batch is redelivered
-                # whole on restart, duplicating every result already published from it.
+                batch_receive_policy=pulsar.ConsumerBatchReceivePolicy(
+                    batching.max_batch_size, -1, max(batching.max_delay_ms, 1)
+                ),
                 batch_index_ack_enabled=True,
+                consumer_name=f"{config.pipeline}.{config.stage}",
             )
-        except PulsarException as e:
+        except pulsar.PulsarException as e:
             raise PulsarUnavailable(
                 f"cannot subscribe to {settings.topic} at {config.pulsar.service_url}: {e}"
             ) from e
         return cls(consumer)
 
-    async def receive(self) -> Received:
+    async def receive_batch(self) -> list[Received]:
         try:
-            msg = await self._consumer.receive()
-        except PulsarException as e:
+            messages = await asyncio.to_thread(self._consumer.batch_receive)
+        except pulsar.PulsarException as e:
             raise from_pulsar(e, what=f"receive from {self._consumer.topic()}") from e
-        return Received(
-            payload=msg.data(),
-            message_id=str(msg.message_id()),
-            topic=msg.topic_name(),
-            redelivery_count=msg.redelivery_count(),
-            publish_time_ms=msg.publish_timestamp(),
-            properties=dict(msg.properties()),
-            key=msg.partition_key() or None,
-            handle=msg,
-        )
+        return [
+            Received(
+                payload=m.data(),
+                message_id=str(m.message_id()),
+                topic=m.topic_name(),
+                redelivery_count=m.redelivery_count(),
+                publish_time_ms=m.publish_timestamp(),
+                properties=m.properties(),
+                key=m.partition_key() or None,
+                handle=m,
+            )
+            for m in messages
+        ]
 
-    async def ack(self, message: Received) -> None:
-        try:
-            await self._consumer.acknowledge(message.handle)
-        except PulsarException as e:
-            raise from_pulsar(e, what=f"ack {message.message_id}") from e
+    def ack(self, messages: Sequence[Received]) -> None:
+        for message in messages:
+            self._settle(self._consumer.acknowledge, message)
 
-    async def nack(self, message: Received) -> None:
+    def nack(self, messages: Sequence[Received]) -> None:
+        for message in messages:
+            self._settle(self._consumer.negative_acknowledge, message)
+
+    @staticmethod
+    def _settle(operation: Callable[[pulsar.Message], None], message: Received) -> None:
         try:
-            await self._consumer.negative_acknowledge(message.handle)
-        except PulsarException as e:
-            raise from_pulsar(e, what=f"nack {message.message_id}") from e
+            operation(message.handle)
+        except pulsar.PulsarException as e:
+            # Not fatal: the broker redelivers a message that was never settled.
+            log.warning("settle_failed", message_id=message.message_id, error=str(e))
 
     def connected(self) -> bool:
-        # The asyncio wrapper does not expose is_connected(); the wrapped consumer does.
-        return bool(self._consumer._consumer.is_connected())
+        return bool(self._consumer.is_connected())
 
     async def close(self) -> None:
         try:
-            await self._consumer.close()
-        except PulsarException as e:
+            await asyncio.to_thread(self._consumer.close)
+        except pulsar.PulsarException as e:
             raise from_pulsar(e, what=f"close consumer on {self._consumer.topic()}") from e
 
 
 class PulsarSink:
-    def __init__(self, producer: Producer, topic: str) -> None:
+    def __init__(self, producer: pulsar.Producer, topic: str) -> None:
         self._producer = producer
         self.topic = topic
 
     @classmethod
-    async def create(cls, client: Client, topic: str, name: str) -> PulsarSink:
+    async def create(cls, client: pulsar.Client, topic: str, name: str) -> PulsarSink:
         try:
-            producer = await client.create_producer(
+            producer = await asyncio.to_thread(
+                client.create_producer,
                 topic,
                 batching_enabled=True,
                 batching_max_publish_delay_ms=PRODUCER_BATCH_DELAY_MS,
-                max_pending_messages=10_000,
-                block_if_queue_full=True,
+                max_pending_messages=MAX_PENDING_SENDS,
+                # Never block the event loop: in-flight batches bound pending sends far below.
+                block_if_queue_full=False,
                 properties={"streamvane-stage": name},
             )
-        except PulsarException as e:
+        except pulsar.PulsarException as e:
             raise PulsarUnavailable(f"cannot create a producer on {topic}: {e}") from e
         return cls(producer, topic)
 
-    async def send(self, payload: bytes, properties: dict[str, str], key: str | None) -> None:
-        try:
-            await self._producer.send(payload, properties=properties, partition_key=key)
-        except PulsarException as e:
-            raise from_pulsar(e, what=f"send to {self.topic}") from e
+    async def send_batch(self, messages: Sequence[Outgoing]) -> list[PulsarError | None]:
+        results: list[PulsarError | None] = [None] * len(messages)
+        if not messages:
+            return results
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        remaining = len(messages)
+        lock = threading.Lock()
+        what = f"send to {self.topic}"
+
+        def settled(index: int, error: PulsarError | None) -> None:
+            nonlocal remaining
+            results[index] = error
+            with lock:
+                remaining -= 1
+                last = remaining == 0
+            if last:
+                loop.call_soon_threadsafe(_resolve, done)
+
+        def callback(index: int) -> Callable[[pulsar.Result, object], None]:
+            def on_sent(result: pulsar.Result, _: object) -> None:
+                settled(
+                    index, None if result == pulsar.Result.Ok else from_result(result, what=what)
+                )
+
+            return on_sent
+
+        for index, message in enumerate(messages):
+            try:
+                self._producer.send_async(
+                    message.payload,
+                    callback(index),
+                    properties=message.properties,
+                    partition_key=message.key,
+                )
+            except pulsar.PulsarException as e:
+                settled(index, from_pulsar(e, what=what))
+        await done
+        return results
 
     def connected(self) -> bool:
         return bool(self._producer.is_connected())
 
     async def close(self) -> None:
         try:
-            await self._producer.flush()
-            await self._producer.close()
-        except PulsarException as e:
+            await asyncio.to_thread(self._producer.flush)
+            await asyncio.to_thread(self._producer.close)
+        except pulsar.PulsarException as e:
             raise from_pulsar(e, what=f"close producer on {self.topic}") from e
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

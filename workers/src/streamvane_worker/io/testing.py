@@ -1,6 +1,6 @@
 """In-memory fakes of the broker adapters for unit tests.
 
-Both fakes append to one shared ``events`` log (``("send", topic, id)``, ``("ack", id)``,
+Both fakes append to one shared ``events`` log (``("send", topic, source id)``, ``("ack", id)``,
 ``("nack", id)``) so tests can assert ordering: an ack must come after every send for it.
 """
 
@@ -9,16 +9,25 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
+from collections.abc import Sequence
 
-from streamvane_worker.io.base import Received
+from streamvane_worker.io.base import Outgoing, Received
 from streamvane_worker.io.errors import PulsarError
 
 Event = tuple[str, ...]
 
 
 class FakeSource:
-    def __init__(self, events: list[Event] | None = None) -> None:
+    """Batches like the Pulsar consumer's batch-receive policy: up to ``max_batch`` messages,
+    returning after ``max_delay_s`` with what arrived (possibly none)."""
+
+    def __init__(
+        self, events: list[Event] | None = None, max_batch: int = 32, max_delay_s: float = 0.01
+    ) -> None:
         self.events: list[Event] = events if events is not None else []
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_s
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
         self._ids = itertools.count()
         self.acked: list[str] = []
@@ -40,22 +49,37 @@ class FakeSource:
                 message_id=message_id,
                 topic="persistent://t/n/in",
                 redelivery_count=redelivery_count,
-                publish_time_ms=0,
+                publish_time_ms=int(time.time() * 1000),
                 properties=properties or {},
             )
         )
         return message_id
 
-    async def receive(self) -> Received:
-        return await self._queue.get()
+    async def receive_batch(self) -> list[Received]:
+        batch: list[Received] = []
+        deadline = time.monotonic() + self.max_delay_s
+        while len(batch) < self.max_batch:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
 
-    async def ack(self, message: Received) -> None:
-        self.events.append(("ack", message.message_id))
-        self.acked.append(message.message_id)
+    def ack(self, messages: Sequence[Received]) -> None:
+        for message in messages:
+            self.events.append(("ack", message.message_id))
+            self.acked.append(message.message_id)
 
-    async def nack(self, message: Received) -> None:
-        self.events.append(("nack", message.message_id))
-        self.nacked.append(message.message_id)
+    def nack(self, messages: Sequence[Received]) -> None:
+        for message in messages:
+            self.events.append(("nack", message.message_id))
+            self.nacked.append(message.message_id)
 
     def connected(self) -> bool:
         return not self.closed
@@ -68,23 +92,29 @@ class FakeSource:
 
 
 class FakeSink:
-    """Records sends; ``delay_s`` slows each send, ``fail_with`` is raised by the next sends."""
+    """Records sends; ``delay_s`` slows each batch, ``fail_with`` fails the next messages."""
 
     def __init__(self, topic: str, events: list[Event], delay_s: float = 0.0) -> None:
         self.topic = topic
         self.events = events
         self.delay_s = delay_s
         self.fail_with: list[PulsarError] = []
-        self.sent: list[tuple[bytes, dict[str, str], str | None]] = []
+        self.sent: list[Outgoing] = []
         self.closed = False
 
-    async def send(self, payload: bytes, properties: dict[str, str], key: str | None) -> None:
+    async def send_batch(self, messages: Sequence[Outgoing]) -> list[PulsarError | None]:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        if self.fail_with:
-            raise self.fail_with.pop(0)
-        self.sent.append((payload, properties, key))
-        self.events.append(("send", self.topic, properties.get("streamvane-source-message-id", "")))
+        results: list[PulsarError | None] = []
+        for message in messages:
+            if self.fail_with:
+                results.append(self.fail_with.pop(0))
+                continue
+            self.sent.append(message)
+            source = message.properties.get("streamvane-source-message-id", "")
+            self.events.append(("send", self.topic, source))
+            results.append(None)
+        return results
 
     def connected(self) -> bool:
         return not self.closed
@@ -93,4 +123,4 @@ class FakeSink:
         self.closed = True
 
     def items(self) -> list[dict[str, object]]:
-        return [json.loads(payload) for payload, _, _ in self.sent]
+        return [json.loads(message.payload) for message in self.sent]

@@ -150,7 +150,7 @@ async def serve(config: WorkerConfig) -> None:
     finally:
         if embedder is not None:
             await embedder.close()
-        await client.close()
+        await asyncio.to_thread(client.close)
         health.stop()
 
 

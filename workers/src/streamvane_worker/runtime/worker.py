@@ -1,16 +1,22 @@
 """The consume -> micro-batch -> stage -> produce -> ack loop.
 
-Concurrency model: one asyncio event loop, no locks. Every wait in the data path is I/O that has
-a native async API (pulsar-client's ``pulsar.asyncio``, ``tritonclient.grpc.aio``); the CPU work
-of a batch (tokenizing, onnxruntime) runs in threads that release the GIL. A single loop keeps
-the per-message bookkeeping (in-flight count, ack after all sends) simple and race-free, and
-overlaps batches cheaply: while one batch is being inferred, the next is collected and earlier
-ones are being published and acked. Threads would need locks around the same state and gain
-nothing, since the GIL-holding Python part of a batch is small next to the model call.
+Concurrency model: one asyncio event loop plus the Pulsar client's own C++ threads; no locks in
+our code. Every wait in the data path is I/O: Triton is awaited natively
+(``tritonclient.grpc.aio``); Pulsar's batch receive runs in a thread and its send callbacks
+wake the loop once per batch (see ``io.pulsar``); tokenizing and onnxruntime run in threads that
+release the GIL. A single loop keeps the bookkeeping (which message still waits for which send)
+simple and race-free and overlaps batches cheaply: while one batch is being inferred, the next
+is received and earlier ones are being published and acked. A thread per batch would need locks
+around the same state and gain nothing, since the Python part of a batch is small next to the
+model call; per-message asyncio futures were measured to cost more CPU than the messages
+themselves, hence the batch-shaped I/O.
 
 Flow and bounds (memory stays flat under any backlog):
 
-    receive task -> queue (maxBatchSize) -> collector -> semaphore(maxInFlightBatches) -> batch tasks
+    batch receive (maxBatchSize / maxDelayMs) -> semaphore(maxInFlightBatches) -> batch tasks
+
+The receiver queue of the consumer bounds prefetch; no new batch is received while all
+in-flight slots are taken, so a slow model or broker pushes back on the topic.
 
 Delivery guarantees (at-least-once):
 - a message is acked only after every output for it was persisted by the broker;
@@ -19,8 +25,8 @@ Delivery guarantees (at-least-once):
 - infrastructure failures (model backend unavailable after retries, broker send failure) ->
   negative ack, redelivered after ``negativeAckDelayMs``; while the backend is down no new
   batch is started, so an outage does not burn the redelivery budget of the whole backlog;
-- a failure attributable to the message itself (the model rejects it) is retried through
-  redelivery; on its last allowed delivery it is dead-lettered with the reason;
+- a failure attributable to the message itself (the model rejects it, a stage bug) is retried
+  through redelivery; on its last allowed delivery it is dead-lettered with the reason;
 - the consumer's Pulsar DeadLetterPolicy backs this up for messages nacked too often.
 """
 
@@ -35,11 +41,11 @@ import structlog
 
 from streamvane_worker.config import WorkerConfig
 from streamvane_worker.inference.errors import BackendUnavailable, InferenceError
-from streamvane_worker.io.base import Received, Sink, Source
+from streamvane_worker.io.base import Outgoing, Received, Sink, Source
 from streamvane_worker.io.errors import PublishRejected, PulsarError
 from streamvane_worker.runtime.decode import Malformed, decode, encode
 from streamvane_worker.runtime.metrics import Metrics
-from streamvane_worker.runtime.trace import TRACEPARENT, child_traceparent, trace_id
+from streamvane_worker.runtime.trace import TRACEPARENT, child_traceparent
 from streamvane_worker.stages.base import Stage
 from streamvane_worker.stages.item import ContentItem
 
@@ -55,6 +61,7 @@ REDELIVERY_PROPERTY = "streamvane-redelivery-count"
 ITEM_ID_PROPERTY = "streamvane-item-id"
 
 READINESS_INTERVAL_S = 1.0
+RECEIVE_RETRY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,15 @@ class Failure:
     reason: str
     detail: str
     transient: bool
+
+
+@dataclass
+class Outcome:
+    """What to do with each message of a batch, filled in by the stage step."""
+
+    publish: list[tuple[Received, ContentItem]]
+    dead_letter: list[tuple[Received, Failure]]
+    nack: list[tuple[Received, Failure]]
 
 
 class Worker:
@@ -83,14 +99,20 @@ class Worker:
         self._dead_letter = dead_letter
         self._stage = stage
         self._backend_ready = backend_ready
-        self._labels = {"pipeline": config.pipeline, "stage": config.stage}
+        labels = {"pipeline": config.pipeline, "stage": config.stage}
         self._m = metrics
-        self._queue: asyncio.Queue[Received] = asyncio.Queue(config.batching.max_batch_size)
+        self._in = metrics.messages_in.labels(**labels)
+        self._out = metrics.messages_out.labels(**labels)
+        self._failed = metrics.messages_failed
+        self._dead = metrics.messages_dead_lettered
+        self._batch_size = metrics.batch_size.labels(**labels)
+        self._latency = metrics.end_to_end_latency.labels(**labels)
+        self._in_flight = metrics.in_flight.labels(**labels)
+        self._labels = labels
         self._slots = asyncio.Semaphore(config.batching.max_in_flight_batches)
         self._stopping = asyncio.Event()
         self._backend_up = asyncio.Event()
         self._batches: set[asyncio.Task[None]] = set()
-        self._held: list[Received] = []
         self.ready = False
         """Read by the /readyz thread: Pulsar connected, backend serving, not draining."""
 
@@ -104,71 +126,28 @@ class Worker:
     async def run(self) -> None:
         """Process until ``stop()``, then drain: finish and ack what was received, close."""
         await self._refresh_readiness()
-        receiver = asyncio.create_task(self._receive_loop(), name="receive")
         readiness = asyncio.create_task(self._readiness_loop(), name="readiness")
         try:
             while not self._stopping.is_set():
-                batch = await self._collect()
+                batch = await self._receive()
                 if batch:
                     await self._dispatch(batch)
-        finally:
-            receiver.cancel()
-            await asyncio.gather(receiver, return_exceptions=True)
-            # Received but not yet batched: finish them too rather than wait for redelivery.
-            leftover = [*self._take_available([], limit=self._queue.qsize()), *self._held]
-            size = self._config.batching.max_batch_size
-            for start in range(0, len(leftover), size):
-                await self._dispatch(leftover[start : start + size])
             await asyncio.gather(*self._batches, return_exceptions=True)
+        finally:
             readiness.cancel()
             await self._close()
             log.info("drain_done")
 
-    async def _receive_loop(self) -> None:
-        while True:
-            try:
-                message = await self._source.receive()
-            except PulsarError as e:
-                log.warning("receive_failed", error=str(e))
-                await asyncio.sleep(1.0)
-                continue
-            self._m.messages_in.labels(**self._labels).inc()
-            self._m.in_flight.labels(**self._labels).inc()
-            self._held = [message]  # not lost if draining cancels the put
-            await self._queue.put(message)
-            self._held = []
-
-    async def _collect(self) -> list[Received]:
-        """One micro-batch: waits for a first message, then up to ``maxDelayMs`` for more."""
-        first = await self._next_or_stop()
-        if first is None:
+    async def _receive(self) -> list[Received]:
+        try:
+            batch = await self._source.receive_batch()
+        except PulsarError as e:
+            log.warning("receive_failed", error=str(e))
+            await asyncio.sleep(RECEIVE_RETRY_S)
             return []
-        batch = self._take_available([first])
-        size = self._config.batching.max_batch_size
-        deadline = time.monotonic() + self._config.batching.max_delay_ms / 1000
-        while len(batch) < size and (remaining := deadline - time.monotonic()) > 0:
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
-                break
-            self._take_available(batch)
+        self._in.inc(len(batch))
+        self._in_flight.inc(len(batch))
         return batch
-
-    def _take_available(self, batch: list[Received], limit: int | None = None) -> list[Received]:
-        limit = self._config.batching.max_batch_size if limit is None else limit
-        while len(batch) < limit and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-        return batch
-
-    async def _next_or_stop(self) -> Received | None:
-        get = asyncio.ensure_future(self._queue.get())
-        stop = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if get.done():
-            return get.result()
-        get.cancel()
-        return None
 
     async def _dispatch(self, batch: list[Received]) -> None:
         """Start a batch once a slot is free and the backend serves (backpressure)."""
@@ -187,99 +166,125 @@ class Worker:
             log.error("batch_crashed", error=repr(task.exception()))
 
     async def _process(self, batch: list[Received]) -> None:
-        self._m.batch_size.labels(**self._labels).observe(len(batch))
-        max_redeliveries = self._config.delivery.max_redeliveries
+        self._batch_size.observe(len(batch))
+        outcome = Outcome(publish=[], dead_letter=[], nack=[])
         decoded: list[tuple[Received, ContentItem]] = []
-        settle: list[Awaitable[None]] = []
         for message in batch:
-            outcome = decode(message.payload, self._config.delivery.max_message_bytes)
-            if isinstance(outcome, Malformed):
-                failure = Failure(outcome.reason, outcome.detail, transient=False)
-                settle.append(self._dead_letter_message(message, failure))
-            elif message.redelivery_count >= max_redeliveries:
+            item = decode(message.payload, self._config.delivery.max_message_bytes)
+            if isinstance(item, Malformed):
+                outcome.dead_letter.append((message, Failure(item.reason, item.detail, False)))
+            elif message.redelivery_count >= self._config.delivery.max_redeliveries:
                 detail = f"delivered {message.redelivery_count + 1} times"
-                failure = Failure("max-redeliveries", detail, transient=False)
-                settle.append(self._dead_letter_message(message, failure))
+                outcome.dead_letter.append((message, Failure("max-redeliveries", detail, False)))
             else:
-                decoded.append((message, outcome))
-        if self._stopping.is_set() and not self._backend_up.is_set():
+                decoded.append((message, item))
+        if decoded and self._stopping.is_set() and not self._backend_up.is_set():
             failure = Failure("draining", "backend down while draining", transient=True)
-            settle.extend(self._fail(m, failure) for m, _ in decoded)
+            outcome.nack.extend((m, failure) for m, _ in decoded)
         elif decoded:
-            settle.extend(await self._run_stage(decoded))
-        await asyncio.gather(*settle)
+            await self._run_stage(decoded, outcome)
+        rejected = await self._publish(outcome.publish, outcome.nack)
+        outcome.dead_letter.extend(rejected)
+        await self._send_dead_letters(outcome.dead_letter)
+        self._nack(outcome.nack)
 
     async def _run_stage(
-        self, decoded: list[tuple[Received, ContentItem]]
-    ) -> list[Awaitable[None]]:
-        """Awaitables that settle (ack / nack / dead-letter) every message of ``decoded``."""
-        items = [item for _, item in decoded]
+        self, decoded: list[tuple[Received, ContentItem]], outcome: Outcome
+    ) -> None:
         try:
-            result = await self._stage.process(items)
+            result = await self._stage.process([item for _, item in decoded])
         except BackendUnavailable as e:
             self._backend_up.clear()
             failure = Failure("backend-unavailable", str(e), transient=True)
-            return [self._fail(m, failure) for m, _ in decoded]
+            outcome.nack.extend((m, failure) for m, _ in decoded)
+            return
         except Exception as e:  # noqa: BLE001 - a stage bug or model rejection must not stop the worker
             if len(decoded) > 1:
                 # Isolate the message(s) at fault: rerun one by one, the rest go through.
                 log.warning("batch_failed_isolating", size=len(decoded), error=str(e))
-                singles = await asyncio.gather(*(self._run_stage([pair]) for pair in decoded))
-                return [settle for group in singles for settle in group]
+                await asyncio.gather(*(self._run_stage([pair], outcome) for pair in decoded))
+                return
             message = decoded[0][0]
             reason = "inference-failed" if isinstance(e, InferenceError) else "stage-error"
             log.warning("message_failed", message_id=message.message_id, error=str(e))
-            return [self._fail(message, Failure(reason, str(e)[:500], transient=False))]
-        settles: list[Awaitable[None]] = []
+            failure = Failure(reason, str(e)[:500], transient=False)
+            last = message.redelivery_count + 1 >= self._config.delivery.max_redeliveries
+            (outcome.dead_letter if last else outcome.nack).append((message, failure))
+            return
         for error in result.errors:
             failure = Failure(error.reason, error.detail, transient=False)
-            settles.append(self._dead_letter_message(decoded[error.index][0], failure))
-        for index, item in result.outputs.items():
-            settles.append(self._publish_and_ack(decoded[index][0], item))
-        return settles
+            outcome.dead_letter.append((decoded[error.index][0], failure))
+        outcome.publish.extend((decoded[i][0], item) for i, item in result.outputs.items())
 
-    async def _publish_and_ack(self, message: Received, item: ContentItem) -> None:
-        traceparent = child_traceparent(message.properties.get(TRACEPARENT))
+    async def _publish(
+        self,
+        outputs: list[tuple[Received, ContentItem]],
+        nack: list[tuple[Received, Failure]],
+    ) -> list[tuple[Received, Failure]]:
+        """Publish to every output topic and ack what all of them persisted.
+
+        Messages a send failed for transiently are appended to ``nack``; those the broker
+        rejected are returned, to be dead-lettered."""
+        if not outputs:
+            return []
+        outgoing = [self._outgoing(message, item) for message, item in outputs]
+        per_sink = await asyncio.gather(*(sink.send_batch(outgoing) for sink in self._sinks))
+        done: list[Received] = []
+        rejected: list[tuple[Received, Failure]] = []
+        for index, (message, _) in enumerate(outputs):
+            errors = [results[index] for results in per_sink if results[index] is not None]
+            if not errors:
+                done.append(message)
+            elif any(isinstance(e, PublishRejected) for e in errors):
+                rejected.append((message, Failure("publish-rejected", str(errors[0]), False)))
+            else:
+                nack.append((message, Failure("publish-failed", str(errors[0]), True)))
+        self._ack(done)
+        self._out.inc(len(done))
+        now_ms = time.time() * 1000
+        for message in done:
+            if message.publish_time_ms:
+                self._latency.observe(max(now_ms - message.publish_time_ms, 0.0) / 1000)
+        return rejected
+
+    def _outgoing(self, message: Received, item: ContentItem) -> Outgoing:
         properties = {
-            TRACEPARENT: traceparent,
+            TRACEPARENT: child_traceparent(message.properties.get(TRACEPARENT)),
             ITEM_ID_PROPERTY: item.id,
             STAGE_PROPERTY: self._config.stage,
             SOURCE_TOPIC_PROPERTY: message.topic,
             SOURCE_ID_PROPERTY: message.message_id,
         }
-        payload = encode(item)
-        key = message.key or item.id
-        try:
-            await asyncio.gather(*(sink.send(payload, properties, key) for sink in self._sinks))
-        except PublishRejected as e:
-            await self._dead_letter_message(message, Failure("publish-rejected", str(e), False))
-            return
-        except PulsarError as e:
-            await self._fail(message, Failure("publish-failed", str(e), transient=True))
-            return
-        await self._ack(message)
-        self._m.messages_out.labels(**self._labels).inc()
-        if message.publish_time_ms:
-            latency = time.time() - message.publish_time_ms / 1000
-            self._m.end_to_end_latency.labels(**self._labels).observe(max(latency, 0.0))
+        return Outgoing(encode(item), properties, message.key or item.id)
 
-    async def _fail(self, message: Received, failure: Failure) -> None:
-        """Nack for redelivery, or dead-letter if this was the last allowed delivery."""
-        last = message.redelivery_count + 1 >= self._config.delivery.max_redeliveries
-        if not failure.transient and last:
-            await self._dead_letter_message(message, failure)
+    async def _send_dead_letters(self, failed: list[tuple[Received, Failure]]) -> None:
+        """Publish to the dead-letter topic with the reason; ack what was persisted."""
+        if not failed:
             return
-        self._m.messages_failed.labels(**self._labels, reason=failure.reason).inc()
-        log.warning(
-            "message_nacked",
-            message_id=message.message_id,
-            reason=failure.reason,
-            redelivery_count=message.redelivery_count,
-        )
-        await self._settle(self._source.nack(message))
+        outgoing = [
+            Outgoing(message.payload, self._dead_letter_properties(message, f), message.key)
+            for message, f in failed
+        ]
+        results = await self._dead_letter.send_batch(outgoing)
+        done = []
+        for (message, failure), error in zip(failed, results, strict=True):
+            if error is not None:
+                log.error("dead_letter_failed", message_id=message.message_id, error=str(error))
+                self._nack([(message, Failure("dead-letter-failed", str(error), True))])
+                continue
+            log.warning(
+                "message_dead_lettered",
+                message_id=message.message_id,
+                reason=failure.reason,
+                detail=failure.detail[:200],
+                traceparent=message.properties.get(TRACEPARENT),
+            )
+            self._dead.labels(**self._labels, reason=failure.reason).inc()
+            done.append(message)
+        self._ack(done)
 
-    async def _dead_letter_message(self, message: Received, failure: Failure) -> None:
-        properties = {
+    def _dead_letter_properties(self, message: Received, failure: Failure) -> dict[str, str]:
+        return {
             **message.properties,
             ERROR_PROPERTY: failure.reason,
             ERROR_DETAIL_PROPERTY: failure.detail[:1000],
@@ -289,34 +294,22 @@ class Worker:
             SOURCE_ID_PROPERTY: message.message_id,
             REDELIVERY_PROPERTY: str(message.redelivery_count),
         }
-        try:
-            await self._dead_letter.send(message.payload, properties, message.key)
-        except PulsarError as e:
-            log.error("dead_letter_failed", message_id=message.message_id, error=str(e))
-            self._m.messages_failed.labels(**self._labels, reason="dead-letter-failed").inc()
-            await self._settle(self._source.nack(message))
-            return
-        log.warning(
-            "message_dead_lettered",
-            message_id=message.message_id,
-            reason=failure.reason,
-            detail=failure.detail[:200],
-            trace_id=trace_id(child_traceparent(message.properties.get(TRACEPARENT))),
-        )
-        self._m.messages_dead_lettered.labels(**self._labels, reason=failure.reason).inc()
-        await self._ack(message)
 
-    async def _ack(self, message: Received) -> None:
-        await self._settle(self._source.ack(message))
+    def _nack(self, failed: list[tuple[Received, Failure]]) -> None:
+        for message, failure in failed:
+            self._failed.labels(**self._labels, reason=failure.reason).inc()
+            log.warning(
+                "message_nacked",
+                message_id=message.message_id,
+                reason=failure.reason,
+                redelivery_count=message.redelivery_count,
+            )
+        self._source.nack([message for message, _ in failed])
+        self._in_flight.dec(len(failed))
 
-    async def _settle(self, operation: Awaitable[None]) -> None:
-        """Ack or nack; if the broker fails it, the message is redelivered anyway."""
-        try:
-            await operation
-        except PulsarError as e:
-            log.warning("settle_failed", error=str(e))
-        finally:
-            self._m.in_flight.labels(**self._labels).dec()
+    def _ack(self, messages: list[Received]) -> None:
+        self._source.ack(messages)
+        self._in_flight.dec(len(messages))
 
     async def _readiness_loop(self) -> None:
         while True:

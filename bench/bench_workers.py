@@ -1,0 +1,336 @@
+"""Worker benchmark: is the streaming pipeline as fast as Triton allows, and how much does it
+gain over a naive consumer? Prints one table for one run on one machine and model.
+
+    (a)  Triton alone: perf_analyzer (tritonclient 2.48 wheel), batch and concurrency matched to
+         the worker (maxBatchSize x maxInFlightBatches); a direct tritonclient gRPC load
+         generator at the same settings is reported too (and used if perf_analyzer cannot run)
+    (b)  the pipeline: Pulsar -> worker (text-embedding, real subprocess) -> Triton -> Pulsar,
+         throughput over a backlog, and end-to-end latency at a paced rate
+    (c)  a naive consumer: receive one, tokenize, infer one, produce one (awaiting the broker),
+         ack; same model through the same Triton
+    passthrough stage vs a raw pulsar-client consume -> produce loop (no model)
+
+Every row is measured ``--repeat`` times, interleaved so that all rows see the same machine
+load; the table shows medians. Needs the local stack (``make stack-up``).
+
+    python -m bench.bench_workers [--repeat 3] [--items 3000]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pulsar
+import typer
+from bench import perf_analyzer
+from rich.console import Console
+from rich.table import Table
+from tests.integration.worker.pipeline import (
+    Collector,
+    Topics,
+    WorkerProcess,
+    client,
+    publish,
+    worker_config,
+)
+from tritonclient import grpc as grpc_sync
+from tritonclient.grpc import aio as grpc_aio
+
+from streamvane_stack import Stack
+from streamvane_worker.inference import paths
+from streamvane_worker.inference.tokenizer import Encoded, TextTokenizer
+from streamvane_worker.stages.item import ContentItem
+
+MODEL = paths.DEFAULT_MODEL
+BATCH = 64
+IN_FLIGHT = 4
+console = Console()
+
+
+def bench_items(n: int, sent_ms: float | None = None) -> list[dict[str, Any]]:
+    """Short texts: the CPU python backend, not the tokenizer, must be what is measured."""
+    extra = {"benchSentMs": sent_ms} if sent_ms is not None else {}
+    return [
+        {"id": f"item-{i}", "title": f"clip {i}", "description": "cats playing piano", **extra}
+        for i in range(n)
+    ]
+
+
+@dataclass
+class Row:
+    name: str
+    throughputs: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.throughputs) if self.throughputs else float("nan")
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+def encoded_batch(tokenizer: TextTokenizer) -> Encoded:
+    texts = [ContentItem.model_validate(i).text() for i in bench_items(BATCH)]
+    return tokenizer.encode(texts)
+
+
+async def triton_direct(url: str, batch: Encoded, concurrency: int, seconds: float) -> float:
+    """Items/s of ``concurrency`` closed-loop gRPC callers sending ``batch`` (perf_analyzer's model)."""
+    client_ = grpc_aio.InferenceServerClient(url)
+    inputs = []
+    for name, array in (("input_ids", batch.input_ids), ("attention_mask", batch.attention_mask)):
+        tensor = grpc_aio.InferInput(name, list(array.shape), "INT64")
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def caller() -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            await client_.infer(MODEL, inputs)
+            done += len(batch.input_ids)
+
+    await client_.infer(MODEL, inputs)  # warm-up
+    started = time.monotonic()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    elapsed = time.monotonic() - started
+    await client_.close()
+    return done / elapsed
+
+
+def pipeline_throughput(
+    stack: Any, tmp: Path, stage_type: str, n: int, batching: dict[str, int]
+) -> float:
+    """Items/s through a worker subprocess over a backlog of ``n`` (first to last output)."""
+    topics = Topics.unique(f"bench-{stage_type}")
+    c = client(stack)
+    collector = Collector(c, topics.output)
+    publish(c, topics.input, bench_items(n))
+    worker = WorkerProcess(worker_config(stack, topics, stage_type, batching=batching), tmp).start()
+    try:
+        worker.wait_started()
+        collector.until(1, timeout=60)
+        started = time.monotonic()
+        collector.until(n, timeout=600)
+        elapsed = time.monotonic() - started
+        assert len(set(collector.ids())) == n, "the pipeline lost items"
+        worker.terminate()
+    finally:
+        worker.kill()
+        collector.close()
+        c.close()
+    return (n - 1) / elapsed
+
+
+def pipeline_latency(stack: Any, tmp: Path, rate: float, seconds: float) -> list[float]:
+    """End-to-end latency (ms, publish -> consumed from the output topic) at a paced rate."""
+    topics = Topics.unique("bench-latency")
+    c = client(stack)
+    collector = Collector(c, topics.output)
+    worker = WorkerProcess(worker_config(stack, topics, batching=_batching()), tmp).start()
+    producer = c.create_producer(topics.input, batching_enabled=False, block_if_queue_full=True)
+    received: dict[str, float] = {}
+    try:
+        worker.wait_started()
+        n = int(rate * seconds)
+        started = time.monotonic()
+        for i, item in enumerate(bench_items(n)):
+            time.sleep(max(0.0, started + i / rate - time.monotonic()))
+            item["benchSentMs"] = time.time() * 1000
+            producer.send_async(json.dumps(item).encode(), None)
+        producer.flush()
+        for message in collector.until(n, timeout=120):
+            received.setdefault(json.loads(message.data())["id"], 0.0)
+        latencies = [
+            message_latency_ms(m)
+            for m in collector.messages
+            if json.loads(m.data())["id"] in received
+        ]
+        worker.terminate()
+    finally:
+        worker.kill()
+        collector.close()
+        c.close()
+    return latencies
+
+
+def message_latency_ms(message: pulsar.Message) -> float:
+    """Output publish time (broker clock, same host) minus the producer's send time."""
+    return message.publish_timestamp() - json.loads(message.data())["benchSentMs"]
+
+
+def naive_consumer(stack: Any, n: int, tokenizer: TextTokenizer) -> float:
+    """Items/s of receive one -> tokenize -> infer one -> send and wait -> ack."""
+    topics = Topics.unique("bench-naive")
+    c = client(stack)
+    publish(c, topics.input, bench_items(n))
+    consumer = c.subscribe(topics.input, "naive", initial_position=pulsar.InitialPosition.Earliest)
+    producer = c.create_producer(topics.output, batching_enabled=False)
+    triton = grpc_sync.InferenceServerClient(stack.triton_grpc)
+    started = time.monotonic()
+    for _ in range(n):
+        message = consumer.receive()
+        item = ContentItem.model_validate_json(message.data())
+        encoded = tokenizer.encode([item.text()])
+        inputs = []
+        for name, array in (
+            ("input_ids", encoded.input_ids),
+            ("attention_mask", encoded.attention_mask),
+        ):
+            tensor = grpc_sync.InferInput(name, list(array.shape), "INT64")
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
+        vector = triton.infer(MODEL, inputs).as_numpy("embedding")[0]
+        out = item.model_dump(by_alias=True, exclude_none=True) | {"embedding": vector.tolist()}
+        producer.send(json.dumps(out).encode())
+        consumer.acknowledge(message)
+    elapsed = time.monotonic() - started
+    triton.close()
+    c.close()
+    return n / elapsed
+
+
+def raw_passthrough(stack: Any, n: int) -> float:
+    """Items/s of a plain pulsar-client loop: receive, send_async, ack in the send callback."""
+    topics = Topics.unique("bench-raw")
+    c = client(stack)
+    publish(c, topics.input, bench_items(n))
+    consumer = c.subscribe(topics.input, "raw", initial_position=pulsar.InitialPosition.Earliest)
+    producer = c.create_producer(
+        topics.output, batching_max_publish_delay_ms=2, block_if_queue_full=True
+    )
+    all_acked = threading.Event()
+    acked = 0
+
+    def on_sent(message: pulsar.Message) -> Callable[[pulsar.Result, object], None]:
+        def callback(result: pulsar.Result, _: object) -> None:
+            nonlocal acked
+            consumer.acknowledge(message)
+            acked += 1
+            if acked == n:
+                all_acked.set()
+
+        return callback
+
+    first = consumer.receive()
+    started = time.monotonic()
+    producer.send_async(first.data(), on_sent(first))
+    for _ in range(n - 1):
+        message = consumer.receive()
+        producer.send_async(message.data(), on_sent(message))
+    all_acked.wait(120)
+    elapsed = time.monotonic() - started
+    c.close()
+    return (n - 1) / elapsed
+
+
+def _batching() -> dict[str, int]:
+    return {"maxBatchSize": BATCH, "maxDelayMs": 10, "maxInFlightBatches": IN_FLIGHT}
+
+
+def main(
+    repeat: Annotated[int, typer.Option(min=1, help="Repetitions per row (medians shown).")] = 3,
+    items: Annotated[int, typer.Option(min=100, help="Items per pipeline run.")] = 3000,
+    naive_items: Annotated[int, typer.Option(min=10, help="Items per naive run.")] = 300,
+    passthrough_items: Annotated[int, typer.Option(min=100)] = 20_000,
+    latency_rate: Annotated[float, typer.Option(help="Items/s for the latency run.")] = 100.0,
+) -> None:
+    stack = Stack()
+    if not stack.is_ready():
+        raise typer.BadParameter("the local stack is not running: run `make stack-up`")
+    endpoints = stack.endpoints
+    tokenizer = TextTokenizer(paths.tokenizer_path())
+    batch = encoded_batch(tokenizer)
+    rows = {
+        key: Row(name)
+        for key, name in [
+            ("a", "(a) Triton alone, perf_analyzer"),
+            ("a_direct", "(a') Triton alone, tritonclient gRPC load generator"),
+            ("b", "(b) pipeline Pulsar -> worker -> Triton -> Pulsar"),
+            ("c", "(c) naive per-message consumer"),
+            ("pass", "passthrough stage worker (no model)"),
+            ("raw", "raw pulsar-client consume -> produce loop"),
+        ]
+    }
+    try:
+        analyzer: perf_analyzer.PerfAnalyzer | None = perf_analyzer.ensure()
+    except perf_analyzer.PerfAnalyzerUnavailable as e:
+        analyzer = None
+        rows["a"].note = f"unavailable: {e}"
+    settings = f"batch {BATCH}, concurrency {IN_FLIGHT}, {batch.input_ids.shape[1]} tokens"
+    rows["a"].note = rows["a"].note or settings
+    rows["a_direct"].note = settings
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        for round_ in range(1, repeat + 1):
+            console.log(f"round {round_}/{repeat}")
+            if analyzer is not None:
+                rows["a"].throughputs.append(
+                    analyzer.run(
+                        endpoints.triton_grpc, MODEL, batch.input_ids.tolist(), BATCH, IN_FLIGHT
+                    )
+                )
+            rows["a_direct"].throughputs.append(
+                asyncio.run(triton_direct(endpoints.triton_grpc, batch, IN_FLIGHT, 10.0))
+            )
+            rows["b"].throughputs.append(
+                pipeline_throughput(endpoints, tmp, "text-embedding", items, _batching())
+            )
+            rows["c"].throughputs.append(naive_consumer(endpoints, naive_items, tokenizer))
+            rows["pass"].throughputs.append(
+                pipeline_throughput(endpoints, tmp, "passthrough", passthrough_items, _batching())
+            )
+            rows["raw"].throughputs.append(raw_passthrough(endpoints, passthrough_items))
+            console.log({k: round(r.throughputs[-1], 1) for k, r in rows.items() if r.throughputs})
+        rows["b"].latencies_ms = pipeline_latency(endpoints, tmp, latency_rate, 10.0)
+    report(rows, latency_rate)
+
+
+def report(rows: dict[str, Row], latency_rate: float) -> None:
+    table = Table(title=f"Worker benchmark ({MODEL}, medians)")
+    table.add_column("measurement")
+    table.add_column("items/s", justify="right")
+    table.add_column("runs", justify="right")
+    table.add_column("p50 ms", justify="right")
+    table.add_column("p99 ms", justify="right")
+    table.add_column("note")
+    for row in rows.values():
+        table.add_row(
+            row.name,
+            f"{row.median:.1f}",
+            " ".join(f"{t:.0f}" for t in row.throughputs),
+            f"{row.percentile(50):.0f}" if row.latencies_ms else "",
+            f"{row.percentile(99):.0f}" if row.latencies_ms else "",
+            row.note if row.name[1] != "b" else f"latency at {latency_rate:.0f} items/s",
+        )
+    console.print(table)
+    triton = rows["a"] if rows["a"].throughputs else rows["a_direct"]
+    b, c = rows["b"].median, rows["c"].median
+    ratios = Table(title="Ratios (targets: (b)/(a) >= 0.8, (b)/(c) >= 5)")
+    ratios.add_column("ratio")
+    ratios.add_column("value", justify="right")
+    ratios.add_column("target")
+    ratios.add_row(
+        "(b)/(a) " + triton.name.split(",")[-1].strip(), f"{b / triton.median:.2f}", ">= 0.8"
+    )
+    ratios.add_row("(b)/(a') direct gRPC", f"{b / rows['a_direct'].median:.2f}", ">= 0.8")
+    ratios.add_row("(b)/(c)", f"{b / c:.1f}", ">= 5")
+    ratios.add_row("passthrough / raw loop", f"{rows['pass'].median / rows['raw'].median:.2f}", "")
+    console.print(ratios)
+
+
+if __name__ == "__main__":
+    typer.run(main)

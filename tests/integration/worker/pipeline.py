@@ -51,7 +51,8 @@ def worker_config(
     if stage_type != "passthrough":
         config["inference"] = {"tritonUrl": stack.triton_grpc}
     for key, value in overrides.items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+        merge = isinstance(value, dict) and isinstance(config.get(key), dict)
+        config[key] = {**config[key], **value} if merge else value
     return config
 
 

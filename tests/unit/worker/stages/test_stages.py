@@ -96,7 +96,7 @@ def test_verdict_reviews_when_score_between_thresholds() -> None:
 
 
 async def test_passthrough_forwards_item_unchanged_apart_from_provenance() -> None:
-    stage = await _stage(StageType.PASSTHROUGH)
+    stage = await create_stage(StageContext("s", StageType.PASSTHROUGH, {}, embedder=None))
     item = ContentItem.model_validate({"id": "x", "title": "t", "custom": {"a": 1}})
     out = (await stage.process([item])).outputs[0]
     assert out.model_dump(exclude={"stages"}) == item.model_dump(exclude={"stages"})

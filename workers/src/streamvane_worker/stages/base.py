@@ -59,7 +59,7 @@ class Stopwatch:
         self._started = time.perf_counter()
 
     def record(self, inference_ms: float | None) -> StageRecord:
-        info = self._ctx.embedder.info if self._ctx.embedder and inference_ms is not None else None
+        info = self._ctx.embedder.info if self._ctx.embedder else None
         return StageRecord(
             stage=self._ctx.name,
             stage_type=str(self._ctx.stage_type),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -65,9 +64,6 @@ def run(
         kubeconfig=kubeconfig,
         liveness_port=liveness_port,
     )
-    if config.kubeconfig is not None:
-        # kopf's own login reads the same file.
-        os.environ["KUBECONFIG"] = str(config.kubeconfig)
     kopf.configure(
         verbose=verbose,
         log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
@@ -75,15 +71,16 @@ def run(
     # One line per Pulsar admin request is noise; failures surface as events and status.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     pulsar = AdminPool(timeout_s=config.pulsar_timeout_s, attempts=config.pulsar_attempts)
+    client = api_client(config.kubeconfig)
     deps = Deps(
-        kube=KubeClient(api_client(config.kubeconfig), FIELD_MANAGER),
+        kube=KubeClient(client, FIELD_MANAGER),
         pulsar=pulsar,
         defaults=WorkerDefaults(config.worker_image, config.worker_log_format),
         retry_transient_s=config.retry_transient_s,
         retry_rejected_s=config.retry_rejected_s,
     )
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, deps, config)
+    handlers.register(registry, deps, config, client.configuration)
     try:
         kopf.run(
             registry=registry,

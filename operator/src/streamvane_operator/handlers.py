@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import kopf
+from kubernetes.client import Configuration
 from pydantic import BaseModel
 
 from streamvane_operator.api.common import API_VERSION, GROUP, VERSION
@@ -29,8 +30,17 @@ WORKER_LABELS: dict[str, Any] = {
 }
 
 
-def register(registry: kopf.OperatorRegistry, deps: Deps, config: OperatorConfig) -> None:
-    """Attach every handler to ``registry``; closures carry ``deps`` (no module globals)."""
+def register(
+    registry: kopf.OperatorRegistry,
+    deps: Deps,
+    config: OperatorConfig,
+    credentials: Configuration | None = None,
+) -> None:
+    """Attach every handler to ``registry``; closures carry ``deps`` (no module globals).
+
+    ``credentials``: the client configuration the reconcilers use; kopf logs in with the
+    same one (None: kopf's own in-cluster / $KUBECONFIG discovery).
+    """
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -46,7 +56,9 @@ def register(registry: kopf.OperatorRegistry, deps: Deps, config: OperatorConfig
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_via_client(**kwargs)
+        if credentials is None:
+            return kopf.login_via_client(**kwargs)
+        return _connection_info(credentials)
 
     def pipeline_outcome(
         spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch
@@ -163,6 +175,23 @@ def register(registry: kopf.OperatorRegistry, deps: Deps, config: OperatorConfig
             backend.delete_backend(deps, owner)
         except RetryLater as e:
             raise kopf.TemporaryError(str(e), delay=e.delay_s) from e
+
+
+def _connection_info(c: Configuration) -> kopf.ConnectionInfo:
+    """kopf's view of a kubernetes-client configuration (as kopf.login_via_client does)."""
+    header = c.get_api_key_with_prefix("BearerToken") or c.get_api_key_with_prefix("authorization")
+    scheme, _, token = (header or "").rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=c.host,
+        ca_path=c.ssl_ca_cert,
+        insecure=not c.verify_ssl,
+        username=c.username or None,
+        password=c.password or None,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=c.cert_file,
+        private_key_path=c.key_file,
+    )
 
 
 def _dump(status: BaseModel) -> dict[str, Any]:

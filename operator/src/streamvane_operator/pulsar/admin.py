@@ -35,6 +35,14 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class SubscriptionStats:
+    backlog: int
+    """Messages not yet acknowledged."""
+    consumers: int
+    """Consumers connected now."""
+
+
+@dataclass(frozen=True)
 class TopicName:
     """``persistent://tenant/namespace/local``."""
 
@@ -185,12 +193,22 @@ class PulsarAdmin:
         except PulsarNotFound:
             return
 
-    def backlog(self, topic: TopicName, subscription: str, partitioned: bool) -> int | None:
-        """Messages not yet acknowledged on ``subscription``; None if it does not exist."""
+    def subscription_stats(
+        self, topic: TopicName, subscription: str, partitioned: bool
+    ) -> SubscriptionStats | None:
+        """Backlog and connected consumers of ``subscription``; None if it does not exist."""
         suffix = "partitioned-stats" if partitioned else "stats"
         stats = self._json("GET", f"{topic.path}/{suffix}", f"read stats of {topic}")
         sub = (stats.get("subscriptions") or {}).get(subscription)
-        return None if sub is None else int(sub.get("msgBacklog", 0))
+        if sub is None:
+            return None
+        return SubscriptionStats(int(sub.get("msgBacklog", 0)), len(sub.get("consumers") or []))
+
+    def publishers(self, topic: TopicName, partitioned: bool) -> int:
+        """Producers connected to ``topic`` now."""
+        suffix = "partitioned-stats" if partitioned else "stats"
+        stats = self._json("GET", f"{topic.path}/{suffix}", f"read stats of {topic}")
+        return len(stats.get("publishers") or [])
 
     # plumbing
 

@@ -31,6 +31,10 @@ class FakePulsar:
     retention: dict[str, dict[str, int]] = field(default_factory=dict)
     subscriptions: dict[str, set[str]] = field(default_factory=dict)
     backlog: dict[tuple[str, str], int] = field(default_factory=dict)
+    consumers: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Connected consumers per (topic, subscription)."""
+    publishers: dict[str, int] = field(default_factory=dict)
+    """Connected producers per topic."""
     unavailable: bool = False
     calls: list[str] = field(default_factory=list)
 
@@ -160,10 +164,13 @@ class FakePulsar:
         if _name(m) not in self.topics:
             return httpx.Response(404, json={"reason": "Topic not found"})
         subs = {
-            sub: {"msgBacklog": self.backlog.get((_name(m), sub), 0)}
+            sub: {
+                "msgBacklog": self.backlog.get((_name(m), sub), 0),
+                "consumers": [{}] * self.consumers.get((_name(m), sub), 0),
+            }
             for sub in self.subscriptions.get(_name(m), set())
         }
-        return _ok({"subscriptions": subs})
+        return _ok({"subscriptions": subs, "publishers": [{}] * self.publishers.get(_name(m), 0)})
 
 
 def _name(m: re.Match[str]) -> str:

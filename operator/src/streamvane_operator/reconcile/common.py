@@ -46,6 +46,8 @@ class Deps:
     """Delay before retrying after Pulsar or the API server was unreachable."""
     retry_rejected_s: float = 60.0
     """Delay before retrying after Pulsar or the API server refused a request."""
+    retry_workers_s: float = 2.0
+    """Delay between checks that deleted workers have stopped."""
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,12 @@ from streamvane_operator.reconcile.status import (
     stage_of,
     stage_status,
 )
-from streamvane_operator.reconcile.topology import backlogs, delete_topology, ensure_topology
+from streamvane_operator.reconcile.topology import (
+    delete_topology,
+    ensure_topology,
+    subscription_stats,
+    worker_connections,
+)
 from streamvane_operator.render.labels import PIPELINE_LABEL, Owner
 from streamvane_operator.render.pipeline import render_pipeline
 from streamvane_operator.render.topology import Topology, topology
@@ -101,7 +106,10 @@ def reconcile_pipeline(
                 summary += [f"deleted {ref.kind} {ref.name}" for ref in todo.delete]
                 events.info("Reconciled", "; ".join(summary))
                 observed = observe_children(deps.kube, owner, selector(owner))
-            lag = backlogs(admin, topo)
+            lag = {
+                stage: stats.backlog if stats else None
+                for stage, stats in subscription_stats(admin, topo).items()
+            }
     except Stop as stop:
         problem = stop.problem
         events.warn(problem.failure.value, problem.message)
@@ -168,9 +176,16 @@ def delete_pipeline(deps: Deps, owner: Owner, raw_spec: Mapping[str, Any]) -> Ev
                 deps.kube.delete(ref)
             spec = parse(PipelineSpec, raw_spec)
             if spec.deletion_policy is DeletionPolicy.DELETE:
-                deleted = delete_topology(
-                    pulsar_admin(deps, owner, spec), topology(owner.name, spec)
-                )
+                admin = pulsar_admin(deps, owner, spec)
+                topo = topology(owner.name, spec)
+                connected = worker_connections(admin, topo)
+                if connected:
+                    raise RetryLater(
+                        f"waiting for workers to stop ({connected} Pulsar connections) "
+                        "before deleting topics",
+                        deps.retry_workers_s,
+                    )
+                deleted = delete_topology(admin, topo)
                 events.info("TopicsDeleted", "deleted " + ", ".join(deleted or ["nothing"]))
             else:
                 events.info(

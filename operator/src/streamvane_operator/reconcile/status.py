@@ -40,13 +40,16 @@ class Problem:
 
 
 def deployment_ready(deployment: Manifest) -> bool:
-    """All desired replicas run the current template and pass their readiness probe."""
+    """The rollout is complete (as ``kubectl rollout status`` judges it): the current
+    template runs every desired replica, all ready, and no old replica is left."""
     replicas = int(deployment.get("spec", {}).get("replicas", 1))
     status = deployment.get("status") or {}
     generation = int(deployment.get("metadata", {}).get("generation", 0))
+    updated = int(status.get("updatedReplicas") or 0)
     return (
         int(status.get("observedGeneration") or 0) >= generation
-        and int(status.get("updatedReplicas") or 0) >= replicas
+        and updated >= replicas
+        and int(status.get("replicas") or 0) <= updated
         and int(status.get("readyReplicas") or 0) >= replicas
     )
 

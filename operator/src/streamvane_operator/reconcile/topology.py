@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-from streamvane_operator.pulsar.admin import PulsarAdmin, Retention, TopicName
+from streamvane_operator.pulsar.admin import PulsarAdmin, Retention, SubscriptionStats, TopicName
 from streamvane_operator.pulsar.errors import PulsarNotFound
 from streamvane_operator.render.topology import Topology
 
@@ -64,17 +64,34 @@ def ensure_topology(admin: PulsarAdmin, topo: Topology) -> TopologyChanges:
     return changes
 
 
-def backlogs(admin: PulsarAdmin, topo: Topology) -> dict[str, int | None]:
-    """Stage name -> its subscription's backlog (None when topic or subscription is missing)."""
+def subscription_stats(admin: PulsarAdmin, topo: Topology) -> dict[str, SubscriptionStats | None]:
+    """Stage name -> stats of its subscription (None when topic or subscription is missing)."""
     existing = admin.topics(topo.tenant, topo.namespace)
-    found: dict[str, int | None] = {}
+    found: dict[str, SubscriptionStats | None] = {}
     for sub in topo.subscriptions:
         found[sub.stage] = None
         if sub.topic in existing:
             topic = TopicName(topo.tenant, topo.namespace, sub.topic)
             with contextlib.suppress(PulsarNotFound):
-                found[sub.stage] = admin.backlog(topic, sub.name, existing[sub.topic] > 0)
+                found[sub.stage] = admin.subscription_stats(
+                    topic, sub.name, existing[sub.topic] > 0
+                )
     return found
+
+
+def worker_connections(admin: PulsarAdmin, topo: Topology) -> int:
+    """Consumers on the stage subscriptions plus producers on the topics workers publish to.
+
+    Zero means every worker has stopped; deleting topics earlier lets a draining worker's
+    client re-create them (brokers auto-create topics by default)."""
+    existing = admin.topics(topo.tenant, topo.namespace)
+    consumers = sum(s.consumers for s in subscription_stats(admin, topo).values() if s)
+    producers = 0
+    for local in sorted(topo.produced & existing.keys()):
+        with contextlib.suppress(PulsarNotFound):
+            topic = TopicName(topo.tenant, topo.namespace, local)
+            producers += admin.publishers(topic, existing[local] > 0)
+    return consumers + producers
 
 
 def delete_topology(admin: PulsarAdmin, topo: Topology) -> list[str]:

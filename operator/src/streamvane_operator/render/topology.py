@@ -36,6 +36,8 @@ class Topology:
     subscriptions: tuple[Subscription, ...]
     retention_minutes: int
     retention_size_mb: int
+    produced: frozenset[str]
+    """Topics the workers publish to (stage outputs and dead-letter topics)."""
 
     def topic(self, local: str) -> str:
         return qualified(self.tenant, self.namespace, local)
@@ -62,4 +64,5 @@ def topology(pipeline: str, spec: PipelineSpec) -> Topology:
         ),
         retention_minutes=spec.topics.retention_minutes,
         retention_size_mb=spec.topics.retention_size_mb,
+        produced=frozenset(t for s in spec.stages for t in s.outputs) | frozenset(dead_letters),
     )

@@ -10,7 +10,12 @@ import pytest
 from streamvane_operator.api.pipeline import PipelineSpec
 from streamvane_operator.pulsar.admin import PulsarAdmin, Retention, TopicName
 from streamvane_operator.pulsar.errors import PulsarRejected, PulsarUnavailable
-from streamvane_operator.reconcile.topology import backlogs, delete_topology, ensure_topology
+from streamvane_operator.reconcile.topology import (
+    delete_topology,
+    ensure_topology,
+    subscription_stats,
+    worker_connections,
+)
 from streamvane_operator.render.topology import topology
 
 pytestmark = pytest.mark.integration
@@ -77,7 +82,8 @@ def test_subscription_keeps_messages_published_before_it_when_created_at_earlies
 
     admin.create_subscription(topic, "late-joiner")
 
-    assert admin.backlog(topic, "late-joiner", partitioned=False) == 7
+    stats = admin.subscription_stats(topic, "late-joiner", partitioned=False)
+    assert stats is not None and stats.backlog == 7 and stats.consumers == 0
 
 
 def test_backlogs_reports_each_stage_when_messages_wait(
@@ -95,7 +101,26 @@ def test_backlogs_reports_each_stage_when_messages_wait(
     finally:
         client.close()
 
-    assert backlogs(admin, topo) == {"a": 5, "b": 0}
+    stats = subscription_stats(admin, topo)
+    assert {stage: s.backlog for stage, s in stats.items() if s} == {"a": 5, "b": 0}
+
+
+def test_worker_connections_counts_consumers_and_producers_when_connected(
+    stack: Any, admin: PulsarAdmin, pulsar_namespace: tuple[str, str]
+) -> None:
+    tenant, ns = pulsar_namespace
+    topo = topology("p", spec(tenant, ns))
+    ensure_topology(admin, topo)
+    client = pulsar.Client(stack.pulsar_url)
+    try:
+        client.subscribe(topo.topic("in"), "p-a")
+        client.create_producer(topo.topic("mid"))
+        client.create_producer(topo.topic("in"))  # a user's producer does not count
+
+        assert worker_connections(admin, topo) == 2
+    finally:
+        client.close()
+    assert worker_connections(admin, topo) == 0
 
 
 def test_delete_topology_removes_topics_when_asked(

@@ -108,16 +108,23 @@ def test_pipeline_status_keeps_transition_time_when_condition_status_is_unchange
     assert times["Degraded"] == NOW
 
 
-def test_deployment_ready_requires_current_generation_and_replicas() -> None:
+def test_deployment_ready_requires_current_generation_replicas_and_no_old_pods() -> None:
     deployment = {
         "metadata": {"generation": 2},
         "spec": {"replicas": 2},
-        "status": {"observedGeneration": 2, "updatedReplicas": 2, "readyReplicas": 2},
+        "status": {
+            "observedGeneration": 2,
+            "replicas": 2,
+            "updatedReplicas": 2,
+            "readyReplicas": 2,
+        },
     }
     stale = {**deployment, "status": {**deployment["status"], "observedGeneration": 1}}
     short = {**deployment, "status": {**deployment["status"], "readyReplicas": 1}}
+    old_left = {**deployment, "status": {**deployment["status"], "replicas": 3, "readyReplicas": 3}}
 
     assert deployment_ready(deployment)
     assert not deployment_ready(stale)
     assert not deployment_ready(short)
+    assert not deployment_ready(old_left)
     assert not deployment_ready({"metadata": {"generation": 1}, "spec": {"replicas": 1}})

@@ -54,7 +54,7 @@ def test_reconcile_backend_is_ready_when_triton_deployment_is_ready() -> None:
     reconcile_backend(deps(kube), OWNER, MANAGED, 1, None)
     kube.set_status(
         ObjectRef("apps/v1", "Deployment", "media", "gpu-triton"),
-        {"observedGeneration": 1, "updatedReplicas": 1, "readyReplicas": 1},
+        {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1},
     )
 
     outcome = reconcile_backend(deps(kube), OWNER, MANAGED, 1, None)

@@ -248,3 +248,23 @@ def test_delete_pipeline_asks_to_retry_when_pulsar_is_down_and_policy_is_delete(
 
     assert raised.value.delay_s == world.deps.retry_transient_s
     assert world.deployments() == {}
+
+
+def test_delete_pipeline_waits_for_workers_to_disconnect_before_deleting_topics(
+    world: World,
+) -> None:
+    spec = pipeline_spec(embed_stage(), deletionPolicy="Delete")
+    world.reconcile(spec)
+    world.pulsar.consumers[(TOPIC.format("items"), "cu-embed")] = 1
+    world.pulsar.publishers[TOPIC.format("embedded")] = 1
+
+    with pytest.raises(RetryLater, match="2 Pulsar connections") as raised:
+        delete_pipeline(world.deps, OWNER, spec)
+
+    assert raised.value.delay_s == world.deps.retry_workers_s
+    assert world.deployments() == {}
+    assert TOPIC.format("items") in world.pulsar.topics
+    world.pulsar.consumers.clear()
+    world.pulsar.publishers.clear()
+    delete_pipeline(world.deps, OWNER, spec)
+    assert world.pulsar.topics == {}

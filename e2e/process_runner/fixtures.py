@@ -1,0 +1,174 @@
+"""pytest fixtures for pipeline e2e tests: a namespace with the operator and the process
+runner running against the local stack. Import ``cluster_fixture`` into a test module to get
+the ``cluster`` fixture."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import yaml
+
+from process_runner import harness
+from process_runner.kubectl import kubectl
+from streamvane_operator.pulsar.admin import PulsarAdmin, TopicName
+from streamvane_operator.pulsar.errors import PulsarNotFound
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "crds" / "samples"
+TENANT = "streamvane-e2e"
+T = TypeVar("T")
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    namespace: str
+    pulsar_namespace: str
+    pulsar_url: str
+    pulsar_admin_url: str
+    operator: harness.Background
+    runner: harness.Background
+    replica_logs: Path
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> Any:
+        return kubectl(self.kubeconfig, *args, "-n", self.namespace, stdin=stdin)
+
+    def sample(self, name: str) -> dict[str, Any]:
+        """A sample from crds/samples, pointed at this test's Pulsar namespace."""
+        doc = dict(yaml.safe_load((SAMPLES / name).read_text()))
+        if doc["kind"] == "Pipeline":
+            doc["spec"]["pulsar"].update(tenant=TENANT, namespace=self.pulsar_namespace)
+        return doc
+
+    def apply(self, doc: dict[str, Any]) -> Any:
+        return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc))
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        result = self.kubectl("get", kind, name, "-o", "json")
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def items(self, kind: str, selector: str | None = None) -> dict[str, dict[str, Any]]:
+        args = ["get", kind, "-o", "json", *(["-l", selector] if selector else [])]
+        result = self.kubectl(*args)
+        assert result.returncode == 0, result.stderr
+        return {i["metadata"]["name"]: i for i in json.loads(result.stdout)["items"]}
+
+    def topic(self, local: str) -> str:
+        return f"persistent://{TENANT}/{self.pulsar_namespace}/{local}"
+
+    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
+        pipeline = self.get("pipelines", name) or {}
+        conditions = (pipeline.get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == type_), None)
+
+    def wait_ready(self, name: str, timeout_s: float = 120) -> dict[str, Any]:
+        """Until Ready=True for the current generation; returns the Pipeline."""
+
+        def ready() -> dict[str, Any] | None:
+            pipeline = self.get("pipelines", name)
+            if pipeline is None:
+                return None
+            status = pipeline.get("status") or {}
+            generation = pipeline["metadata"]["generation"]
+            current = status.get("observedGeneration") == generation
+            conditions = status.get("conditions") or []
+            cond: dict[str, Any] = next((c for c in conditions if c["type"] == "Ready"), {})
+            return pipeline if current and cond.get("status") == "True" else None
+
+        pipeline = self.wait(f"Pipeline {name} Ready", ready, timeout_s)
+        assert pipeline is not None
+        return pipeline
+
+    def wait(self, what: str, check: Callable[[], T], timeout_s: float) -> T:
+        try:
+            return harness.wait_for(what, check, timeout_s)
+        except AssertionError as e:
+            raise AssertionError(
+                f"{e}\n--- operator log ---\n{self.operator.tail()}"
+                f"\n--- runner log ---\n{self.runner.tail()}"
+            ) from None
+
+    def pulsar_topics(self) -> dict[str, int]:
+        """Local topic name -> partitions; empty while the Pulsar namespace does not exist."""
+        admin = PulsarAdmin(self.pulsar_admin_url)
+        try:
+            return admin.topics(TENANT, self.pulsar_namespace)
+        except PulsarNotFound:
+            return {}
+        finally:
+            admin.close()
+
+    def subscriptions(self, local: str) -> list[str]:
+        admin = PulsarAdmin(self.pulsar_admin_url)
+        try:
+            return admin.subscriptions(TopicName(TENANT, self.pulsar_namespace, local))
+        finally:
+            admin.close()
+
+
+@pytest.fixture(name="cluster")
+def cluster_fixture(stack: Any, tmp_path: Path) -> Iterator[Cluster]:
+    """A fresh namespace with CRDs installed, the operator and the process runner running."""
+    namespace = f"e2e-{uuid.uuid4().hex[:8]}"
+    crds = kubectl(
+        stack.kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds")
+    )
+    assert crds.returncode == 0, crds.stderr
+    assert kubectl(stack.kubeconfig, "create", "namespace", namespace).returncode == 0
+    logs = tmp_path / "logs"
+    cluster = Cluster(
+        kubeconfig=stack.kubeconfig,
+        namespace=namespace,
+        pulsar_namespace=namespace,
+        pulsar_url=stack.pulsar_url,
+        pulsar_admin_url=stack.pulsar_admin_url,
+        operator=harness.operator(stack.kubeconfig, [namespace], logs / "operator.log"),
+        runner=harness.runner(
+            stack.kubeconfig, [namespace], logs / "runner.log", logs / "replicas"
+        ),
+        replica_logs=logs / "replicas",
+    )
+    cluster.operator.start()
+    cluster.runner.start()
+    try:
+        yield cluster
+    finally:
+        _teardown(cluster)
+
+
+def _teardown(cluster: Cluster) -> None:
+    """Delete Pipelines while the operator runs (it stops their workers), then the rest."""
+    if not cluster.operator.running:
+        cluster.operator.start()
+    cluster.kubectl("delete", "pipelines,inferencebackends", "--all", "--wait=false")
+    with contextlib.suppress(AssertionError):
+        harness.wait_for(
+            "pipelines deleted",
+            lambda: cluster.items("pipelines") == {} and cluster.items("inferencebackends") == {},
+            timeout_s=60,
+        )
+    cluster.runner.stop()
+    cluster.operator.stop()
+    for kind in ("pipelines", "inferencebackends"):
+        for obj in cluster.kubectl("get", kind, "-o", "name").stdout.split():
+            cluster.kubectl("patch", obj, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    cluster.kubectl("delete", "deployments,configmaps,services,pdb", "--all", "--wait=false")
+    kubectl(cluster.kubeconfig, "delete", "namespace", cluster.namespace, "--wait=false")
+    base = cluster.pulsar_admin_url.rstrip("/")
+    with httpx.Client(base_url=base, timeout=30) as http:
+        for kind, suffix in (("/partitioned", "/partitions"), ("", "")):
+            listing = http.get(f"/admin/v2/persistent/{TENANT}/{cluster.pulsar_namespace}{kind}")
+            for topic in listing.json() if listing.is_success else []:
+                path = topic.removeprefix("persistent://")
+                http.delete(f"/admin/v2/persistent/{path}{suffix}", params={"force": "true"})
+        http.delete(
+            f"/admin/v2/namespaces/{TENANT}/{cluster.pulsar_namespace}", params={"force": "true"}
+        )

@@ -76,3 +76,9 @@ test: lint stack-up ## Lint, then unit, integration and e2e tests against the re
 .PHONY: test-unit
 test-unit: install ## Unit tests only (no network)
 	$(PYTEST) tests/unit
+
+##@ Demo
+
+.PHONY: demo
+demo: install system-deps models ## The main job: local stack + operator + sample pipeline + content items, with a summary
+	$(PY) -m streamvane_demo

@@ -1,0 +1,244 @@
+"""``make demo``: a content-understanding pipeline on the real local stack, end to end.
+
+Starts the stack (Pulsar, kube-apiserver, Triton), the operator and the process runner, applies
+the sample ``Pipeline`` (embed -> tag -> safety), publishes content items to its input topic,
+waits for every enriched item on the sink topic and prints what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import pulsar
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from process_runner import harness
+from process_runner.kubectl import kubectl
+from streamvane_demo.report import PipelineRun, StageCounts, latency_percentiles, sample_rows
+from streamvane_stack import Endpoints, Stack
+
+REPO = Path(__file__).resolve().parents[2]
+ITEMS_FILE = Path(__file__).with_name("content_items.jsonl")
+SAMPLES = REPO / "crds" / "samples"
+NAMESPACE = "streamvane-demo"
+
+# Piped output (make, CI logs) gets a width that fits the summary tables.
+console = Console() if sys.stdout.isatty() else Console(width=130)
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+def _report(line: str) -> None:
+    console.print(f"[cyan]stack[/cyan] {line}")
+
+
+def _check(result: Any, what: str) -> None:
+    if result.returncode != 0:
+        console.print(f"[red]{what} failed:[/red] {result.stderr.strip()}")
+        raise typer.Exit(1)
+
+
+def load_items(count: int) -> list[dict[str, Any]]:
+    """``count`` items cycling through the shipped set, each with a unique id."""
+    base = [json.loads(line) for line in ITEMS_FILE.read_text().splitlines() if line.strip()]
+    return [
+        {**base[i % len(base)], "id": f"{base[i % len(base)]['id']}-{i:05d}"} for i in range(count)
+    ]
+
+
+def pipeline_manifest(pulsar_namespace: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The sample Pipeline, pointed at a fresh Pulsar namespace so counts start at zero."""
+    pipeline = yaml.safe_load((SAMPLES / "pipeline-content-understanding.yaml").read_text())
+    pipeline["metadata"]["namespace"] = NAMESPACE
+    pipeline["spec"]["pulsar"]["namespace"] = pulsar_namespace
+    backend = yaml.safe_load((SAMPLES / "inferencebackend-triton-local.yaml").read_text())
+    backend["metadata"]["namespace"] = NAMESPACE
+    return pipeline, [backend, pipeline]
+
+
+def wait_ready(stack: Endpoints, name: str, timeout_s: float) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        result = kubectl(stack.kubeconfig, "get", "pipeline", name, "-n", NAMESPACE, "-o", "json")
+        if result.returncode != 0:
+            return None
+        obj: dict[str, Any] = json.loads(result.stdout)
+        conditions = obj.get("status", {}).get("conditions", [])
+        return (
+            obj if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
+        )
+
+    return harness.wait_for(f"Pipeline {name} Ready", ready, timeout_s)  # type: ignore[return-value]
+
+
+def topic_counts(admin_url: str, topic: str) -> int:
+    """Messages the broker accepted on ``topic`` (0 if it does not exist)."""
+    path = topic.replace("persistent://", "persistent/")
+    response = httpx.get(f"{admin_url}/admin/v2/{path}/stats", timeout=10.0)
+    return int(response.json().get("msgInCounter", 0)) if response.status_code == 200 else 0
+
+
+@app.command()
+def main(
+    items: Annotated[
+        int, typer.Option(help="Content items to publish (the shipped set, replayed).")
+    ] = 1000,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every enriched item.")] = 600,
+    keep_running: Annotated[
+        bool, typer.Option(help="Leave the pipeline, operator and workers running afterwards.")
+    ] = False,
+) -> None:
+    """Run the sample content-understanding pipeline end to end and print a summary."""
+    stack_ = Stack()
+    with console.status("starting the local stack (first run fetches and builds, see progress)"):
+        stack = stack_.up(_report)
+    run_dir = stack.cache / "run" / "demo"
+    console.print("[bold]1/4[/bold] CRDs, operator and process runner")
+    _check(kubectl(stack.kubeconfig, "apply", "-f", str(REPO / "crds")), "kubectl apply crds")
+    namespace = kubectl(
+        stack.kubeconfig, "create", "namespace", NAMESPACE, "--dry-run=client", "-o", "yaml"
+    ).stdout
+    _check(
+        kubectl(stack.kubeconfig, "apply", "-f", "-", stdin=namespace), "kubectl apply namespace"
+    )
+    operator = harness.operator(stack.kubeconfig, [NAMESPACE], run_dir / "operator.log").start()
+    runner = harness.runner(
+        stack.kubeconfig, [NAMESPACE], run_dir / "runner.log", log_dir=run_dir / "workers"
+    ).start()
+    try:
+        _run(stack, items, timeout, run_dir)
+    finally:
+        if not keep_running:
+            console.print(
+                "stopping: deleting the Pipeline (Retain keeps its topics), operator, runner"
+            )
+            kubectl(
+                stack.kubeconfig, "delete", "pipeline", "--all", "-n", NAMESPACE, "--timeout=60s"
+            )
+            runner.stop()
+            operator.stop()
+    console.print(
+        f"\nThe stack is still up: export KUBECONFIG={stack.kubeconfig}; "
+        "kubectl get pipelines -A; `make stack-down` stops it."
+    )
+
+
+def _run(stack: Endpoints, count: int, timeout_s: float, run_dir: Path) -> None:
+    pulsar_namespace = f"demo-{uuid.uuid4().hex[:6]}"
+    pipeline, manifests = pipeline_manifest(pulsar_namespace)
+    name = pipeline["metadata"]["name"]
+    console.print(
+        f"[bold]2/4[/bold] kubectl apply Pipeline {name} (Pulsar namespace {pulsar_namespace})"
+    )
+    _check(
+        kubectl(stack.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(manifests)),
+        "kubectl apply pipeline",
+    )
+    started = time.monotonic()
+    with console.status("waiting for topics, subscriptions and workers (Pipeline Ready)"):
+        wait_ready(stack, name, timeout_s=180)
+    console.print(f"  Ready after {time.monotonic() - started:.1f}s")
+    console.print(kubectl(stack.kubeconfig, "get", "pipelines", "-n", NAMESPACE).stdout)
+
+    run = PipelineRun.from_spec(name, pipeline["spec"])
+    client = pulsar.Client(stack.pulsar_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+    try:
+        sink = client.subscribe(
+            run.sink_topic, "demo-reader", initial_position=pulsar.InitialPosition.Earliest
+        )
+        producer = client.create_producer(run.input_topic, batching_enabled=True)
+        content = load_items(count)
+        console.print(f"[bold]3/4[/bold] publishing {count} content items to {run.input_topic}")
+        sent_at: dict[str, float] = {}
+        for item in content:
+            sent_at[item["id"]] = time.monotonic()
+            producer.send_async(json.dumps(item).encode(), None)
+        producer.flush()
+        results = _collect(sink, sent_at, timeout_s)
+    finally:
+        client.close()
+    counts = [
+        StageCounts(
+            stage.name,
+            topic_counts(stack.pulsar_admin_url, stage.input_topic),
+            sum(topic_counts(stack.pulsar_admin_url, t) for t in stage.output_topics),
+            topic_counts(stack.pulsar_admin_url, stage.dead_letter_topic),
+        )
+        for stage in run.stages
+    ]
+    _print_summary(counts, results, sent_at)
+
+
+def _collect(
+    sink: pulsar.Consumer, sent_at: dict[str, float], timeout_s: float
+) -> dict[str, tuple[float, dict[str, Any]]]:
+    """Enriched items by id, with their arrival time; stops when all arrived or at timeout."""
+    received: dict[str, tuple[float, dict[str, Any]]] = {}
+    deadline = time.monotonic() + timeout_s
+    columns = (
+        TextColumn("[bold]4/4[/bold] enriched items"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("sink", total=len(sent_at))
+        while len(received) < len(sent_at) and time.monotonic() < deadline:
+            try:
+                message = sink.receive(timeout_millis=1000)
+            except pulsar.Timeout:
+                continue
+            item = json.loads(message.data())
+            if item["id"] in sent_at and item["id"] not in received:
+                received[item["id"]] = (time.monotonic(), item)
+                progress.update(task, completed=len(received))
+            sink.acknowledge(message)
+    return received
+
+
+def _print_summary(
+    counts: list[StageCounts],
+    results: dict[str, tuple[float, dict[str, Any]]],
+    sent_at: dict[str, float],
+) -> None:
+    stages = Table(title="Messages per stage (broker counters)")
+    for column in ("stage", "in", "out", "dead-lettered"):
+        stages.add_column(column, justify="right" if column != "stage" else "left")
+    for c in counts:
+        stages.add_row(c.stage, str(c.messages_in), str(c.messages_out), str(c.dead_lettered))
+    console.print(stages)
+
+    samples = Table(title="A few enriched items")
+    for column in ("item", "category (ground truth)", "top tags", "safety", "flagged"):
+        samples.add_column(column)
+    for row in sample_rows([item for _, item in results.values()]):
+        samples.add_row(*row)
+    console.print(samples)
+
+    if results:
+        first_sent = min(sent_at.values())
+        last_arrival = max(arrived for arrived, _ in results.values())
+        p50, p99 = latency_percentiles(
+            [arrived - sent_at[item_id] for item_id, (arrived, _) in results.items()]
+        )
+        console.print(
+            f"[bold]{len(results)}/{len(sent_at)}[/bold] items enriched in "
+            f"{last_arrival - first_sent:.1f}s: "
+            f"{len(results) / max(last_arrival - first_sent, 1e-9):.0f} items/s end to end, "
+            f"latency p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (includes the backlog)"
+        )
+    if len(results) < len(sent_at):
+        console.print(f"[red]{len(sent_at) - len(results)} items did not arrive[/red]")
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,12 @@ def _operator_container(objects: list[Manifest]) -> Manifest:
 
 
 def _args(container: Manifest) -> list[str]:
-    args = container["args"]
-    assert isinstance(args, list)
-    return [str(arg) for arg in args]
+    """The container's args with $(VAR) references expanded from its env, as kubelet does."""
+    env = {var["name"]: var["value"] for var in container.get("env", []) if "value" in var}
+    return [
+        re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), str(arg))
+        for arg in container["args"]
+    ]
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)

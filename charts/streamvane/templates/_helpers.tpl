@@ -86,7 +86,7 @@ app.kubernetes.io/component: operator
 {{- end }}
 - --worker-image={{ include "streamvane.workerImage" . }}
 - --worker-log-format={{ .Values.workers.logFormat }}
-- --liveness-port={{ .Values.operator.healthPort }}
+- --liveness-port=$(STREAMVANE_OPERATOR_LIVENESS_PORT)
 - --resync-seconds={{ .Values.operator.resyncSeconds }}
 - --log-format={{ .Values.operator.logFormat }}
 {{- if .Values.operator.verbose }}

@@ -217,3 +217,22 @@ def test_deleted_pipelines_stop_workers_and_follow_deletion_policy(cluster: Clus
     topics = set(cluster.pulsar_topics())
     assert {"keep-in", "keep-mid", "keep-out"} <= topics
     assert not {t for t in topics if t.startswith("relay")}
+
+
+def test_unreachable_pulsar_is_retried_and_reported_then_converges(cluster: Cluster) -> None:
+    doc = cluster.sample(RELAY)
+    doc["spec"]["pulsar"]["adminUrl"] = "http://127.0.0.1:9"
+    assert cluster.apply(doc).returncode == 0
+
+    def unreachable() -> dict[str, Any] | None:
+        cond = cluster.condition("relay", "Degraded")
+        return cond if cond and cond["reason"] == "PulsarUnavailable" else None
+
+    cond = cluster.wait("Pulsar outage reported", unreachable, 60)
+    assert cond is not None and "127.0.0.1:9" in cond["message"]
+    assert (cluster.condition("relay", "Progressing") or {}).get("reason") == "Retrying"
+    assert cluster.items("deployments") == {}
+
+    doc["spec"]["pulsar"]["adminUrl"] = cluster.pulsar_admin_url
+    assert cluster.apply(doc).returncode == 0
+    cluster.wait_ready("relay")

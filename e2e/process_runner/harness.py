@@ -102,7 +102,10 @@ def runner(
     namespaces: Sequence[str],
     log: Path,
     log_dir: Path,
+    *,
     selector: str | None = None,
+    port_env: str | None = None,
+    max_grace_s: float = 15,
 ) -> Background:
     """``python -m process_runner`` for ``namespaces`` (replica logs under ``log_dir``)."""
     argv = [
@@ -111,9 +114,10 @@ def runner(
         "process_runner",
         f"--kubeconfig={kubeconfig}",
         f"--log-dir={log_dir}",
-        "--max-grace-seconds=15",
+        f"--max-grace-seconds={max_grace_s}",
         *(f"--namespace={ns}" for ns in namespaces),
         *([f"--selector={selector}"] if selector else []),
+        *([f"--port-env={port_env}"] if port_env else []),
     ]
     pythonpath = os.pathsep.join(filter(None, [str(E2E_DIR), os.environ.get("PYTHONPATH")]))
     return Background(argv, log, env={"PYTHONPATH": pythonpath})

@@ -129,6 +129,9 @@ class Pulsar(Component):
                 "webServicePort": str(s.pulsar_admin_port),
                 # Topics with no producers or consumers must survive: Retain means retain.
                 "brokerDeleteInactiveTopicsEnabled": "false",
+                # Workers ack and nack single messages of producer batches; without this the
+                # broker redelivers a nacked message's whole batch, acked neighbours included.
+                "acknowledgmentAtBatchIndexLevelEnabled": "true",
             },
             separator="=",
         )

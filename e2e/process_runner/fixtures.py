@@ -169,6 +169,4 @@ def _teardown(cluster: Cluster) -> None:
             for topic in listing.json() if listing.is_success else []:
                 path = topic.removeprefix("persistent://")
                 http.delete(f"/admin/v2/persistent/{path}{suffix}", params={"force": "true"})
-        http.delete(
-            f"/admin/v2/namespaces/{TENANT}/{cluster.pulsar_namespace}", params={"force": "true"}
-        )
+        http.delete(f"/admin/v2/namespaces/{TENANT}/{cluster.pulsar_namespace}")

@@ -74,7 +74,7 @@ def pulsar_namespace(stack: Any) -> Iterator[tuple[str, str]]:
                 path = topic.removeprefix("persistent://")
                 suffix = "/partitions" if kind else ""
                 http.delete(f"/admin/v2/persistent/{path}{suffix}", params={"force": "true"})
-        http.delete(f"/admin/v2/namespaces/{tenant}/{ns}", params={"force": "true"})
+        http.delete(f"/admin/v2/namespaces/{tenant}/{ns}")
 
 
 @pytest.fixture

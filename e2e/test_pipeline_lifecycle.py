@@ -236,3 +236,18 @@ def test_unreachable_pulsar_is_retried_and_reported_then_converges(cluster: Clus
     doc["spec"]["pulsar"]["adminUrl"] = cluster.pulsar_admin_url
     assert cluster.apply(doc).returncode == 0
     cluster.wait_ready("relay")
+
+
+def test_deleted_or_edited_worker_deployment_is_repaired(cluster: Cluster) -> None:
+    assert cluster.apply(cluster.sample(RELAY)).returncode == 0
+    cluster.wait_ready("relay")
+
+    assert cluster.kubectl("delete", "deployment", "relay-first").returncode == 0
+    assert cluster.kubectl("scale", "deployment", "relay-second", "--replicas=3").returncode == 0
+
+    def repaired() -> bool:
+        deployments = cluster.items("deployments")
+        return "relay-first" in deployments and deployments["relay-second"]["spec"]["replicas"] == 1
+
+    cluster.wait("drift repaired", repaired, 30)
+    cluster.wait_ready("relay")

@@ -16,9 +16,9 @@ from kubernetes import client as k8s
 from kubernetes import config as kube_config
 
 from process_runner.runner import Runner, RunnerConfig
+from streamvane_operator.render.labels import WORKER_SELECTOR
 
-DEFAULT_SELECTOR = "app.kubernetes.io/managed-by=streamvane,app.kubernetes.io/component=worker"
-DEFAULTS = RunnerConfig(selector=DEFAULT_SELECTOR)
+DEFAULTS = RunnerConfig(selector=WORKER_SELECTOR)
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 

@@ -182,17 +182,6 @@ class PulsarAdmin:
             EARLIEST,
         )
 
-    def delete_subscription(self, topic: TopicName, subscription: str) -> None:
-        try:
-            self._send(
-                "DELETE",
-                f"{topic.path}/subscription/{quote(subscription, safe='')}",
-                f"delete subscription {subscription} on {topic}",
-                params={"force": "true"},
-            )
-        except PulsarNotFound:
-            return
-
     def subscription_stats(
         self, topic: TopicName, subscription: str, partitioned: bool
     ) -> SubscriptionStats | None:

@@ -187,7 +187,3 @@ def previous_conditions(status: Mapping[str, Any] | None) -> list[Condition]:
         except ValidationError:
             continue
     return conditions
-
-
-def condition_status(conditions: Sequence[Condition], type_: str) -> ConditionStatus | None:
-    return next((c.status for c in conditions if c.type == type_), None)

@@ -180,7 +180,7 @@ def _remove_pipelines(cluster: Cluster) -> None:
         for topic in cluster.pulsar_topics():
             http.delete(f"/persistent/{TENANT}/{cluster.pulsar_namespace}/{topic}",
                         params={"force": "true"})  # fmt: skip
-        http.delete(f"/namespaces/{TENANT}/{cluster.pulsar_namespace}", params={"force": "true"})
+        http.delete(f"/namespaces/{TENANT}/{cluster.pulsar_namespace}")
 
 
 @pytest.mark.parametrize("release", ["namespaced"], indirect=True)

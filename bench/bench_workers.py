@@ -270,11 +270,14 @@ def main(
         for round_ in range(1, repeat + 1):
             console.log(f"round {round_}/{repeat}")
             if analyzer is not None:
-                rows["a"].throughputs.append(
-                    analyzer.run(
-                        endpoints.triton_grpc, MODEL, batch.input_ids.tolist(), BATCH, IN_FLIGHT
+                try:
+                    rows["a"].throughputs.append(
+                        analyzer.run(
+                            endpoints.triton_grpc, MODEL, batch.input_ids.tolist(), BATCH, IN_FLIGHT
+                        )
                     )
-                )
+                except perf_analyzer.PerfAnalyzerUnavailable as e:
+                    console.log(f"perf_analyzer gave no figure this round: {e}")
             rows["a_direct"].throughputs.append(
                 asyncio.run(triton_direct(endpoints.triton_grpc, batch, IN_FLIGHT, 10.0))
             )

@@ -55,8 +55,10 @@ class PerfAnalyzer:
                     f"--input-data={data}",
                     "--measurement-mode=count_windows",
                     "--measurement-request-count=40",
-                    "--stability-percentage=25",
-                    "--max-trials=5",
+                    # Three windows within 50% of each other: on a shared 2-core machine a
+                    # tighter bound never settles; repetitions and medians do the smoothing.
+                    "--stability-percentage=50",
+                    "--max-trials=10",
                     "-f",
                     str(report),
                 ],

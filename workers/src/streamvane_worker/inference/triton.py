@@ -94,7 +94,14 @@ class TritonBackend:
         self._version = version
         self._timeout_s = timeout_s
         self._retry_window_s = retry_window_s
-        self._client = grpcclient.InferenceServerClient(url=url)
+        self._client_: grpcclient.InferenceServerClient | None = None
+
+    @property
+    def _client(self) -> grpcclient.InferenceServerClient:
+        # Created on first use: a gRPC aio channel belongs to the event loop it was made on.
+        if self._client_ is None:
+            self._client_ = grpcclient.InferenceServerClient(url=self._url)
+        return self._client_
 
     async def start(self) -> ModelInfo:
         try:
@@ -158,4 +165,5 @@ class TritonBackend:
             return False
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._client_ is not None:
+            await self._client_.close()

@@ -158,10 +158,19 @@ def _run(stack: Endpoints, count: int, timeout_s: float, run_dir: Path) -> None:
         content = load_items(count)
         console.print(f"[bold]3/4[/bold] publishing {count} content items to {run.input_topic}")
         sent_at: dict[str, float] = {}
+        failures: list[pulsar.Result] = []
+
+        def on_sent(result: pulsar.Result, _: pulsar.MessageId) -> None:
+            if result != pulsar.Result.Ok:
+                failures.append(result)
+
         for item in content:
             sent_at[item["id"]] = time.monotonic()
-            producer.send_async(json.dumps(item).encode(), None)
+            producer.send_async(json.dumps(item).encode(), on_sent)
         producer.flush()
+        if failures:
+            console.print(f"[red]{len(failures)} items were not published: {failures[0]}[/red]")
+            raise typer.Exit(1)
         results = _collect(sink, sent_at, timeout_s)
     finally:
         client.close()

@@ -69,13 +69,37 @@ stack-status: ## Each component's state and address, and the kubeconfig to use
 ##@ Test
 
 .PHONY: test
-test: lint stack-up ## Lint, then unit, integration and e2e tests against the real local stack
+test: lint tools stack-up ## Lint, then unit, integration and e2e tests against the real local stack
 	@status=0; STREAMVANE_REQUIRE_STACK=1 $(PYTEST) tests e2e || status=$$?; \
 	  $(STACK) down; exit $$status
 
 .PHONY: test-unit
 test-unit: install ## Unit tests only (no network)
 	$(PYTEST) tests/unit
+
+##@ Chart and images
+
+.PHONY: tools
+tools: ## Build the pinned helm and kubeconform into the cache with Go (once)
+	e2e/tools/tool.sh helm >/dev/null
+	e2e/tools/tool.sh kubeconform >/dev/null
+
+.PHONY: chart-crds
+chart-crds: ## Copy the generated CRDs into the Helm chart (a test fails on drift)
+	rm -f charts/streamvane/crds/*.yaml
+	cp crds/*.yaml charts/streamvane/crds/
+
+.PHONY: chart-test
+chart-test: install tools stack-up ## Lint, schema-check, dry-run and really install the chart
+	STREAMVANE_REQUIRE_STACK=1 $(PYTEST) tests/chart e2e/test_helm_validate.py e2e/test_helm_install.py
+
+.PHONY: images-lint
+images-lint: install ## hadolint images/Dockerfile
+	$(VENV)/bin/hadolint images/Dockerfile
+
+.PHONY: kind-e2e
+kind-e2e: ## Images + chart + a pipeline on a kind cluster (needs Docker; skips without)
+	e2e/tools/kind-e2e.sh
 
 ##@ Demo
 

@@ -54,15 +54,15 @@ def pulsar_home(cache: Path, version: str, report: Report) -> Path:
     return home
 
 
-def kube_apiserver(cache: Path, version: str, report: Report) -> Path:
-    """kube-apiserver built from the Go module proxy by build-kube-apiserver.sh."""
-    binary = cache / "kube-apiserver" / version / "kube-apiserver"
+def kube_binary(cache: Path, name: str, version: str, report: Report) -> Path:
+    """A Kubernetes command (e.g. kube-apiserver) built from the Go module proxy, once."""
+    binary = cache / name / version / name
     if binary.exists():
         return binary
     require_tool("go", "install Go >= 1.23 (https://go.dev/dl or Debian golang)")
-    report(f"kube-apiserver {version}: building from the Go module proxy (10-20 min, once)")
-    script = Path(__file__).resolve().parent.parent / "stack" / "build-kube-apiserver.sh"
-    subprocess.run(["bash", str(script), version, str(binary)], check=True)
+    report(f"{name} {version}: building from the Go module proxy (5-10 min on 2 cores, once)")
+    script = Path(__file__).resolve().parent.parent / "stack" / "build-kube-binary.sh"
+    subprocess.run(["bash", str(script), name, version, str(binary)], check=True)
     return binary
 
 

@@ -223,8 +223,8 @@ class KubeApiserver(Component):
         return ApiserverPki(self.settings.run_dir / "pki")
 
     def prepare(self, report: Report) -> None:
-        self.binary = fetch.kube_apiserver(
-            self.settings.cache, self.settings.kubernetes_version, report
+        self.binary = fetch.kube_binary(
+            self.settings.cache, "kube-apiserver", self.settings.kubernetes_version, report
         )
         self.pki.ensure()
         self.pki.write_kubeconfig(self.settings.kubeconfig, self.address)

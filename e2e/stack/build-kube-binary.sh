@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver from the Go module proxy into the cache (no git clone, no Docker).
+# Builds a Kubernetes command (kube-apiserver) from the Go module proxy
+# into the cache (no git clone, no Docker).
 # k8s.io/kubernetes replaces its staging modules with ./staging paths; a wrapper module points
 # each one at its published v0.x version instead, which is what makes `go build` work outside
 # the kubernetes tree.
 set -euo pipefail
-version="${1:?usage: build-kube-apiserver.sh vMAJOR.MINOR.PATCH OUTPUT}"
-output="${2:?usage: build-kube-apiserver.sh VERSION OUTPUT}"
+usage="usage: build-kube-binary.sh COMMAND vMAJOR.MINOR.PATCH OUTPUT"
+binary="${1:?$usage}"
+version="${2:?$usage}"
+output="${3:?$usage}"
 command -v go >/dev/null || { echo "go not found: install Go >= 1.23 (https://go.dev/dl)" >&2; exit 1; }
 
 staging_version="v0.${version#v1.}"
@@ -13,7 +16,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
-echo "kube-apiserver $version: resolving modules (staging at $staging_version)"
+echo "$binary $version: resolving modules (staging at $staging_version)"
 curl -fsSL "${GOPROXY_URL:-https://proxy.golang.org}/k8s.io/kubernetes/@v/${version}.mod" -o upstream.mod
 {
   echo "module streamvane.local/kube-apiserver-build"
@@ -26,7 +29,7 @@ curl -fsSL "${GOPROXY_URL:-https://proxy.golang.org}/k8s.io/kubernetes/@v/${vers
   awk '/=> \.\/staging\/src\//{print "\t" $1 " => " $1 " '"$staging_version"'"}' upstream.mod
   echo ")"
 } > go.mod
-printf 'package tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' > tools.go
+printf 'package tools\n\nimport _ "k8s.io/kubernetes/cmd/%s"\n' "$binary" > tools.go
 GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || GOFLAGS=-mod=mod go mod download
 
 ldflags=(
@@ -37,9 +40,9 @@ ldflags=(
   "-X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
   "-X k8s.io/client-go/pkg/version.gitVersion=${version}"
 )
-echo "kube-apiserver $version: compiling (several minutes on 2 cores, once)"
+echo "$binary $version: compiling (several minutes on 2 cores, once)"
 mkdir -p "$(dirname "$output")"
 GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "${ldflags[*]} -s -w" \
-  -o "$output.tmp" k8s.io/kubernetes/cmd/kube-apiserver
+  -o "$output.tmp" "k8s.io/kubernetes/cmd/$binary"
 mv "$output.tmp" "$output"
-echo "kube-apiserver $version: built $output"
+echo "$binary $version: built $output"

@@ -69,7 +69,8 @@ stack-status: ## Each component's state and address, and the kubeconfig to use
 ##@ Test
 
 .PHONY: test
-test: lint tools stack-up ## Lint, then unit, integration and e2e tests against the real local stack
+test: lint tools system-deps models ## Lint, then unit, integration and e2e tests on a fresh local stack
+	$(STACK) up --fresh
 	@status=0; STREAMVANE_REQUIRE_STACK=1 $(PYTEST) tests e2e || status=$$?; \
 	  $(STACK) down; exit $$status
 

@@ -42,7 +42,8 @@ from process_runner.pod import (
 log = structlog.get_logger("process_runner")
 
 PR_SET_PDEATHSIG = 1
-Key = tuple[str, str]
+Key = tuple[str, str, str]
+"""(namespace, name, uid): a Deployment deleted and re-created under its name is a new one."""
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,9 @@ class Runner:
         self._probe_all()
         for key, deployment in deployments.items():
             self._write_status(key, deployment)
-        for key in list(self.written):
-            if key not in deployments:
-                del self.written[key]
+        for cache in (self.written, self.crashes):
+            for key in [k for k in cache if k not in deployments]:
+                del cache[key]
 
     def shutdown(self) -> None:
         for replica in self.replicas:
@@ -170,7 +171,7 @@ class Runner:
     # processes
 
     def _start(self, key: Key, template: str, plan: PodPlan, deployment: dict[str, Any]) -> Replica:
-        namespace, name = key
+        namespace, name, _ = key
         pod = f"{name}-{template[:10]}-{secrets.token_hex(3)}"
         workdir = Path(tempfile.mkdtemp(prefix=f"{pod}-"))
         mounts = self._materialize(namespace, plan, workdir)
@@ -315,7 +316,7 @@ class Runner:
         }
         if self.written.get(key) == status:
             return
-        namespace, name = key
+        namespace, name, _ = key
         try:
             self.apps.patch_namespaced_deployment_status(name, namespace, {"status": status})
         except k8s.ApiException as e:
@@ -411,7 +412,8 @@ class Runner:
 
 
 def _key(deployment: dict[str, Any]) -> Key:
-    return deployment["metadata"]["namespace"], deployment["metadata"]["name"]
+    meta = deployment["metadata"]
+    return meta["namespace"], meta["name"], meta["uid"]
 
 
 def _not_ready_first(replicas: list[Replica]) -> list[Replica]:

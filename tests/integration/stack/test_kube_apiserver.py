@@ -2,42 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 
 import kubernetes
 import pytest
 
+from process_runner.kubectl import kubectl
 from streamvane_stack import Endpoints
 
 GROUP = "probe.streamvane.io"
-DISCOVERY_LAG = ("no matches for kind", "could not find the requested resource")
-
-
-def _kubectl(
-    stack: Endpoints, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KUBECONFIG": str(stack.kubeconfig)},
-    )
 
 
 def _apply(stack: Endpoints, manifest: str) -> subprocess.CompletedProcess[str]:
-    """kubectl apply, retried while discovery has not caught up with a new CRD."""
-    for _ in range(40):
-        result = _kubectl(stack, "apply", "-f", "-", stdin=manifest)
-        if not any(lag in result.stderr for lag in DISCOVERY_LAG):
-            return result
-        time.sleep(0.5)
-    return result
+    return kubectl(stack.kubeconfig, "apply", "-f", "-", stdin=manifest)
 
 
 @pytest.fixture
@@ -67,12 +47,16 @@ def probe_kind(stack: Endpoints) -> Iterator[tuple[str, str]]:
                       properties: {{size: {{type: integer, minimum: 1}}}}
         """)
     assert _apply(stack, crd).returncode == 0
-    established = _kubectl(
-        stack, "wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=30s"
+    established = kubectl(
+        stack.kubeconfig,
+        "wait",
+        "--for=condition=Established",
+        f"crd/{plural}.{GROUP}",
+        "--timeout=30s",
     )
     assert established.returncode == 0, established.stderr
     yield plural, kind
-    _kubectl(stack, "delete", "crd", f"{plural}.{GROUP}", "--wait=false")
+    kubectl(stack.kubeconfig, "delete", "crd", f"{plural}.{GROUP}", "--wait=false")
 
 
 def _object(kind: str, size: int) -> str:

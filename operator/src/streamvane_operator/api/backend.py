@@ -12,7 +12,11 @@ TRITON_METRICS_PORT = 8002
 
 
 class TLSSpec(Model):
-    enabled: bool = Field(False, description="Use TLS for the gRPC connection.")
+    enabled: bool = Field(
+        False,
+        description="Use TLS for the gRPC connection (not supported by this worker version yet: "
+        "stages referencing such a backend are reported as invalid).",
+    )
     ca_secret_ref: SecretKeyRef | None = Field(
         None, description="Secret holding the CA bundle (PEM) that signed the server certificate."
     )

@@ -89,16 +89,30 @@ def _stage_problems(
             )
         if stage.type in STAGES_NEEDING_MODEL and stage.model is None:
             yield f"{where}: stage type {stage.type.value!r} needs a model (backend and name)"
-        if stage.model is not None and stage.model.backend not in backends:
-            known = ", ".join(sorted(backends)) or "none"
-            yield (
-                f"{where}: InferenceBackend {stage.model.backend!r} does not exist in this "
-                f"namespace (existing: {known}); create it or fix model.backend"
-            )
+        if stage.model is not None:
+            yield from _backend_problems(where, stage.model.backend, backends)
         try:
             PARAMS_BY_STAGE[stage.type].model_validate(stage.params)
         except ValidationError as e:
             yield from describe(e, f"{where}.params")
+
+
+def _backend_problems(
+    where: str, name: str, backends: Mapping[str, InferenceBackendSpec]
+) -> Iterator[str]:
+    backend = backends.get(name)
+    if backend is None:
+        known = ", ".join(sorted(backends)) or "none"
+        yield (
+            f"{where}: InferenceBackend {name!r} does not exist in this namespace "
+            f"(existing: {known}); create it or fix model.backend"
+        )
+    elif backend.endpoint is not None and backend.endpoint.tls.enabled:
+        # Rendering it would let workers talk plaintext to a server that expects TLS.
+        yield (
+            f"{where}: InferenceBackend {name!r} uses TLS, which workers do not support yet; "
+            "use a plaintext endpoint"
+        )
 
 
 def _topic_problems(name: str, spec: PipelineSpec) -> Iterator[str]:

@@ -123,3 +123,14 @@ def test_parse_locates_errors_like_kubectl_when_spec_is_invalid() -> None:
         parse(PipelineSpec, raw)
 
     assert raised.value.problems[0].startswith("spec.stages[0].type:")
+
+
+def test_pipeline_problems_refuses_tls_backend_when_workers_cannot_speak_tls() -> None:
+    tls = {"tls": InferenceBackendSpec(endpoint=EndpointSpec(url="t:8001", tls={"enabled": True}))}
+    embed = stage(
+        "embed", "in", "out", type="text-embedding", model={"backend": "tls", "name": "m"}
+    )
+
+    (problem,) = pipeline_problems("p", spec(embed), tls)
+
+    assert "uses TLS, which workers do not support yet" in problem

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,17 @@ from streamvane_operator.render.labels import FIELD_MANAGER
 from streamvane_operator.render.worker import WorkerDefaults
 
 DEFAULTS = OperatorConfig()
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    PLAIN = "plain"
+
+
+class WorkerLogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -41,8 +53,8 @@ def run(
         str, typer.Option(help="Worker image for Pipelines that name none.")
     ] = DEFAULTS.worker_image,
     worker_log_format: Annotated[
-        str, typer.Option(help="Log format rendered into worker configs: json or console.")
-    ] = DEFAULTS.worker_log_format,
+        WorkerLogFormat, typer.Option(help="Log format rendered into worker configs.")
+    ] = WorkerLogFormat.JSON,
     resync_seconds: Annotated[
         float, typer.Option(help="Period of the drift-repair and status refresh.")
     ] = DEFAULTS.resync_s,
@@ -52,13 +64,15 @@ def run(
     liveness_port: Annotated[
         int | None, typer.Option(help="Serve kopf's /healthz on this port.")
     ] = DEFAULTS.liveness_port,
-    log_format: Annotated[str, typer.Option(help="Operator logs: json or plain.")] = "json",
+    log_format: Annotated[LogFormat, typer.Option(help="Format of the operator's logs.")] = (
+        LogFormat.JSON
+    ),
     verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
 ) -> None:
     config = OperatorConfig(
         namespaces=tuple(namespace or ()),
         worker_image=worker_image,
-        worker_log_format=worker_log_format,
+        worker_log_format=worker_log_format.value,
         resync_s=resync_seconds,
         retry_transient_s=retry_seconds,
         kubeconfig=kubeconfig,
@@ -66,7 +80,7 @@ def run(
     )
     kopf.configure(
         verbose=verbose,
-        log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
+        log_format=kopf.LogFormat.JSON if log_format is LogFormat.JSON else kopf.LogFormat.PLAIN,
     )
     # One line per Pulsar admin request is noise; failures surface as events and status.
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -78,6 +78,23 @@ test: lint tools system-deps models ## Lint, then unit, integration and e2e test
 test-unit: install ## Unit tests only (no network)
 	$(PYTEST) tests/unit
 
+##@ Operator
+
+.PHONY: crds
+crds: install ## Regenerate crds/ (and the chart's copy) from the API models; a test fails on drift
+	$(PY) -m streamvane_operator.api.crdgen --out crds
+	$(MAKE) chart-crds
+
+.PHONY: run-operator
+run-operator: install stack-up ## Operator + process runner against the local stack, in the foreground
+	kubectl --kubeconfig $(STREAMVANE_CACHE)/run/kubeconfig apply --server-side --force-conflicts -f crds/
+	$(PY) -m process_runner --kubeconfig $(STREAMVANE_CACHE)/run/kubeconfig & runner=$$!; trap "kill $$runner" EXIT; \
+	  $(PY) -m streamvane_operator --kubeconfig $(STREAMVANE_CACHE)/run/kubeconfig --log-format plain --worker-log-format console --resync-seconds 10
+
+.PHONY: e2e
+e2e: install stack-up ## Pipeline e2e tests only (operator, process runner, workers on the real stack)
+	STREAMVANE_REQUIRE_STACK=1 $(PYTEST) -m e2e e2e
+
 ##@ Chart and images
 
 .PHONY: tools

@@ -213,11 +213,19 @@ def test_plan_pod_maps_python_and_mount_paths_when_template_is_a_worker() -> Non
     plan = plan_pod(deployment("web", "x", replicas=1)["spec"]["template"])
     mounts = {"/etc/greeting": Path("/tmp/r/volumes/greeting")}
 
-    assert local_argv(plan.container.argv, mounts)[0] == sys.executable
+    assert local_argv(plan.container.argv, mounts, {})[0] == sys.executable
     assert local_path("/etc/greeting/text", mounts) == "/tmp/r/volumes/greeting/text"
     assert local_path("/etc/greetings", mounts) == "/etc/greetings"
     assert plan.container.readiness is not None and plan.container.readiness.path == "/readyz"
     assert plan.grace_s == 5
+
+
+def test_local_argv_expands_env_references_when_defined_like_kubelet() -> None:
+    argv = ("python", "--port=$(PORT)", "--name=$(MISSING)", "--price=$$(PORT)", "/etc/x/$(PORT)")
+
+    local = local_argv(argv, {"/etc/x": Path("/tmp/x")}, {"PORT": "8081"})
+
+    assert local[1:] == ["--port=8081", "--name=$(MISSING)", "--price=$(PORT)", "/tmp/x/8081"]
 
 
 def test_plan_pod_refuses_templates_when_runner_cannot_imitate_them() -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,7 +121,23 @@ def local_path(value: str, mounts: dict[str, Path]) -> str:
     return value
 
 
-def local_argv(argv: tuple[str, ...], mounts: dict[str, Path]) -> list[str]:
-    """``python`` is this interpreter (the images' Python is this virtualenv here)."""
+def local_argv(argv: tuple[str, ...], mounts: dict[str, Path], env: Mapping[str, str]) -> list[str]:
+    """``python`` is this interpreter (the images' Python is this virtualenv here);
+    ``$(VAR)`` references are expanded from the container env, as kubelet does."""
     first = sys.executable if argv[0] in PYTHONS else argv[0]
-    return [first, *(local_path(a, mounts) for a in argv[1:])]
+    return [first, *(local_path(expand_env_refs(a, env), mounts) for a in argv[1:])]
+
+
+_ENV_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def expand_env_refs(arg: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' rule: ``$(NAME)`` becomes NAME's value when defined, else stays as written;
+    ``$$`` escapes a dollar."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        return env.get(match[1], match[0])
+
+    return _ENV_REF.sub(replace, arg)

@@ -181,7 +181,7 @@ class Runner:
             **self._env(namespace, pod, plan, mounts),
             self.config.port_env: str(port),
         }
-        argv = local_argv(plan.container.argv, mounts)
+        argv = local_argv(plan.container.argv, mounts, env)
         log_file = (self.config.log_dir / f"{namespace}_{pod}.log").open("ab")
         process = subprocess.Popen(
             argv,
@@ -260,7 +260,8 @@ class Runner:
                 elif now - replica.started_at > _budget(container.startup, self.config):
                     self._restart(replica, "startup probe never passed")
                     continue
-            if replica.started and container.liveness is not None:
+            if replica.started and _probing(container.liveness, now - replica.started_at):
+                assert container.liveness is not None
                 alive = self._probe(replica, container.liveness)
                 replica.live_failures = 0 if alive else replica.live_failures + 1
                 if replica.live_failures >= container.liveness.failure_threshold:
@@ -282,8 +283,8 @@ class Runner:
             replica.next_probe_at = now + min(period, self.config.max_probe_period_s)
 
     def _probe(self, replica: Replica, probe: HttpProbe) -> bool:
-        if self.clock() - replica.started_at < probe.initial_delay_s:
-            return False
+        if not _probing(probe, self.clock() - replica.started_at):
+            return False  # kubelet reports not-ready until the first probe
         # One port per replica: whatever container port the probe names is served there.
         try:
             response = httpx.get(f"http://127.0.0.1:{replica.port}{probe.path}", timeout=1.0)
@@ -442,3 +443,8 @@ def _die_with_parent() -> None:
     """Replicas must not outlive the runner, even when it is SIGKILLed."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _probing(probe: HttpProbe | None, age_s: float) -> bool:
+    """Kubelet runs a probe only once its initialDelaySeconds have passed."""
+    return probe is not None and age_s >= probe.initial_delay_s

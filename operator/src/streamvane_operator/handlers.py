@@ -51,6 +51,9 @@ def register(
         )
         settings.persistence.finalizer = f"{GROUP}/finalizer"
         settings.execution.max_workers = config.max_workers
+        # Watching named namespaces needs no cluster-wide namespace/CRD scans: skipping them
+        # avoids a minute of Forbidden retries under namespaced RBAC.
+        settings.scanning.disabled = bool(config.namespaces)
         # Our events carry their own reasons (kopf.event); log lines are not re-posted.
         settings.posting.level = logging.ERROR
 

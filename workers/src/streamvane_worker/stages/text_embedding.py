@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from streamvane_worker.stages.base import (
     Stage,
     StageContext,
@@ -11,6 +13,9 @@ from streamvane_worker.stages.base import (
     require_embedder,
 )
 from streamvane_worker.stages.item import ContentItem, Embedding
+
+VECTOR_DECIMALS = 7
+"""float32 carries about 7 significant digits; printing 17 would double the message size."""
 
 
 class TextEmbedding:
@@ -27,7 +32,9 @@ class TextEmbedding:
             i: items[i].model_copy(
                 update={
                     "embedding": Embedding(
-                        vector=vector.tolist(), model=info.name, model_version=info.version
+                        vector=np.round(vector, VECTOR_DECIMALS).tolist(),
+                        model=info.name,
+                        model_version=info.version,
                     ),
                     "stages": [*items[i].stages, record],
                 }

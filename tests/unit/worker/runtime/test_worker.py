@@ -204,3 +204,15 @@ async def test_worker_reports_not_ready_when_backend_is_down() -> None:
     h.backend.is_ready = False
     await wait_for(lambda: not h.worker.ready, timeout=3)
     await h.stop()
+
+
+async def test_worker_publishes_in_receive_order_when_an_earlier_batch_infers_slower() -> None:
+    config = make_config(batching={"maxBatchSize": 2, "maxDelayMs": 1, "maxInFlightBatches": 4})
+    h = await start(config, backend=FakeBackend(latencies_s=[0.2, 0.0, 0.0]))
+    for i in range(6):
+        h.source.publish(item(i))
+    await h.wait_settled(6)
+    await h.stop()
+    assert [json.loads(m.payload)["id"] for m in h.sinks[0].issued] == [
+        f"item-{i}" for i in range(6)
+    ]

@@ -6,6 +6,7 @@ meaningfully in tests. Failures are scripted per ``embed`` call.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 
 import numpy as np
@@ -39,10 +40,15 @@ class FakeBackend:
     """Normalized bag of hashed token ids; ``failures`` is consumed one per ``embed`` call."""
 
     def __init__(
-        self, max_batch_size: int = 64, failures: list[InferenceError | None] | None = None
+        self,
+        max_batch_size: int = 64,
+        failures: list[InferenceError | None] | None = None,
+        latencies_s: list[float] | None = None,
     ) -> None:
         self.max_batch_size = max_batch_size
         self.failures = list(failures or [])
+        self.latencies_s = list(latencies_s or [])
+        """Consumed one per ``embed`` call, like ``failures``: how long the call takes."""
         self.calls: list[int] = []
         self.is_ready = True
 
@@ -56,6 +62,8 @@ class FakeBackend:
 
     async def embed(self, input_ids: TokenArray, attention_mask: TokenArray) -> EmbeddingArray:
         self.calls.append(len(input_ids))
+        if self.latencies_s:
+            await asyncio.sleep(self.latencies_s.pop(0))
         if self.failures:
             failure = self.failures.pop(0)
             if failure is not None:

@@ -54,7 +54,10 @@ class Sink(Protocol):
     topic: str
 
     async def send_batch(self, messages: Sequence[Outgoing]) -> list[PulsarError | None]:
-        """Publishes all; returns once the broker answered for each: None if persisted."""
+        """Publishes all; returns once the broker answered for each: None if persisted.
+
+        Must hand every message to the client, in order, before its first ``await``: the
+        runtime relies on it to publish batches in the order they were received."""
         ...
 
     def connected(self) -> bool: ...

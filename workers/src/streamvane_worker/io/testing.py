@@ -99,10 +99,13 @@ class FakeSink:
         self.events = events
         self.delay_s = delay_s
         self.fail_with: list[PulsarError] = []
+        self.issued: list[Outgoing] = []
+        """Messages in the order they were handed over (``sent``: in the order persisted)."""
         self.sent: list[Outgoing] = []
         self.closed = False
 
     async def send_batch(self, messages: Sequence[Outgoing]) -> list[PulsarError | None]:
+        self.issued.extend(messages)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         results: list[PulsarError | None] = []

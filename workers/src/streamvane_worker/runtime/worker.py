@@ -16,7 +16,9 @@ Flow and bounds (memory stays flat under any backlog):
     batch receive (maxBatchSize / maxDelayMs) -> semaphore(maxInFlightBatches) -> batch tasks
 
 The receiver queue of the consumer bounds prefetch; no new batch is received while all
-in-flight slots are taken, so a slow model or broker pushes back on the topic.
+in-flight slots are taken, so a slow model or broker pushes back on the topic. Batches are
+inferred concurrently but publish in the order they were received (``Turn``), so per-key order
+holds under Key_Shared and Failover except where a message is redelivered.
 
 Delivery guarantees (at-least-once):
 - a message is acked only after every output for it was persisted by the broker;
@@ -73,6 +75,16 @@ class Failure:
     transient: bool
 
 
+@dataclass(frozen=True)
+class Turn:
+    """Publishing order: a batch issues its sends only after the batch received before it did,
+    so results leave in the order their inputs arrived (per-key order under Key_Shared and
+    Failover) although batches are inferred concurrently."""
+
+    previous: asyncio.Event
+    mine: asyncio.Event
+
+
 @dataclass
 class Outcome:
     """What to do with each message of a batch, filled in by the stage step."""
@@ -113,6 +125,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._backend_up = asyncio.Event()
         self._batches: set[asyncio.Task[None]] = set()
+        self._last_issued = asyncio.Event()
+        self._last_issued.set()
         self.ready = False
         """Read by the /readyz thread: Pulsar connected, backend serving, not draining."""
 
@@ -155,7 +169,9 @@ class Worker:
         if not self._backend_up.is_set() and not self._stopping.is_set():
             log.warning("backend_down_waiting", batch=len(batch))
             await _first(self._backend_up.wait(), self._stopping.wait())
-        task = asyncio.create_task(self._process(batch))
+        turn = Turn(previous=self._last_issued, mine=asyncio.Event())
+        self._last_issued = turn.mine
+        task = asyncio.create_task(self._process(batch, turn))
         self._batches.add(task)
         task.add_done_callback(self._batch_done)
 
@@ -165,7 +181,13 @@ class Worker:
         if not task.cancelled() and task.exception() is not None:
             log.error("batch_crashed", error=repr(task.exception()))
 
-    async def _process(self, batch: list[Received]) -> None:
+    async def _process(self, batch: list[Received], turn: Turn) -> None:
+        try:
+            await self._process_in_turn(batch, turn)
+        finally:
+            turn.mine.set()  # never hold up later batches, whatever happened to this one
+
+    async def _process_in_turn(self, batch: list[Received], turn: Turn) -> None:
         self._batch_size.observe(len(batch))
         outcome = Outcome(publish=[], dead_letter=[], nack=[])
         decoded: list[tuple[Received, ContentItem]] = []
@@ -183,7 +205,8 @@ class Worker:
             outcome.nack.extend((m, failure) for m, _ in decoded)
         elif decoded:
             await self._run_stage(decoded, outcome)
-        rejected = await self._publish(outcome.publish, outcome.nack)
+        await turn.previous.wait()
+        rejected = await self._publish(outcome.publish, outcome.nack, issued=turn.mine)
         outcome.dead_letter.extend(rejected)
         await self._send_dead_letters(outcome.dead_letter)
         self._nack(outcome.nack)
@@ -220,15 +243,20 @@ class Worker:
         self,
         outputs: list[tuple[Received, ContentItem]],
         nack: list[tuple[Received, Failure]],
+        issued: asyncio.Event,
     ) -> list[tuple[Received, Failure]]:
-        """Publish to every output topic and ack what all of them persisted.
+        """Publish to every output topic and ack what all of them persisted; set ``issued``
+        once the sends are handed to the broker client.
 
         Messages a send failed for transiently are appended to ``nack``; those the broker
         rejected are returned, to be dead-lettered."""
         if not outputs:
             return []
         outgoing = [self._outgoing(message, item) for message, item in outputs]
-        per_sink = await asyncio.gather(*(sink.send_batch(outgoing) for sink in self._sinks))
+        sends = [asyncio.ensure_future(sink.send_batch(outgoing)) for sink in self._sinks]
+        await asyncio.sleep(0)  # each send_batch issues all its sends in its first step
+        issued.set()
+        per_sink = await asyncio.gather(*sends)
         done: list[Received] = []
         rejected: list[tuple[Received, Failure]] = []
         for index, (message, _) in enumerate(outputs):

@@ -129,7 +129,9 @@ def pipeline_throughput(
     with the pipeline for the CPU; the outputs are read (and their ids checked) afterwards."""
     topics = Topics.unique(f"bench-{stage_type}")
     c = client(stack)
+    # The subscription keeps the outputs; nobody reads them until the timing is done.
     collector = Collector(c, topics.output)
+    collector.close()
     publish(c, topics.input, bench_items(n))
     worker = WorkerProcess(worker_config(stack, topics, stage_type, batching=batching), tmp).start()
     try:
@@ -139,6 +141,7 @@ def pipeline_throughput(
         _wait_published(stack, topics.output, n, timeout=600)
         elapsed = time.monotonic() - started
         worker.terminate()
+        collector = Collector(c, topics.output, collector.subscription)
         collector.until(n, timeout=120)
         assert len(set(collector.ids())) == n, "the pipeline lost items"
     finally:

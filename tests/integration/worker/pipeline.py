@@ -142,10 +142,11 @@ def client(stack: Any) -> pulsar.Client:
 class Collector:
     """Reads a topic from the beginning on its own subscription."""
 
-    def __init__(self, client: pulsar.Client, topic: str) -> None:
+    def __init__(self, client: pulsar.Client, topic: str, subscription: str | None = None) -> None:
+        self.subscription = subscription or f"collector-{uuid.uuid4().hex[:6]}"
         self._consumer = client.subscribe(
             topic,
-            f"collector-{uuid.uuid4().hex[:6]}",
+            self.subscription,
             initial_position=pulsar.InitialPosition.Earliest,
             receiver_queue_size=2000,
         )

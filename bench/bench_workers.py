@@ -262,6 +262,19 @@ def raw_passthrough(stack: Any, n: int) -> float:
     return (n - 1) / elapsed
 
 
+def _perf_analyzer_round(
+    analyzer: perf_analyzer.PerfAnalyzer | None, url: str, batch: Encoded
+) -> float:
+    """perf_analyzer's items/s, or NaN (left out of medians) when it gave no figure."""
+    if analyzer is None:
+        return math.nan
+    try:
+        return analyzer.run(url, MODEL, batch.input_ids.tolist(), BATCH, IN_FLIGHT)
+    except perf_analyzer.PerfAnalyzerUnavailable as e:
+        console.log(f"perf_analyzer gave no figure this round: {e}")
+        return math.nan
+
+
 @contextlib.contextmanager
 def private_triton(stack: Stack) -> Iterator[str]:
     """A tritonserver of our own on free ports, serving the same model repository, so requests
@@ -338,16 +351,9 @@ def main(
         asyncio.run(triton_direct(endpoints.triton_grpc, batch, IN_FLIGHT, 3.0))  # warm-up
         for round_ in range(1, repeat + 1):
             console.log(f"round {round_}/{repeat}")
-            if analyzer is not None:
-                try:
-                    rows["a"].throughputs.append(
-                        analyzer.run(
-                            endpoints.triton_grpc, MODEL, batch.input_ids.tolist(), BATCH, IN_FLIGHT
-                        )
-                    )
-                except perf_analyzer.PerfAnalyzerUnavailable as e:
-                    console.log(f"perf_analyzer gave no figure this round: {e}")
-                    rows["a"].throughputs.append(math.nan)
+            rows["a"].throughputs.append(
+                _perf_analyzer_round(analyzer, endpoints.triton_grpc, batch)
+            )
             rows["a_direct"].throughputs.append(
                 asyncio.run(triton_direct(endpoints.triton_grpc, batch, IN_FLIGHT, 10.0))
             )

@@ -119,6 +119,12 @@ images-lint: install ## hadolint images/Dockerfile
 kind-e2e: ## Images + chart + a pipeline on a kind cluster (needs Docker; skips without)
 	e2e/tools/kind-e2e.sh
 
+##@ Benchmarks
+
+.PHONY: bench-workers
+bench-workers: install models ## Triton alone vs Pulsar -> worker -> Triton -> Pulsar vs a naive consumer (medians, ratios)
+	$(PY) -m bench.bench_workers
+
 ##@ Demo
 
 .PHONY: demo

@@ -1,7 +1,7 @@
 """Session fixtures shared by unit, integration and e2e tests.
 
 ``stack`` gives integration and e2e tests the real local stack. It reuses a running stack
-(``make stack-up``) and otherwise starts one and stops it at the end of the session. Set
+(``make stack-up``) and otherwise starts one, which it leaves running. Set
 ``STREAMVANE_REQUIRE_STACK=1`` (CI does) to turn a stack that cannot start into a failure
 instead of a skip.
 """
@@ -22,19 +22,18 @@ from streamvane_stack.stack import Triton
 
 
 @pytest.fixture(scope="session")
-def local_stack() -> Iterator[Stack]:
+def local_stack() -> Stack:
+    """The running stack, started if needed. It is left running: other sessions may share it,
+    and `make test` / `make stack-down` stop it."""
     stack = Stack()
-    started_here = not stack.is_ready()
-    if started_here:
+    if not stack.is_ready():
         try:
             stack.up()
         except Exception as e:
             if os.environ.get("STREAMVANE_REQUIRE_STACK") == "1":
                 raise
             pytest.skip(f"local stack unavailable: {e}")
-    yield stack
-    if started_here:
-        stack.down()
+    return stack
 
 
 @pytest.fixture(scope="session")

@@ -11,16 +11,9 @@ import numpy as np
 
 from streamvane_worker.config import TaggingParams
 from streamvane_worker.inference.backend import EmbeddingArray
-from streamvane_worker.inference.embedder import Embedder
-from streamvane_worker.stages.base import (
-    Stage,
-    StageContext,
-    StageResult,
-    Stopwatch,
-    item_vectors,
-    require_embedder,
-)
-from streamvane_worker.stages.item import ContentItem, Tag
+from streamvane_worker.stages.base import Stage, StageContext
+from streamvane_worker.stages.item import Tag
+from streamvane_worker.stages.zero_shot import zero_shot_stage
 
 
 def top_tags(scores: EmbeddingArray, names: list[str], top_k: int, min_score: float) -> list[Tag]:
@@ -33,37 +26,11 @@ def top_tags(scores: EmbeddingArray, names: list[str], top_k: int, min_score: fl
     ]
 
 
-class Tagging:
-    def __init__(
-        self,
-        ctx: StageContext,
-        embedder: Embedder,
-        params: TaggingParams,
-        prototypes: EmbeddingArray,
-    ) -> None:
-        self._ctx = ctx
-        self._embedder = embedder
-        self._params = params
-        self._names = [label.name for label in params.labels]
-        self._prototypes = prototypes
-
-    async def process(self, items: list[ContentItem]) -> StageResult:
-        watch = Stopwatch(self._ctx, len(items))
-        vectors = await item_vectors(self._embedder, items, reuse=True)
-        record = watch.record(vectors.inference_ms)
-        outputs = {}
-        for i, vector in vectors.by_index.items():
-            tags = top_tags(
-                self._prototypes @ vector, self._names, self._params.top_k, self._params.min_score
-            )
-            outputs[i] = items[i].model_copy(
-                update={"tags": tags, "stages": [*items[i].stages, record]}
-            )
-        return StageResult(outputs=outputs, errors=vectors.errors)
-
-
 async def create(ctx: StageContext) -> Stage:
-    embedder = require_embedder(ctx)
     params = TaggingParams.model_validate(ctx.params)
-    prototypes = await embedder.embed([label.description for label in params.labels])
-    return Tagging(ctx, embedder, params, prototypes.vectors)
+    names = [label.name for label in params.labels]
+    return await zero_shot_stage(
+        ctx,
+        [label.description for label in params.labels],
+        lambda scores: {"tags": top_tags(scores, names, params.top_k, params.min_score)},
+    )

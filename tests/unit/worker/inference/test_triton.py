@@ -4,13 +4,14 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from streamvane_worker.inference.errors import (
+    BackendOverloaded,
     BackendUnavailable,
     InferenceFailed,
     ModelMismatch,
     ModelNotFound,
     from_triton,
 )
-from streamvane_worker.inference.triton import check_model
+from streamvane_worker.inference.triton import check_model, should_retry
 
 METADATA = {
     "name": "m",
@@ -45,7 +46,8 @@ def test_check_model_names_every_problem_when_tensors_differ() -> None:
     ("status", "expected"),
     [
         ("StatusCode.UNAVAILABLE", BackendUnavailable),
-        ("StatusCode.DEADLINE_EXCEEDED", BackendUnavailable),
+        ("StatusCode.DEADLINE_EXCEEDED", BackendOverloaded),
+        ("StatusCode.RESOURCE_EXHAUSTED", BackendOverloaded),
         ("StatusCode.NOT_FOUND", ModelNotFound),
         ("StatusCode.INVALID_ARGUMENT", InferenceFailed),
     ],
@@ -55,3 +57,17 @@ def test_from_triton_classifies_error_when_grpc_status_is_given(
 ) -> None:
     error = from_triton(InferenceServerException("boom", status=status), url="h:1", model="m")
     assert isinstance(error, expected) and "h:1" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (BackendUnavailable("down"), True),
+        (BackendOverloaded("deadline"), False),
+        (InferenceFailed("bad input"), False),
+    ],
+)
+def test_triton_retries_onlyshould_retry_when_inference_fails(
+    error: Exception, retried: bool
+) -> None:
+    assert should_retry(error) is retried

@@ -16,6 +16,14 @@ class BackendUnavailable(InferenceError):
     """The model server cannot be reached or is overloaded; retry later."""
 
 
+class BackendOverloaded(BackendUnavailable):
+    """The model server is up but did not answer in time (deadline passed, queue full).
+
+    Still transient, but not retried at once: the server may still be computing the request,
+    so an immediate retry only adds to its queue. The message is negative-acked instead.
+    """
+
+
 class InferenceFailed(InferenceError):
     """The backend rejected or failed this request; retrying the same input will not help."""
 
@@ -32,8 +40,8 @@ class ModelFilesMissing(InferenceError):
     """The ONNX model or tokenizer is not in the cache (run `make models`)."""
 
 
-_TRANSIENT_GRPC_STATUSES = frozenset(
-    {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED"}
+_OVERLOAD_GRPC_STATUSES = frozenset(
+    {"StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED"}
 )
 
 
@@ -41,7 +49,9 @@ def from_triton(exc: Exception, *, url: str, model: str) -> InferenceError:
     """Translate a ``tritonclient.utils.InferenceServerException`` (or a gRPC error)."""
     status = str(getattr(exc, "status", lambda: "")() or "")
     message = str(getattr(exc, "message", lambda: str(exc))() or exc)
-    if status in _TRANSIENT_GRPC_STATUSES:
+    if status in _OVERLOAD_GRPC_STATUSES:
+        return BackendOverloaded(f"Triton at {url} overloaded ({status}): {message}")
+    if status == "StatusCode.UNAVAILABLE":
         return BackendUnavailable(f"Triton at {url} unavailable ({status}): {message}")
     if status == "StatusCode.NOT_FOUND" or "unknown model" in message.lower():
         return ModelNotFound(f"model {model!r} is not served by Triton at {url}: {message}")

@@ -4,6 +4,7 @@ At start it reads the model's metadata and config and refuses to run if the tens
 what the worker sends (names, INT64 inputs, FP32 [batch, 384] output) or if the model does not
 batch. ``embed`` retries UNAVAILABLE with exponential backoff for up to ``retry_window_s`` so a
 Triton restart costs latency, not messages; after that the runtime negative-acks the batch.
+A deadline that passes is not retried here (see ``BackendOverloaded``).
 """
 
 from __future__ import annotations
@@ -12,12 +13,7 @@ from typing import Any
 
 import numpy as np
 import structlog
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_exponential,
-)
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 from tritonclient.grpc import aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
@@ -31,6 +27,7 @@ from streamvane_worker.inference.backend import (
     TokenArray,
 )
 from streamvane_worker.inference.errors import (
+    BackendOverloaded,
     BackendUnavailable,
     InferenceFailed,
     ModelMismatch,
@@ -78,6 +75,11 @@ def check_model(metadata: dict[str, Any], config: dict[str, Any], model: str) ->
     )
 
 
+def should_retry(error: BaseException) -> bool:
+    """Retry while Triton cannot be reached; an overloaded Triton is left to the nack delay."""
+    return isinstance(error, BackendUnavailable) and not isinstance(error, BackendOverloaded)
+
+
 class TritonBackend:
     """Embedding backend talking to Triton Inference Server over gRPC."""
 
@@ -120,7 +122,7 @@ class TritonBackend:
 
     async def embed(self, input_ids: TokenArray, attention_mask: TokenArray) -> EmbeddingArray:
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(BackendUnavailable),
+            retry=retry_if_exception(should_retry),
             wait=wait_exponential(multiplier=0.1, max=2.0),
             stop=stop_after_delay(self._retry_window_s),
             reraise=True,

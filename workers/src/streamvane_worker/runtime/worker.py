@@ -42,7 +42,11 @@ from dataclasses import dataclass
 import structlog
 
 from streamvane_worker.config import WorkerConfig
-from streamvane_worker.inference.errors import BackendUnavailable, InferenceError
+from streamvane_worker.inference.errors import (
+    BackendOverloaded,
+    BackendUnavailable,
+    InferenceError,
+)
 from streamvane_worker.io.base import Outgoing, Received, Sink, Source
 from streamvane_worker.io.errors import PublishRejected, PulsarError
 from streamvane_worker.runtime.decode import Malformed, decode, encode
@@ -218,7 +222,10 @@ class Worker:
             result = await self._stage.process([item for _, item in decoded])
         except BackendUnavailable as e:
             self._backend_up.clear()
-            failure = Failure("backend-unavailable", str(e), transient=True)
+            reason = (
+                "backend-overloaded" if isinstance(e, BackendOverloaded) else "backend-unavailable"
+            )
+            failure = Failure(reason, str(e), transient=True)
             outcome.nack.extend((m, failure) for m, _ in decoded)
             return
         except Exception as e:  # noqa: BLE001 - a stage bug or model rejection must not stop the worker

@@ -11,11 +11,13 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 
+from process_runner.harness import wait_for
 from streamvane_stack import Endpoints
 from tools.chart import CI_VALUES, PULSAR_METRICS, REPO, template, tool
 from tools.cluster import kubectl, namespaces, openapi_documents, unique_name
@@ -46,8 +48,14 @@ def schema_dir(
     stack: Endpoints, monitoring_crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     directory = tmp_path_factory.mktemp("kube-schemas")
-    schemas = resource_schemas(openapi_documents(stack.kubeconfig))
-    assert schemas.keys() >= MONITORING_KINDS
+
+    def served() -> dict[tuple[str, str, str], Any] | None:
+        # The server publishes a new CRD's OpenAPI a moment after it is Established.
+        schemas = resource_schemas(openapi_documents(stack.kubeconfig))
+        return schemas if schemas.keys() >= MONITORING_KINDS else None
+
+    schemas = wait_for("the PodMonitor schema in the server's OpenAPI", served, timeout_s=60)
+    assert isinstance(schemas, dict)
     write_schemas(schemas, directory)
     return directory
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from process_runner.kubectl import kubectl as run_kubectl
 from tools.kubeschemas import group_versions
 
 
@@ -20,8 +21,8 @@ class KubectlError(RuntimeError):
 
 
 def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
-    command = ["kubectl", "--kubeconfig", str(kubeconfig), *args]
-    result = subprocess.run(command, input=stdin, capture_output=True, text=True)
+    """kubectl's stdout; KubectlError when it fails."""
+    result = run_kubectl(kubeconfig, *args, stdin=stdin)
     if result.returncode != 0:
         raise KubectlError(f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr}")
     return result.stdout

@@ -7,7 +7,11 @@ import subprocess
 import time
 from pathlib import Path
 
-DISCOVERY_LAG = ("no matches for kind", "could not find the requested resource")
+DISCOVERY_LAG = (
+    "no matches for kind",
+    "could not find the requested resource",
+    "the server doesn't have a resource type",
+)
 
 
 def kubectl(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +41,22 @@ def _inputs(batch: Batch) -> list[grpcclient.InferInput]:
         tensor.set_data_from_numpy(array)
         inputs.append(tensor)
     return inputs
+
+
+def _statistics_once_counted(
+    client: grpcclient.InferenceServerClient, inference_count: int, timeout_s: float = 10.0
+) -> Any:
+    """Model statistics once they count ``inference_count`` inferences.
+
+    Triton records a request's statistics only after its response is on the wire, so a client
+    that has every response may still read the previous counts for a moment.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stats = client.get_inference_statistics(MODEL_NAME).model_stats[0]
+        if stats.inference_count >= inference_count or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.05)
 
 
 def test_triton_serves_model_interface_when_metadata_is_read(
@@ -87,9 +105,9 @@ def test_triton_batches_requests_of_different_lengths_when_sent_concurrently(
     for _ in batches:
         assert done.acquire(timeout=60)
 
-    after = client.get_inference_statistics(MODEL_NAME).model_stats[0]
     for index, batch in enumerate(batches):
         np.testing.assert_allclose(results[index], embed_local(batch), atol=1e-5)
+    after = _statistics_once_counted(client, before.inference_count + len(batches))
     requests = after.inference_count - before.inference_count
     executions = after.execution_count - before.execution_count
     assert requests >= len(batches)  # other tests may share this Triton

@@ -14,11 +14,11 @@ from kubernetes.client import Configuration
 from pydantic import BaseModel
 
 from streamvane_operator.api.common import API_VERSION, GROUP, VERSION
+from streamvane_operator.api.pipeline import PipelineStatus
 from streamvane_operator.config import OperatorConfig
 from streamvane_operator.kube.client import ObjectRef
 from streamvane_operator.reconcile import backend, pipeline
-from streamvane_operator.reconcile.common import Deps, Events, RetryLater
-from streamvane_operator.reconcile.status import Problem
+from streamvane_operator.reconcile.common import Deps, Events, Outcome, RetryLater
 from streamvane_operator.render.labels import MANAGED_BY, PIPELINE_LABEL
 
 PIPELINES = (GROUP, VERSION, "pipelines")
@@ -65,7 +65,7 @@ def register(
 
     def pipeline_outcome(
         spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch
-    ) -> pipeline.Outcome:
+    ) -> Outcome[PipelineStatus]:
         owner = pipeline.owner_of(meta["name"], meta["namespace"], meta["uid"])
         outcome = pipeline.reconcile_pipeline(
             deps, owner, dict(spec), int(meta.get("generation", 0)), dict(status)
@@ -85,9 +85,7 @@ def register(
         logger: kopf.Logger,
         **_: Any,
     ) -> None:
-        outcome = pipeline_outcome(spec, meta, status, patch)
-        _post(body, outcome.events, logger)
-        _raise(outcome.problem, outcome.retry_after_s)
+        _finish(body, pipeline_outcome(spec, meta, status, patch), logger)
 
     @kopf.timer(
         *PIPELINES, interval=config.resync_s, initial_delay=config.resync_s, registry=registry
@@ -101,12 +99,8 @@ def register(
         logger: kopf.Logger,
         **_: Any,
     ) -> None:
-        # Repairs drift and refreshes status; an invalid spec is already reported, and the
-        # timer must keep running (a missing InferenceBackend may appear later).
-        outcome = pipeline_outcome(spec, meta, status, patch)
-        _post(body, outcome.events, logger)
-        if outcome.retry_after_s is not None and outcome.problem is not None:
-            raise kopf.TemporaryError(outcome.problem.message, delay=outcome.retry_after_s)
+        # Repairs drift and refreshes status.
+        _finish(body, pipeline_outcome(spec, meta, status, patch), logger, timer=True)
 
     @kopf.on.delete(*PIPELINES, registry=registry)
     def delete_pipeline(
@@ -167,9 +161,7 @@ def register(
             deps, owner, dict(spec), int(meta.get("generation", 0)), dict(status)
         )
         patch.status.update(_dump(outcome.status))
-        _post(body, outcome.events, logger)
-        if outcome.problem is not None and outcome.retry_after_s is not None:
-            raise kopf.TemporaryError(outcome.problem.message, delay=outcome.retry_after_s)
+        _finish(body, outcome, logger, timer=True)
 
     @kopf.on.delete(*BACKENDS, registry=registry)
     def delete_backend(meta: kopf.Meta, **_: Any) -> None:
@@ -217,10 +209,20 @@ def _post(body: Mapping[str, Any], events: Events, logger: logging.Logger | Any)
         log("%s: %s", event.reason, event.message)
 
 
-def _raise(problem: Problem | None, retry_after_s: float | None) -> None:
-    """Invalid specs wait for a spec change; everything else is retried with a delay."""
-    if problem is None:
+def _finish(
+    body: Mapping[str, Any],
+    outcome: Outcome[Any],
+    logger: logging.Logger | Any,
+    *,
+    timer: bool = False,
+) -> None:
+    """Post the events, then hand failures to kopf: anything but an invalid spec is retried
+    after a delay. An invalid spec waits for a spec change (a permanent error), except in a
+    timer, which must keep running: a missing InferenceBackend may appear later."""
+    _post(body, outcome.events, logger)
+    if outcome.problem is None:
         return
-    if retry_after_s is None:
-        raise kopf.PermanentError(problem.message)
-    raise kopf.TemporaryError(problem.message, delay=retry_after_s)
+    if outcome.retry_after_s is not None:
+        raise kopf.TemporaryError(outcome.problem.message, delay=outcome.retry_after_s)
+    if not timer:
+        raise kopf.PermanentError(outcome.problem.message)

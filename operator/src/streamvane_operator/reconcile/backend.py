@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from streamvane_operator.api.backend import InferenceBackendSpec, InferenceBackendStatus
@@ -12,13 +11,15 @@ from streamvane_operator.api.validation import parse
 from streamvane_operator.reconcile.common import (
     Deps,
     Events,
+    Outcome,
     RetryLater,
     Stop,
+    converge_children,
+    delete_children,
     observe_children,
     problems,
     retry_delay,
 )
-from streamvane_operator.reconcile.plan import plan
 from streamvane_operator.reconcile.status import (
     DEGRADED,
     READY,
@@ -34,20 +35,8 @@ from streamvane_operator.render.labels import BACKEND_LABEL, Owner
 KIND = "InferenceBackend"
 
 
-@dataclass(frozen=True)
-class BackendOutcome:
-    status: InferenceBackendStatus
-    events: Events
-    problem: Problem | None
-    retry_after_s: float | None
-
-
 def owner_of(name: str, namespace: str, uid: str) -> Owner:
     return Owner(API_VERSION, KIND, name, namespace, uid)
-
-
-def selector(owner: Owner) -> str:
-    return f"{BACKEND_LABEL}={owner.name}"
 
 
 def reconcile_backend(
@@ -56,7 +45,7 @@ def reconcile_backend(
     raw_spec: Mapping[str, Any],
     generation: int,
     previous_status: Mapping[str, Any] | None,
-) -> BackendOutcome:
+) -> Outcome[InferenceBackendStatus]:
     events = Events()
     problem: Problem | None = None
     url = ""
@@ -68,15 +57,8 @@ def reconcile_backend(
             url = resolve(owner.name, owner.namespace, spec).url
             managed = spec.managed is not None
             desired = render_managed(owner, spec.managed) if spec.managed is not None else []
-            observed = observe_children(deps.kube, owner, selector(owner))
-            todo = plan(desired, observed, owner.uid)
-            for obj in todo.apply:
-                deps.kube.apply(obj)
-            for ref in todo.delete:
-                deps.kube.delete(ref)
-            if not todo.empty:
-                events.info("Reconciled", f"applied {len(todo.apply)}, deleted {len(todo.delete)}")
-                observed = observe_children(deps.kube, owner, selector(owner))
+            observed = observe_children(deps.kube, owner, BACKEND_LABEL)
+            observed = converge_children(deps.kube, owner, BACKEND_LABEL, desired, observed, events)
     except Stop as stop:
         problem = stop.problem
         events.warn(problem.failure.value, problem.message)
@@ -107,15 +89,12 @@ def reconcile_backend(
             previous_conditions(previous_status), [ready, degraded], generation, deps.clock()
         ),
     )
-    return BackendOutcome(status, events, problem, retry_delay(deps, problem))
+    return Outcome(status, events, problem, retry_delay(deps, problem))
 
 
 def delete_backend(deps: Deps, owner: Owner) -> None:
-    """Children are deleted explicitly so nothing depends on a garbage collector."""
     try:
         with problems():
-            observed = observe_children(deps.kube, owner, selector(owner))
-            for ref in plan([], observed, owner.uid).delete:
-                deps.kube.delete(ref)
+            delete_children(deps.kube, owner, BACKEND_LABEL)
     except Stop as stop:
         raise RetryLater(stop.problem.message, retry_delay(deps, stop.problem) or 60) from stop

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from streamvane_operator.api.common import Manifest
 from streamvane_operator.api.validation import InvalidSpecError
@@ -14,7 +16,7 @@ from streamvane_operator.kube.client import Kube
 from streamvane_operator.kube.errors import KubeError, KubeUnavailable
 from streamvane_operator.pulsar.admin import PulsarAdmin
 from streamvane_operator.pulsar.errors import PulsarError, PulsarUnavailable
-from streamvane_operator.reconcile.plan import owned_by
+from streamvane_operator.reconcile.plan import owned_by, plan
 from streamvane_operator.reconcile.status import Failure, Problem
 from streamvane_operator.render.labels import Owner
 from streamvane_operator.render.worker import WorkerDefaults
@@ -26,6 +28,8 @@ CHILD_KINDS = (
     ("apps/v1", "Deployment"),
 )
 """Every kind a reconciler creates; observed together to find drift and leftovers."""
+
+StatusT = TypeVar("StatusT", bound=BaseModel)
 
 
 class PulsarFactory(Protocol):
@@ -70,6 +74,17 @@ class Events:
         self.items.append(Event(reason, message, warning=True))
 
 
+@dataclass(frozen=True)
+class Outcome(Generic[StatusT]):
+    """What one reconcile produced: the status to write, events to post, what went wrong."""
+
+    status: StatusT
+    events: Events
+    problem: Problem | None
+    retry_after_s: float | None
+    """Seconds until the next attempt; None when done or when only a spec change can help."""
+
+
 class RetryLater(Exception):
     """Reconciling cannot finish now; try again after ``delay_s``."""
 
@@ -110,10 +125,40 @@ def problems() -> Iterator[None]:
         raise Stop(Problem(Failure.KUBE_REJECTED, str(e))) from e
 
 
-def observe_children(kube: Kube, owner: Owner, selector: str) -> list[Manifest]:
+def observe_children(kube: Kube, owner: Owner, owner_label: str) -> list[Manifest]:
+    """The owner's children: objects labelled ``owner_label=<owner name>`` that it owns."""
+    selector = f"{owner_label}={owner.name}"
     return [
         obj
         for api_version, kind in CHILD_KINDS
         for obj in kube.list(api_version, kind, owner.namespace, selector)
         if owned_by(obj, owner.uid)
     ]
+
+
+def converge_children(
+    kube: Kube,
+    owner: Owner,
+    owner_label: str,
+    desired: Sequence[Manifest],
+    observed: list[Manifest],
+    events: Events,
+) -> list[Manifest]:
+    """Apply what is missing or drifted, delete what nothing desires; the children afterwards."""
+    todo = plan(desired, observed, owner.uid)
+    for obj in todo.apply:
+        kube.apply(obj)
+    for ref in todo.delete:
+        kube.delete(ref)
+    if todo.empty:
+        return observed
+    summary = [f"applied {o['kind']} {o['metadata']['name']}" for o in todo.apply]
+    summary += [f"deleted {ref.kind} {ref.name}" for ref in todo.delete]
+    events.info("Reconciled", "; ".join(summary))
+    return observe_children(kube, owner, owner_label)
+
+
+def delete_children(kube: Kube, owner: Owner, owner_label: str) -> None:
+    """Children are deleted explicitly so nothing depends on a garbage collector."""
+    for ref in plan([], observe_children(kube, owner, owner_label), owner.uid).delete:
+        kube.delete(ref)

@@ -8,7 +8,6 @@ before the Deployments that consume from them; status is computed from what was 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,13 +21,15 @@ from streamvane_operator.pulsar.admin import PulsarAdmin
 from streamvane_operator.reconcile.common import (
     Deps,
     Events,
+    Outcome,
     RetryLater,
     Stop,
+    converge_children,
+    delete_children,
     observe_children,
     problems,
     retry_delay,
 )
-from streamvane_operator.reconcile.plan import plan
 from streamvane_operator.reconcile.status import (
     Failure,
     Problem,
@@ -51,21 +52,8 @@ from streamvane_operator.render.topology import Topology, topology
 KIND = "Pipeline"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    status: PipelineStatus
-    events: Events
-    problem: Problem | None
-    retry_after_s: float | None
-    """Seconds until the next attempt; None when done or when only a spec change can help."""
-
-
 def owner_of(name: str, namespace: str, uid: str) -> Owner:
     return Owner(API_VERSION, KIND, name, namespace, uid)
-
-
-def selector(owner: Owner) -> str:
-    return f"{PIPELINE_LABEL}={owner.name}"
 
 
 def reconcile_pipeline(
@@ -74,7 +62,7 @@ def reconcile_pipeline(
     raw_spec: Mapping[str, Any],
     generation: int,
     previous_status: Mapping[str, Any] | None,
-) -> Outcome:
+) -> Outcome[PipelineStatus]:
     events = Events()
     observed: list[Manifest] = []
     topo: Topology | None = None
@@ -83,7 +71,7 @@ def reconcile_pipeline(
     problem: Problem | None = None
     try:
         with problems():
-            observed = observe_children(deps.kube, owner, selector(owner))
+            observed = observe_children(deps.kube, owner, PIPELINE_LABEL)
             spec = parse(PipelineSpec, raw_spec)
             rendered = render_pipeline(
                 owner, spec, inference_backends(deps.kube, owner.namespace), deps.defaults
@@ -96,16 +84,9 @@ def reconcile_pipeline(
                 events.info("PulsarResourceCreated", f"created {created}")
             for note in changes.notes:
                 events.warn("TopicMismatch", note)
-            todo = plan(rendered.objects, observed, owner.uid)
-            for obj in todo.apply:
-                deps.kube.apply(obj)
-            for ref in todo.delete:
-                deps.kube.delete(ref)
-            if not todo.empty:
-                summary = [f"applied {o['kind']} {o['metadata']['name']}" for o in todo.apply]
-                summary += [f"deleted {ref.kind} {ref.name}" for ref in todo.delete]
-                events.info("Reconciled", "; ".join(summary))
-                observed = observe_children(deps.kube, owner, selector(owner))
+            observed = converge_children(
+                deps.kube, owner, PIPELINE_LABEL, rendered.objects, observed, events
+            )
             lag = {
                 stage: stats.backlog if stats else None
                 for stage, stats in subscription_stats(admin, topo).items()
@@ -171,9 +152,7 @@ def delete_pipeline(deps: Deps, owner: Owner, raw_spec: Mapping[str, Any]) -> Ev
     events = Events()
     try:
         with problems():
-            observed = observe_children(deps.kube, owner, selector(owner))
-            for ref in plan([], observed, owner.uid).delete:
-                deps.kube.delete(ref)
+            delete_children(deps.kube, owner, PIPELINE_LABEL)
             spec = parse(PipelineSpec, raw_spec)
             if spec.deletion_policy is DeletionPolicy.DELETE:
                 admin = pulsar_admin(deps, owner, spec)

@@ -104,15 +104,15 @@ def test_api_server_fills_defaults_when_pipeline_omits_them(kubectl: Any, namesp
     assert stage["input"]["subscriptionType"] == "Shared"
 
 
+def _apply_passthrough_sample(kubectl: Any, namespace: str) -> None:
+    result = kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "pipeline-passthrough.yaml"))
+    assert result.returncode == 0, result.stderr
+
+
 def test_kubectl_get_shows_printer_columns_when_pipelines_are_listed(
     kubectl: Any, namespace: str
 ) -> None:
-    assert (
-        kubectl(
-            "apply", "-n", namespace, "-f", str(SAMPLES / "pipeline-passthrough.yaml")
-        ).returncode
-        == 0
-    )
+    _apply_passthrough_sample(kubectl, namespace)
 
     result = kubectl("get", "svp", "-n", namespace)
 
@@ -149,12 +149,7 @@ def test_kube_client_applies_idempotently_when_object_is_unchanged(
 def test_kube_client_writes_status_subresource_when_patched(
     kubectl: Any, kube: KubeClient, namespace: str
 ) -> None:
-    assert (
-        kubectl(
-            "apply", "-n", namespace, "-f", str(SAMPLES / "pipeline-passthrough.yaml")
-        ).returncode
-        == 0
-    )
+    _apply_passthrough_sample(kubectl, namespace)
     ref = ObjectRef(API_VERSION, "Pipeline", namespace, "relay")
 
     kube.patch_status(ref, {"stagesReady": "0/2", "backlog": 3})

@@ -49,8 +49,9 @@ def embed(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=64, help="Lines per model call.")] = 32,
 ) -> None:
-    """Embed texts: one text per line on stdin, one JSON array (384 floats, L2-normalized) per
-    line on stdout, in the same order. Runs the ONNX model in-process unless --triton is given.
+    """Embed stdin's lines; print one normalized embedding (JSON array) per line, in order.
+
+    The ONNX model (384-d output) runs in-process unless --triton is given.
 
     Example: echo "a cat on a mat" | streamvane embed
     """

@@ -187,7 +187,9 @@ class WorkerConfig(_Model):
     health_port: int = Field(
         8080, ge=0, le=65535, description="HTTP port of /healthz, /readyz, /metrics; 0 picks one."
     )
-    log_format: Literal["json", "console"] = "json"
+    log_format: Literal["json", "console"] = Field(
+        "json", description="json: one structlog JSON object per line; console: for humans."
+    )
     startup_timeout_s: float = Field(
         60.0,
         gt=0,

@@ -14,10 +14,12 @@ import shutil
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from streamvane_stack import Endpoints, Stack
+from streamvane_stack.pki import ServingCert
 from streamvane_stack.stack import Triton
 
 
@@ -48,12 +50,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def private_triton(stack: Endpoints) -> Iterator[Triton]:
-    """A second tritonserver on free ports, serving the same models, that a test may kill.
-
-    Outage tests use it so they never disturb the session's shared Triton.
-    """
+@contextmanager
+def _second_triton(tls: bool) -> Iterator[Triton]:
+    """A tritonserver on free ports serving the stack's models; its gRPC over TLS if asked."""
     settings = dataclasses.replace(
         Stack().settings,
         run_name=f"run-triton-{uuid.uuid4().hex[:8]}",
@@ -61,10 +60,26 @@ def private_triton(stack: Endpoints) -> Iterator[Triton]:
         triton_grpc_port=_free_port(),
         triton_metrics_port=_free_port(),
     )
-    triton = Triton(settings)
+    triton = Triton(settings, ServingCert(settings.run_dir / "tls", "triton") if tls else None)
     triton.prepare(lambda _: None)
-    triton.start()
-    triton.wait_ready(lambda _: None)
-    yield triton
-    triton.daemon.stop()
-    shutil.rmtree(settings.run_dir, ignore_errors=True)
+    try:
+        triton.start()
+        triton.wait_ready(lambda _: None)
+        yield triton
+    finally:
+        triton.daemon.stop()
+        shutil.rmtree(settings.run_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_triton(stack: Endpoints) -> Iterator[Triton]:
+    """A second Triton that a test may kill: outage tests never disturb the shared one."""
+    with _second_triton(tls=False) as triton:
+        yield triton
+
+
+@pytest.fixture(scope="session")
+def tls_triton(stack: Endpoints) -> Iterator[Triton]:
+    """A Triton whose gRPC endpoint is TLS only; ``tls_triton.tls.ca_cert`` signed its cert."""
+    with _second_triton(tls=True) as triton:
+        yield triton

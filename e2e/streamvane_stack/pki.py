@@ -1,10 +1,12 @@
-"""Certificates, service-account keys, the token file and the kubeconfig of the local apiserver."""
+"""Local certificates (apiserver, TLS Triton), and the apiserver's service-account keys,
+token file and kubeconfig."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,26 +20,31 @@ ADMIN_USER = "streamvane-admin"
 
 
 @dataclass(frozen=True)
-class ApiserverPki:
+class ServingCert:
+    """A local CA and one server certificate it signed (for 127.0.0.1), as PEM files."""
+
     directory: Path
+    name: str
 
-    ca_cert = property(lambda self: self.directory / "ca.crt")
-    serving_cert = property(lambda self: self.directory / "apiserver.crt")
-    serving_key = property(lambda self: self.directory / "apiserver.key")
-    sa_public = property(lambda self: self.directory / "sa.pub")
-    sa_private = property(lambda self: self.directory / "sa.key")
-    token_file = property(lambda self: self.directory / "tokens.csv")
+    @property
+    def ca_cert(self) -> Path:
+        return self.directory / "ca.crt"
 
-    def admin_token(self) -> str:
-        return self.token_file.read_text().split(",", 1)[0]
+    @property
+    def cert(self) -> Path:
+        return self.directory / f"{self.name}.crt"
 
-    def ensure(self) -> None:
-        """Create everything once; later stack starts reuse it so kubeconfigs stay valid."""
-        if self.token_file.exists():
+    @property
+    def key(self) -> Path:
+        return self.directory / f"{self.name}.key"
+
+    def ensure(self, dns_names: Sequence[str] = ("localhost",)) -> None:
+        """Create the files once; later starts reuse them so clients keep trusting the CA."""
+        if self.key.exists():
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         ca_key = _rsa_key()
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "streamvane-local-ca")])
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"streamvane-{self.name}-ca")])
         ca = (
             _builder(ca_name, ca_name, ca_key)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -46,14 +53,13 @@ class ApiserverPki:
         serving_key = _rsa_key()
         sans = x509.SubjectAlternativeName(
             [
-                x509.DNSName("localhost"),
-                x509.DNSName("kubernetes.default.svc"),
+                *(x509.DNSName(name) for name in dns_names),
                 x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
             ]
         )
         serving = (
             _builder(
-                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.name)]),
                 ca_name,
                 serving_key,
             )
@@ -61,8 +67,38 @@ class ApiserverPki:
             .sign(ca_key, hashes.SHA256())
         )
         self.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        self.serving_cert.write_bytes(serving.public_bytes(serialization.Encoding.PEM))
-        _write_key(self.serving_key, serving_key)
+        self.cert.write_bytes(serving.public_bytes(serialization.Encoding.PEM))
+        _write_key(self.key, serving_key)
+
+
+@dataclass(frozen=True)
+class ApiserverPki:
+    directory: Path
+
+    @property
+    def serving(self) -> ServingCert:
+        return ServingCert(self.directory, "apiserver")
+
+    @property
+    def sa_public(self) -> Path:
+        return self.directory / "sa.pub"
+
+    @property
+    def sa_private(self) -> Path:
+        return self.directory / "sa.key"
+
+    @property
+    def token_file(self) -> Path:
+        return self.directory / "tokens.csv"
+
+    def admin_token(self) -> str:
+        return self.token_file.read_text().split(",", 1)[0]
+
+    def ensure(self) -> None:
+        """Create everything once; later stack starts reuse it so kubeconfigs stay valid."""
+        if self.token_file.exists():
+            return
+        self.serving.ensure(["localhost", "kubernetes.default.svc"])
         sa_key = _rsa_key()
         _write_key(self.sa_private, sa_key)
         self.sa_public.write_bytes(
@@ -83,7 +119,10 @@ class ApiserverPki:
             "clusters": [
                 {
                     "name": "streamvane-local",
-                    "cluster": {"server": server, "certificate-authority": str(self.ca_cert)},
+                    "cluster": {
+                        "server": server,
+                        "certificate-authority": str(self.serving.ca_cert),
+                    },
                 }
             ],
             "users": [{"name": ADMIN_USER, "user": {"token": self.admin_token()}}],

@@ -20,7 +20,7 @@ import httpx
 
 from streamvane_stack import fetch
 from streamvane_stack.fetch import Report
-from streamvane_stack.pki import ApiserverPki
+from streamvane_stack.pki import ApiserverPki, ServingCert
 from streamvane_stack.process import Daemon
 from streamvane_stack.settings import StackSettings
 
@@ -237,8 +237,8 @@ class KubeApiserver(Component):
                 f"--etcd-servers=http://{HOST}:{s.etcd_port}",
                 f"--bind-address={HOST}", f"--advertise-address={HOST}",
                 f"--secure-port={s.apiserver_port}",
-                f"--tls-cert-file={pki.serving_cert}", f"--tls-private-key-file={pki.serving_key}",
-                f"--client-ca-file={pki.ca_cert}",
+                f"--tls-cert-file={pki.serving.cert}", f"--tls-private-key-file={pki.serving.key}",
+                f"--client-ca-file={pki.serving.ca_cert}",
                 f"--token-auth-file={pki.token_file}",
                 "--authorization-mode=RBAC",
                 f"--service-account-key-file={pki.sa_public}",
@@ -256,7 +256,7 @@ class KubeApiserver(Component):
     def probe(self) -> bool:
         if not self.pki.token_file.exists():
             return False
-        context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        context = ssl.create_default_context(cafile=str(self.pki.serving.ca_cert))
         return _http_ok(
             f"{self.address}/readyz",
             verify=context,
@@ -265,12 +265,19 @@ class KubeApiserver(Component):
 
 
 class Triton(Component):
+    """``tls``: serve gRPC over TLS with that certificate (HTTP, used for probes, stays plain)."""
+
     name = "triton"
+
+    def __init__(self, settings: StackSettings, tls: ServingCert | None = None) -> None:
+        super().__init__(settings)
+        self.tls = tls
 
     @property
     def address(self) -> str:
         s = self.settings
-        return f"grpc {HOST}:{s.triton_grpc_port}, http {HOST}:{s.triton_http_port}"
+        grpc = "grpc+tls" if self.tls else "grpc"
+        return f"{grpc} {HOST}:{s.triton_grpc_port}, http {HOST}:{s.triton_http_port}"
 
     def prepare(self, report: Report) -> None:
         import pytriton  # the bundled tritonserver ships inside nvidia-pytriton
@@ -302,6 +309,14 @@ class Triton(Component):
         s = self.settings
         site_packages = sysconfig.get_paths()["purelib"]
         bundled_libs = Path(site_packages) / "nvidia_pytriton.libs"
+        tls_args = []
+        if self.tls is not None:
+            self.tls.ensure()
+            tls_args = [
+                "--grpc-use-ssl=true",
+                f"--grpc-server-cert={self.tls.cert}",
+                f"--grpc-server-key={self.tls.key}",
+            ]
         self.daemon.start(
             [
                 str(self.server_root / "bin" / "tritonserver"),
@@ -312,6 +327,7 @@ class Triton(Component):
                 f"--metrics-address={HOST}", f"--metrics-port={s.triton_metrics_port}",
                 "--allow-metrics=true", "--allow-gpu-metrics=false",
                 "--log-verbose=0",
+                *tls_args,
             ],
             env={
                 # The python backend stub embeds libpython of this interpreter; it finds this

@@ -1,4 +1,4 @@
-"""`streamvane embed` gives the same vectors in-process and through the real Triton."""
+"""`streamvane embed` gives the same vectors in-process and through the real Triton (plain or TLS)."""
 
 from __future__ import annotations
 
@@ -33,3 +33,9 @@ def test_embed_matches_in_process_when_going_through_triton(stack: Any) -> None:
     assert local.shape == remote.shape == (3, 384)
     assert np.allclose(local, remote, atol=1e-4)
     assert np.allclose(np.linalg.norm(remote, axis=1), 1.0, atol=1e-4)
+
+
+def test_embed_over_tls_matches_in_process_when_trusting_the_servers_ca(tls_triton: Any) -> None:
+    address = f"127.0.0.1:{tls_triton.settings.triton_grpc_port}"
+    remote = _embed("--triton", address, "--triton-ca", str(tls_triton.tls.ca_cert))
+    assert np.allclose(_embed(), remote, atol=1e-4)

@@ -18,7 +18,7 @@ from streamvane_worker.inference.embedder import Embedder
 from streamvane_worker.inference.errors import InferenceError
 from streamvane_worker.inference.onnx import OnnxBackend
 from streamvane_worker.inference.tokenizer import TextTokenizer
-from streamvane_worker.inference.triton import TritonBackend
+from streamvane_worker.inference.triton import TritonBackend, TritonTls
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Streamvane command-line tools.")
 
@@ -36,6 +36,15 @@ def embed(
             "--triton",
             metavar="HOST:PORT",
             help="Embed through Triton's gRPC endpoint instead of in-process.",
+        ),
+    ] = None,
+    triton_ca: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            metavar="PEM",
+            help="Talk to --triton over TLS, trusting this CA bundle.",
         ),
     ] = None,
     model: Annotated[
@@ -59,7 +68,9 @@ def embed(
     try:
         tokenizer = TextTokenizer(folder / "tokenizer.json")
         backend: EmbeddingBackend = (
-            TritonBackend(triton, model) if triton else OnnxBackend(folder / "model.onnx", model)
+            TritonBackend(triton, model, tls=TritonTls(triton_ca) if triton_ca else None)
+            if triton
+            else OnnxBackend(folder / "model.onnx", model)
         )
         asyncio.run(_embed_stream(Embedder(tokenizer, backend), sys.stdin, sys.stdout, batch_size))
     except InferenceError as e:

@@ -107,6 +107,12 @@ class InferenceSettings(_Model):
         description="Triton over gRPC in production; in-process onnxruntime for local use.",
     )
     triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC address host:port.")
+    tls: bool = Field(False, description="Talk to Triton over TLS (gRPC).")
+    # A plain Path: the operator renders this config for a file only the worker's pod has.
+    tls_ca_file: Path | None = Field(
+        None,
+        description="PEM CA bundle that signed Triton's certificate; None trusts the system roots.",
+    )
     model_name: str = Field("all-minilm-l6-v2", min_length=1, description="Model name in Triton.")
     model_version: str = Field("", description="Model version; empty means Triton's latest.")
     timeout_ms: int = Field(10_000, ge=1, description="Deadline of one inference call.")
@@ -116,9 +122,11 @@ class InferenceSettings(_Model):
     )
 
     @model_validator(mode="after")
-    def _onnx_path_needed_in_process(self) -> InferenceSettings:
+    def _consistent(self) -> InferenceSettings:
         if self.backend == "onnxruntime" and self.onnx_path is None:
             raise ValueError("inference.onnxPath is required when backend is 'onnxruntime'")
+        if self.tls_ca_file is not None and not self.tls:
+            raise ValueError("inference.tlsCaFile is set but inference.tls is false")
         return self
 
 

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from tritonclient.utils import InferenceServerException
 
 from streamvane_worker.inference.errors import (
     BackendOverloaded,
     BackendUnavailable,
+    InferenceError,
     InferenceFailed,
     ModelMismatch,
     ModelNotFound,
     from_triton,
 )
-from streamvane_worker.inference.triton import check_model, should_retry
+from streamvane_worker.inference.triton import TritonTls, check_model, should_retry
 
 METADATA = {
     "name": "m",
@@ -71,3 +74,8 @@ def test_triton_retries_onlyshould_retry_when_inference_fails(
     error: Exception, retried: bool
 ) -> None:
     assert should_retry(error) is retried
+
+
+def test_tls_names_the_ca_bundle_when_it_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(InferenceError, match="missing.crt is not a file"):
+        TritonTls(tmp_path / "missing.crt")

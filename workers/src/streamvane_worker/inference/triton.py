@@ -9,6 +9,8 @@ A deadline that passes is not retried here (see ``BackendOverloaded``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,7 @@ from streamvane_worker.inference.backend import (
 from streamvane_worker.inference.errors import (
     BackendOverloaded,
     BackendUnavailable,
+    InferenceError,
     InferenceFailed,
     ModelMismatch,
     from_triton,
@@ -80,8 +83,19 @@ def should_retry(error: BaseException) -> bool:
     return isinstance(error, BackendUnavailable) and not isinstance(error, BackendOverloaded)
 
 
+@dataclass(frozen=True)
+class TritonTls:
+    """gRPC over TLS; ``ca_file`` is the PEM bundle to trust (None: the system roots)."""
+
+    ca_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.ca_file is not None and not self.ca_file.is_file():
+            raise InferenceError(f"Triton CA bundle {self.ca_file} is not a file")
+
+
 class TritonBackend:
-    """Embedding backend talking to Triton Inference Server over gRPC."""
+    """Embedding backend talking to Triton Inference Server over gRPC (TLS when ``tls``)."""
 
     def __init__(
         self,
@@ -90,8 +104,10 @@ class TritonBackend:
         version: str = "",
         timeout_s: float = 10.0,
         retry_window_s: float = 30.0,
+        tls: TritonTls | None = None,
     ) -> None:
         self._url = url
+        self._tls = tls
         self._model = model
         self._version = version
         self._timeout_s = timeout_s
@@ -102,7 +118,13 @@ class TritonBackend:
     def _client(self) -> grpcclient.InferenceServerClient:
         # Created on first use: a gRPC aio channel belongs to the event loop it was made on.
         if self._client_ is None:
-            self._client_ = grpcclient.InferenceServerClient(url=self._url)
+            self._client_ = grpcclient.InferenceServerClient(
+                url=self._url,
+                ssl=self._tls is not None,
+                root_certificates=str(self._tls.ca_file)
+                if self._tls and self._tls.ca_file
+                else None,
+            )
         return self._client_
 
     async def start(self) -> ModelInfo:

@@ -23,7 +23,7 @@ from streamvane_worker.inference.embedder import Embedder
 from streamvane_worker.inference.errors import BackendUnavailable, InferenceError
 from streamvane_worker.inference.onnx import OnnxBackend
 from streamvane_worker.inference.tokenizer import TextTokenizer
-from streamvane_worker.inference.triton import TritonBackend
+from streamvane_worker.inference.triton import TritonBackend, TritonTls
 from streamvane_worker.io.errors import PulsarError, PulsarUnavailable
 from streamvane_worker.io.pulsar import PulsarSink, PulsarSource, connect
 from streamvane_worker.runtime.health import HealthServer
@@ -53,6 +53,7 @@ def build_backend(settings: InferenceSettings) -> EmbeddingBackend:
         settings.model_version,
         timeout_s=settings.timeout_ms / 1000,
         retry_window_s=RETRY_WINDOW_S,
+        tls=TritonTls(settings.tls_ca_file) if settings.tls else None,
     )
 
 

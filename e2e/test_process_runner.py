@@ -17,7 +17,14 @@ import yaml
 
 from process_runner import harness
 from process_runner.kubectl import kubectl
-from process_runner.pod import UnsupportedTemplate, local_argv, local_path, plan_pod, template_hash
+from process_runner.pod import (
+    UnsupportedTemplate,
+    local_argv,
+    local_json,
+    local_path,
+    plan_pod,
+    template_hash,
+)
 
 # Serves /readyz with the content of the mounted file named by $GREETING_FILE, on $PORT; on
 # SIGTERM it logs and exits 0.
@@ -218,6 +225,19 @@ def test_plan_pod_maps_python_and_mount_paths_when_template_is_a_worker() -> Non
     assert local_path("/etc/greetings", mounts) == "/etc/greetings"
     assert plan.container.readiness is not None and plan.container.readiness.path == "/readyz"
     assert plan.grace_s == 5
+
+
+def test_local_json_maps_nested_string_values_under_mounts_when_config_names_files() -> None:
+    config = {"tls": {"caFile": "/etc/ca/ca.crt", "other": "/etc/cab"}, "n": 3, "l": ["/etc/ca"]}
+    mounts = {"/etc/ca": Path("/tmp/r/volumes/ca")}
+
+    local = json.loads(local_json(json.dumps(config).encode(), mounts))
+
+    assert local == {
+        "tls": {"caFile": "/tmp/r/volumes/ca/ca.crt", "other": "/etc/cab"},
+        "n": 3,
+        "l": ["/tmp/r/volumes/ca"],
+    }
 
 
 def test_local_argv_expands_env_references_when_defined_like_kubelet() -> None:

@@ -121,6 +121,22 @@ def local_path(value: str, mounts: dict[str, Path]) -> str:
     return value
 
 
+def local_json(content: bytes, mounts: dict[str, Path]) -> bytes:
+    """A JSON config file whose string values under a mount path point at the stand-in
+    directories (a worker config names its mounted Secrets by container path)."""
+
+    def localize(value: Any) -> Any:
+        if isinstance(value, str):
+            return local_path(value, mounts)
+        if isinstance(value, list):
+            return [localize(v) for v in value]
+        if isinstance(value, dict):
+            return {k: localize(v) for k, v in value.items()}
+        return value
+
+    return json.dumps(localize(json.loads(content)), indent=2).encode()
+
+
 def local_argv(argv: tuple[str, ...], mounts: dict[str, Path], env: Mapping[str, str]) -> list[str]:
     """``python`` is this interpreter (the images' Python is this virtualenv here);
     ``$(VAR)`` references are expanded from the container env, as kubelet does."""

@@ -34,6 +34,7 @@ from process_runner.pod import (
     PodPlan,
     UnsupportedTemplate,
     local_argv,
+    local_json,
     local_path,
     plan_pod,
     template_hash,
@@ -343,8 +344,11 @@ class Runner:
         return [serialize(d) for d in items if d.metadata.deletion_timestamp is None]
 
     def _materialize(self, namespace: str, plan: PodPlan, workdir: Path) -> dict[str, Path]:
-        """Write each mounted volume to a local directory; mount path -> directory."""
+        """Write each mounted volume to a local directory; mount path -> directory.
+
+        JSON files of ConfigMaps have their container paths mapped with ``local_json``."""
         mounts = {}
+        json_files: list[Path] = []
         for mount in plan.container.mounts:
             target = workdir / "volumes" / mount.volume
             target.mkdir(parents=True, exist_ok=True)
@@ -366,7 +370,11 @@ class Runner:
                 for path in paths:
                     (target / path).parent.mkdir(parents=True, exist_ok=True)
                     (target / path).write_bytes(content)
+                    if "configMap" in volume and path.endswith(".json"):
+                        json_files.append(target / path)
             mounts[mount.path] = target
+        for path in json_files:
+            path.write_bytes(local_json(path.read_bytes(), mounts))
         return mounts
 
     def _env(

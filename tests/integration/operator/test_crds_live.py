@@ -78,6 +78,18 @@ def test_api_server_refuses_backend_when_both_modes_are_set(kubectl: Any, namesp
     assert "set exactly one of endpoint or managed" in result.stderr
 
 
+def test_api_server_refuses_backend_when_a_ca_is_set_without_tls(
+    kubectl: Any, namespace: str
+) -> None:
+    doc = sample("inferencebackend-triton-local.yaml")
+    doc["spec"]["endpoint"]["tls"] = {"caSecretRef": {"name": "triton-ca"}}
+
+    result = dry_run(kubectl, namespace, doc)
+
+    assert result.returncode != 0
+    assert "caSecretRef needs enabled: true" in result.stderr
+
+
 def test_api_server_fills_defaults_when_pipeline_omits_them(kubectl: Any, namespace: str) -> None:
     doc = sample("pipeline-passthrough.yaml")
 

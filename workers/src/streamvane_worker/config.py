@@ -111,7 +111,7 @@ class InferenceSettings(_Model):
     # A plain Path: the operator renders this config for a file only the worker's pod has.
     tls_ca_file: Path | None = Field(
         None,
-        description="PEM CA bundle that signed Triton's certificate; None trusts the system roots.",
+        description="PEM CA bundle that signed Triton's certificate; unset trusts the system roots.",
     )
     model_name: str = Field("all-minilm-l6-v2", min_length=1, description="Model name in Triton.")
     model_version: str = Field("", description="Model version; empty means Triton's latest.")

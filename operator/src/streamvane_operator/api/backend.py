@@ -12,14 +12,31 @@ TRITON_METRICS_PORT = 8002
 
 
 class TLSSpec(Model):
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.caSecretRef) || self.enabled",
+                    "message": "caSecretRef needs enabled: true",
+                }
+            ]
+        }
+    }
+
     enabled: bool = Field(
-        False,
-        description="Use TLS for the gRPC connection (not supported by this worker version yet: "
-        "stages referencing such a backend are reported as invalid).",
+        False, description="Workers talk to the server over TLS (gRPC) and verify its certificate."
     )
     ca_secret_ref: SecretKeyRef | None = Field(
-        None, description="Secret holding the CA bundle (PEM) that signed the server certificate."
+        None,
+        description="Secret key holding the CA bundle (PEM) that signed the server certificate, "
+        "mounted into workers; unset trusts the system roots of the worker image.",
     )
+
+    @model_validator(mode="after")
+    def _ca_needs_tls(self) -> TLSSpec:
+        if self.ca_secret_ref is not None and not self.enabled:
+            raise ValueError("caSecretRef needs enabled: true")
+        return self
 
 
 class Timeouts(Model):

@@ -107,12 +107,6 @@ def _backend_problems(
             f"{where}: InferenceBackend {name!r} does not exist in this namespace "
             f"(existing: {known}); create it or fix model.backend"
         )
-    elif backend.endpoint is not None and backend.endpoint.tls.enabled:
-        # Rendering it would let workers talk plaintext to a server that expects TLS.
-        yield (
-            f"{where}: InferenceBackend {name!r} uses TLS, which workers do not support yet; "
-            "use a plaintext endpoint"
-        )
 
 
 def _topic_problems(name: str, spec: PipelineSpec) -> Iterator[str]:

@@ -11,6 +11,7 @@ from streamvane_operator.api.backend import (
     TRITON_METRICS_PORT,
     InferenceBackendSpec,
     ManagedSpec,
+    TLSSpec,
 )
 from streamvane_operator.render.labels import (
     Owner,
@@ -31,14 +32,14 @@ class ResolvedBackend:
 
     url: str
     timeout_ms: int
+    tls: TLSSpec = TLSSpec()
 
 
 def resolve(name: str, namespace: str, spec: InferenceBackendSpec) -> ResolvedBackend:
     if spec.endpoint is not None:
-        url = spec.endpoint.url
-    else:
-        url = f"{backend_object_name(name)}.{namespace}.svc:{TRITON_GRPC_PORT}"
-    return ResolvedBackend(url=url, timeout_ms=spec.timeouts.request_ms)
+        return ResolvedBackend(spec.endpoint.url, spec.timeouts.request_ms, spec.endpoint.tls)
+    url = f"{backend_object_name(name)}.{namespace}.svc:{TRITON_GRPC_PORT}"
+    return ResolvedBackend(url, spec.timeouts.request_ms)
 
 
 def render_managed(owner: Owner, spec: ManagedSpec) -> list[dict[str, Any]]:

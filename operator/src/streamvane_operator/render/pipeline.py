@@ -16,7 +16,7 @@ from streamvane_operator.render.backend import resolve
 from streamvane_operator.render.labels import Owner
 from streamvane_operator.render.stage import render_stage
 from streamvane_operator.render.topology import Topology, topology
-from streamvane_operator.render.worker import WorkerDefaults, worker_config
+from streamvane_operator.render.worker import WorkerDefaults, secret_files, worker_config
 from streamvane_worker.config import WorkerConfig
 
 
@@ -51,6 +51,13 @@ def render_pipeline(
     objects = [
         obj
         for stage in spec.stages
-        for obj in render_stage(owner, spec, stage, configs[stage.name], defaults)
+        for obj in render_stage(
+            owner,
+            spec,
+            stage,
+            configs[stage.name],
+            secret_files(spec, stage, resolved),
+            defaults,
+        )
     ]
     return RenderedPipeline(topology(owner.name, spec), tuple(objects), configs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from streamvane_operator.api.pipeline import PipelineSpec, StageSpec
@@ -19,8 +20,7 @@ from streamvane_operator.render.worker import (
     CONFIG_DIR,
     CONFIG_FILE_NAME,
     HEALTH_PORT,
-    PULSAR_TOKEN_DIR,
-    PULSAR_TOKEN_FILE,
+    SecretFile,
     WorkerDefaults,
     config_json,
 )
@@ -36,6 +36,7 @@ def render_stage(
     spec: PipelineSpec,
     stage: StageSpec,
     config: WorkerConfig,
+    secrets: Sequence[SecretFile],
     defaults: WorkerDefaults,
 ) -> list[dict[str, Any]]:
     """The stage's objects in apply order: the ConfigMap exists before pods mount it."""
@@ -50,7 +51,7 @@ def render_stage(
             "metadata": metadata(name, owner, labels),
             "data": {CONFIG_FILE_NAME: payload},
         },
-        _deployment(owner, spec, stage, name, labels, config_hash, defaults),
+        _deployment(owner, spec, stage, name, labels, config_hash, secrets, defaults),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -79,6 +80,7 @@ def _deployment(
     name: str,
     labels: dict[str, str],
     config_hash: str,
+    secrets: Sequence[SecretFile],
     defaults: WorkerDefaults,
 ) -> dict[str, Any]:
     volumes: list[dict[str, Any]] = [
@@ -89,18 +91,17 @@ def _deployment(
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    auth = spec.pulsar.auth_secret_ref
-    if auth is not None:
+    for secret in secrets:
         volumes.append(
             {
-                "name": "pulsar-auth",
+                "name": secret.volume,
                 "secret": {
-                    "secretName": auth.name,
-                    "items": [{"key": auth.key, "path": PULSAR_TOKEN_FILE}],
+                    "secretName": secret.ref.name,
+                    "items": [{"key": secret.ref.key, "path": secret.file_name}],
                 },
             }
         )
-        mounts.append({"name": "pulsar-auth", "mountPath": PULSAR_TOKEN_DIR, "readOnly": True})
+        mounts.append({"name": secret.volume, "mountPath": secret.directory, "readOnly": True})
     container = {
         "name": "worker",
         "image": stage.image or spec.image or defaults.image,

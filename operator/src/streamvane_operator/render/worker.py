@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from streamvane_operator.api.common import SecretKeyRef
 from streamvane_operator.api.pipeline import PipelineSpec, StageSpec
 from streamvane_operator.api.validation import (
     InvalidSpecError,
@@ -28,8 +29,7 @@ from streamvane_worker.config import (
 HEALTH_PORT = 8080
 CONFIG_DIR = "/etc/streamvane"
 CONFIG_FILE_NAME = "worker.json"
-PULSAR_TOKEN_DIR = "/var/run/secrets/streamvane/pulsar"
-PULSAR_TOKEN_FILE = "token"
+SECRETS_DIR = "/var/run/secrets/streamvane"
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,41 @@ class WorkerDefaults:
 
     image: str
     log_format: str = "json"
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """One key of a Secret that the worker reads as a file, mounted read-only at ``path``."""
+
+    volume: str
+    ref: SecretKeyRef
+    file_name: str
+
+    @property
+    def directory(self) -> str:
+        return f"{SECRETS_DIR}/{self.volume}"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory, self.file_name)
+
+
+def pulsar_token(spec: PipelineSpec) -> SecretFile | None:
+    ref = spec.pulsar.auth_secret_ref
+    return SecretFile("pulsar", ref, "token") if ref else None
+
+
+def triton_ca(stage: StageSpec, backends: Mapping[str, ResolvedBackend]) -> SecretFile | None:
+    backend = backends.get(stage.model.backend) if stage.model else None
+    ref = backend.tls.ca_secret_ref if backend else None
+    return SecretFile("triton-ca", ref, "ca.crt") if ref else None
+
+
+def secret_files(
+    spec: PipelineSpec, stage: StageSpec, backends: Mapping[str, ResolvedBackend]
+) -> list[SecretFile]:
+    """The Secrets a stage's worker pods mount."""
+    return [f for f in (pulsar_token(spec), triton_ca(stage, backends)) if f is not None]
 
 
 def worker_config(
@@ -56,21 +91,26 @@ def worker_config(
     inference = None
     if stage.model is not None and stage.model.backend in backends:
         backend = backends[stage.model.backend]
+        ca = triton_ca(stage, backends)
         inference = InferenceSettings(
             backend="triton",
             triton_url=backend.url,
+            tls=backend.tls.enabled,
+            tls_ca_file=ca.path if ca else None,
             model_name=stage.model.name,
             model_version=stage.model.version,
             timeout_ms=backend.timeout_ms,
         )
-    token = Path(PULSAR_TOKEN_DIR, PULSAR_TOKEN_FILE) if pulsar.auth_secret_ref else None
+    token = pulsar_token(spec)
     try:
         return WorkerConfig.model_validate(
             {
                 "pipeline": pipeline,
                 "stage": stage.name,
                 "stage_type": stage.type,
-                "pulsar": PulsarSettings(service_url=pulsar.service_url, auth_token_file=token),
+                "pulsar": PulsarSettings(
+                    service_url=pulsar.service_url, auth_token_file=token.path if token else None
+                ),
                 "input": InputSettings(
                     topic=topic(stage.input.topic),
                     subscription=subscription_name(pipeline, stage),

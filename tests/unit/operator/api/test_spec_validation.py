@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from streamvane_operator.api.backend import EndpointSpec, InferenceBackendSpec
+from streamvane_operator.api.backend import EndpointSpec, InferenceBackendSpec, TLSSpec
 from streamvane_operator.api.pipeline import PipelineSpec
 from streamvane_operator.api.validation import InvalidSpecError, parse, pipeline_problems
 
@@ -125,12 +126,6 @@ def test_parse_locates_errors_like_kubectl_when_spec_is_invalid() -> None:
     assert raised.value.problems[0].startswith("spec.stages[0].type:")
 
 
-def test_pipeline_problems_refuses_tls_backend_when_workers_cannot_speak_tls() -> None:
-    tls = {"tls": InferenceBackendSpec(endpoint=EndpointSpec(url="t:8001", tls={"enabled": True}))}
-    embed = stage(
-        "embed", "in", "out", type="text-embedding", model={"backend": "tls", "name": "m"}
-    )
-
-    (problem,) = pipeline_problems("p", spec(embed), tls)
-
-    assert "uses TLS, which workers do not support yet" in problem
+def test_tls_spec_refuses_a_ca_when_tls_is_disabled() -> None:
+    with pytest.raises(ValidationError, match="caSecretRef needs enabled: true"):
+        TLSSpec.model_validate({"caSecretRef": {"name": "triton-ca"}})

@@ -8,7 +8,7 @@ from streamvane_operator.api.backend import InferenceBackendSpec, ManagedSpec, M
 from streamvane_operator.api.pipeline import PipelineSpec
 from streamvane_operator.render.backend import render_managed, resolve
 from streamvane_operator.render.labels import CONFIG_HASH_ANNOTATION, Owner
-from streamvane_operator.render.pipeline import render_pipeline
+from streamvane_operator.render.pipeline import RenderedPipeline, render_pipeline
 from streamvane_operator.render.topology import topology
 from streamvane_operator.render.worker import WorkerDefaults
 from streamvane_worker.config import CONFIG_FILE_ENV
@@ -119,18 +119,58 @@ def test_render_stage_prefers_stage_image_then_pipeline_image_when_set() -> None
     assert container(with_stage_image)["image"] == "worker:stage"
 
 
+def pod_secret_mount(rendered: RenderedPipeline, volume_name: str) -> tuple[Any, Any]:
+    """The Secret source of a pod volume, and where the worker container mounts it."""
+    pod = next(o for o in rendered.objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == volume_name)
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume_name)
+    return volume["secret"], mount
+
+
 def test_render_stage_mounts_token_when_pulsar_auth_secret_is_set() -> None:
     spec = raw_spec(pulsar={"namespace": "content", "authSecretRef": {"name": "pulsar-jwt"}})
     rendered = render_pipeline(OWNER, PipelineSpec.model_validate(spec), {}, DEFAULTS)
 
-    pod = next(o for o in rendered.objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]
-    volume = next(v for v in pod["volumes"] if v["name"] == "pulsar-auth")
-    assert volume["secret"] == {
-        "secretName": "pulsar-jwt",
-        "items": [{"key": "token", "path": "token"}],
-    }
-    config = rendered.configs["embed"]
-    assert str(config.pulsar.auth_token_file) == "/var/run/secrets/streamvane/pulsar/token"
+    secret, mount = pod_secret_mount(rendered, "pulsar")
+    assert secret == {"secretName": "pulsar-jwt", "items": [{"key": "token", "path": "token"}]}
+    assert mount["readOnly"] is True
+    token = rendered.configs["embed"].pulsar.auth_token_file
+    assert str(token) == f"{mount['mountPath']}/token" == "/var/run/secrets/streamvane/pulsar/token"
+
+
+def embedding_spec() -> dict[str, Any]:
+    spec = raw_spec()
+    spec["stages"][0] |= {"type": "text-embedding", "model": {"backend": "tls", "name": "m"}}
+    return spec
+
+
+def test_render_stage_mounts_the_backends_ca_when_its_endpoint_uses_tls() -> None:
+    tls = {"enabled": True, "caSecretRef": {"name": "triton-ca", "key": "ca.pem"}}
+    backend = InferenceBackendSpec.model_validate({"endpoint": {"url": "t:8001", "tls": tls}})
+    spec = PipelineSpec.model_validate(embedding_spec())
+    rendered = render_pipeline(OWNER, spec, {"tls": backend}, DEFAULTS)
+
+    secret, mount = pod_secret_mount(rendered, "triton-ca")
+    assert secret == {"secretName": "triton-ca", "items": [{"key": "ca.pem", "path": "ca.crt"}]}
+    inference = rendered.configs["embed"].inference
+    assert inference is not None and inference.tls
+    assert str(inference.tls_ca_file) == f"{mount['mountPath']}/ca.crt"
+
+
+def test_render_stage_trusts_system_roots_when_a_tls_backend_names_no_ca() -> None:
+    tls_only = {"endpoint": {"url": "t:8001", "tls": {"enabled": True}}}
+    backends = {"tls": InferenceBackendSpec.model_validate(tls_only)}
+    rendered = render_pipeline(
+        OWNER, PipelineSpec.model_validate(embedding_spec()), backends, DEFAULTS
+    )
+
+    inference = rendered.configs["embed"].inference
+    assert inference is not None and inference.tls and inference.tls_ca_file is None
+    deployment = next(o for o in rendered.objects if o["kind"] == "Deployment")
+    assert [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]] == [
+        "config",
+        "tmp",
+    ]
 
 
 def test_topology_lists_data_topics_then_non_partitioned_dead_letters_when_rendered() -> None:

@@ -127,6 +127,26 @@ def test_edited_pipeline_rolls_workers_and_new_stage_reads_earlier_messages(
     assert sorted(consume(cluster, "relay-final", 50)) == earlier
 
 
+def test_removed_stage_stops_and_its_subscription_is_deleted_when_policy_is_delete(
+    cluster: Cluster,
+) -> None:
+    doc = cluster.sample(RELAY)
+    assert cluster.apply(doc).returncode == 0
+    cluster.wait_ready("relay")
+    assert cluster.subscriptions("relay-mid") == ["relay-second"]
+
+    doc["spec"]["stages"].pop()
+    assert cluster.apply(doc).returncode == 0
+
+    def retired() -> bool:
+        status = (cluster.get("pipelines", "relay") or {}).get("status") or {}
+        return not status.get("retiringSubscriptions") and not cluster.subscriptions("relay-mid")
+
+    cluster.wait("subscription of the removed stage deleted", retired, 60)
+    assert sorted(cluster.items("deployments")) == ["relay-first"]
+    assert cluster.subscriptions("relay-in") == ["relay-first"]
+
+
 def test_invalid_pipelines_are_refused_or_reported_and_running_workers_are_unharmed(
     cluster: Cluster,
 ) -> None:

@@ -182,7 +182,8 @@ class PipelineSpec(Model):
     topics: TopicPolicy = TopicPolicy()
     deletion_policy: DeletionPolicy = Field(
         DeletionPolicy.RETAIN,
-        description="Retain keeps topics and subscriptions when the Pipeline is deleted; Delete removes them.",
+        description="Retain keeps topics and subscriptions when the Pipeline is deleted, and the "
+        "subscription of a removed stage; Delete removes them.",
     )
     image: str | None = Field(
         None, max_length=512, description="Worker image; defaults to the operator's worker image."
@@ -218,3 +219,8 @@ class PipelineStatus(Model):
     )
     stages_ready: str = Field("", description="Ready stages out of all, e.g. 2/3.")
     backlog: int | None = Field(None, description="Total backlog of all stage subscriptions.")
+    retiring_subscriptions: list[str] = Field(
+        default_factory=list,
+        description="Subscriptions no stage reads any more (a stage was removed or reads another "
+        "topic), deleted once their workers have disconnected (deletionPolicy Delete).",
+    )

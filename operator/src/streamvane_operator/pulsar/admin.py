@@ -17,6 +17,7 @@ from streamvane_operator.pulsar.errors import (
     PulsarConflict,
     PulsarError,
     PulsarNotFound,
+    PulsarRejected,
     PulsarUnavailable,
     from_response,
     from_transport,
@@ -26,6 +27,9 @@ EARLIEST = {"ledgerId": -1, "entryId": -1, "partitionIndex": -1}
 """MessageId.earliest as the REST API takes it: a new subscription starts at the oldest message."""
 
 PARTITION_MARKER = "-partition-"
+
+PRECONDITION_FAILED = 412
+"""Pulsar's answer to deleting a subscription that still has consumers connected."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,23 @@ class PulsarAdmin:
             f"create subscription {subscription} on {topic}",
             EARLIEST,
         )
+
+    def delete_subscription(self, topic: TopicName, subscription: str) -> bool:
+        """Delete ``subscription`` and its backlog; False while consumers are connected
+        (Pulsar refuses with 412). One already gone, or on a deleted topic, counts as deleted."""
+        try:
+            self._send(
+                "DELETE",
+                f"{topic.path}/subscription/{quote(subscription, safe='')}",
+                f"delete subscription {subscription} of {topic}",
+            )
+        except PulsarNotFound:
+            return True
+        except PulsarRejected as e:
+            if e.status == PRECONDITION_FAILED:
+                return False
+            raise
+        return True
 
     def subscription_stats(
         self, topic: TopicName, subscription: str, partitioned: bool

@@ -90,6 +90,7 @@ class FakePulsar:
                 lambda m, b: _ok(sorted(self.subscriptions.get(_name(m), set()))),
             ),
             (_TOPIC + "/subscription/(?P<sub>[^/]+)", "PUT", self._create_subscription),
+            (_TOPIC + "/subscription/(?P<sub>[^/]+)", "DELETE", self._delete_subscription),
             (_TOPIC + "/(partitioned-)?stats", "GET", self._stats),
         ]
 
@@ -150,6 +151,17 @@ class FakePulsar:
         if m["sub"] in subs:
             return _conflict("Subscription already exists for topic")
         subs.add(m["sub"])
+        return httpx.Response(204)
+
+    def _delete_subscription(self, m: re.Match[str], body: object) -> httpx.Response:
+        subs = self.subscriptions.get(_name(m), set())
+        if m["sub"] not in subs:
+            return httpx.Response(404, json={"reason": "Subscription not found"})
+        if self.consumers.get((_name(m), m["sub"]), 0):
+            return httpx.Response(
+                412, json={"reason": "Subscription has active connected consumers"}
+            )
+        subs.remove(m["sub"])
         return httpx.Response(204)
 
     def _stats(self, m: re.Match[str], body: object) -> httpx.Response:

@@ -7,7 +7,7 @@ before the Deployments that consume from them; status is computed from what was 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -36,12 +36,15 @@ from streamvane_operator.reconcile.status import (
     deployment_ready,
     pipeline_status,
     previous_conditions,
+    previous_subscriptions,
     stage_of,
     stage_status,
+    stale_subscriptions,
 )
 from streamvane_operator.reconcile.topology import (
     delete_topology,
     ensure_topology,
+    retire_subscriptions,
     subscription_stats,
     worker_connections,
 )
@@ -68,6 +71,7 @@ def reconcile_pipeline(
     topo: Topology | None = None
     desired: dict[str, int] = {}
     lag: dict[str, int | None] = {}
+    retiring = list((previous_status or {}).get("retiringSubscriptions") or [])
     problem: Problem | None = None
     try:
         with problems():
@@ -77,6 +81,7 @@ def reconcile_pipeline(
                 owner, spec, inference_backends(deps.kube, owner.namespace), deps.defaults
             )
             topo = rendered.topology
+            retiring = stale_subscriptions(previous_status, topo.stage_subscriptions.values())
             desired = {s.name: s.scaling.min_replicas for s in spec.stages}
             admin = pulsar_admin(deps, owner, spec)
             changes = ensure_topology(admin, topo)
@@ -87,6 +92,7 @@ def reconcile_pipeline(
             observed = converge_children(
                 deps.kube, owner, PIPELINE_LABEL, rendered.objects, observed, events
             )
+            retiring = _retire(admin, spec.deletion_policy, retiring, events)
             lag = {
                 stage: stats.backlog if stats else None
                 for stage, stats in subscription_stats(admin, topo).items()
@@ -96,7 +102,16 @@ def reconcile_pipeline(
         events.warn(problem.failure.value, problem.message)
     return Outcome(
         status=_status(
-            deps, owner, generation, previous_status, observed, topo, desired, lag, problem
+            deps,
+            owner,
+            generation,
+            previous_status,
+            observed,
+            topo,
+            desired,
+            lag,
+            problem,
+            retiring,
         ),
         events=events,
         problem=problem,
@@ -114,13 +129,15 @@ def _status(
     desired: Mapping[str, int],
     lag: Mapping[str, int | None],
     problem: Problem | None,
+    retiring: Sequence[str],
 ) -> PipelineStatus:
     deployments = {stage_of(d): d for d in observed if d["kind"] == "Deployment"}
     if topo is not None:
-        subscriptions = {s.stage: f"{topo.topic(s.topic)}#{s.name}" for s in topo.subscriptions}
+        subscriptions = topo.stage_subscriptions
     else:
         # The spec is unusable: report the workers that still run the last good one.
-        subscriptions = dict.fromkeys(sorted(deployments), "")
+        known = previous_subscriptions(previous_status)
+        subscriptions = {name: known.get(name, "") for name in sorted(deployments)}
     stages = [
         stage_status(name, deployments.get(name), sub, lag.get(name), desired.get(name, 0))
         for name, sub in subscriptions.items()
@@ -140,7 +157,29 @@ def _status(
         problem=problem,
         previous=previous_conditions(previous_status),
         now=deps.clock(),
+        retiring_subscriptions=retiring,
     )
+
+
+def _retire(
+    admin: PulsarAdmin, policy: DeletionPolicy, stale: list[str], events: Events
+) -> list[str]:
+    """Subscriptions no stage reads any more hold a backlog that only grows. Delete removes
+    them once their workers have disconnected (returns those still pending); Retain keeps
+    them, as it keeps a deleted pipeline's, and says so once."""
+    if not stale:
+        return []
+    if policy is DeletionPolicy.RETAIN:
+        events.warn(
+            "SubscriptionsRetained",
+            f"deletionPolicy is Retain: kept {', '.join(stale)}, which no stage reads any more; "
+            "its backlog grows until you delete it (pulsar-admin topics unsubscribe)",
+        )
+        return []
+    deleted, pending = retire_subscriptions(admin, stale)
+    for subscription in deleted:
+        events.info("SubscriptionDeleted", f"deleted {subscription}: no stage reads it any more")
+    return pending
 
 
 def delete_pipeline(deps: Deps, owner: Owner, raw_spec: Mapping[str, Any]) -> Events:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -92,6 +92,7 @@ def pipeline_status(
     problem: Problem | None,
     previous: Sequence[Condition],
     now: datetime,
+    retiring_subscriptions: Sequence[str] = (),
 ) -> PipelineStatus:
     """Ready: every stage serves. Progressing: a change is rolling out or being retried.
     Degraded: the last reconcile failed (the message says why and what to do)."""
@@ -137,6 +138,7 @@ def pipeline_status(
         stages=list(stages),
         stages_ready=f"{len(ready_stages)}/{total}",
         backlog=sum(backlogs) if backlogs else None,
+        retiring_subscriptions=list(retiring_subscriptions),
     )
 
 
@@ -187,3 +189,20 @@ def previous_conditions(status: Mapping[str, Any] | None) -> list[Condition]:
         except ValidationError:
             continue
     return conditions
+
+
+def previous_subscriptions(status: Mapping[str, Any] | None) -> dict[str, str]:
+    """Stage -> subscription, as a stored status recorded them."""
+    return {
+        str(stage["name"]): str(stage.get("subscription") or "")
+        for stage in (status or {}).get("stages") or []
+        if isinstance(stage, dict) and "name" in stage
+    }
+
+
+def stale_subscriptions(status: Mapping[str, Any] | None, desired: Iterable[str]) -> list[str]:
+    """Subscriptions a stored status recorded (stage inputs, and those still retiring) that
+    are not ``desired`` any more: a stage was removed or now reads another topic."""
+    retiring = (status or {}).get("retiringSubscriptions") or []
+    known = {*previous_subscriptions(status).values(), *map(str, retiring)}
+    return sorted(known - set(desired) - {""})

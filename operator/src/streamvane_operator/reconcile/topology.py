@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from streamvane_operator.pulsar.admin import PulsarAdmin, Retention, SubscriptionStats, TopicName
@@ -104,3 +105,17 @@ def delete_topology(admin: PulsarAdmin, topo: Topology) -> list[str]:
             admin.delete_topic(name, partitioned=existing[topic.name] > 0)
             deleted.append(str(name))
     return deleted
+
+
+def retire_subscriptions(
+    admin: PulsarAdmin, subscriptions: Iterable[str]
+) -> tuple[list[str], list[str]]:
+    """Delete subscriptions (``persistent://tenant/namespace/topic#name``) that no stage reads
+    any more. Returns (deleted, pending); pending ones still have consumers (draining workers)."""
+    deleted: list[str] = []
+    pending: list[str] = []
+    for subscription in subscriptions:
+        topic, _, name = subscription.partition("#")
+        done = admin.delete_subscription(TopicName.parse(topic), name)
+        (deleted if done else pending).append(subscription)
+    return deleted, pending

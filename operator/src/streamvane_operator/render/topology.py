@@ -42,6 +42,11 @@ class Topology:
     def topic(self, local: str) -> str:
         return qualified(self.tenant, self.namespace, local)
 
+    @property
+    def stage_subscriptions(self) -> dict[str, str]:
+        """Stage -> its subscription as ``persistent://tenant/namespace/topic#name``."""
+        return {s.stage: f"{self.topic(s.topic)}#{s.name}" for s in self.subscriptions}
+
 
 def topology(pipeline: str, spec: PipelineSpec) -> Topology:
     """Topics in first-use order: data topics use the policy's partitions, dead-letter

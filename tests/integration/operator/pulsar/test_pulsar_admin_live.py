@@ -13,6 +13,7 @@ from streamvane_operator.pulsar.errors import PulsarRejected, PulsarUnavailable
 from streamvane_operator.reconcile.topology import (
     delete_topology,
     ensure_topology,
+    retire_subscriptions,
     subscription_stats,
     worker_connections,
 )
@@ -134,6 +135,28 @@ def test_delete_topology_removes_topics_when_asked(
 
     assert len(deleted) == 5
     assert admin.topics(tenant, ns) == {}
+
+
+@pytest.mark.parametrize("partitions", [0, 2], ids=["non-partitioned", "partitioned"])
+def test_retire_subscriptions_waits_for_consumers_to_leave_then_deletes(
+    stack: Any, admin: PulsarAdmin, pulsar_namespace: tuple[str, str], partitions: int
+) -> None:
+    tenant, ns = pulsar_namespace
+    topo = topology("p", spec(tenant, ns, partitions))
+    ensure_topology(admin, topo)
+    relay = topo.stage_subscriptions["b"]
+    gone = f"{topo.topic('in')}#never-existed"
+    client = pulsar.Client(stack.pulsar_url)
+    try:
+        client.subscribe(topo.topic("mid"), "p-b")
+
+        assert retire_subscriptions(admin, [relay, gone]) == ([gone], [relay])
+    finally:
+        client.close()
+
+    assert retire_subscriptions(admin, [relay]) == ([relay], [])
+    assert admin.subscriptions(TopicName(tenant, ns, "mid")) == []
+    assert admin.subscriptions(TopicName(tenant, ns, "in")) == ["p-a"]
 
 
 def test_set_retention_reports_pulsars_reason_when_size_is_below_backlog_quota(

@@ -11,6 +11,7 @@ from streamvane_operator.reconcile.status import (
     Problem,
     deployment_ready,
     pipeline_status,
+    stale_subscriptions,
 )
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -128,3 +129,19 @@ def test_deployment_ready_requires_current_generation_replicas_and_no_old_pods()
     assert not deployment_ready(short)
     assert not deployment_ready(old_left)
     assert not deployment_ready({"metadata": {"generation": 1}, "spec": {"replicas": 1}})
+
+
+def test_stale_subscriptions_lists_recorded_ones_no_stage_reads_when_spec_changed() -> None:
+    stored = {
+        "stages": [
+            {"name": "a", "subscription": "persistent://t/n/in#p-a"},
+            {"name": "b", "subscription": "persistent://t/n/mid#p-b"},
+            {"name": "broken", "subscription": ""},
+        ],
+        "retiringSubscriptions": ["persistent://t/n/old#p-c"],
+    }
+
+    stale = stale_subscriptions(stored, ["persistent://t/n/in#p-a"])
+
+    assert stale == ["persistent://t/n/mid#p-b", "persistent://t/n/old#p-c"]
+    assert stale_subscriptions(None, []) == []

@@ -197,6 +197,53 @@ def test_reconcile_deletes_stage_objects_when_stage_is_removed(world: World) -> 
     assert {ref.name for ref in world.kube.deleted} == {"cu-relay"}
 
 
+def status_dump(outcome: Any) -> dict[str, Any]:
+    """The status as the handler stores it (what the next reconcile reads back)."""
+    return dict(outcome.status.model_dump(by_alias=True, mode="json"))
+
+
+RELAY_SUBSCRIPTION = TOPIC.format("embedded") + "#cu-relay"
+
+
+def test_reconcile_deletes_a_removed_stages_subscription_once_its_workers_disconnect(
+    world: World,
+) -> None:
+    delete = {"deletionPolicy": "Delete"}
+    first = world.reconcile(pipeline_spec(embed_stage(), relay_stage(), **delete))
+    draining = (TOPIC.format("embedded"), "cu-relay")
+    world.pulsar.consumers[draining] = 1
+
+    pending = world.reconcile(
+        pipeline_spec(embed_stage(), **delete), generation=2, status=status_dump(first)
+    )
+
+    assert pending.status.retiring_subscriptions == [RELAY_SUBSCRIPTION]
+    assert "cu-relay" in world.pulsar.subscriptions[TOPIC.format("embedded")]
+    world.pulsar.consumers[draining] = 0
+
+    done = world.reconcile(
+        pipeline_spec(embed_stage(), **delete), generation=2, status=status_dump(pending)
+    )
+
+    assert done.status.retiring_subscriptions == []
+    assert world.pulsar.subscriptions[TOPIC.format("embedded")] == set()
+    (event,) = [e for e in done.events.items if e.reason == "SubscriptionDeleted"]
+    assert RELAY_SUBSCRIPTION in event.message
+
+
+def test_reconcile_keeps_a_removed_stages_subscription_and_warns_when_policy_is_retain(
+    world: World,
+) -> None:
+    first = world.reconcile(pipeline_spec(embed_stage(), relay_stage()))
+
+    outcome = world.reconcile(pipeline_spec(embed_stage()), generation=2, status=status_dump(first))
+
+    assert world.pulsar.subscriptions[TOPIC.format("embedded")] == {"cu-relay"}
+    assert outcome.status.retiring_subscriptions == []
+    (event,) = [e for e in outcome.events.items if e.reason == "SubscriptionsRetained"]
+    assert event.warning and RELAY_SUBSCRIPTION in event.message
+
+
 def test_reconcile_recreates_workload_when_deployment_was_deleted(world: World) -> None:
     world.reconcile(pipeline_spec(embed_stage()))
     world.kube.objects.pop(ObjectRef("apps/v1", "Deployment", "media", "cu-embed"))

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any
 
-import pulsar
 import pytest
 
 from process_runner.fixtures import Cluster, cluster_fixture  # noqa: F401  (the cluster fixture)
@@ -24,37 +22,12 @@ RELAY = "pipeline-passthrough.yaml"
 
 
 def publish(cluster: Cluster, topic: str, ids: list[str]) -> None:
-    client = pulsar.Client(cluster.pulsar_url)
-    try:
-        producer = client.create_producer(cluster.topic(topic))
-        for item_id in ids:
-            producer.send_async(json.dumps({"id": item_id, "title": item_id}).encode(), None)
-        producer.flush()
-    finally:
-        client.close()
+    cluster.publish(topic, ({"id": item_id, "title": item_id} for item_id in ids))
 
 
 def consume(cluster: Cluster, topic: str, count: int, timeout_s: float = 60) -> list[str]:
-    """``count`` message ids from ``topic``, read from its beginning."""
-    client = pulsar.Client(cluster.pulsar_url)
-    ids: list[str] = []
-    try:
-        consumer = client.subscribe(
-            cluster.topic(topic),
-            f"e2e-{uuid.uuid4().hex[:6]}",
-            initial_position=pulsar.InitialPosition.Earliest,
-        )
-        deadline = time.monotonic() + timeout_s
-        while len(ids) < count and time.monotonic() < deadline:
-            try:
-                message = consumer.receive(timeout_millis=1000)
-            except pulsar.Timeout:
-                continue
-            ids.append(json.loads(message.data())["id"])
-            consumer.acknowledge(message)
-    finally:
-        client.close()
-    return ids
+    """The ids of ``count`` messages of ``topic``, read from its beginning."""
+    return [doc["id"] for doc in cluster.consume(topic, count, timeout_s)]
 
 
 def ids(prefix: str, n: int) -> list[str]:

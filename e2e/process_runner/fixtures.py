@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pulsar
 import pytest
 import yaml
 
@@ -112,6 +114,40 @@ class Cluster:
             return admin.subscriptions(TopicName(TENANT, self.pulsar_namespace, local))
         finally:
             admin.close()
+
+    def publish(self, local: str, docs: Iterable[dict[str, Any]]) -> None:
+        """Each document as one JSON message on topic ``local``."""
+        client = pulsar.Client(self.pulsar_url)
+        try:
+            producer = client.create_producer(self.topic(local))
+            for doc in docs:
+                producer.send_async(json.dumps(doc).encode(), None)
+            producer.flush()
+        finally:
+            client.close()
+
+    def consume(self, local: str, count: int, timeout_s: float = 60) -> list[dict[str, Any]]:
+        """Up to ``count`` JSON messages of topic ``local``, read from its beginning on a new
+        subscription; fewer when ``timeout_s`` passes first."""
+        client = pulsar.Client(self.pulsar_url)
+        docs: list[dict[str, Any]] = []
+        try:
+            consumer = client.subscribe(
+                self.topic(local),
+                f"e2e-{uuid.uuid4().hex[:6]}",
+                initial_position=pulsar.InitialPosition.Earliest,
+            )
+            deadline = time.monotonic() + timeout_s
+            while len(docs) < count and time.monotonic() < deadline:
+                try:
+                    message = consumer.receive(timeout_millis=1000)
+                except pulsar.Timeout:
+                    continue
+                docs.append(json.loads(message.data()))
+                consumer.acknowledge(message)
+        finally:
+            client.close()
+        return docs
 
 
 @pytest.fixture(name="cluster")

@@ -18,6 +18,7 @@ from typing import Any
 
 import pulsar
 
+from streamvane_worker.__main__ import EXIT_STARTUP
 from streamvane_worker.config import CONFIG_FILE_ENV
 
 
@@ -82,6 +83,13 @@ class WorkerProcess:
             assert self.proc is not None and self.proc.poll() is None, self.logs()
             assert time.monotonic() < deadline, self.logs()
             time.sleep(0.2)
+
+    def startup_error(self, timeout: float = 60) -> str:
+        """What a worker that could not start logged; it must exit with EXIT_STARTUP."""
+        assert self.proc is not None
+        assert self.proc.wait(timeout=timeout) == EXIT_STARTUP, self.logs()
+        (failure,) = self.events("startup_failed")
+        return str(failure["error"])
 
     def terminate(self, timeout: float = 60) -> int:
         assert self.proc is not None

@@ -36,6 +36,7 @@ from streamvane_operator.reconcile.status import (
     deployment_ready,
     pipeline_status,
     previous_conditions,
+    previous_retiring,
     previous_subscriptions,
     stage_of,
     stage_status,
@@ -71,7 +72,7 @@ def reconcile_pipeline(
     topo: Topology | None = None
     desired: dict[str, int] = {}
     lag: dict[str, int | None] = {}
-    retiring = list((previous_status or {}).get("retiringSubscriptions") or [])
+    retiring = previous_retiring(previous_status)
     problem: Problem | None = None
     try:
         with problems():
@@ -172,8 +173,8 @@ def _retire(
     if policy is DeletionPolicy.RETAIN:
         events.warn(
             "SubscriptionsRetained",
-            f"deletionPolicy is Retain: kept {', '.join(stale)}, which no stage reads any more; "
-            "its backlog grows until you delete it (pulsar-admin topics unsubscribe)",
+            f"deletionPolicy is Retain: kept {', '.join(stale)}, read by no stage any more; "
+            "backlogs grow until deleted (pulsar-admin topics unsubscribe)",
         )
         return []
     deleted, pending = retire_subscriptions(admin, stale)

@@ -200,9 +200,13 @@ def previous_subscriptions(status: Mapping[str, Any] | None) -> dict[str, str]:
     }
 
 
+def previous_retiring(status: Mapping[str, Any] | None) -> list[str]:
+    """Subscriptions a stored status still had to delete."""
+    return [str(s) for s in (status or {}).get("retiringSubscriptions") or []]
+
+
 def stale_subscriptions(status: Mapping[str, Any] | None, desired: Iterable[str]) -> list[str]:
     """Subscriptions a stored status recorded (stage inputs, and those still retiring) that
     are not ``desired`` any more: a stage was removed or now reads another topic."""
-    retiring = (status or {}).get("retiringSubscriptions") or []
-    known = {*previous_subscriptions(status).values(), *map(str, retiring)}
+    known = {*previous_subscriptions(status).values(), *previous_retiring(status)}
     return sorted(known - set(desired) - {""})

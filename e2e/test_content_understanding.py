@@ -76,7 +76,7 @@ def test_content_pipeline_enriches_every_item_when_applied_with_kubectl(cluster:
         if config.stage_type in STAGES_NEEDING_MODEL:
             assert config.inference is not None
             assert (config.inference.triton_url, config.inference.model_name) == (
-                "127.0.0.1:8001",
+                cluster.stack.triton_grpc,
                 "all-minilm-l6-v2",
             )
 

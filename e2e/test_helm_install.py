@@ -174,6 +174,7 @@ def test_installed_chart_runs_a_pipeline_and_uninstall_keeps_its_data(
 ) -> None:
     operator, workers = _runners(release, stack, tmp_path / "logs")
     cluster = Cluster(
+        stack=stack,
         kubeconfig=stack.kubeconfig,
         namespace=release.watched,
         pulsar_namespace=release.name,

@@ -22,6 +22,8 @@ from process_runner import harness
 from process_runner.kubectl import kubectl
 from streamvane_operator.pulsar.admin import PulsarAdmin, TopicName
 from streamvane_operator.pulsar.errors import PulsarNotFound
+from streamvane_stack import Endpoints
+from streamvane_stack.manifests import for_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "crds" / "samples"
@@ -31,6 +33,7 @@ T = TypeVar("T")
 
 @dataclass
 class Cluster:
+    stack: Endpoints
     kubeconfig: Path
     namespace: str
     pulsar_namespace: str
@@ -44,8 +47,8 @@ class Cluster:
         return kubectl(self.kubeconfig, *args, "-n", self.namespace, stdin=stdin)
 
     def sample(self, name: str) -> dict[str, Any]:
-        """A sample from crds/samples, pointed at this test's Pulsar namespace."""
-        doc = dict(yaml.safe_load((SAMPLES / name).read_text()))
+        """A sample from crds/samples, pointed at this stack and this test's Pulsar namespace."""
+        doc = for_stack(yaml.safe_load((SAMPLES / name).read_text()), self.stack)
         if doc["kind"] == "Pipeline":
             doc["spec"]["pulsar"].update(tenant=TENANT, namespace=self.pulsar_namespace)
         return doc
@@ -151,7 +154,7 @@ class Cluster:
 
 
 @pytest.fixture(name="cluster")
-def cluster_fixture(stack: Any, tmp_path: Path) -> Iterator[Cluster]:
+def cluster_fixture(stack: Endpoints, tmp_path: Path) -> Iterator[Cluster]:
     """A fresh namespace with CRDs installed, the operator and the process runner running."""
     namespace = f"e2e-{uuid.uuid4().hex[:8]}"
     crds = kubectl(
@@ -161,6 +164,7 @@ def cluster_fixture(stack: Any, tmp_path: Path) -> Iterator[Cluster]:
     assert kubectl(stack.kubeconfig, "create", "namespace", namespace).returncode == 0
     logs = tmp_path / "logs"
     cluster = Cluster(
+        stack=stack,
         kubeconfig=stack.kubeconfig,
         namespace=namespace,
         pulsar_namespace=namespace,

@@ -26,6 +26,7 @@ from process_runner import harness
 from process_runner.kubectl import kubectl
 from streamvane_demo.report import PipelineRun, StageCounts, latency_percentiles, sample_rows
 from streamvane_stack import Endpoints, Stack
+from streamvane_stack.manifests import for_stack
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS_FILE = Path(__file__).with_name("content_items.jsonl")
@@ -55,14 +56,21 @@ def load_items(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def pipeline_manifest(pulsar_namespace: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The sample Pipeline, pointed at a fresh Pulsar namespace so counts start at zero."""
-    pipeline = yaml.safe_load((SAMPLES / "pipeline-content-understanding.yaml").read_text())
+def pipeline_manifest(
+    stack: Endpoints, pulsar_namespace: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The sample Pipeline, pointed at this stack and at a fresh Pulsar namespace so counts
+    start at zero."""
+    pipeline = _sample("pipeline-content-understanding.yaml", stack)
     pipeline["metadata"]["namespace"] = NAMESPACE
     pipeline["spec"]["pulsar"]["namespace"] = pulsar_namespace
-    backend = yaml.safe_load((SAMPLES / "inferencebackend-triton-local.yaml").read_text())
+    backend = _sample("inferencebackend-triton-local.yaml", stack)
     backend["metadata"]["namespace"] = NAMESPACE
     return pipeline, [backend, pipeline]
+
+
+def _sample(name: str, stack: Endpoints) -> dict[str, Any]:
+    return for_stack(yaml.safe_load((SAMPLES / name).read_text()), stack)
 
 
 def wait_ready(stack: Endpoints, name: str, timeout_s: float) -> dict[str, Any]:
@@ -133,7 +141,7 @@ def main(
 
 def _run(stack: Endpoints, count: int, timeout_s: float, run_dir: Path) -> None:
     pulsar_namespace = f"demo-{uuid.uuid4().hex[:6]}"
-    pipeline, manifests = pipeline_manifest(pulsar_namespace)
+    pipeline, manifests = pipeline_manifest(stack, pulsar_namespace)
     name = pipeline["metadata"]["name"]
     console.print(
         f"[bold]2/4[/bold] kubectl apply Pipeline {name} (Pulsar namespace {pulsar_namespace})"

@@ -25,6 +25,8 @@ class StackSettings:
     triton_grpc_port: int
     triton_metrics_port: int
     run_name: str = "run"
+    """Directory under the cache for this stack's runtime state: stacks side by side share the
+    cache's downloads and builds but need their own run name (and ports)."""
 
     @property
     def run_dir(self) -> Path:
@@ -58,4 +60,5 @@ class StackSettings:
             triton_http_port=_port("STREAMVANE_TRITON_HTTP_PORT", 8000),
             triton_grpc_port=_port("STREAMVANE_TRITON_GRPC_PORT", 8001),
             triton_metrics_port=_port("STREAMVANE_TRITON_METRICS_PORT", 8002),
+            run_name=os.environ.get("STREAMVANE_RUN_NAME", "run"),
         )

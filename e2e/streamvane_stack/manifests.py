@@ -1,0 +1,24 @@
+"""Point the shipped samples at a running stack: its Pulsar and Triton ports, not the defaults."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from streamvane_stack.stack import Endpoints
+
+LOCAL_TRITON = "127.0.0.1:8001"
+"""The Triton address the local samples name; other addresses (cluster DNS) are left alone."""
+
+
+def for_stack(doc: dict[str, Any], stack: Endpoints) -> dict[str, Any]:
+    """A copy of ``doc`` whose Pulsar URLs (Pipeline) or local Triton URL (InferenceBackend)
+    are the stack's."""
+    doc = copy.deepcopy(doc)
+    spec = doc.get("spec") or {}
+    if doc.get("kind") == "Pipeline" and "pulsar" in spec:
+        spec["pulsar"].update(serviceUrl=stack.pulsar_url, adminUrl=stack.pulsar_admin_url)
+    endpoint = spec.get("endpoint") or {}
+    if doc.get("kind") == "InferenceBackend" and endpoint.get("url") == LOCAL_TRITON:
+        endpoint["url"] = stack.triton_grpc
+    return doc

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 Report = Callable[[str], None]
@@ -23,12 +25,33 @@ def require_tool(name: str, hint: str) -> str:
     return path
 
 
+@contextmanager
+def _exclusive(directory: Path, report: Report) -> Iterator[None]:
+    """Held while fetching or building into ``directory``: stacks started side by side wait
+    for one build instead of each running their own over the same files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            report(f"{directory}: another stack is fetching or building it; waiting")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def pulsar_home(cache: Path, version: str, report: Report) -> Path:
     """The unpacked Pulsar binary distribution, fetched from Maven Central with Maven."""
     base = cache / "pulsar" / version
     home = base / f"apache-pulsar-{version}"
     if (home / "bin" / "pulsar").exists():
         return home
+    with _exclusive(base, report):
+        if not (home / "bin" / "pulsar").exists():
+            _fetch_pulsar(base, version, report)
+    return home
+
+
+def _fetch_pulsar(base: Path, version: str, report: Report) -> None:
     require_tool(
         "java", "install a Java 17 runtime (Debian: apt-get install openjdk-17-jre-headless)"
     )
@@ -51,7 +74,6 @@ def pulsar_home(cache: Path, version: str, report: Report) -> Path:
     report(f"pulsar {version}: unpacking")
     with tarfile.open(archive) as tar:
         tar.extractall(base, filter="tar")
-    return home
 
 
 def kube_binary(cache: Path, name: str, version: str, report: Report) -> Path:
@@ -60,9 +82,13 @@ def kube_binary(cache: Path, name: str, version: str, report: Report) -> Path:
     if binary.exists():
         return binary
     require_tool("go", "install Go >= 1.23 (https://go.dev/dl or Debian golang)")
-    report(f"{name} {version}: building from the Go module proxy (5-10 min on 2 cores, once)")
-    script = Path(__file__).resolve().parent.parent / "stack" / "build-kube-binary.sh"
-    subprocess.run(["bash", str(script), name, version, str(binary)], check=True)
+    with _exclusive(binary.parent, report):
+        if not binary.exists():
+            report(
+                f"{name} {version}: building from the Go module proxy (5-10 min on 2 cores, once)"
+            )
+            script = Path(__file__).resolve().parent.parent / "stack" / "build-kube-binary.sh"
+            subprocess.run(["bash", str(script), name, version, str(binary)], check=True)
     return binary
 
 

@@ -34,6 +34,10 @@ tests/chart/test_chart_rbac.py fails when the two differ in any group, resource 
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# Leader election (several replicas): kopf watches the KopfPeering and patches keep-alives in.
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["list", "watch", "patch"]
 {{- end }}
 
 {{/* Cluster-scoped rules, granted only in cluster mode: kopf notices CRDs and namespaces. */}}
@@ -44,4 +48,8 @@ tests/chart/test_chart_rbac.py fails when the two differ in any group, resource 
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+# Leader election when watching all namespaces: one ClusterKopfPeering.
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["list", "watch", "patch"]
 {{- end }}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ import typer
 from streamvane_operator import handlers
 from streamvane_operator.config import OperatorConfig
 from streamvane_operator.kube.client import KubeClient, api_client
+from streamvane_operator.metrics import OperatorMetrics
 from streamvane_operator.pulsar.admin import AdminPool
 from streamvane_operator.reconcile.common import Deps
 from streamvane_operator.render.labels import FIELD_MANAGER
@@ -37,7 +39,8 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 @app.command(
     help=(
         "Reconcile Pipeline and InferenceBackend resources into Pulsar topics and "
-        "subscriptions plus worker Deployments. Runs standalone (one active replica)."
+        "subscriptions plus worker Deployments. Standalone by default; with --peering, "
+        "replicas elect one active operator (the live one with the highest --priority)."
     )
 )
 def run(
@@ -64,6 +67,32 @@ def run(
     liveness_port: Annotated[
         int | None, typer.Option(help="Serve kopf's /healthz on this port.")
     ] = DEFAULTS.liveness_port,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics on this port.")
+    ] = DEFAULTS.metrics_port,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address the /metrics endpoint listens on.")
+    ] = DEFAULTS.metrics_host,
+    peering: Annotated[
+        str | None,
+        typer.Option(
+            help="kopf peering object (KopfPeering in each watched namespace, or "
+            "ClusterKopfPeering when watching all) shared by the replicas; one reconciles."
+        ),
+    ] = DEFAULTS.peering,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            help="Peering priority; default: random, so replicas never tie (kopf pauses "
+            "every replica of equal priority)."
+        ),
+    ] = None,
+    peering_lifetime: Annotated[
+        int,
+        typer.Option(
+            min=5, help="Seconds without a keep-alive after which a replica counts as gone."
+        ),
+    ] = DEFAULTS.peering_lifetime_s,
     log_format: Annotated[LogFormat, typer.Option(help="Format of the operator's logs.")] = (
         LogFormat.JSON
     ),
@@ -77,6 +106,11 @@ def run(
         retry_transient_s=retry_seconds,
         kubeconfig=kubeconfig,
         liveness_port=liveness_port,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        peering=peering,
+        priority=priority if priority is not None else 1 + secrets.randbelow(2**31 - 1),
+        peering_lifetime_s=peering_lifetime,
     )
     kopf.configure(
         verbose=verbose,
@@ -84,7 +118,14 @@ def run(
     )
     # One line per Pulsar admin request is noise; failures surface as events and status.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    pulsar = AdminPool(timeout_s=config.pulsar_timeout_s, attempts=config.pulsar_attempts)
+    metrics = OperatorMetrics()
+    if config.metrics_port is not None:
+        metrics.serve(config.metrics_port, config.metrics_host)
+    pulsar = AdminPool(
+        timeout_s=config.pulsar_timeout_s,
+        attempts=config.pulsar_attempts,
+        observer=metrics.pulsar_request,
+    )
     client = api_client(config.kubeconfig)
     deps = Deps(
         kube=KubeClient(client, FIELD_MANAGER),
@@ -92,13 +133,16 @@ def run(
         defaults=WorkerDefaults(config.worker_image, config.worker_log_format),
         retry_transient_s=config.retry_transient_s,
         retry_rejected_s=config.retry_rejected_s,
+        metrics=metrics,
     )
     registry = kopf.OperatorRegistry()
     handlers.register(registry, deps, config, client.configuration)
     try:
         kopf.run(
             registry=registry,
-            standalone=True,
+            standalone=config.peering is None,
+            peering_name=config.peering,
+            priority=config.priority,
             clusterwide=not config.namespaces,
             namespaces=config.namespaces,
             liveness_endpoint=(

@@ -30,3 +30,13 @@ class OperatorConfig:
     """Port of kopf's /healthz probe endpoint; None disables it."""
     max_workers: int = 8
     """Threads running synchronous handlers at once."""
+    metrics_port: int | None = None
+    """Port of the Prometheus ``/metrics`` endpoint; None disables it."""
+    metrics_host: str = "0.0.0.0"
+    """Address the metrics endpoint listens on."""
+    peering: str | None = None
+    """kopf peering object shared by the replicas (leader election); None runs standalone."""
+    priority: int = 0
+    """This replica's peering priority: the live replica with the highest one reconciles."""
+    peering_lifetime_s: int = 60
+    """Seconds after its last keep-alive that a silent replica counts as gone."""

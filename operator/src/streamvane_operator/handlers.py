@@ -50,6 +50,7 @@ def register(
             prefix=GROUP, key="last-handled-configuration"
         )
         settings.persistence.finalizer = f"{GROUP}/finalizer"
+        settings.peering.lifetime = config.peering_lifetime_s
         settings.execution.max_workers = config.max_workers
         # Watching named namespaces needs no cluster-wide namespace/CRD scans: skipping them
         # avoids a minute of Forbidden retries under namespaced RBAC.

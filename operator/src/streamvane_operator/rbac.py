@@ -40,6 +40,8 @@ NAMESPACED_RULES = (
     Rule(("",), ("secrets",), ("get",)),
     # Kubernetes Events on Pipelines and InferenceBackends (kopf posts core/v1 Events).
     Rule(("",), ("events",), ("create",)),
+    # Leader election (--peering): kopf watches the KopfPeering and patches its keep-alive in.
+    Rule(("kopf.dev",), ("kopfpeerings",), ("list", "watch", "patch")),
 )
 """Granted in every watched namespace (a Role each, or part of the ClusterRole)."""
 
@@ -48,5 +50,7 @@ CLUSTER_RULES = (
     # the whole cluster.
     Rule(("apiextensions.k8s.io",), ("customresourcedefinitions",), ("list", "watch")),
     Rule(("",), ("namespaces",), ("list", "watch")),
+    # Leader election (--peering) when watching all namespaces: one ClusterKopfPeering.
+    Rule(("kopf.dev",), ("clusterkopfpeerings",), ("list", "watch", "patch")),
 )
 """Granted only when the operator watches all namespaces."""

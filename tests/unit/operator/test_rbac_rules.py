@@ -28,12 +28,15 @@ PLURALS = {
     (API_VERSION, "Pipeline"): ("streamvane.io", "pipelines"),
     (API_VERSION, "InferenceBackend"): ("streamvane.io", "inferencebackends"),
 }
-KOPF_ALWAYS = {("", "events", "create")}
+PEERING_VERBS = ("list", "watch", "patch")
+"""kopf's peering: a watch on the peering object, keep-alives patched into its status."""
+KOPF_ALWAYS = {("", "events", "create")} | {("kopf.dev", "kopfpeerings", v) for v in PEERING_VERBS}
 KOPF_CLUSTER_WIDE = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
     ("", "namespaces", "list"),
     ("", "namespaces", "watch"),
+    *(("kopf.dev", "clusterkopfpeerings", v) for v in PEERING_VERBS),
 }
 Permission = tuple[str, str, str]
 

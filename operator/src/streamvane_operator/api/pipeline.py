@@ -15,6 +15,7 @@ from streamvane_operator.api.common import (
     Resources,
     SecretKeyRef,
 )
+from streamvane_operator.api.pod import PodOverrides
 from streamvane_worker.config import (
     BatchingSettings,
     DeliverySettings,
@@ -169,6 +170,12 @@ class StageSpec(Model):
     resources: Resources = DEFAULT_RESOURCES
     image: str | None = Field(
         None, max_length=512, description="Worker image; defaults to the pipeline's image."
+    )
+    pod: PodOverrides | None = Field(
+        None,
+        description="Scheduling and identity of the stage's worker pods: nodeSelector, "
+        "tolerations, affinity, priorityClassName, serviceAccountName, imagePullSecrets, "
+        "extra labels and annotations.",
     )
     params: dict[str, Any] = Field(
         default_factory=dict,

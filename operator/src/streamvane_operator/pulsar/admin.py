@@ -6,6 +6,8 @@ Transient failures (connection, timeouts, 5xx) are retried with backoff, then ra
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +31,9 @@ EARLIEST = {"ledgerId": -1, "entryId": -1, "partitionIndex": -1}
 PARTITION_MARKER = "-partition-"
 
 PRECONDITION_FAILED = 412
+
+RequestObserver = Callable[[str, str, str, float], None]
+"""Called after every admin request with (method, path, HTTP status or "error", seconds)."""
 """Pulsar's answer to deleting a subscription that still has consumers connected."""
 
 
@@ -44,6 +49,12 @@ class SubscriptionStats:
     """Messages not yet acknowledged."""
     consumers: int
     """Consumers connected now."""
+    rate_in: float = 0.0
+    """Messages per second published to the topic (msgRateIn)."""
+    rate_out: float = 0.0
+    """Messages per second dispatched to this subscription's consumers (msgRateOut)."""
+    earliest_backlog_ms: int | None = None
+    """Publish time (epoch ms) of the oldest unacknowledged message; None without backlog."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +91,9 @@ class PulsarAdmin:
         attempts: int = 3,
         max_backoff_s: float = 2.0,
         transport: httpx.BaseTransport | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
+        self._observer = observer
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.admin_url = admin_url.rstrip("/")
         self._http = httpx.Client(
@@ -206,13 +219,28 @@ class PulsarAdmin:
     def subscription_stats(
         self, topic: TopicName, subscription: str, partitioned: bool
     ) -> SubscriptionStats | None:
-        """Backlog and connected consumers of ``subscription``; None if it does not exist."""
+        """Backlog, rates and connected consumers of ``subscription``; None if it does not
+        exist. Pulsar reads the oldest backlog entry for its publish time (the stage's lag)."""
         suffix = "partitioned-stats" if partitioned else "stats"
-        stats = self._json("GET", f"{topic.path}/{suffix}", f"read stats of {topic}")
+        stats = self._json(
+            "GET",
+            f"{topic.path}/{suffix}",
+            f"read stats of {topic}",
+            params={"getEarliestTimeInBacklog": "true"},
+        )
         sub = (stats.get("subscriptions") or {}).get(subscription)
         if sub is None:
             return None
-        return SubscriptionStats(int(sub.get("msgBacklog", 0)), len(sub.get("consumers") or []))
+        backlog = int(sub.get("msgBacklog", 0))
+        # Pulsar answers -1 (or 0 on older brokers) when it has no time to give.
+        earliest = int(sub.get("earliestMsgPublishTimeInBacklog") or 0)
+        return SubscriptionStats(
+            backlog=backlog,
+            consumers=len(sub.get("consumers") or []),
+            rate_in=float(stats.get("msgRateIn") or 0.0),
+            rate_out=float(sub.get("msgRateOut") or 0.0),
+            earliest_backlog_ms=earliest if backlog > 0 and earliest > 0 else None,
+        )
 
     def publishers(self, topic: TopicName, partitioned: bool) -> int:
         """Producers connected to ``topic`` now."""
@@ -228,8 +256,10 @@ class PulsarAdmin:
         except PulsarConflict:
             return
 
-    def _json(self, method: str, path: str, action: str) -> Any:
-        response = self._send(method, path, action)
+    def _json(
+        self, method: str, path: str, action: str, params: dict[str, str] | None = None
+    ) -> Any:
+        response = self._send(method, path, action, params=params)
         if not response.content:
             return {}
         try:
@@ -251,28 +281,42 @@ class PulsarAdmin:
     def _once(
         self, method: str, path: str, action: str, body: Any, params: dict[str, str] | None
     ) -> httpx.Response:
+        start = time.perf_counter()
         try:
             response = self._http.request(method, path, json=body, params=params)
         except httpx.TransportError as e:
+            self._observe(method, path, "error", start)
             raise from_transport(e, f"{action} at {self.admin_url}") from e
+        self._observe(method, path, str(response.status_code), start)
         if response.is_success:
             return response
         raise from_response(response, action)
+
+    def _observe(self, method: str, path: str, status: str, start: float) -> None:
+        if self._observer is not None:
+            self._observer(method, path, status, time.perf_counter() - start)
 
 
 class AdminPool:
     """One client per (admin URL, token), shared by handler threads (httpx is thread-safe)."""
 
-    def __init__(self, *, timeout_s: float, attempts: int) -> None:
+    def __init__(
+        self, *, timeout_s: float, attempts: int, observer: RequestObserver | None = None
+    ) -> None:
         self._timeout_s = timeout_s
         self._attempts = attempts
+        self._observer = observer
         self._clients: dict[tuple[str, str | None], PulsarAdmin] = {}
 
     def __call__(self, admin_url: str, token: str | None) -> PulsarAdmin:
         key = (admin_url, token)
         if key not in self._clients:
             self._clients[key] = PulsarAdmin(
-                admin_url, token=token, timeout_s=self._timeout_s, attempts=self._attempts
+                admin_url,
+                token=token,
+                timeout_s=self._timeout_s,
+                attempts=self._attempts,
+                observer=self._observer,
             )
         return self._clients[key]
 

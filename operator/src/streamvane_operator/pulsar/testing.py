@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 import httpx
 
-from streamvane_operator.pulsar.admin import PulsarAdmin
+from streamvane_operator.pulsar.admin import PulsarAdmin, RequestObserver
 
 Route = Callable[[re.Match[str], Any], httpx.Response]
 _TOPIC = r"/admin/v2/persistent/(?P<t>[^/]+)/(?P<ns>[^/]+)/(?P<topic>[^/]+)"
@@ -35,12 +35,26 @@ class FakePulsar:
     """Connected consumers per (topic, subscription)."""
     publishers: dict[str, int] = field(default_factory=dict)
     """Connected producers per topic."""
+    rate_in: dict[str, float] = field(default_factory=dict)
+    """msgRateIn per topic."""
+    rate_out: dict[tuple[str, str], float] = field(default_factory=dict)
+    """msgRateOut per (topic, subscription)."""
+    earliest_backlog_ms: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Publish time of the oldest backlog message per (topic, subscription)."""
     unavailable: bool = False
     calls: list[str] = field(default_factory=list)
+    _params: httpx.QueryParams = field(default_factory=httpx.QueryParams, repr=False)
+    """Query of the request being answered."""
 
-    def admin(self, url: str = "http://pulsar.test:8080") -> PulsarAdmin:
+    def admin(
+        self, url: str = "http://pulsar.test:8080", observer: RequestObserver | None = None
+    ) -> PulsarAdmin:
         return PulsarAdmin(
-            url, transport=httpx.MockTransport(self.handle), attempts=2, max_backoff_s=0
+            url,
+            transport=httpx.MockTransport(self.handle),
+            attempts=2,
+            max_backoff_s=0,
+            observer=observer,
         )
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -52,6 +66,7 @@ class FakePulsar:
         for pattern, method, handler in self._routes():
             match = re.fullmatch(pattern, path)
             if match and request.method == method:
+                self._params = request.url.params
                 return handler(match, body)
         return httpx.Response(404, json={"reason": "no route (fake)"})
 
@@ -165,16 +180,29 @@ class FakePulsar:
         return httpx.Response(204)
 
     def _stats(self, m: re.Match[str], body: object) -> httpx.Response:
-        if _name(m) not in self.topics:
+        topic = _name(m)
+        earliest = self._params.get("getEarliestTimeInBacklog") == "true"
+        if topic not in self.topics:
             return httpx.Response(404, json={"reason": "Topic not found"})
         subs = {
             sub: {
-                "msgBacklog": self.backlog.get((_name(m), sub), 0),
-                "consumers": [{}] * self.consumers.get((_name(m), sub), 0),
+                "msgBacklog": self.backlog.get((topic, sub), 0),
+                "msgRateOut": self.rate_out.get((topic, sub), 0.0),
+                "consumers": [{}] * self.consumers.get((topic, sub), 0),
+                # As Pulsar: -1 unless asked for, or when there is no backlog.
+                "earliestMsgPublishTimeInBacklog": (
+                    self.earliest_backlog_ms.get((topic, sub), -1) if earliest else -1
+                ),
             }
-            for sub in self.subscriptions.get(_name(m), set())
+            for sub in self.subscriptions.get(topic, set())
         }
-        return _ok({"subscriptions": subs, "publishers": [{}] * self.publishers.get(_name(m), 0)})
+        return _ok(
+            {
+                "msgRateIn": self.rate_in.get(topic, 0.0),
+                "subscriptions": subs,
+                "publishers": [{}] * self.publishers.get(topic, 0),
+            }
+        )
 
 
 def _name(m: re.Match[str]) -> str:

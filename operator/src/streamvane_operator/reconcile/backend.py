@@ -16,6 +16,7 @@ from streamvane_operator.reconcile.common import (
     Stop,
     converge_children,
     delete_children,
+    measured,
     observe_children,
     problems,
     retry_delay,
@@ -40,6 +41,18 @@ def owner_of(name: str, namespace: str, uid: str) -> Owner:
 
 
 def reconcile_backend(
+    deps: Deps,
+    owner: Owner,
+    raw_spec: Mapping[str, Any],
+    generation: int,
+    previous_status: Mapping[str, Any] | None,
+) -> Outcome[InferenceBackendStatus]:
+    return measured(
+        deps, KIND, lambda: _reconcile(deps, owner, raw_spec, generation, previous_status)
+    )
+
+
+def _reconcile(
     deps: Deps,
     owner: Owner,
     raw_spec: Mapping[str, Any],

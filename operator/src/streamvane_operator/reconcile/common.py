@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from streamvane_operator.api.common import Manifest
 from streamvane_operator.api.validation import InvalidSpecError
 from streamvane_operator.kube.client import Kube
 from streamvane_operator.kube.errors import KubeError, KubeUnavailable
+from streamvane_operator.metrics import OperatorMetrics
 from streamvane_operator.pulsar.admin import PulsarAdmin
 from streamvane_operator.pulsar.errors import PulsarError, PulsarUnavailable
 from streamvane_operator.reconcile.plan import owned_by, plan
@@ -52,6 +54,7 @@ class Deps:
     """Delay before retrying after Pulsar or the API server refused a request."""
     retry_workers_s: float = 2.0
     """Delay between checks that deleted workers have stopped."""
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,23 @@ class Outcome(Generic[StatusT]):
     problem: Problem | None
     retry_after_s: float | None
     """Seconds until the next attempt; None when done or when only a spec change can help."""
+
+
+UNEXPECTED = "Unexpected"
+"""Reason counted for a reconcile that raised instead of returning an Outcome."""
+
+
+def measured(deps: Deps, kind: str, run: Callable[[], Outcome[StatusT]]) -> Outcome[StatusT]:
+    """Run one reconcile, timing it and counting its result and failure reason."""
+    start = time.perf_counter()
+    try:
+        outcome = run()
+    except Exception:
+        deps.metrics.reconciled(kind, time.perf_counter() - start, UNEXPECTED)
+        raise
+    reason = outcome.problem.failure.value if outcome.problem is not None else None
+    deps.metrics.reconciled(kind, time.perf_counter() - start, reason)
+    return outcome
 
 
 class RetryLater(Exception):

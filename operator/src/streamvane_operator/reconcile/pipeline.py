@@ -26,6 +26,7 @@ from streamvane_operator.reconcile.common import (
     Stop,
     converge_children,
     delete_children,
+    measured,
     observe_children,
     problems,
     retry_delay,
@@ -46,6 +47,7 @@ from streamvane_operator.reconcile.topology import (
     delete_topology,
     ensure_topology,
     retire_subscriptions,
+    stage_load,
     subscription_stats,
     worker_connections,
 )
@@ -61,6 +63,18 @@ def owner_of(name: str, namespace: str, uid: str) -> Owner:
 
 
 def reconcile_pipeline(
+    deps: Deps,
+    owner: Owner,
+    raw_spec: Mapping[str, Any],
+    generation: int,
+    previous_status: Mapping[str, Any] | None,
+) -> Outcome[PipelineStatus]:
+    return measured(
+        deps, KIND, lambda: _reconcile(deps, owner, raw_spec, generation, previous_status)
+    )
+
+
+def _reconcile(
     deps: Deps,
     owner: Owner,
     raw_spec: Mapping[str, Any],
@@ -94,10 +108,14 @@ def reconcile_pipeline(
                 deps.kube, owner, PIPELINE_LABEL, rendered.objects, observed, events
             )
             retiring = _retire(admin, spec.deletion_policy, retiring, events)
-            lag = {
-                stage: stats.backlog if stats else None
-                for stage, stats in subscription_stats(admin, topo).items()
-            }
+            stats = subscription_stats(admin, topo)
+            lag = {stage: s.backlog if s else None for stage, s in stats.items()}
+            now = deps.clock()
+            deps.metrics.stage_loads(
+                owner.namespace,
+                owner.name,
+                {stage: stage_load(s, now) for stage, s in stats.items() if s},
+            )
     except Stop as stop:
         problem = stop.problem
         events.warn(problem.failure.value, problem.message)
@@ -193,6 +211,7 @@ def delete_pipeline(deps: Deps, owner: Owner, raw_spec: Mapping[str, Any]) -> Ev
     try:
         with problems():
             delete_children(deps.kube, owner, PIPELINE_LABEL)
+            deps.metrics.forget_pipeline(owner.namespace, owner.name)
             spec = parse(PipelineSpec, raw_spec)
             if spec.deletion_policy is DeletionPolicy.DELETE:
                 admin = pulsar_admin(deps, owner, spec)

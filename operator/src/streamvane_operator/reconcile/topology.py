@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from streamvane_operator.metrics import StageLoad
 from streamvane_operator.pulsar.admin import PulsarAdmin, Retention, SubscriptionStats, TopicName
 from streamvane_operator.pulsar.errors import PulsarNotFound
 from streamvane_operator.render.topology import Topology
@@ -78,6 +81,21 @@ def subscription_stats(admin: PulsarAdmin, topo: Topology) -> dict[str, Subscrip
                     topic, sub.name, existing[sub.topic] > 0
                 )
     return found
+
+
+def stage_load(stats: SubscriptionStats, now: datetime) -> StageLoad:
+    """A stage's load for the metrics. Its lag is the age of the oldest unacknowledged
+    message; when Pulsar gives no time for it, the time the backlog takes to drain at the
+    current dispatch rate (NaN while nothing is dispatched)."""
+    if stats.backlog == 0:
+        lag = 0.0
+    elif stats.earliest_backlog_ms is not None:
+        lag = max(now.timestamp() - stats.earliest_backlog_ms / 1000, 0.0)
+    elif stats.rate_out > 0:
+        lag = stats.backlog / stats.rate_out
+    else:
+        lag = math.nan
+    return StageLoad(stats.backlog, stats.rate_in, stats.rate_out, lag)
 
 
 def worker_connections(admin: PulsarAdmin, topo: Topology) -> int:

@@ -15,7 +15,12 @@ from streamvane_operator.render.labels import (
     stage_object_name,
     stage_selector,
 )
-from streamvane_operator.render.pod import CONTAINER_SECURITY, http_probe, pod_security
+from streamvane_operator.render.pod import (
+    CONTAINER_SECURITY,
+    http_probe,
+    override_fields,
+    pod_security,
+)
 from streamvane_operator.render.worker import (
     CONFIG_DIR,
     CONFIG_FILE_NAME,
@@ -118,6 +123,7 @@ def _deployment(
         "securityContext": CONTAINER_SECURITY,
         "volumeMounts": mounts,
     }
+    pod = stage.pod
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -131,14 +137,19 @@ def _deployment(
             },
             "template": {
                 "metadata": {
-                    "labels": labels,
+                    # The schema refuses extra labels that would replace the operator's.
+                    "labels": {**(pod.labels if pod else {}), **labels},
                     # A new config is a new template, so a changed ConfigMap rolls the pods.
-                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash},
+                    "annotations": {
+                        **(pod.annotations if pod else {}),
+                        CONFIG_HASH_ANNOTATION: config_hash,
+                    },
                 },
                 "spec": {
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                     "securityContext": pod_security(WORKER_UID),
+                    **override_fields(pod),
                     "containers": [container],
                     "volumes": volumes,
                 },

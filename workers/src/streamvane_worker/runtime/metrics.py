@@ -55,7 +55,7 @@ def create_metrics(pipeline: str, stage: str) -> Metrics:
             "inference_latency_seconds", "One model call for a micro-batch.", _LATENCY_BUCKETS
         ),
         in_flight=Gauge(
-            "in_flight_messages",
+            "streamvane_worker_in_flight_messages",
             "Messages received and not yet acked or nacked.",
             labels,
             registry=registry,

@@ -25,6 +25,8 @@ from streamvane_operator.pulsar.errors import (
 
 EARLIEST = {"ledgerId": -1, "entryId": -1, "partitionIndex": -1}
 """MessageId.earliest as the REST API takes it: a new subscription starts at the oldest message."""
+LATEST = {"ledgerId": 2**63 - 1, "entryId": 2**63 - 1, "partitionIndex": -1}
+"""MessageId.latest: a new subscription starts after the newest message."""
 
 PARTITION_MARKER = "-partition-"
 
@@ -138,12 +140,25 @@ class PulsarAdmin:
         data = self._json("GET", f"{topic.path}/partitions", f"read partitions of {topic}")
         return int(data.get("partitions", 0))
 
-    def create_topic(self, topic: TopicName, partitions: int) -> None:
+    def create_topic(
+        self, topic: TopicName, partitions: int, properties: dict[str, str] | None = None
+    ) -> bool:
+        """Create ``topic`` with ``properties``; False when it existed already (kept as is)."""
         action = f"create topic {topic}"
-        if partitions > 0:
-            self._ignore_conflict("PUT", f"{topic.path}/partitions", action, partitions)
-        else:
-            self._ignore_conflict("PUT", topic.path, action)
+        try:
+            if partitions > 0:
+                body = {"partitions": partitions, "properties": properties or {}}
+                self._send("PUT", f"{topic.path}/partitions", action, body)
+            else:
+                self._send("PUT", topic.path, action, properties or {})
+        except PulsarConflict:
+            return False
+        return True
+
+    def topic_properties(self, topic: TopicName) -> dict[str, str]:
+        """The properties ``topic`` was created with (empty when it has none)."""
+        data = self._json("GET", f"{topic.path}/properties", f"read properties of {topic}")
+        return {str(k): str(v) for k, v in (data or {}).items()}
 
     def update_partitions(self, topic: TopicName, partitions: int) -> None:
         self._send("POST", f"{topic.path}/partitions", f"grow {topic}", partitions)
@@ -176,14 +191,14 @@ class PulsarAdmin:
             self._json("GET", f"{topic.path}/subscriptions", f"list subscriptions of {topic}")
         )
 
-    def create_subscription(self, topic: TopicName, subscription: str) -> None:
-        """Create ``subscription`` at the earliest message, so nothing already published is
-        skipped; an existing subscription is left where it is."""
+    def create_subscription(self, topic: TopicName, subscription: str, earliest: bool) -> None:
+        """Create ``subscription`` at the earliest message (nothing already published is
+        skipped) or the latest (history is not replayed); an existing one stays where it is."""
         self._ignore_conflict(
             "PUT",
             f"{topic.path}/subscription/{quote(subscription, safe='')}",
             f"create subscription {subscription} on {topic}",
-            EARLIEST,
+            EARLIEST if earliest else LATEST,
         )
 
     def delete_subscription(self, topic: TopicName, subscription: str) -> bool:

@@ -29,6 +29,8 @@ LATEST = {"ledgerId": 2**63 - 1, "entryId": 2**63 - 1, "partitionIndex": -1}
 """MessageId.latest: a new subscription starts after the newest message."""
 
 PARTITION_MARKER = "-partition-"
+PARTITIONED_METADATA = "application/vnd.partitioned-topic-metadata+json"
+"""The media type under which Pulsar takes a partitioned topic's partitions and properties."""
 
 PRECONDITION_FAILED = 412
 """Pulsar's answer to deleting a subscription that still has consumers connected."""
@@ -148,7 +150,8 @@ class PulsarAdmin:
         try:
             if partitions > 0:
                 body = {"partitions": partitions, "properties": properties or {}}
-                self._send("PUT", f"{topic.path}/partitions", action, body)
+                path = f"{topic.path}/partitions"
+                self._send("PUT", path, action, body, content_type=PARTITIONED_METADATA)
             else:
                 self._send("PUT", topic.path, action, properties or {})
         except PulsarConflict:
@@ -259,15 +262,25 @@ class PulsarAdmin:
         action: str,
         body: Any = None,
         params: dict[str, str] | None = None,
+        content_type: str | None = None,
     ) -> httpx.Response:
-        response: httpx.Response = self._retrying(self._once, method, path, action, body, params)
+        response: httpx.Response = self._retrying(
+            self._once, method, path, action, body, params, content_type
+        )
         return response
 
     def _once(
-        self, method: str, path: str, action: str, body: Any, params: dict[str, str] | None
+        self,
+        method: str,
+        path: str,
+        action: str,
+        body: Any,
+        params: dict[str, str] | None,
+        content_type: str | None,
     ) -> httpx.Response:
+        headers = {"Content-Type": content_type} if content_type else None
         try:
-            response = self._http.request(method, path, json=body, params=params)
+            response = self._http.request(method, path, json=body, params=params, headers=headers)
         except httpx.TransportError as e:
             raise from_transport(e, f"{action} at {self.admin_url}") from e
         if response.is_success:

@@ -36,9 +36,11 @@ Manifest = dict[str, Any]
 CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 
-def url_pattern(scheme: str) -> str:
-    """``scheme://host[:port][/path]`` with a port of 1-65535 when one is given."""
-    return rf"^{scheme}://{HOST}(:{PORT})?(/[^\s]*)?$"
+def url_pattern(scheme: str, hosts: bool = False) -> str:
+    """``scheme://host[:port][/path]`` with a port of 1-65535 when one is given; ``hosts``
+    allows a comma-separated list of host[:port] (Pulsar service URLs)."""
+    one = rf"{HOST}(:{PORT})?"
+    return rf"^{scheme}://{one}{f'(,{one})*' if hosts else ''}(/[^\s]*)?$"
 
 
 Image = Annotated[

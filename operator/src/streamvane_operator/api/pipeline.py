@@ -46,7 +46,7 @@ class PulsarConnection(Model):
     service_url: str = Field(
         "pulsar://127.0.0.1:6650",
         max_length=512,
-        pattern=url_pattern("pulsar(\\+ssl)?"),
+        pattern=url_pattern("pulsar(\\+ssl)?", hosts=True),
         description="Broker URL the workers connect to.",
     )
     admin_url: str = Field(

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from streamvane_operator.api.backend import EndpointSpec, InferenceBackendSpec, TLSSpec
-from streamvane_operator.api.pipeline import PipelineSpec
+from streamvane_operator.api.pipeline import PipelineSpec, PulsarConnection
 from streamvane_operator.api.validation import (
     InvalidSpecError,
     name_problems,
@@ -194,3 +194,11 @@ def test_stage_params_keep_only_given_fields_when_rendered_for_the_worker() -> N
 def test_stage_spec_refuses_unknown_params_when_nested_arbitrarily() -> None:
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         spec(stage("a", "in", "out", params={"deep": {"deeper": {}}}))
+
+
+def test_pulsar_connection_refuses_ports_when_out_of_range_and_takes_host_lists() -> None:
+    several = PulsarConnection(namespace="ns", service_url="pulsar+ssl://a:6651,b:6651")
+    assert several.service_url.endswith("b:6651")
+    for field, url in (("service_url", "pulsar://a:99999"), ("admin_url", "http://a:0")):
+        with pytest.raises(ValidationError):
+            PulsarConnection.model_validate({"namespace": "ns", field: url})

@@ -16,7 +16,6 @@ from streamvane_operator.api.backend import InferenceBackendSpec
 from streamvane_operator.api.common import API_VERSION, Manifest
 from streamvane_operator.api.pipeline import (
     DeletionPolicy,
-    InputSpec,
     PipelineSpec,
     PipelineStatus,
     StageSpec,
@@ -180,7 +179,7 @@ def keep_legacy_subscriptions(
         if not recorded.get(stage.name, "").endswith(f"/{stage.input.topic}#{legacy}"):
             return stage
         pinned = stage.input.model_copy(update={"subscription": legacy})
-        return stage.model_copy(update={"input": InputSpec.model_validate(pinned.model_dump())})
+        return stage.model_copy(update={"input": pinned})
 
     return spec.model_copy(update={"stages": [kept(s) for s in spec.stages]})
 

@@ -25,14 +25,25 @@ from streamvane_operator.render.topology import topology as render_topology
 pytestmark = pytest.mark.integration
 
 
-def spec(tenant: str, ns: str, partitions: int = 0) -> PipelineSpec:
+def spec(tenant: str, ns: str, partitions: int = 0, outputs: str = "") -> PipelineSpec:
+    """in -> a -> mid -> b -> out; ``outputs`` prefixes what a and b publish to."""
     return PipelineSpec.model_validate(
         {
             "pulsar": {"tenant": tenant, "namespace": ns},
             "topics": {"partitions": partitions, "retentionMinutes": 60},
             "stages": [
-                {"name": "a", "type": "passthrough", "input": {"topic": "in"}, "outputs": ["mid"]},
-                {"name": "b", "type": "passthrough", "input": {"topic": "mid"}, "outputs": ["out"]},
+                {
+                    "name": "a",
+                    "type": "passthrough",
+                    "input": {"topic": "in"},
+                    "outputs": [f"{outputs}mid"],
+                },
+                {
+                    "name": "b",
+                    "type": "passthrough",
+                    "input": {"topic": "mid"},
+                    "outputs": [f"{outputs}out"],
+                },
             ],
         }
     )
@@ -153,13 +164,13 @@ def test_delete_created_removes_only_own_topics_and_keeps_those_others_read(
     admin.create_topic(TopicName(tenant, ns, "in"), 2)  # the producers' own topic
     topo = topology("p", spec(tenant, ns, partitions=2))
     changes = ensure(admin, topo)
-    reader = ensure(admin, topology("q", spec(tenant, ns)), "k8s/q")  # reads "in" and "mid"
-    assert reader.owned_topics == [topo.topic("q-a-dlq"), topo.topic("q-b-dlq")]
+    reader = ensure(admin, topology("q", spec(tenant, ns, outputs="q-")), "k8s/q")  # reads in, mid
+    assert topo.topic("mid") not in reader.owned_topics
     subscriptions = [f"{s}" for s in topo.stage_subscriptions.values()]
 
     cleanup = delete_created(admin, ME, changes.owned_topics, subscriptions)
 
-    assert sorted(admin.topics(tenant, ns)) == ["in", "mid", "q-a-dlq", "q-b-dlq"]
+    assert sorted(admin.topics(tenant, ns)) == ["in", "mid", "q-a-dlq", "q-b-dlq", "q-mid", "q-out"]
     assert cleanup.kept == [f"topic {topo.topic('mid')}: still read by subscriptions k8s.q-b"]
     assert admin.subscriptions(TopicName(tenant, ns, "in")) == ["k8s.q-a"]
 

@@ -16,16 +16,17 @@ tests/chart/test_chart_rbac.py fails when the two differ in any group, resource 
 - apiGroups: ["streamvane.io"]
   resources: ["pipelines/status", "inferencebackends/status"]
   verbs: ["patch"]
-# Worker children: listed by label, server-side applied, deleted; Deployments also watched.
+# Worker children: listed by label, read by name before the first apply (someone else's
+# object is never taken over), server-side applied, deleted; Deployments also watched.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["configmaps", "services"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 # The Pulsar token a Pipeline names (spec.pulsar.authSecretRef), read by name only.
 - apiGroups: [""]
   resources: ["secrets"]

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from streamvane_operator.api.common import API_VERSION, GROUP, VERSION
 from streamvane_operator.api.pipeline import PipelineStatus
 from streamvane_operator.config import OperatorConfig
+from streamvane_operator.diffbase import DigestDiffBaseStorage
 from streamvane_operator.kube.client import ObjectRef
 from streamvane_operator.reconcile import backend, pipeline
 from streamvane_operator.reconcile.common import Deps, Events, Outcome, RetryLater
@@ -24,6 +25,7 @@ from streamvane_operator.render.labels import MANAGED_BY, PIPELINE_LABEL
 PIPELINES = (GROUP, VERSION, "pipelines")
 BACKENDS = (GROUP, VERSION, "inferencebackends")
 WORKER_DEPLOYMENTS = ("apps", "v1", "deployments")
+MAX_ERROR_MESSAGE = 4096
 WORKER_LABELS: dict[str, Any] = {
     "app.kubernetes.io/managed-by": MANAGED_BY,
     PIPELINE_LABEL: kopf.PRESENT,
@@ -44,9 +46,10 @@ def register(
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # Progress and diff-base live in annotations: the status schema stays strict.
+        # Progress and diff-base live in annotations: the status schema stays strict. The
+        # diff-base is a digest, so a large spec cannot push annotations over their limit.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        settings.persistence.diffbase_storage = DigestDiffBaseStorage(
             prefix=GROUP, key="last-handled-configuration"
         )
         settings.persistence.finalizer = f"{GROUP}/finalizer"
@@ -105,11 +108,18 @@ def register(
 
     @kopf.on.delete(*PIPELINES, registry=registry)
     def delete_pipeline(
-        body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, logger: kopf.Logger, **_: Any
+        body: kopf.Body,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        logger: kopf.Logger,
+        **_: Any,
     ) -> None:
         owner = pipeline.owner_of(meta["name"], meta["namespace"], meta["uid"])
         try:
-            events = pipeline.delete_pipeline(deps, owner, dict(spec))
+            events = pipeline.delete_pipeline(
+                deps, owner, dict(spec), dict(status), dict(meta.annotations)
+            )
         except RetryLater as e:
             raise kopf.TemporaryError(str(e), delay=e.delay_s) from e
         _post(body, events, logger)
@@ -223,7 +233,9 @@ def _finish(
     _post(body, outcome.events, logger)
     if outcome.problem is None:
         return
+    # kopf keeps the message in a progress annotation: a bounded one.
+    message = outcome.problem.message[:MAX_ERROR_MESSAGE]
     if outcome.retry_after_s is not None:
-        raise kopf.TemporaryError(outcome.problem.message, delay=outcome.retry_after_s)
+        raise kopf.TemporaryError(message, delay=outcome.retry_after_s)
     if not timer:
-        raise kopf.PermanentError(outcome.problem.message)
+        raise kopf.PermanentError(message)

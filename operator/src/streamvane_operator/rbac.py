@@ -31,11 +31,12 @@ NAMESPACED_RULES = (
     # kopf watches and patches; the Pipeline reconciler lists them to resolve model.backend.
     Rule(("streamvane.io",), ("inferencebackends",), ("list", "watch", "patch")),
     Rule(("streamvane.io",), ("pipelines/status", "inferencebackends/status"), ("patch",)),
-    # Children: observed by label (list), server-side applied (create+patch), deleted.
+    # Children: observed by label (list), read by name before the first apply (an object of
+    # someone else's is never taken over), server-side applied (create+patch), deleted.
     # kopf watches Deployments to react to drift and readiness.
-    Rule(("apps",), ("deployments",), ("list", "watch", "create", "patch", "delete")),
-    Rule(("",), ("configmaps", "services"), ("list", "create", "patch", "delete")),
-    Rule(("policy",), ("poddisruptionbudgets",), ("list", "create", "patch", "delete")),
+    Rule(("apps",), ("deployments",), ("get", "list", "watch", "create", "patch", "delete")),
+    Rule(("",), ("configmaps", "services"), ("get", "list", "create", "patch", "delete")),
+    Rule(("policy",), ("poddisruptionbudgets",), ("get", "list", "create", "patch", "delete")),
     # Pulsar token for admin calls (spec.pulsar.authSecretRef), read by name.
     Rule(("",), ("secrets",), ("get",)),
     # Kubernetes Events on Pipelines and InferenceBackends (kopf posts core/v1 Events).

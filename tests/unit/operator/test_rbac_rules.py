@@ -107,7 +107,7 @@ def reconciler_calls() -> list[tuple[str, str, str]]:
     pipeline.reconcile_pipeline(deps, owner, smaller, 2, None)
     kube.objects[ObjectRef(API_VERSION, "Pipeline", "ns", "cu")]["spec"] = smaller
     worker_changed(deps, kube)
-    pipeline.delete_pipeline(deps, owner, smaller)
+    pipeline.delete_pipeline(deps, owner, smaller, None, {})
     backend.delete_backend(deps, backend_owner)
     return kube.calls
 

@@ -131,20 +131,26 @@ class InferenceSettings(_Model):
 
 
 class Label(_Model):
-    name: str = Field(..., min_length=1, description="Label reported in the output.")
-    description: str = Field(..., min_length=1, description="Text embedded as the label prototype.")
+    name: str = Field(
+        ..., min_length=1, max_length=128, description="Label reported in the output."
+    )
+    description: str = Field(
+        ..., min_length=1, max_length=2048, description="Text embedded as the label prototype."
+    )
 
 
 class TaggingParams(_Model):
-    labels: list[Label] = Field(..., min_length=1, description="Candidate tags.")
+    labels: list[Label] = Field(..., min_length=1, max_length=512, description="Candidate tags.")
     top_k: int = Field(3, ge=1, le=50, description="Tags returned per item.")
     min_score: float = Field(0.0, ge=-1.0, le=1.0, description="Cosine similarity floor.")
 
 
 class SafetyCategory(_Model):
-    name: str = Field(..., min_length=1)
+    name: str = Field(
+        ..., min_length=1, max_length=128, description="Category reported in the output."
+    )
     description: str = Field(
-        ..., min_length=1, description="Text embedded as the category prototype."
+        ..., min_length=1, max_length=2048, description="Text embedded as the category prototype."
     )
     review_threshold: float = Field(..., ge=-1.0, le=1.0, description="Score at or above: review.")
     block_threshold: float = Field(..., ge=-1.0, le=1.0, description="Score at or above: block.")
@@ -157,7 +163,9 @@ class SafetyCategory(_Model):
 
 
 class SafetyParams(_Model):
-    categories: list[SafetyCategory] = Field(..., min_length=1)
+    categories: list[SafetyCategory] = Field(
+        ..., min_length=1, max_length=128, description="Categories each item is scored against."
+    )
 
 
 class NoParams(_Model):

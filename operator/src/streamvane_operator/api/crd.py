@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from streamvane_operator.api.backend import InferenceBackendSpec, InferenceBackendStatus
-from streamvane_operator.api.common import GROUP, VERSION
+from streamvane_operator.api.common import DNS_1035, GROUP, MAX_NAME, VERSION
 from streamvane_operator.api.pipeline import PipelineSpec, PipelineStatus
 from streamvane_operator.api.schema import Schema, to_structural
 
@@ -26,6 +26,8 @@ class Kind:
     status: type[BaseModel]
     columns: tuple[dict[str, Any], ...]
     description: str
+    name_rules: tuple[dict[str, str], ...] = ()
+    """CEL rules on the whole object that bound the names derived from metadata.name."""
 
     @property
     def singular(self) -> str:
@@ -47,6 +49,13 @@ PIPELINE = Kind(
     spec=PipelineSpec,
     status=PipelineStatus,
     description="A streaming pipeline: worker stages connected by Pulsar topics.",
+    name_rules=(
+        {
+            "rule": f"self.spec.stages.all(s, size(self.metadata.name) + size(s.name) < {MAX_NAME})",
+            "message": f"'<pipeline>-<stage>' names each stage's objects and must be at most "
+            f"{MAX_NAME} characters: shorten the Pipeline name or the stage names",
+        },
+    ),
     columns=(
         {"name": "Ready", "type": "string", "jsonPath": _condition("Ready", "status")},
         {"name": "Stages", "type": "string", "jsonPath": ".status.stagesReady"},
@@ -69,6 +78,13 @@ INFERENCE_BACKEND = Kind(
     spec=InferenceBackendSpec,
     status=InferenceBackendStatus,
     description="A Triton Inference Server that pipeline stages call: external or operator-managed.",
+    name_rules=(
+        {
+            "rule": f"size(self.metadata.name) <= {MAX_NAME - len('-triton')}",
+            "message": f"'<name>-triton' names a managed server's objects: the name must be at "
+            f"most {MAX_NAME - len('-triton')} characters",
+        },
+    ),
     columns=(
         {"name": "URL", "type": "string", "jsonPath": ".status.url"},
         {"name": "Ready", "type": "string", "jsonPath": _condition("Ready", "status")},
@@ -78,6 +94,14 @@ INFERENCE_BACKEND = Kind(
 )
 
 KINDS = (PIPELINE, INFERENCE_BACKEND)
+
+NAME = {
+    "type": "string",
+    "maxLength": MAX_NAME,
+    "pattern": DNS_1035,
+    "description": "Names Services and labels: a DNS label that starts with a letter "
+    "(lowercase letters, digits and '-', no dots).",
+}
 
 
 def schema_of(model: type[BaseModel]) -> Schema:
@@ -116,10 +140,11 @@ def crd(kind: Kind) -> dict[str, Any]:
                             "description": kind.description,
                             "type": "object",
                             "required": ["spec"],
+                            "x-kubernetes-validations": list(kind.name_rules),
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "metadata": {"type": "object", "properties": {"name": NAME}},
                                 "spec": schema_of(kind.spec),
                                 "status": schema_of(kind.status),
                             },

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, JsonValue, create_model, model_validator
+from pydantic.fields import FieldInfo
 
 from streamvane_operator.api.common import (
     DNS_LABEL,
     PULSAR_NAME,
     Condition,
+    Image,
     Model,
     Resources,
     SecretKeyRef,
+    url_pattern,
 )
 from streamvane_operator.api.pod import PodOverrides
 from streamvane_worker.config import (
+    PARAMS_BY_STAGE,
     BatchingSettings,
     DeliverySettings,
     StageType,
@@ -43,13 +47,13 @@ class PulsarConnection(Model):
     service_url: str = Field(
         "pulsar://127.0.0.1:6650",
         max_length=512,
-        pattern=r"^pulsar(\+ssl)?://[^\s]+$",
+        pattern=url_pattern("pulsar(\\+ssl)?", hosts=True),
         description="Broker URL the workers connect to.",
     )
     admin_url: str = Field(
         "http://127.0.0.1:8080",
         max_length=512,
-        pattern=r"^https?://[^\s]+$",
+        pattern=url_pattern("https?"),
         description="Admin REST URL the operator uses to create tenants, topics and subscriptions.",
     )
     tenant: str = Field(
@@ -84,6 +88,11 @@ class TopicPolicy(Model):
     )
 
 
+class InitialPosition(StrEnum):
+    EARLIEST = "Earliest"
+    LATEST = "Latest"
+
+
 class InputSpec(Model):
     topic: TopicName
     subscription: str | None = Field(
@@ -91,11 +100,19 @@ class InputSpec(Model):
         min_length=1,
         max_length=200,
         pattern=PULSAR_NAME,
-        description="Subscription name; defaults to <pipeline>-<stage>.",
+        description="Subscription name; defaults to <namespace>.<pipeline>-<stage> (the "
+        "Kubernetes namespace, so same-named Pipelines of two namespaces never share one).",
     )
     subscription_type: SubscriptionType = Field(
         SubscriptionType.SHARED,
         description="Shared scales out; Key_Shared keeps per-key order; Failover is one active consumer.",
+    )
+    initial_position: InitialPosition | None = Field(
+        None,
+        description="Where a new subscription starts. Default: Earliest on a topic this "
+        "Pipeline created (nothing published is skipped), Latest on a topic that already "
+        "existed (another pipeline's output or input: its history is not replayed). An "
+        "existing subscription keeps its position.",
     )
 
 
@@ -142,10 +159,63 @@ class ScalingSpec(Model):
         return self
 
 
+def _optional(field: FieldInfo) -> FieldInfo:
+    """``field`` with its constraints and docs, but optional: which fields a stage type needs
+    is checked per type (CEL rules on the stage, and the worker's own model)."""
+    return FieldInfo.merge_field_infos(field, default=None)
+
+
+def _params_rules() -> list[JsonValue]:
+    """CEL rules tying each params field to the stage types that take it."""
+    takers: dict[str, list[str]] = {}
+    rules: list[JsonValue] = []
+    for stage_type, model in PARAMS_BY_STAGE.items():
+        for field in model.model_fields.values():
+            takers.setdefault(str(field.alias), []).append(stage_type.value)
+        for field in model.model_fields.values():
+            if field.is_required():
+                rules.append(
+                    {
+                        "rule": f"self.type != '{stage_type.value}' || "
+                        f"(has(self.params) && has(self.params.{field.alias}))",
+                        "message": f"stage type {stage_type.value} needs params.{field.alias}",
+                    }
+                )
+    for name, types in takers.items():
+        listed = ", ".join(f"'{t}'" for t in types)
+        rules.append(
+            {
+                "rule": f"!has(self.params) || !has(self.params.{name}) || self.type in [{listed}]",
+                "message": f"params.{name} is only for stage type {' or '.join(types)}",
+            }
+        )
+    return rules
+
+
+def _params_model() -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for model in PARAMS_BY_STAGE.values():
+        for name, field in model.model_fields.items():
+            fields.setdefault(name, (field.annotation | None, _optional(field)))  # type: ignore[operator]
+    return create_model("StageParams", __base__=Model, **fields)
+
+
+if TYPE_CHECKING:
+    StageParams = Model
+else:
+    StageParams = _params_model()
+"""Every stage type's params (the union of the worker's params models, all optional);
+``_params_rules`` on StageSpec says which belong to which type."""
+
+
 DEFAULT_RESOURCES = Resources(requests={"cpu": "250m", "memory": "512Mi"}, limits={"memory": "1Gi"})
 
 
 class StageSpec(Model):
+    model_config = Model.model_config | {
+        "json_schema_extra": {"x-kubernetes-validations": _params_rules()}
+    }
+
     name: str = Field(
         ...,
         min_length=1,
@@ -168,20 +238,22 @@ class StageSpec(Model):
     delivery: DeliverySpec = DeliverySpec.model_validate({})
     scaling: ScalingSpec = ScalingSpec()
     resources: Resources = DEFAULT_RESOURCES
-    image: str | None = Field(
-        None, max_length=512, description="Worker image; defaults to the pipeline's image."
-    )
+    image: Image | None = Field(None, description="Worker image; defaults to the pipeline's image.")
     pod: PodOverrides | None = Field(
         None,
         description="Scheduling and identity of the stage's worker pods: nodeSelector, "
         "tolerations, affinity, priorityClassName, serviceAccountName, imagePullSecrets, "
         "extra labels and annotations.",
     )
-    params: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Stage-type parameters (labels for tagging, categories for safety).",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    params: StageParams = Field(
+        default_factory=lambda: StageParams(),
+        description="Stage-type parameters: labels, topK and minScore for tagging; categories "
+        "for safety; none for passthrough and text-embedding.",
     )
+
+    def typed_params(self) -> dict[str, Any]:
+        """The params as the stage type's own model takes them (worker config ``params``)."""
+        return self.params.model_dump(by_alias=True, exclude_unset=True, mode="json")
 
 
 class PipelineSpec(Model):
@@ -192,8 +264,16 @@ class PipelineSpec(Model):
         description="Retain keeps topics and subscriptions when the Pipeline is deleted, and the "
         "subscription of a removed stage; Delete removes them.",
     )
-    image: str | None = Field(
-        None, max_length=512, description="Worker image; defaults to the operator's worker image."
+    image: Image | None = Field(
+        None, description="Worker image; defaults to the operator's worker image."
+    )
+    shared_outputs: list[TopicName] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Topics owned by another Pipeline that stages may publish to. Writing into "
+        "another pipeline's topic is refused unless it is listed here; reading one needs "
+        "nothing.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     stages: list[StageSpec] = Field(
         ...,
@@ -230,4 +310,14 @@ class PipelineStatus(Model):
         default_factory=list,
         description="Subscriptions no stage reads any more (a stage was removed or reads another "
         "topic), deleted once their workers have disconnected (deletionPolicy Delete).",
+    )
+    created_topics: list[str] = Field(
+        default_factory=list,
+        description="Topics this Pipeline created (and owns): deletionPolicy Delete removes "
+        "these, and only these, unless other subscriptions still read them.",
+    )
+    created_subscriptions: list[str] = Field(
+        default_factory=list,
+        description="Subscriptions this Pipeline created, as topic#subscription: deletionPolicy "
+        "Delete removes them. Deleting a Pipeline that created nothing never calls Pulsar.",
     )

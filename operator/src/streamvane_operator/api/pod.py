@@ -34,8 +34,13 @@ _QUALIFIED_NAME = r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)"
 LABEL_KEY = rf"^({DNS_SUBDOMAIN[1:-1]}/)?{_QUALIFIED_NAME}$"
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 
+MAX_STRING = 1024
+MAX_ITEMS = 64
+"""Bounds of Kubernetes' own string and list fields in the CRD (the API server checks a spec
+against its schema in time linear in these; Kubernetes' types leave them unbounded)."""
+
 _PRIMITIVES: dict[str, Schema] = {
-    "str": {"type": "string"},
+    "str": {"type": "string", "maxLength": MAX_STRING},
     "int": {"type": "integer", "format": "int64"},
     "bool": {"type": "boolean"},
     "float": {"type": "number"},
@@ -48,10 +53,14 @@ def kubernetes_schema(type_name: str) -> Schema:
     if type_name in _PRIMITIVES:
         return dict(_PRIMITIVES[type_name])
     if type_name.startswith("list[") and type_name.endswith("]"):
-        return {"type": "array", "items": kubernetes_schema(type_name[5:-1])}
+        return {"type": "array", "maxItems": MAX_ITEMS, "items": kubernetes_schema(type_name[5:-1])}
     if type_name.startswith("dict(str, ") and type_name.endswith(")"):
         value = type_name[len("dict(str, ") : -1]
-        return {"type": "object", "additionalProperties": kubernetes_schema(value)}
+        return {
+            "type": "object",
+            "maxProperties": MAX_ITEMS,
+            "additionalProperties": kubernetes_schema(value),
+        }
     model = getattr(k8s, type_name)
     return {
         "type": "object",
@@ -113,7 +122,7 @@ class PodOverrides(Model):
         }
     }
 
-    node_selector: dict[str, str] = Field(
+    node_selector: dict[str, Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]] = Field(
         default_factory=dict,
         max_length=32,
         description="Node labels the workers' nodes must have (e.g. a GPU node pool).",
@@ -146,7 +155,7 @@ class PodOverrides(Model):
         default_factory=dict,
         description="Extra labels on the workers' pods; the operator's own cannot be replaced.",
     )
-    annotations: dict[str, str] = Field(
+    annotations: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=dict,
         max_length=64,
         description="Extra annotations on the workers' pods.",

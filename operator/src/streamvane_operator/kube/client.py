@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,6 +68,16 @@ class Kube(Protocol):
     def secret_value(self, namespace: str, name: str, key: str) -> str: ...
 
 
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+def apply_patch(obj: Manifest) -> bytes:
+    """A server-side apply body as UTF-8 JSON (JSON is YAML). The client's own encoding
+    escapes characters beyond the BMP (emoji) as surrogate pairs, which the API server's
+    YAML decoder refuses."""
+    return json.dumps(obj, ensure_ascii=False).encode()
+
+
 def api_client(kubeconfig: Path | None) -> ApiClient:
     """From ``kubeconfig`` when given, else in-cluster, else $KUBECONFIG / ~/.kube/config."""
     if kubeconfig is not None:
@@ -90,11 +101,13 @@ class KubeClient:
         ref = ObjectRef.of(obj)
         result = self._call(
             f"apply {ref}",
-            lambda: self._client().server_side_apply(
+            lambda: self._client().patch(
                 self._resource(ref.api_version, ref.kind),
-                body=obj,
+                body=apply_patch(obj),
                 name=ref.name,
                 namespace=ref.namespace,
+                # With a charset the client sends the body as is (see apply_patch).
+                content_type=f"{APPLY_PATCH}; charset=utf-8",
                 field_manager=self._field_manager,
                 force_conflicts=True,
             ),

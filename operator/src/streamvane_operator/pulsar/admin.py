@@ -27,14 +27,18 @@ from streamvane_operator.pulsar.errors import (
 
 EARLIEST = {"ledgerId": -1, "entryId": -1, "partitionIndex": -1}
 """MessageId.earliest as the REST API takes it: a new subscription starts at the oldest message."""
+LATEST = {"ledgerId": 2**63 - 1, "entryId": 2**63 - 1, "partitionIndex": -1}
+"""MessageId.latest: a new subscription starts after the newest message."""
 
 PARTITION_MARKER = "-partition-"
+PARTITIONED_METADATA = "application/vnd.partitioned-topic-metadata+json"
+"""The media type under which Pulsar takes a partitioned topic's partitions and properties."""
 
 PRECONDITION_FAILED = 412
+"""Pulsar's answer to deleting a subscription that still has consumers connected."""
 
 RequestObserver = Callable[[str, str, str, float], None]
 """Called after every admin request with (method, path, HTTP status or "error", seconds)."""
-"""Pulsar's answer to deleting a subscription that still has consumers connected."""
 
 
 @dataclass(frozen=True)
@@ -151,12 +155,26 @@ class PulsarAdmin:
         data = self._json("GET", f"{topic.path}/partitions", f"read partitions of {topic}")
         return int(data.get("partitions", 0))
 
-    def create_topic(self, topic: TopicName, partitions: int) -> None:
+    def create_topic(
+        self, topic: TopicName, partitions: int, properties: dict[str, str] | None = None
+    ) -> bool:
+        """Create ``topic`` with ``properties``; False when it existed already (kept as is)."""
         action = f"create topic {topic}"
-        if partitions > 0:
-            self._ignore_conflict("PUT", f"{topic.path}/partitions", action, partitions)
-        else:
-            self._ignore_conflict("PUT", topic.path, action)
+        try:
+            if partitions > 0:
+                body = {"partitions": partitions, "properties": properties or {}}
+                path = f"{topic.path}/partitions"
+                self._send("PUT", path, action, body, content_type=PARTITIONED_METADATA)
+            else:
+                self._send("PUT", topic.path, action, properties or {})
+        except PulsarConflict:
+            return False
+        return True
+
+    def topic_properties(self, topic: TopicName) -> dict[str, str]:
+        """The properties ``topic`` was created with (empty when it has none)."""
+        data = self._json("GET", f"{topic.path}/properties", f"read properties of {topic}")
+        return {str(k): str(v) for k, v in (data or {}).items()}
 
     def update_partitions(self, topic: TopicName, partitions: int) -> None:
         self._send("POST", f"{topic.path}/partitions", f"grow {topic}", partitions)
@@ -189,14 +207,14 @@ class PulsarAdmin:
             self._json("GET", f"{topic.path}/subscriptions", f"list subscriptions of {topic}")
         )
 
-    def create_subscription(self, topic: TopicName, subscription: str) -> None:
-        """Create ``subscription`` at the earliest message, so nothing already published is
-        skipped; an existing subscription is left where it is."""
+    def create_subscription(self, topic: TopicName, subscription: str, earliest: bool) -> None:
+        """Create ``subscription`` at the earliest message (nothing already published is
+        skipped) or the latest (history is not replayed); an existing one stays where it is."""
         self._ignore_conflict(
             "PUT",
             f"{topic.path}/subscription/{quote(subscription, safe='')}",
             f"create subscription {subscription} on {topic}",
-            EARLIEST,
+            EARLIEST if earliest else LATEST,
         )
 
     def delete_subscription(self, topic: TopicName, subscription: str) -> bool:
@@ -274,16 +292,26 @@ class PulsarAdmin:
         action: str,
         body: Any = None,
         params: dict[str, str] | None = None,
+        content_type: str | None = None,
     ) -> httpx.Response:
-        response: httpx.Response = self._retrying(self._once, method, path, action, body, params)
+        response: httpx.Response = self._retrying(
+            self._once, method, path, action, body, params, content_type
+        )
         return response
 
     def _once(
-        self, method: str, path: str, action: str, body: Any, params: dict[str, str] | None
+        self,
+        method: str,
+        path: str,
+        action: str,
+        body: Any,
+        params: dict[str, str] | None,
+        content_type: str | None,
     ) -> httpx.Response:
+        headers = {"Content-Type": content_type} if content_type else None
         start = time.perf_counter()
         try:
-            response = self._http.request(method, path, json=body, params=params)
+            response = self._http.request(method, path, json=body, params=params, headers=headers)
         except httpx.TransportError as e:
             self._observe(method, path, "error", start)
             raise from_transport(e, f"{action} at {self.admin_url}") from e

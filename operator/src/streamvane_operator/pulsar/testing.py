@@ -28,8 +28,12 @@ class FakePulsar:
     namespaces: set[str] = field(default_factory=set)
     topics: dict[str, int] = field(default_factory=dict)
     """Fully qualified name -> partitions (0: non-partitioned)."""
+    properties: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Fully qualified name -> the properties the topic was created with."""
     retention: dict[str, dict[str, int]] = field(default_factory=dict)
     subscriptions: dict[str, set[str]] = field(default_factory=dict)
+    positions: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(topic, subscription) -> "earliest" or "latest": where it was created."""
     backlog: dict[tuple[str, str], int] = field(default_factory=dict)
     consumers: dict[tuple[str, str], int] = field(default_factory=dict)
     """Connected consumers per (topic, subscription)."""
@@ -87,7 +91,11 @@ class FakePulsar:
                 "GET",
                 lambda m, b: self._list_topics(m, partitioned=False),
             ),
-            (_TOPIC + "/partitions", "PUT", lambda m, b: self._create_topic(m, int(b))),
+            (
+                _TOPIC + "/partitions",
+                "PUT",
+                lambda m, b: self._create_topic(m, int(b["partitions"]), b["properties"]),
+            ),
             (_TOPIC + "/partitions", "POST", self._grow),
             (
                 _TOPIC + "/partitions",
@@ -95,7 +103,16 @@ class FakePulsar:
                 lambda m, b: _ok({"partitions": self.topics.get(_name(m), 0)}),
             ),
             (_TOPIC + "/partitions", "DELETE", self._delete_topic),
-            (_TOPIC, "PUT", lambda m, b: self._create_topic(m, 0)),
+            (_TOPIC, "PUT", lambda m, b: self._create_topic(m, 0, b or {})),
+            (
+                _TOPIC + "/properties",
+                "GET",
+                lambda m, b: (
+                    _ok(self.properties.get(_name(m), {}))
+                    if _name(m) in self.topics
+                    else httpx.Response(404, json={"reason": "Topic not found"})
+                ),
+            ),
             (_TOPIC, "DELETE", self._delete_topic),
             (_TOPIC + "/retention", "GET", lambda m, b: _ok(self.retention.get(_name(m)))),
             (_TOPIC + "/retention", "POST", self._set_retention),
@@ -138,12 +155,15 @@ class FakePulsar:
         ]
         return _ok(sorted(names))
 
-    def _create_topic(self, m: re.Match[str], partitions: int) -> httpx.Response:
+    def _create_topic(
+        self, m: re.Match[str], partitions: int, properties: dict[str, str]
+    ) -> httpx.Response:
         if f"{m['t']}/{m['ns']}" not in self.namespaces:
             return httpx.Response(404, json={"reason": "Namespace does not exist"})
         if _name(m) in self.topics:
             return _conflict("This topic already exists")
         self.topics[_name(m)] = partitions
+        self.properties[_name(m)] = dict(properties)
         return httpx.Response(204)
 
     def _grow(self, m: re.Match[str], body: object) -> httpx.Response:
@@ -154,6 +174,7 @@ class FakePulsar:
         if self.topics.pop(_name(m), None) is None:
             return httpx.Response(404, json={"reason": "Topic not found"})
         self.subscriptions.pop(_name(m), None)
+        self.properties.pop(_name(m), None)
         return httpx.Response(204)
 
     def _set_retention(self, m: re.Match[str], body: object) -> httpx.Response:
@@ -166,6 +187,8 @@ class FakePulsar:
         if m["sub"] in subs:
             return _conflict("Subscription already exists for topic")
         subs.add(m["sub"])
+        earliest = isinstance(body, dict) and body.get("ledgerId") == -1
+        self.positions[(_name(m), m["sub"])] = "earliest" if earliest else "latest"
         return httpx.Response(204)
 
     def _delete_subscription(self, m: re.Match[str], body: object) -> httpx.Response:

@@ -7,13 +7,19 @@ from typing import Any
 
 from streamvane_operator.api.backend import InferenceBackendSpec, InferenceBackendStatus
 from streamvane_operator.api.common import API_VERSION, Manifest
-from streamvane_operator.api.validation import parse
+from streamvane_operator.api.validation import (
+    InvalidSpecError,
+    is_label_value,
+    name_problems,
+    parse,
+)
 from streamvane_operator.reconcile.common import (
     Deps,
     Events,
     Outcome,
     RetryLater,
     Stop,
+    check_conflicts,
     converge_children,
     delete_children,
     measured,
@@ -70,7 +76,11 @@ def _reconcile(
             url = resolve(owner.name, owner.namespace, spec).url
             managed = spec.managed is not None
             desired = render_managed(owner, spec.managed) if spec.managed is not None else []
+            bad_names = name_problems(KIND, owner.name, ["-triton"] if managed else [])
+            if bad_names:
+                raise InvalidSpecError(bad_names)
             observed = observe_children(deps.kube, owner, BACKEND_LABEL)
+            check_conflicts(deps.kube, desired, observed, owner.uid)
             observed = converge_children(deps.kube, owner, BACKEND_LABEL, desired, observed, events)
     except Stop as stop:
         problem = stop.problem
@@ -108,6 +118,7 @@ def _reconcile(
 def delete_backend(deps: Deps, owner: Owner) -> None:
     try:
         with problems():
-            delete_children(deps.kube, owner, BACKEND_LABEL)
+            if is_label_value(owner.name):
+                delete_children(deps.kube, owner, BACKEND_LABEL)
     except Stop as stop:
         raise RetryLater(stop.problem.message, retry_delay(deps, stop.problem) or 60) from stop

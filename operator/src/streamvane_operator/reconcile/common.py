@@ -13,13 +13,15 @@ from pydantic import BaseModel
 
 from streamvane_operator.api.common import Manifest
 from streamvane_operator.api.validation import InvalidSpecError
-from streamvane_operator.kube.client import Kube
+from streamvane_operator.kube.client import Kube, ObjectRef
 from streamvane_operator.kube.errors import KubeError, KubeUnavailable
 from streamvane_operator.metrics import OperatorMetrics
 from streamvane_operator.pulsar.admin import PulsarAdmin
 from streamvane_operator.pulsar.errors import PulsarError, PulsarUnavailable
+from streamvane_operator.reconcile.ownership import object_conflicts
 from streamvane_operator.reconcile.plan import owned_by, plan
 from streamvane_operator.reconcile.status import Failure, Problem
+from streamvane_operator.reconcile.topology import TopicConflict
 from streamvane_operator.render.labels import Owner
 from streamvane_operator.render.worker import WorkerDefaults
 
@@ -120,6 +122,13 @@ def retry_delay(deps: Deps, problem: Problem | None) -> float | None:
     return deps.retry_transient_s if problem.failure.transient else deps.retry_rejected_s
 
 
+class ObjectConflict(Exception):
+    """Objects the reconciler would write exist and belong to someone else."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+
+
 class Stop(Exception):
     """Raised inside ``problems()`` blocks to carry the classified problem out."""
 
@@ -135,6 +144,10 @@ def problems() -> Iterator[None]:
         yield
     except InvalidSpecError as e:
         raise Stop(Problem(Failure.INVALID_SPEC, str(e))) from e
+    except ObjectConflict as e:
+        raise Stop(Problem(Failure.NAME_CONFLICT, str(e))) from e
+    except TopicConflict as e:
+        raise Stop(Problem(Failure.TOPIC_CONFLICT, str(e))) from e
     except PulsarUnavailable as e:
         raise Stop(Problem(Failure.PULSAR_UNAVAILABLE, f"Pulsar is unreachable: {e}")) from e
     except PulsarError as e:
@@ -154,6 +167,24 @@ def observe_children(kube: Kube, owner: Owner, owner_label: str) -> list[Manifes
         for obj in kube.list(api_version, kind, owner.namespace, selector)
         if owned_by(obj, owner.uid)
     ]
+
+
+def check_conflicts(
+    kube: Kube, desired: Sequence[Manifest], observed: Sequence[Manifest], owner_uid: str
+) -> None:
+    """Raise ObjectConflict when an object to be written exists and is not the owner's:
+    it is never taken over (nor, later, deleted). Reads only the names not yet observed."""
+    ours = {ObjectRef.of(obj) for obj in observed}
+    found = {}
+    for obj in desired:
+        ref = ObjectRef.of(obj)
+        if ref not in ours:
+            existing = kube.get(ref)
+            if existing is not None:
+                found[ref] = existing
+    conflicts = object_conflicts(desired, found, owner_uid)
+    if conflicts:
+        raise ObjectConflict(conflicts)
 
 
 def converge_children(

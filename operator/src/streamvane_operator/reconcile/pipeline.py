@@ -14,8 +14,20 @@ from pydantic import ValidationError
 
 from streamvane_operator.api.backend import InferenceBackendSpec
 from streamvane_operator.api.common import API_VERSION, Manifest
-from streamvane_operator.api.pipeline import DeletionPolicy, PipelineSpec, PipelineStatus
-from streamvane_operator.api.validation import parse
+from streamvane_operator.api.pipeline import (
+    DeletionPolicy,
+    PipelineSpec,
+    PipelineStatus,
+    StageSpec,
+)
+from streamvane_operator.api.validation import (
+    InvalidSpecError,
+    is_label_value,
+    legacy_subscription,
+    name_problems,
+    parse,
+    stage_suffixes,
+)
 from streamvane_operator.kube.client import Kube
 from streamvane_operator.pulsar.admin import PulsarAdmin
 from streamvane_operator.reconcile.common import (
@@ -24,6 +36,7 @@ from streamvane_operator.reconcile.common import (
     Outcome,
     RetryLater,
     Stop,
+    check_conflicts,
     converge_children,
     delete_children,
     measured,
@@ -31,6 +44,7 @@ from streamvane_operator.reconcile.common import (
     problems,
     retry_delay,
 )
+from streamvane_operator.reconcile.ownership import merged, pipeline_id
 from streamvane_operator.reconcile.status import (
     Failure,
     Problem,
@@ -44,7 +58,7 @@ from streamvane_operator.reconcile.status import (
     stale_subscriptions,
 )
 from streamvane_operator.reconcile.topology import (
-    delete_topology,
+    delete_created,
     ensure_topology,
     retire_subscriptions,
     stage_load,
@@ -56,6 +70,9 @@ from streamvane_operator.render.pipeline import render_pipeline
 from streamvane_operator.render.topology import Topology, topology
 
 KIND = "Pipeline"
+SKIP_PULSAR_CLEANUP = "streamvane.io/skip-pulsar-cleanup"
+"""Annotation: "true" lets a Pipeline with deletionPolicy Delete go without reaching Pulsar
+(unreachable for good); what it created there is kept and named in a warning event."""
 
 
 def owner_of(name: str, namespace: str, uid: str) -> Owner:
@@ -87,27 +104,48 @@ def _reconcile(
     desired: dict[str, int] = {}
     lag: dict[str, int | None] = {}
     retiring = previous_retiring(previous_status)
+    created = created_resources(previous_status)
     problem: Problem | None = None
     try:
         with problems():
+            # The name becomes label selectors and Service names: check it before any call.
+            bad_names = name_problems(KIND, owner.name, stage_suffixes(raw_spec))
+            if bad_names:
+                raise InvalidSpecError(bad_names)
             observed = observe_children(deps.kube, owner, PIPELINE_LABEL)
-            spec = parse(PipelineSpec, raw_spec)
+            spec = keep_legacy_subscriptions(parse(PipelineSpec, raw_spec), owner, previous_status)
             rendered = render_pipeline(
                 owner, spec, inference_backends(deps.kube, owner.namespace), deps.defaults
             )
             topo = rendered.topology
             retiring = stale_subscriptions(previous_status, topo.stage_subscriptions.values())
             desired = {s.name: s.scaling.min_replicas for s in spec.stages}
+            check_conflicts(deps.kube, rendered.objects, observed, owner.uid)
             admin = pulsar_admin(deps, owner, spec)
-            changes = ensure_topology(admin, topo)
-            for created in changes.created:
-                events.info("PulsarResourceCreated", f"created {created}")
+            changes = ensure_topology(
+                admin,
+                topo,
+                pipeline_id(owner.namespace, owner.name),
+                {s.name: s.input.initial_position for s in spec.stages},
+                frozenset(spec.shared_outputs),
+            )
+            created = (
+                merged(created[0], changes.owned_topics),
+                merged(created[1], changes.created_subscriptions),
+            )
+            for item in changes.created:
+                events.info("PulsarResourceCreated", f"created {item}")
             for note in changes.notes:
                 events.warn("TopicMismatch", note)
             observed = converge_children(
                 deps.kube, owner, PIPELINE_LABEL, rendered.objects, observed, events
             )
-            retiring = _retire(admin, spec.deletion_policy, retiring, events)
+            # Only subscriptions the Pipeline created are ever deleted.
+            retiring = [r for r in retiring if r in created[1]]
+            still = _retire(admin, spec.deletion_policy, retiring, events)
+            gone = set(retiring) - set(still)
+            created = (created[0], [s for s in created[1] if s not in gone])
+            retiring = still
             stats = subscription_stats(admin, topo)
             lag = {stage: s.backlog if s else None for stage, s in stats.items()}
             now = deps.clock()
@@ -119,23 +157,49 @@ def _reconcile(
     except Stop as stop:
         problem = stop.problem
         events.warn(problem.failure.value, problem.message)
+    status = _status(
+        deps, owner, generation, previous_status, observed, topo, desired, lag, problem, retiring
+    )
     return Outcome(
-        status=_status(
-            deps,
-            owner,
-            generation,
-            previous_status,
-            observed,
-            topo,
-            desired,
-            lag,
-            problem,
-            retiring,
+        status=status.model_copy(
+            update={"created_topics": created[0], "created_subscriptions": created[1]}
         ),
         events=events,
         problem=problem,
         retry_after_s=retry_delay(deps, problem),
     )
+
+
+def created_resources(status: Mapping[str, Any] | None) -> tuple[list[str], list[str]]:
+    """(topics, subscriptions) a stored status records as created by the Pipeline. A status
+    of an older version, which recorded neither, vouches for its stage subscriptions: that
+    version created every one it lacked."""
+    status = status or {}
+    topics = [str(t) for t in status.get("createdTopics") or []]
+    if "createdSubscriptions" in status:
+        return topics, [str(s) for s in status["createdSubscriptions"] or []]
+    legacy = merged(previous_subscriptions(status).values(), previous_retiring(status))
+    return topics, legacy
+
+
+def keep_legacy_subscriptions(
+    spec: PipelineSpec, owner: Owner, status: Mapping[str, Any] | None
+) -> PipelineSpec:
+    """Stages that read their input through the default subscription name of older versions
+    (``<pipeline>-<stage>``, recorded in the status) keep it: renaming it would replay or
+    skip messages. Every other stage gets ``<namespace>.<pipeline>-<stage>`` by default."""
+    recorded = previous_subscriptions(status)
+
+    def kept(stage: StageSpec) -> StageSpec:
+        if stage.input.subscription is not None:
+            return stage
+        legacy = legacy_subscription(owner.name, stage.name)
+        if not recorded.get(stage.name, "").endswith(f"/{stage.input.topic}#{legacy}"):
+            return stage
+        pinned = stage.input.model_copy(update={"subscription": legacy})
+        return stage.model_copy(update={"input": pinned})
+
+    return spec.model_copy(update={"stages": [kept(s) for s in spec.stages]})
 
 
 def _status(
@@ -201,41 +265,68 @@ def _retire(
     return pending
 
 
-def delete_pipeline(deps: Deps, owner: Owner, raw_spec: Mapping[str, Any]) -> Events:
-    """Stop the workers (delete children), then remove topics if the policy says Delete.
+def delete_pipeline(
+    deps: Deps,
+    owner: Owner,
+    raw_spec: Mapping[str, Any],
+    status: Mapping[str, Any] | None,
+    annotations: Mapping[str, str],
+) -> Events:
+    """Stop the workers (delete children), then, if the policy says Delete, remove what the
+    Pipeline created in Pulsar (as its status records) and nothing else.
 
     Children are deleted explicitly rather than left to the garbage collector, so workers
-    stop before any topic disappears. Raises RetryLater while Pulsar must be reached.
+    stop before any topic disappears. Raises RetryLater while Pulsar must be reached. A
+    Pipeline whose name could never be used, or that created nothing in Pulsar, goes without
+    a call to the server it cannot have touched.
     """
     events = Events()
+    topics, subscriptions = created_resources(status)
     try:
         with problems():
-            delete_children(deps.kube, owner, PIPELINE_LABEL)
+            if is_label_value(owner.name):
+                delete_children(deps.kube, owner, PIPELINE_LABEL)
             deps.metrics.forget_pipeline(owner.namespace, owner.name)
             spec = parse(PipelineSpec, raw_spec)
-            if spec.deletion_policy is DeletionPolicy.DELETE:
-                admin = pulsar_admin(deps, owner, spec)
-                topo = topology(owner.name, spec)
-                connected = worker_connections(admin, topo)
-                if connected:
-                    raise RetryLater(
-                        f"waiting for workers to stop ({connected} Pulsar connections) "
-                        "before deleting topics",
-                        deps.retry_workers_s,
-                    )
-                deleted = delete_topology(admin, topo)
-                events.info("TopicsDeleted", "deleted " + ", ".join(deleted or ["nothing"]))
-            else:
+            if spec.deletion_policy is DeletionPolicy.RETAIN:
                 events.info(
                     "TopicsRetained", "deletionPolicy is Retain: topics and subscriptions are kept"
                 )
+                return events
+            if not topics and not subscriptions:
+                events.info("TopicsDeleted", "nothing to delete: this Pipeline created no topic")
+                return events
+            if annotations.get(SKIP_PULSAR_CLEANUP) == "true":
+                events.warn(
+                    "PulsarCleanupSkipped",
+                    f"{SKIP_PULSAR_CLEANUP} is set: kept " + ", ".join([*topics, *subscriptions]),
+                )
+                return events
+            admin = pulsar_admin(deps, owner, spec)
+            connected = worker_connections(admin, topology(owner.namespace, owner.name, spec))
+            if connected:
+                raise RetryLater(
+                    f"waiting for workers to stop ({connected} Pulsar connections) "
+                    "before deleting topics",
+                    deps.retry_workers_s,
+                )
+            cleanup = delete_created(
+                admin, pipeline_id(owner.namespace, owner.name), topics, subscriptions
+            )
+            events.info("TopicsDeleted", "deleted " + ", ".join(cleanup.deleted or ["nothing"]))
+            if cleanup.kept:
+                events.warn("TopicsKept", "kept " + "; ".join(cleanup.kept))
     except Stop as stop:
         delay = retry_delay(deps, stop.problem)
         if delay is None:
             # An unparsable spec cannot say to delete topics: keeping data is the safe side.
             events.warn("TopicsRetained", f"topics kept: {stop.problem.message}")
             return events
-        raise RetryLater(stop.problem.message, delay) from stop
+        raise RetryLater(
+            f"{stop.problem.message}; to delete the Pipeline without cleaning up Pulsar, "
+            f"annotate it {SKIP_PULSAR_CLEANUP}=true",
+            delay,
+        ) from stop
     return events
 
 

@@ -27,6 +27,10 @@ class Failure(StrEnum):
     PULSAR_REJECTED = "PulsarRejected"
     KUBE_UNAVAILABLE = "KubernetesUnavailable"
     KUBE_REJECTED = "KubernetesRejected"
+    NAME_CONFLICT = "NameConflict"
+    """An object the Pipeline would write exists and is someone else's."""
+    TOPIC_CONFLICT = "TopicConflict"
+    """A stage would publish into a topic another Pipeline owns."""
 
     @property
     def transient(self) -> bool:

@@ -36,14 +36,16 @@ def render_pipeline(
     defaults: WorkerDefaults,
 ) -> RenderedPipeline:
     """Raises InvalidSpecError listing every problem found."""
-    problems = pipeline_problems(owner.name, spec, backends)
+    problems = pipeline_problems(owner.name, spec, backends, owner.namespace)
     if problems:
         raise InvalidSpecError(problems)
     resolved = {name: resolve(name, owner.namespace, b) for name, b in backends.items()}
     configs: dict[str, WorkerConfig] = {}
     for stage in spec.stages:
         try:
-            configs[stage.name] = worker_config(owner.name, spec, stage, resolved, defaults)
+            configs[stage.name] = worker_config(
+                owner.namespace, owner.name, spec, stage, resolved, defaults
+            )
         except InvalidSpecError as e:
             problems.extend(e.problems)
     if problems:
@@ -60,4 +62,4 @@ def render_pipeline(
             defaults,
         )
     ]
-    return RenderedPipeline(topology(owner.name, spec), tuple(objects), configs)
+    return RenderedPipeline(topology(owner.namespace, owner.name, spec), tuple(objects), configs)

@@ -48,7 +48,7 @@ class Topology:
         return {s.stage: f"{self.topic(s.topic)}#{s.name}" for s in self.subscriptions}
 
 
-def topology(pipeline: str, spec: PipelineSpec) -> Topology:
+def topology(namespace: str, pipeline: str, spec: PipelineSpec) -> Topology:
     """Topics in first-use order: data topics use the policy's partitions, dead-letter
     topics are non-partitioned (that is what the Pulsar client creates for them)."""
     data: dict[str, None] = {}
@@ -64,7 +64,9 @@ def topology(pipeline: str, spec: PipelineSpec) -> Topology:
         namespace=spec.pulsar.namespace,
         topics=tuple(topics),
         subscriptions=tuple(
-            Subscription(stage.name, stage.input.topic, subscription_name(pipeline, stage))
+            Subscription(
+                stage.name, stage.input.topic, subscription_name(namespace, pipeline, stage)
+            )
             for stage in spec.stages
         ),
         retention_minutes=spec.topics.retention_minutes,

@@ -76,6 +76,7 @@ def secret_files(
 
 
 def worker_config(
+    namespace: str,
     pipeline: str,
     spec: PipelineSpec,
     stage: StageSpec,
@@ -113,7 +114,7 @@ def worker_config(
                 ),
                 "input": InputSettings(
                     topic=topic(stage.input.topic),
-                    subscription=subscription_name(pipeline, stage),
+                    subscription=subscription_name(namespace, pipeline, stage),
                     subscription_type=stage.input.subscription_type,
                 ),
                 "outputs": [topic(t) for t in stage.outputs],
@@ -124,7 +125,7 @@ def worker_config(
                     dead_letter_topic=topic(dead_letter_topic(pipeline, stage)),
                 ),
                 "inference": inference,
-                "params": stage.params,
+                "params": stage.typed_params(),
                 "health_port": HEALTH_PORT,
                 "log_format": defaults.log_format,
             }

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from streamvane_operator.pulsar.admin import EARLIEST, PulsarAdmin, Retention, TopicName
+from streamvane_operator.pulsar.admin import EARLIEST, LATEST, PulsarAdmin, Retention, TopicName
 from streamvane_operator.pulsar.errors import (
     PulsarError,
     PulsarNotFound,
@@ -74,8 +74,8 @@ def test_admin_raises_not_found_when_topic_is_missing() -> None:
 def test_admin_ignores_conflict_when_resource_already_exists() -> None:
     transport, seen = respond(httpx.Response(409, json={"reason": "exists"}))
 
-    admin(transport).create_topic(TOPIC, 0)
-    admin(transport).create_subscription(TOPIC, "sub")
+    assert admin(transport).create_topic(TOPIC, 0) is False
+    admin(transport).create_subscription(TOPIC, "sub", earliest=True)
 
     assert [r.method for r in seen] == ["PUT", "PUT"]
 
@@ -83,20 +83,22 @@ def test_admin_ignores_conflict_when_resource_already_exists() -> None:
 def test_admin_creates_subscription_at_earliest_when_asked() -> None:
     transport, seen = respond(httpx.Response(204))
 
-    admin(transport).create_subscription(TOPIC, "my sub")
+    admin(transport).create_subscription(TOPIC, "my sub", earliest=True)
+    admin(transport).create_subscription(TOPIC, "late", earliest=False)
 
-    (request,) = seen
-    assert request.url.raw_path == b"/admin/v2/persistent/t/ns/items/subscription/my%20sub"
-    assert json.loads(request.content) == EARLIEST
+    first, second = seen
+    assert first.url.raw_path == b"/admin/v2/persistent/t/ns/items/subscription/my%20sub"
+    assert json.loads(first.content) == EARLIEST
+    assert json.loads(second.content) == LATEST
 
 
 def test_admin_sends_partition_count_when_topic_is_partitioned() -> None:
     transport, seen = respond(httpx.Response(204))
 
-    admin(transport).create_topic(TOPIC, 4)
+    assert admin(transport).create_topic(TOPIC, 4, {"owner": "ns/p"}) is True
 
     assert seen[0].url.path == "/admin/v2/persistent/t/ns/items/partitions"
-    assert json.loads(seen[0].content) == 4
+    assert json.loads(seen[0].content) == {"partitions": 4, "properties": {"owner": "ns/p"}}
 
 
 def test_admin_sends_bearer_token_when_configured() -> None:

@@ -66,6 +66,11 @@ class World:
     def reconcile(self, spec: dict[str, Any], generation: int = 1, status: Any = None) -> Any:
         return reconcile_pipeline(self.deps, OWNER, spec, generation, status)
 
+    def delete(self, spec: dict[str, Any], outcome: Any = None, annotations: Any = None) -> Any:
+        """Delete as the handler does, with the status ``outcome`` left (None: no status)."""
+        status = status_dump(outcome) if outcome is not None else None
+        return delete_pipeline(self.deps, OWNER, spec, status, annotations or {})
+
     def deployments(self) -> dict[str, dict[str, Any]]:
         return {ref.name: obj for ref, obj in self.kube.objects.items() if ref.kind == "Deployment"}
 
@@ -96,7 +101,7 @@ def test_reconcile_creates_topics_and_subscriptions_before_workloads(world: Worl
     def checking_apply(obj: dict[str, Any]) -> dict[str, Any]:
         if obj["kind"] == "Deployment":
             subs = world.pulsar.subscriptions.get(TOPIC.format("items"), set())
-            subscribed_at_apply.append("cu-embed" in subs)
+            subscribed_at_apply.append("media.cu-embed" in subs)
         return apply(obj)
 
     world.kube.apply = checking_apply  # type: ignore[method-assign]
@@ -134,7 +139,7 @@ def test_reconcile_changes_nothing_when_run_again(world: World) -> None:
 def test_reconcile_reports_ready_with_backlog_when_workers_are_ready(world: World) -> None:
     world.reconcile(pipeline_spec(embed_stage()))
     world.mark_ready()
-    world.pulsar.backlog[(TOPIC.format("items"), "cu-embed")] = 42
+    world.pulsar.backlog[(TOPIC.format("items"), "media.cu-embed")] = 42
 
     outcome = world.reconcile(pipeline_spec(embed_stage()))
 
@@ -143,7 +148,7 @@ def test_reconcile_reports_ready_with_backlog_when_workers_are_ready(world: Worl
     assert outcome.status.backlog == 42
     (stage,) = outcome.status.stages
     assert (stage.desired_replicas, stage.ready_replicas, stage.backlog) == (1, 1, 42)
-    assert stage.subscription == TOPIC.format("items") + "#cu-embed"
+    assert stage.subscription == TOPIC.format("items") + "#media.cu-embed"
 
 
 def test_reconcile_creates_nothing_when_backend_is_unknown(world: World) -> None:
@@ -202,7 +207,7 @@ def status_dump(outcome: Any) -> dict[str, Any]:
     return dict(outcome.status.model_dump(by_alias=True, mode="json"))
 
 
-RELAY_SUBSCRIPTION = TOPIC.format("embedded") + "#cu-relay"
+RELAY_SUBSCRIPTION = TOPIC.format("embedded") + "#media.cu-relay"
 
 
 def test_reconcile_deletes_a_removed_stages_subscription_once_its_workers_disconnect(
@@ -210,7 +215,7 @@ def test_reconcile_deletes_a_removed_stages_subscription_once_its_workers_discon
 ) -> None:
     delete = {"deletionPolicy": "Delete"}
     first = world.reconcile(pipeline_spec(embed_stage(), relay_stage(), **delete))
-    draining = (TOPIC.format("embedded"), "cu-relay")
+    draining = (TOPIC.format("embedded"), "media.cu-relay")
     world.pulsar.consumers[draining] = 1
 
     pending = world.reconcile(
@@ -218,7 +223,7 @@ def test_reconcile_deletes_a_removed_stages_subscription_once_its_workers_discon
     )
 
     assert pending.status.retiring_subscriptions == [RELAY_SUBSCRIPTION]
-    assert "cu-relay" in world.pulsar.subscriptions[TOPIC.format("embedded")]
+    assert "media.cu-relay" in world.pulsar.subscriptions[TOPIC.format("embedded")]
     world.pulsar.consumers[draining] = 0
 
     done = world.reconcile(
@@ -238,7 +243,7 @@ def test_reconcile_keeps_a_removed_stages_subscription_and_warns_when_policy_is_
 
     outcome = world.reconcile(pipeline_spec(embed_stage()), generation=2, status=status_dump(first))
 
-    assert world.pulsar.subscriptions[TOPIC.format("embedded")] == {"cu-relay"}
+    assert world.pulsar.subscriptions[TOPIC.format("embedded")] == {"media.cu-relay"}
     assert outcome.status.retiring_subscriptions == []
     (event,) = [e for e in outcome.events.items if e.reason == "SubscriptionsRetained"]
     assert event.warning and RELAY_SUBSCRIPTION in event.message
@@ -264,9 +269,9 @@ def test_reconcile_reports_kubernetes_unavailable_when_api_server_is_down(world:
 
 
 def test_delete_pipeline_keeps_topics_when_policy_is_retain(world: World) -> None:
-    world.reconcile(pipeline_spec(embed_stage()))
+    outcome = world.reconcile(pipeline_spec(embed_stage()))
 
-    events = delete_pipeline(world.deps, OWNER, pipeline_spec(embed_stage()))
+    events = world.delete(pipeline_spec(embed_stage()), outcome)
 
     assert world.deployments() == {}
     assert TOPIC.format("items") in world.pulsar.topics
@@ -275,9 +280,9 @@ def test_delete_pipeline_keeps_topics_when_policy_is_retain(world: World) -> Non
 
 def test_delete_pipeline_removes_topics_when_policy_is_delete(world: World) -> None:
     spec = pipeline_spec(embed_stage(), deletionPolicy="Delete")
-    world.reconcile(spec)
+    outcome = world.reconcile(spec)
 
-    delete_pipeline(world.deps, OWNER, spec)
+    world.delete(spec, outcome)
 
     assert world.pulsar.topics == {}
     assert world.kube.list("v1", "ConfigMap", "media") == []
@@ -287,11 +292,11 @@ def test_delete_pipeline_asks_to_retry_when_pulsar_is_down_and_policy_is_delete(
     world: World,
 ) -> None:
     spec = pipeline_spec(embed_stage(), deletionPolicy="Delete")
-    world.reconcile(spec)
+    outcome = world.reconcile(spec)
     world.pulsar.unavailable = True
 
-    with pytest.raises(RetryLater) as raised:
-        delete_pipeline(world.deps, OWNER, spec)
+    with pytest.raises(RetryLater, match="skip-pulsar-cleanup=true") as raised:
+        world.delete(spec, outcome)
 
     assert raised.value.delay_s == world.deps.retry_transient_s
     assert world.deployments() == {}
@@ -301,17 +306,138 @@ def test_delete_pipeline_waits_for_workers_to_disconnect_before_deleting_topics(
     world: World,
 ) -> None:
     spec = pipeline_spec(embed_stage(), deletionPolicy="Delete")
-    world.reconcile(spec)
-    world.pulsar.consumers[(TOPIC.format("items"), "cu-embed")] = 1
+    outcome = world.reconcile(spec)
+    world.pulsar.consumers[(TOPIC.format("items"), "media.cu-embed")] = 1
     world.pulsar.publishers[TOPIC.format("embedded")] = 1
 
     with pytest.raises(RetryLater, match="2 Pulsar connections") as raised:
-        delete_pipeline(world.deps, OWNER, spec)
+        world.delete(spec, outcome)
 
     assert raised.value.delay_s == world.deps.retry_workers_s
     assert world.deployments() == {}
     assert TOPIC.format("items") in world.pulsar.topics
     world.pulsar.consumers.clear()
     world.pulsar.publishers.clear()
-    delete_pipeline(world.deps, OWNER, spec)
+    world.delete(spec, outcome)
     assert world.pulsar.topics == {}
+
+
+def test_reconcile_reports_name_conflict_and_writes_nothing_when_a_config_map_is_someone_elses(
+    world: World,
+) -> None:
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cu-embed", "namespace": "media"},
+        "data": {"keep": "me"},
+    }
+    world.kube.apply(theirs)
+    world.kube.applied.clear()
+
+    outcome = world.reconcile(pipeline_spec(embed_stage()))
+
+    assert outcome.problem is not None and outcome.problem.failure is Failure.NAME_CONFLICT
+    assert "ConfigMap media/cu-embed already exists" in outcome.problem.message
+    assert world.kube.applied == []
+    assert [c for c in world.pulsar.calls if not c.startswith("GET")] == []
+    stored = world.kube.objects[ObjectRef("v1", "ConfigMap", "media", "cu-embed")]
+    assert stored["data"] == {"keep": "me"}
+    degraded = next(c for c in outcome.status.conditions if c.type == "Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "NameConflict")
+
+
+@pytest.mark.parametrize("name", ["p" * 70, "dotted.name", "9lives"])
+def test_reconcile_calls_no_server_when_pipeline_name_cannot_name_objects(
+    world: World, name: str
+) -> None:
+    world.kube.calls.clear()
+
+    outcome = reconcile_pipeline(
+        world.deps, owner_of(name, "media", "uid-x"), pipeline_spec(relay_stage()), 1, None
+    )
+
+    assert outcome.problem is not None and outcome.problem.failure is Failure.INVALID_SPEC
+    assert f"Pipeline name {name!r} must be" in outcome.problem.message
+    assert world.kube.calls == [] and world.pulsar.calls == []
+
+
+def test_delete_pipeline_calls_no_pulsar_when_it_created_nothing(world: World) -> None:
+    spec = pipeline_spec(embed_stage(), deletionPolicy="Delete")
+    world.pulsar.unavailable = True
+    outcome = world.reconcile(spec)
+    assert outcome.status.created_topics == []
+
+    events = world.delete(spec, outcome)
+
+    assert [e.reason for e in events.items] == ["TopicsDeleted"]
+    assert "created no topic" in events.items[0].message
+
+
+def test_delete_pipeline_keeps_pulsar_and_warns_when_cleanup_is_skipped(world: World) -> None:
+    spec = pipeline_spec(embed_stage(), deletionPolicy="Delete")
+    outcome = world.reconcile(spec)
+    world.pulsar.unavailable = True
+
+    events = world.delete(spec, outcome, {"streamvane.io/skip-pulsar-cleanup": "true"})
+
+    (event,) = events.items
+    assert event.warning and event.reason == "PulsarCleanupSkipped"
+    assert TOPIC.format("items") in event.message
+    assert world.deployments() == {}
+
+
+def test_delete_pipeline_deletes_only_what_it_created_and_keeps_topics_others_read(
+    world: World,
+) -> None:
+    spec = pipeline_spec(embed_stage(), relay_stage(), deletionPolicy="Delete")
+    world.pulsar.tenants.add("streamvane")
+    world.pulsar.namespaces.add("streamvane/content")
+    world.pulsar.topics[TOPIC.format("items")] = 0  # the producers' topic, not the Pipeline's
+    outcome = world.reconcile(spec)
+    assert TOPIC.format("items") not in outcome.status.created_topics
+    world.pulsar.subscriptions[TOPIC.format("out")] = {"recommendation"}
+
+    events = world.delete(spec, outcome)
+
+    assert set(world.pulsar.topics) == {TOPIC.format("items"), TOPIC.format("out")}
+    assert world.pulsar.subscriptions[TOPIC.format("items")] == set()
+    assert world.pulsar.subscriptions[TOPIC.format("out")] == {"recommendation"}
+    (kept,) = [e for e in events.items if e.reason == "TopicsKept"]
+    assert "still read by subscriptions recommendation" in kept.message
+
+
+def test_reconcile_refuses_to_write_into_another_pipelines_topic_unless_shared(
+    world: World,
+) -> None:
+    other = owner_of("other", "shop", "uid-2")
+    reconcile_pipeline(world.deps, other, pipeline_spec(relay_stage()), 1, None)
+    writes = len([c for c in world.pulsar.calls if not c.startswith("GET")])
+
+    outcome = world.reconcile(pipeline_spec(relay_stage() | {"name": "copy"}))
+
+    assert outcome.problem is not None and outcome.problem.failure is Failure.TOPIC_CONFLICT
+    assert f"{TOPIC.format('out')} belongs to Pipeline shop/other" in outcome.problem.message
+    assert len([c for c in world.pulsar.calls if not c.startswith("GET")]) == writes
+    assert world.deployments() == {"other-relay": world.deployments()["other-relay"]}
+
+    shared = world.reconcile(pipeline_spec(relay_stage() | {"name": "copy"}, sharedOutputs=["out"]))
+
+    assert shared.problem is None
+    # Reading the other's topic: a new subscription that does not replay its history.
+    assert world.pulsar.positions[(TOPIC.format("embedded"), "media.cu-copy")] == "latest"
+    assert world.pulsar.positions[(TOPIC.format("embedded"), "shop.other-relay")] == "earliest"
+
+
+def test_reconcile_keeps_a_running_stages_subscription_when_status_has_the_old_default_name(
+    world: World,
+) -> None:
+    legacy = {
+        "stages": [{"name": "embed", "subscription": TOPIC.format("items") + "#cu-embed"}],
+    }
+
+    outcome = world.reconcile(pipeline_spec(embed_stage()), status=legacy)
+
+    assert outcome.problem is None
+    assert outcome.status.stages[0].subscription == TOPIC.format("items") + "#cu-embed"
+    assert world.pulsar.subscriptions[TOPIC.format("items")] == {"cu-embed"}
+    assert outcome.status.created_subscriptions == [TOPIC.format("items") + "#cu-embed"]

@@ -176,7 +176,7 @@ def test_render_stage_trusts_system_roots_when_a_tls_backend_names_no_ca() -> No
 def test_topology_lists_data_topics_then_non_partitioned_dead_letters_when_rendered() -> None:
     spec = PipelineSpec.model_validate(raw_spec(topics={"partitions": 4}))
 
-    topo = topology("cu", spec)
+    topo = topology("media", "cu", spec)
 
     assert [(t.name, t.partitions) for t in topo.topics] == [
         ("items", 4),
@@ -184,7 +184,7 @@ def test_topology_lists_data_topics_then_non_partitioned_dead_letters_when_rende
         ("cu-embed-dlq", 0),
     ]
     (sub,) = topo.subscriptions
-    assert (sub.stage, sub.topic, sub.name) == ("embed", "items", "cu-embed")
+    assert (sub.stage, sub.topic, sub.name) == ("embed", "items", "media.cu-embed")
 
 
 def test_render_managed_requests_gpus_and_exposes_grpc_when_backend_is_managed() -> None:

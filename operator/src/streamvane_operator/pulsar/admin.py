@@ -6,6 +6,8 @@ Transient failures (connection, timeouts, 5xx) are retried with backoff, then ra
 
 from __future__ import annotations
 
+import ssl
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -16,6 +18,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from streamvane_operator.pulsar.errors import (
     PulsarConflict,
     PulsarError,
+    PulsarMisconfigured,
     PulsarNotFound,
     PulsarRejected,
     PulsarUnavailable,
@@ -30,6 +33,9 @@ PARTITION_MARKER = "-partition-"
 
 PRECONDITION_FAILED = 412
 """Pulsar's answer to deleting a subscription that still has consumers connected."""
+
+REDIRECTS = frozenset({307, 308})
+MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True)
@@ -71,11 +77,15 @@ class TopicName:
 
 
 class PulsarAdmin:
+    """``token``: a JWT sent as a bearer token; ``ca``: PEM bundle that signed the brokers'
+    certificates (https), else the system roots."""
+
     def __init__(
         self,
         admin_url: str,
         *,
         token: str | None = None,
+        ca: str | None = None,
         timeout_s: float = 10.0,
         attempts: int = 3,
         max_backoff_s: float = 2.0,
@@ -83,8 +93,17 @@ class PulsarAdmin:
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.admin_url = admin_url.rstrip("/")
+        self._scheme = httpx.URL(self.admin_url).scheme
+        try:
+            verify = ssl.create_default_context(cadata=ca) if ca else True
+        except (ssl.SSLError, ValueError) as e:
+            raise PulsarMisconfigured(f"the CA bundle for {self.admin_url} is not PEM: {e}") from e
         self._http = httpx.Client(
-            base_url=self.admin_url, headers=headers, timeout=timeout_s, transport=transport
+            base_url=self.admin_url,
+            headers=headers,
+            timeout=timeout_s,
+            transport=transport,
+            verify=verify,
         )
         self._retrying = Retrying(
             retry=retry_if_exception_type(PulsarUnavailable),
@@ -251,30 +270,60 @@ class PulsarAdmin:
     def _once(
         self, method: str, path: str, action: str, body: Any, params: dict[str, str] | None
     ) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, json=body, params=params)
-        except httpx.TransportError as e:
-            raise from_transport(e, f"{action} at {self.admin_url}") from e
+        url: str | httpx.URL = path
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                response = self._http.request(method, url, json=body, params=params)
+            except httpx.TransportError as e:
+                raise from_transport(e, f"{action} at {self.admin_url}") from e
+            target = self._redirect(response, action)
+            if target is None:
+                break
+            url, params = target, None  # the Location carries the query
         if response.is_success:
             return response
         raise from_response(response, action)
 
+    def _redirect(self, response: httpx.Response, action: str) -> httpx.URL | None:
+        """Where a 307/308 sends the request (a multi-broker cluster redirects topic calls to
+        the broker that owns the topic), or None. Followed here rather than by httpx, which
+        would drop the Authorization header on the way to another host; the same method and
+        body are sent again. A redirect to another scheme (https -> http would leak the token)
+        is refused."""
+        location = response.headers.get("location")
+        if response.status_code not in REDIRECTS or not location:
+            return None
+        target = response.url.join(location)
+        if target.scheme != self._scheme:
+            raise PulsarRejected(
+                f"{action}: refused redirect from {self._scheme}:// to {target}",
+                response.status_code,
+            )
+        return target
+
 
 class AdminPool:
-    """One client per (admin URL, token), shared by handler threads (httpx is thread-safe)."""
+    """One client per (admin URL, token, CA), shared by handler threads (httpx is
+    thread-safe); a rotated token or CA gets a client of its own."""
 
     def __init__(self, *, timeout_s: float, attempts: int) -> None:
         self._timeout_s = timeout_s
         self._attempts = attempts
-        self._clients: dict[tuple[str, str | None], PulsarAdmin] = {}
+        self._clients: dict[tuple[str, str | None, str | None], PulsarAdmin] = {}
+        self._lock = threading.Lock()
 
-    def __call__(self, admin_url: str, token: str | None) -> PulsarAdmin:
-        key = (admin_url, token)
-        if key not in self._clients:
-            self._clients[key] = PulsarAdmin(
-                admin_url, token=token, timeout_s=self._timeout_s, attempts=self._attempts
-            )
-        return self._clients[key]
+    def __call__(self, admin_url: str, token: str | None, ca: str | None = None) -> PulsarAdmin:
+        key = (admin_url, token, ca)
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = PulsarAdmin(
+                    admin_url,
+                    token=token,
+                    ca=ca,
+                    timeout_s=self._timeout_s,
+                    attempts=self._attempts,
+                )
+            return self._clients[key]
 
     def close(self) -> None:
         for client in self._clients.values():

@@ -27,6 +27,9 @@ class Failure(StrEnum):
     PULSAR_REJECTED = "PulsarRejected"
     KUBE_UNAVAILABLE = "KubernetesUnavailable"
     KUBE_REJECTED = "KubernetesRejected"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    PULSAR_UNAUTHORIZED = "PulsarUnauthorized"
+    PULSAR_TLS = "PulsarTLSFailed"
 
     @property
     def transient(self) -> bool:

@@ -58,7 +58,7 @@ class World:
         self.admins: dict[str, PulsarAdmin] = {}
         self.deps = Deps(
             kube=self.kube,
-            pulsar=lambda url, token: self.pulsar.admin(url),
+            pulsar=lambda url, token, ca=None: self.pulsar.admin(url),
             defaults=WorkerDefaults(image="worker:test"),
             clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
         )

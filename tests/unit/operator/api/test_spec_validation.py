@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from streamvane_operator.api.backend import EndpointSpec, InferenceBackendSpec, TLSSpec
-from streamvane_operator.api.pipeline import PipelineSpec
+from streamvane_operator.api.pipeline import PipelineSpec, PulsarConnection
 from streamvane_operator.api.validation import InvalidSpecError, parse, pipeline_problems
 
 BACKENDS = {"triton": InferenceBackendSpec(endpoint=EndpointSpec(url="127.0.0.1:8001"))}
@@ -129,3 +129,22 @@ def test_parse_locates_errors_like_kubectl_when_spec_is_invalid() -> None:
 def test_tls_spec_refuses_a_ca_when_tls_is_disabled() -> None:
     with pytest.raises(ValidationError, match="caSecretRef needs enabled: true"):
         TLSSpec.model_validate({"caSecretRef": {"name": "triton-ca"}})
+
+
+def test_pulsar_connection_refuses_a_ca_when_neither_url_uses_tls() -> None:
+    with pytest.raises(ValidationError, match="tls.caSecretRef needs serviceUrl: pulsar"):
+        PulsarConnection.model_validate(
+            {"namespace": "ns", "tls": {"caSecretRef": {"name": "pulsar-ca"}}}
+        )
+
+
+def test_pulsar_connection_accepts_a_ca_when_the_admin_url_uses_tls() -> None:
+    pulsar = PulsarConnection.model_validate(
+        {
+            "namespace": "ns",
+            "adminUrl": "https://pulsar.test:8443",
+            "tls": {"caSecretRef": {"name": "pulsar-ca", "key": "ca.crt"}},
+        }
+    )
+    assert pulsar.tls_admin and not pulsar.tls_workers
+    assert pulsar.ca_secret_ref is not None and pulsar.ca_secret_ref.key == "ca.crt"

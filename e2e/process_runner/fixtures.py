@@ -9,7 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +42,8 @@ class Cluster:
     operator: harness.Background
     runner: harness.Background
     replica_logs: Path
+    pulsar_client_options: dict[str, Any] = field(default_factory=dict)
+    """Extra ``pulsar.Client`` arguments (token, CA) of ``publish`` and ``consume``."""
 
     def kubectl(self, *args: str, stdin: str | None = None) -> Any:
         return kubectl(self.kubeconfig, *args, "-n", self.namespace, stdin=stdin)
@@ -120,7 +122,7 @@ class Cluster:
 
     def publish(self, local: str, docs: Iterable[dict[str, Any]]) -> None:
         """Each document as one JSON message on topic ``local``."""
-        client = pulsar.Client(self.pulsar_url)
+        client = pulsar.Client(self.pulsar_url, **self.pulsar_client_options)
         try:
             producer = client.create_producer(self.topic(local))
             for doc in docs:
@@ -132,7 +134,7 @@ class Cluster:
     def consume(self, local: str, count: int, timeout_s: float = 60) -> list[dict[str, Any]]:
         """Up to ``count`` JSON messages of topic ``local``, read from its beginning on a new
         subscription; fewer when ``timeout_s`` passes first."""
-        client = pulsar.Client(self.pulsar_url)
+        client = pulsar.Client(self.pulsar_url, **self.pulsar_client_options)
         docs: list[dict[str, Any]] = []
         try:
             consumer = client.subscribe(

@@ -44,6 +44,8 @@ class Cluster:
     replica_logs: Path
     others: list[str] = field(default_factory=list)
     """More namespaces the operator watches (Pipelines of other tenants)."""
+    pulsar_client_options: dict[str, Any] = field(default_factory=dict)
+    """Extra ``pulsar.Client`` arguments (token, CA) of ``publish`` and ``consume``."""
 
     def kubectl(self, *args: str, stdin: str | None = None, namespace: str | None = None) -> Any:
         return kubectl(self.kubeconfig, *args, "-n", namespace or self.namespace, stdin=stdin)
@@ -126,7 +128,7 @@ class Cluster:
 
     def publish(self, local: str, docs: Iterable[dict[str, Any]]) -> None:
         """Each document as one JSON message on topic ``local``."""
-        client = pulsar.Client(self.pulsar_url)
+        client = pulsar.Client(self.pulsar_url, **self.pulsar_client_options)
         try:
             producer = client.create_producer(self.topic(local))
             for doc in docs:
@@ -138,7 +140,7 @@ class Cluster:
     def consume(self, local: str, count: int, timeout_s: float = 60) -> list[dict[str, Any]]:
         """Up to ``count`` JSON messages of topic ``local``, read from its beginning on a new
         subscription; fewer when ``timeout_s`` passes first."""
-        client = pulsar.Client(self.pulsar_url)
+        client = pulsar.Client(self.pulsar_url, **self.pulsar_client_options)
         docs: list[dict[str, Any]] = []
         try:
             consumer = client.subscribe(

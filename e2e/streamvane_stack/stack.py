@@ -20,7 +20,7 @@ import httpx
 
 from streamvane_stack import fetch
 from streamvane_stack.fetch import Report
-from streamvane_stack.pki import ApiserverPki, ServingCert
+from streamvane_stack.pki import ApiserverPki, PulsarTokens, ServingCert
 from streamvane_stack.process import Daemon
 from streamvane_stack.settings import StackSettings
 
@@ -116,26 +116,23 @@ class Pulsar(Component):
     def prepare(self, report: Report) -> None:
         self.home = fetch.pulsar_home(self.settings.cache, self.settings.pulsar_version, report)
 
-    def start(self) -> None:
+    def broker_settings(self) -> dict[str, str]:
+        """standalone.conf keys this stack sets."""
         s = self.settings
-        conf_dir = s.run_dir / "pulsar-conf"
-        conf_dir.mkdir(parents=True, exist_ok=True)
-        broker_conf = _override(
-            (self.home / "conf" / "standalone.conf").read_text(),
-            {
-                "bindAddress": HOST,
-                "advertisedAddress": HOST,
-                "brokerServicePort": str(s.pulsar_port),
-                "webServicePort": str(s.pulsar_admin_port),
-                # Topics with no producers or consumers must survive: Retain means retain.
-                "brokerDeleteInactiveTopicsEnabled": "false",
-                # Workers ack and nack single messages of producer batches; without this the
-                # broker redelivers a nacked message's whole batch, acked neighbours included.
-                "acknowledgmentAtBatchIndexLevelEnabled": "true",
-            },
-            separator="=",
-        )
-        (conf_dir / "standalone.conf").write_text(broker_conf)
+        return {
+            "bindAddress": HOST,
+            "advertisedAddress": HOST,
+            "brokerServicePort": str(s.pulsar_port),
+            "webServicePort": str(s.pulsar_admin_port),
+            # Topics with no producers or consumers must survive: Retain means retain.
+            "brokerDeleteInactiveTopicsEnabled": "false",
+            # Workers ack and nack single messages of producer batches; without this the
+            # broker redelivers a nacked message's whole batch, acked neighbours included.
+            "acknowledgmentAtBatchIndexLevelEnabled": "true",
+        }
+
+    def standalone_args(self, conf_dir: Path) -> list[str]:
+        s = self.settings
         worker_conf = _override(
             (self.home / "conf" / "functions_worker.yml").read_text(),
             {
@@ -146,18 +143,30 @@ class Pulsar(Component):
             separator=": ",
         )
         (conf_dir / "functions_worker.yml").write_text(worker_conf)
+        return ["--functions-worker-conf", str(conf_dir / "functions_worker.yml")]
+
+    def start(self) -> None:
+        s = self.settings
+        conf_dir = s.run_dir / "pulsar-conf"
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        broker_conf = _override(
+            (self.home / "conf" / "standalone.conf").read_text(),
+            self.broker_settings(),
+            separator="=",
+        )
+        (conf_dir / "standalone.conf").write_text(broker_conf)
         data = s.run_dir / "pulsar-data"
         self.daemon.start(
             [
                 str(self.home / "bin" / "pulsar"), "standalone",
                 "--config", str(conf_dir / "standalone.conf"),
-                "--functions-worker-conf", str(conf_dir / "functions_worker.yml"),
+                *self.standalone_args(conf_dir),
                 "--no-stream-storage",
                 "--metadata-dir", str(data / "metadata"),
                 "--bookkeeper-dir", str(data / "bookkeeper"),
             ],
             env={
-                "PULSAR_MEM": "-Xms512m -Xmx1g -XX:MaxDirectMemorySize=1g",
+                "PULSAR_MEM": self.memory,
                 "PULSAR_GC": "-XX:+UseG1GC -XX:+PerfDisableSharedMem",
                 "PULSAR_LOG_DIR": str(s.log_dir),
                 # The embedded bookie is configured in code and binds 0.0.0.0 unless told a
@@ -172,10 +181,93 @@ class Pulsar(Component):
             cwd=data.parent,
         )  # fmt: skip
 
+    memory = "-Xms512m -Xmx1g -XX:MaxDirectMemorySize=1g"
+
     def probe(self) -> bool:
         try:
             r = httpx.get(
                 f"http://{HOST}:{self.settings.pulsar_admin_port}/admin/v2/clusters", timeout=2.0
+            )
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200 and "standalone" in r.json()
+
+
+class SecurePulsar(Pulsar):
+    """A Pulsar standalone that speaks TLS only (certificate from a local CA) and requires a
+    JWT (token auth with authorization; ``tokens.SUPERUSER`` is the superuser role).
+
+    No functions worker: nothing here uses Pulsar Functions, and it halves start-up time. The
+    plain ports of ``settings`` stay unbound; the TLS ones are ``tls_port`` and
+    ``admin_tls_port``.
+    """
+
+    name = "pulsar-secure"
+    memory = "-Xms256m -Xmx512m -XX:MaxDirectMemorySize=512m"
+
+    AUTH_REFRESH_CHECK_S = 2
+    """How often the broker checks whether a connection's token expired (default 60 s) and
+    challenges the client for a fresh one: tests rotate short-lived tokens."""
+
+    def __init__(self, settings: StackSettings, tls_port: int, admin_tls_port: int) -> None:
+        super().__init__(settings)
+        self.tls_port = tls_port
+        self.admin_tls_port = admin_tls_port
+        self.tls = ServingCert(settings.run_dir / "pulsar-tls", "pulsar")
+        self.tokens = PulsarTokens(settings.run_dir / "pulsar-auth")
+
+    @property
+    def service_url(self) -> str:
+        return f"pulsar+ssl://{HOST}:{self.tls_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"https://{HOST}:{self.admin_tls_port}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.service_url} (admin {self.admin_url})"
+
+    def prepare(self, report: Report) -> None:
+        super().prepare(report)
+        self.tls.ensure()
+        self.tokens.ensure()
+
+    def broker_settings(self) -> dict[str, str]:
+        tls, tokens = self.tls, self.tokens
+        return {
+            **super().broker_settings(),
+            "brokerServicePort": "",
+            "webServicePort": "",
+            "brokerServicePortTls": str(self.tls_port),
+            "webServicePortTls": str(self.admin_tls_port),
+            "tlsCertificateFilePath": str(tls.cert),
+            "tlsKeyFilePath": str(tls.key),
+            "tlsTrustCertsFilePath": str(tls.ca_cert),
+            "authenticationEnabled": "true",
+            "authorizationEnabled": "true",
+            "authenticationProviders": "org.apache.pulsar.broker.authentication.AuthenticationProviderToken",
+            "tokenSecretKey": f"file://{tokens.secret_key}",
+            "superUserRoles": tokens.SUPERUSER,
+            "authenticationRefreshCheckSeconds": str(self.AUTH_REFRESH_CHECK_S),
+            # The broker's own client (system topics, namespace setup) goes through TLS too.
+            "brokerClientTlsEnabled": "true",
+            "brokerClientTrustCertsFilePath": str(tls.ca_cert),
+            "brokerClientAuthenticationPlugin": "org.apache.pulsar.client.impl.auth.AuthenticationToken",
+            "brokerClientAuthenticationParameters": f"file://{tokens.broker_token}",
+        }
+
+    def standalone_args(self, conf_dir: Path) -> list[str]:
+        return ["--no-functions-worker"]
+
+    def probe(self) -> bool:
+        context = ssl.create_default_context(cafile=str(self.tls.ca_cert))
+        try:
+            r = httpx.get(
+                f"{self.admin_url}/admin/v2/clusters",
+                timeout=2.0,
+                verify=context,
+                headers={"Authorization": f"Bearer {self.tokens.broker_token.read_text()}"},
             )
         except httpx.HTTPError:
             return False

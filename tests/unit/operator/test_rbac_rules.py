@@ -79,7 +79,7 @@ def reconciler_calls() -> list[tuple[str, str, str]]:
     }
     kube = FakeKube([secret])
     fake_pulsar = FakePulsar()
-    deps = Deps(kube, lambda url, token: fake_pulsar.admin(url), WorkerDefaults("w:1"))
+    deps = Deps(kube, lambda url, token, ca=None: fake_pulsar.admin(url), WorkerDefaults("w:1"))
     backend_owner = backend.owner_of("gpu", "ns", "uid-b")
     managed = {"managed": {"modelRepository": {"uri": "s3://m"}}}
     kube.apply(

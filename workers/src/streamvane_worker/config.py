@@ -53,8 +53,21 @@ class PulsarSettings(_Model):
         "pulsar://127.0.0.1:6650", description="Broker URL (pulsar:// or pulsar+ssl://)."
     )
     auth_token_file: Path | None = Field(
-        None, description="File holding a JWT for token authentication; none means no auth."
+        None,
+        description="File holding a JWT for token authentication, re-read whenever the client "
+        "authenticates (a rotated token is picked up without a restart); none means no auth.",
     )
+    tls_ca_file: Path | None = Field(
+        None,
+        description="CA bundle (PEM) that signed the broker's certificate (pulsar+ssl://; the "
+        "hostname is always verified); none trusts the system roots.",
+    )
+
+    @model_validator(mode="after")
+    def _ca_needs_tls(self) -> PulsarSettings:
+        if self.tls_ca_file is not None and not self.service_url.startswith("pulsar+ssl://"):
+            raise ValueError("pulsar.tlsCaFile is set but pulsar.serviceUrl is not pulsar+ssl://")
+        return self
 
 
 class InputSettings(_Model):

@@ -43,7 +43,32 @@ class DeletionPolicy(StrEnum):
     DELETE = "Delete"
 
 
+class PulsarTLS(Model):
+    ca_secret_ref: SecretKeyRef | None = Field(
+        None,
+        description="Secret key holding the CA bundle (PEM) that signed the brokers' "
+        "certificates: the operator trusts it for an https:// adminUrl, and it is mounted into "
+        "workers for a pulsar+ssl:// serviceUrl. Unset trusts the system roots.",
+    )
+
+
+TLS_URLS = "serviceUrl: pulsar+ssl:// or adminUrl: https://"
+
+
 class PulsarConnection(Model):
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.tls) || !has(self.tls.caSecretRef) || "
+                    "self.serviceUrl.startsWith('pulsar+ssl://') || "
+                    "self.adminUrl.startsWith('https://')",
+                    "message": f"tls.caSecretRef needs {TLS_URLS}",
+                }
+            ]
+        }
+    }
+
     service_url: str = Field(
         "pulsar://127.0.0.1:6650",
         max_length=512,
@@ -66,8 +91,33 @@ class PulsarConnection(Model):
         description="Pulsar namespace (within the tenant) that holds the pipeline's topics.",
     )
     auth_secret_ref: SecretKeyRef | None = Field(
-        None, description="Secret holding a JWT for Pulsar token auth; none means no auth."
+        None,
+        description="Secret key holding a JWT for Pulsar token auth, used by the operator and "
+        "mounted into workers (which re-read it, so the token can rotate); none means no auth.",
     )
+    tls: PulsarTLS | None = Field(
+        None, description="How the operator and workers verify the brokers' TLS certificates."
+    )
+
+    @model_validator(mode="after")
+    def _ca_needs_tls(self) -> PulsarConnection:
+        if self.ca_secret_ref is not None and not (self.tls_workers or self.tls_admin):
+            raise ValueError(f"tls.caSecretRef needs {TLS_URLS}")
+        return self
+
+    @property
+    def ca_secret_ref(self) -> SecretKeyRef | None:
+        return self.tls.ca_secret_ref if self.tls else None
+
+    @property
+    def tls_workers(self) -> bool:
+        """Workers connect over TLS."""
+        return self.service_url.startswith("pulsar+ssl://")
+
+    @property
+    def tls_admin(self) -> bool:
+        """The operator calls the admin API over TLS."""
+        return self.admin_url.startswith("https://")
 
 
 class TopicPolicy(Model):

@@ -6,6 +6,8 @@ Transient failures (connection, timeouts, 5xx) are retried with backoff, then ra
 
 from __future__ import annotations
 
+import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from streamvane_operator.pulsar.errors import (
     PulsarConflict,
     PulsarError,
+    PulsarMisconfigured,
     PulsarNotFound,
     PulsarRejected,
     PulsarUnavailable,
@@ -39,6 +42,8 @@ PRECONDITION_FAILED = 412
 
 RequestObserver = Callable[[str, str, str, float], None]
 """Called after every admin request with (method, path, HTTP status or "error", seconds)."""
+REDIRECTS = frozenset({307, 308})
+MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True)
@@ -86,11 +91,15 @@ class TopicName:
 
 
 class PulsarAdmin:
+    """``token``: a JWT sent as a bearer token; ``ca``: PEM bundle that signed the brokers'
+    certificates (https), else the system roots."""
+
     def __init__(
         self,
         admin_url: str,
         *,
         token: str | None = None,
+        ca: str | None = None,
         timeout_s: float = 10.0,
         attempts: int = 3,
         max_backoff_s: float = 2.0,
@@ -100,8 +109,17 @@ class PulsarAdmin:
         self._observer = observer
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.admin_url = admin_url.rstrip("/")
+        self._scheme = httpx.URL(self.admin_url).scheme
+        try:
+            verify = ssl.create_default_context(cadata=ca) if ca else True
+        except (ssl.SSLError, ValueError) as e:
+            raise PulsarMisconfigured(f"the CA bundle for {self.admin_url} is not PEM: {e}") from e
         self._http = httpx.Client(
-            base_url=self.admin_url, headers=headers, timeout=timeout_s, transport=transport
+            base_url=self.admin_url,
+            headers=headers,
+            timeout=timeout_s,
+            transport=transport,
+            verify=verify,
         )
         self._retrying = Retrying(
             retry=retry_if_exception_type(PulsarUnavailable),
@@ -309,13 +327,21 @@ class PulsarAdmin:
         content_type: str | None,
     ) -> httpx.Response:
         headers = {"Content-Type": content_type} if content_type else None
-        start = time.perf_counter()
-        try:
-            response = self._http.request(method, path, json=body, params=params, headers=headers)
-        except httpx.TransportError as e:
-            self._observe(method, path, "error", start)
-            raise from_transport(e, f"{action} at {self.admin_url}") from e
-        self._observe(method, path, str(response.status_code), start)
+        url: str | httpx.URL = path
+        for _ in range(MAX_REDIRECTS + 1):
+            start = time.perf_counter()
+            try:
+                response = self._http.request(
+                    method, url, json=body, params=params, headers=headers
+                )
+            except httpx.TransportError as e:
+                self._observe(method, path, "error", start)
+                raise from_transport(e, f"{action} at {self.admin_url}") from e
+            self._observe(method, path, str(response.status_code), start)
+            target = self._redirect(response, action)
+            if target is None:
+                break
+            url, params = target, None  # the Location carries the query
         if response.is_success:
             return response
         raise from_response(response, action)
@@ -324,9 +350,27 @@ class PulsarAdmin:
         if self._observer is not None:
             self._observer(method, path, status, time.perf_counter() - start)
 
+    def _redirect(self, response: httpx.Response, action: str) -> httpx.URL | None:
+        """Where a 307/308 sends the request (a multi-broker cluster redirects topic calls to
+        the broker that owns the topic), or None. Followed here rather than by httpx, which
+        would drop the Authorization header on the way to another host; the same method and
+        body are sent again. A redirect to another scheme (https -> http would leak the token)
+        is refused."""
+        location = response.headers.get("location")
+        if response.status_code not in REDIRECTS or not location:
+            return None
+        target = response.url.join(location)
+        if target.scheme != self._scheme:
+            raise PulsarRejected(
+                f"{action}: refused redirect from {self._scheme}:// to {target}",
+                response.status_code,
+            )
+        return target
+
 
 class AdminPool:
-    """One client per (admin URL, token), shared by handler threads (httpx is thread-safe)."""
+    """One client per (admin URL, token, CA), shared by handler threads (httpx is
+    thread-safe); a rotated token or CA gets a client of its own."""
 
     def __init__(
         self, *, timeout_s: float, attempts: int, observer: RequestObserver | None = None
@@ -334,19 +378,22 @@ class AdminPool:
         self._timeout_s = timeout_s
         self._attempts = attempts
         self._observer = observer
-        self._clients: dict[tuple[str, str | None], PulsarAdmin] = {}
+        self._clients: dict[tuple[str, str | None, str | None], PulsarAdmin] = {}
+        self._lock = threading.Lock()
 
-    def __call__(self, admin_url: str, token: str | None) -> PulsarAdmin:
-        key = (admin_url, token)
-        if key not in self._clients:
-            self._clients[key] = PulsarAdmin(
-                admin_url,
-                token=token,
-                timeout_s=self._timeout_s,
-                attempts=self._attempts,
-                observer=self._observer,
-            )
-        return self._clients[key]
+    def __call__(self, admin_url: str, token: str | None, ca: str | None = None) -> PulsarAdmin:
+        key = (admin_url, token, ca)
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = PulsarAdmin(
+                    admin_url,
+                    token=token,
+                    ca=ca,
+                    timeout_s=self._timeout_s,
+                    attempts=self._attempts,
+                    observer=self._observer,
+                )
+            return self._clients[key]
 
     def close(self) -> None:
         for client in self._clients.values():

@@ -17,7 +17,12 @@ from streamvane_operator.kube.client import Kube, ObjectRef
 from streamvane_operator.kube.errors import KubeError, KubeUnavailable
 from streamvane_operator.metrics import OperatorMetrics
 from streamvane_operator.pulsar.admin import PulsarAdmin
-from streamvane_operator.pulsar.errors import PulsarError, PulsarUnavailable
+from streamvane_operator.pulsar.errors import (
+    PulsarError,
+    PulsarMisconfigured,
+    PulsarUnauthorized,
+    PulsarUnavailable,
+)
 from streamvane_operator.reconcile.ownership import object_conflicts
 from streamvane_operator.reconcile.plan import owned_by, plan
 from streamvane_operator.reconcile.status import Failure, Problem
@@ -37,7 +42,11 @@ StatusT = TypeVar("StatusT", bound=BaseModel)
 
 
 class PulsarFactory(Protocol):
-    def __call__(self, admin_url: str, token: str | None) -> PulsarAdmin: ...
+    def __call__(self, admin_url: str, token: str | None, ca: str | None = None) -> PulsarAdmin: ...
+
+
+class SecretNotFound(Exception):
+    """A Secret (or key) the spec refers to does not exist; the message names the field."""
 
 
 def utcnow() -> datetime:
@@ -148,8 +157,27 @@ def problems() -> Iterator[None]:
         raise Stop(Problem(Failure.NAME_CONFLICT, str(e))) from e
     except TopicConflict as e:
         raise Stop(Problem(Failure.TOPIC_CONFLICT, str(e))) from e
+    except SecretNotFound as e:
+        raise Stop(Problem(Failure.SECRET_NOT_FOUND, str(e))) from e
     except PulsarUnavailable as e:
         raise Stop(Problem(Failure.PULSAR_UNAVAILABLE, f"Pulsar is unreachable: {e}")) from e
+    except PulsarUnauthorized as e:
+        raise Stop(
+            Problem(
+                Failure.PULSAR_UNAUTHORIZED,
+                f"Pulsar refused the credentials: {e}. Check the token in spec.pulsar."
+                "authSecretRef: signed for this cluster, not expired, a role allowed to "
+                "administer the tenant",
+            )
+        ) from e
+    except PulsarMisconfigured as e:
+        raise Stop(
+            Problem(
+                Failure.PULSAR_TLS,
+                f"cannot talk to Pulsar over TLS: {e}. spec.pulsar.tls.caSecretRef must hold "
+                "the CA (PEM) that signed the brokers' certificates",
+            )
+        ) from e
     except PulsarError as e:
         raise Stop(Problem(Failure.PULSAR_REJECTED, f"Pulsar refused a request: {e}")) from e
     except KubeUnavailable as e:

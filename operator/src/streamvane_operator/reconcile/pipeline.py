@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from streamvane_operator.api.backend import InferenceBackendSpec
-from streamvane_operator.api.common import API_VERSION, Manifest
+from streamvane_operator.api.common import API_VERSION, Manifest, SecretKeyRef
 from streamvane_operator.api.pipeline import (
     DeletionPolicy,
     PipelineSpec,
@@ -29,12 +29,14 @@ from streamvane_operator.api.validation import (
     stage_suffixes,
 )
 from streamvane_operator.kube.client import Kube
+from streamvane_operator.kube.errors import KubeRejected
 from streamvane_operator.pulsar.admin import PulsarAdmin
 from streamvane_operator.reconcile.common import (
     Deps,
     Events,
     Outcome,
     RetryLater,
+    SecretNotFound,
     Stop,
     check_conflicts,
     converge_children,
@@ -73,6 +75,7 @@ KIND = "Pipeline"
 SKIP_PULSAR_CLEANUP = "streamvane.io/skip-pulsar-cleanup"
 """Annotation: "true" lets a Pipeline with deletionPolicy Delete go without reaching Pulsar
 (unreachable for good); what it created there is kept and named in a warning event."""
+NOT_FOUND = 404
 
 
 def owner_of(name: str, namespace: str, uid: str) -> Owner:
@@ -342,6 +345,24 @@ def inference_backends(kube: Kube, namespace: str) -> dict[str, InferenceBackend
 
 
 def pulsar_admin(deps: Deps, owner: Owner, spec: PipelineSpec) -> PulsarAdmin:
-    ref = spec.pulsar.auth_secret_ref
-    token = deps.kube.secret_value(owner.namespace, ref.name, ref.key) if ref else None
-    return deps.pulsar(spec.pulsar.admin_url, token)
+    """An admin client with the spec's token and CA. Both Secrets are read even where the
+    operator needs neither (workers mount them), so a missing one stops the reconcile before
+    any worker rolls. Raises SecretNotFound."""
+    pulsar = spec.pulsar
+    token = _secret(deps, owner, pulsar.auth_secret_ref, "spec.pulsar.authSecretRef")
+    ca = _secret(deps, owner, pulsar.ca_secret_ref, "spec.pulsar.tls.caSecretRef")
+    return deps.pulsar(pulsar.admin_url, token, ca=ca if pulsar.tls_admin else None)
+
+
+def _secret(deps: Deps, owner: Owner, ref: SecretKeyRef | None, field: str) -> str | None:
+    if ref is None:
+        return None
+    try:
+        return deps.kube.secret_value(owner.namespace, ref.name, ref.key)
+    except KubeRejected as e:
+        if e.status != NOT_FOUND:
+            raise
+        raise SecretNotFound(
+            f"{field}: Secret {owner.namespace}/{ref.name} with key {ref.key!r} not found: "
+            "create it, or fix the reference"
+        ) from e

@@ -31,6 +31,9 @@ class Failure(StrEnum):
     """An object the Pipeline would write exists and is someone else's."""
     TOPIC_CONFLICT = "TopicConflict"
     """A stage would publish into a topic another Pipeline owns."""
+    SECRET_NOT_FOUND = "SecretNotFound"
+    PULSAR_UNAUTHORIZED = "PulsarUnauthorized"
+    PULSAR_TLS = "PulsarTLSFailed"
 
     @property
     def transient(self) -> bool:

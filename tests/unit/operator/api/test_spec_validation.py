@@ -202,3 +202,22 @@ def test_pulsar_connection_refuses_ports_when_out_of_range_and_takes_host_lists(
     for field, url in (("service_url", "pulsar://a:99999"), ("admin_url", "http://a:0")):
         with pytest.raises(ValidationError):
             PulsarConnection.model_validate({"namespace": "ns", field: url})
+
+
+def test_pulsar_connection_refuses_a_ca_when_neither_url_uses_tls() -> None:
+    with pytest.raises(ValidationError, match="tls.caSecretRef needs serviceUrl: pulsar"):
+        PulsarConnection.model_validate(
+            {"namespace": "ns", "tls": {"caSecretRef": {"name": "pulsar-ca"}}}
+        )
+
+
+def test_pulsar_connection_accepts_a_ca_when_the_admin_url_uses_tls() -> None:
+    pulsar = PulsarConnection.model_validate(
+        {
+            "namespace": "ns",
+            "adminUrl": "https://pulsar.test:8443",
+            "tls": {"caSecretRef": {"name": "pulsar-ca", "key": "ca.crt"}},
+        }
+    )
+    assert pulsar.tls_admin and not pulsar.tls_workers
+    assert pulsar.ca_secret_ref is not None and pulsar.ca_secret_ref.key == "ca.crt"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from streamvane_operator.api.common import API_VERSION
@@ -56,12 +59,17 @@ class World:
         self.kube = FakeKube([copy.deepcopy(BACKEND)])
         self.pulsar = FakePulsar()
         self.admins: dict[str, PulsarAdmin] = {}
+        self.credentials: list[tuple[str, str | None, str | None]] = []
         self.deps = Deps(
             kube=self.kube,
-            pulsar=lambda url, token: self.pulsar.admin(url),
+            pulsar=self.admin,
             defaults=WorkerDefaults(image="worker:test"),
             clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
         )
+
+    def admin(self, url: str, token: str | None, ca: str | None = None) -> PulsarAdmin:
+        self.credentials.append((url, token, ca))
+        return self.pulsar.admin(url)
 
     def reconcile(self, spec: dict[str, Any], generation: int = 1, status: Any = None) -> Any:
         return reconcile_pipeline(self.deps, OWNER, spec, generation, status)
@@ -441,3 +449,72 @@ def test_reconcile_keeps_a_running_stages_subscription_when_status_has_the_old_d
     assert outcome.status.stages[0].subscription == TOPIC.format("items") + "#cu-embed"
     assert world.pulsar.subscriptions[TOPIC.format("items")] == {"cu-embed"}
     assert outcome.status.created_subscriptions == [TOPIC.format("items") + "#cu-embed"]
+
+
+def secret(name: str, key: str, value: str) -> dict[str, Any]:
+    data = {key: base64.b64encode(value.encode()).decode()}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "media"},
+        "data": data,
+    }
+
+
+TLS_PULSAR = {
+    "namespace": "content",
+    "serviceUrl": "pulsar+ssl://pulsar.test:6651",
+    "adminUrl": "https://pulsar.test:8443",
+    "authSecretRef": {"name": "pulsar-jwt"},
+    "tls": {"caSecretRef": {"name": "pulsar-ca", "key": "ca.crt"}},
+}
+
+
+def test_reconcile_gives_the_admin_client_the_token_and_ca_when_pulsar_uses_tls(
+    world: World,
+) -> None:
+    world.kube.apply(secret("pulsar-jwt", "token", "jwt-1"))
+    world.kube.apply(secret("pulsar-ca", "ca.crt", "PEM"))
+
+    outcome = world.reconcile(pipeline_spec(relay_stage()) | {"pulsar": TLS_PULSAR})
+
+    assert outcome.problem is None
+    assert world.credentials == [("https://pulsar.test:8443", "jwt-1", "PEM")]
+
+
+@pytest.mark.parametrize("missing", ["pulsar-jwt", "pulsar-ca"])
+def test_reconcile_reports_secret_not_found_and_rolls_nothing_when_a_secret_is_missing(
+    world: World, missing: str
+) -> None:
+    present = {"pulsar-jwt": ("token", "jwt-1"), "pulsar-ca": ("ca.crt", "PEM")}
+    del present[missing]
+    for name, (key, value) in present.items():
+        world.kube.apply(secret(name, key, value))
+    world.kube.applied.clear()
+
+    outcome = world.reconcile(pipeline_spec(relay_stage()) | {"pulsar": TLS_PULSAR})
+
+    assert outcome.problem is not None and outcome.problem.failure is Failure.SECRET_NOT_FOUND
+    degraded = next(c for c in outcome.status.conditions if c.type == "Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "SecretNotFound")
+    assert f"Secret media/{missing} with key" in degraded.message
+    assert world.kube.applied == [] and world.pulsar.calls == []
+
+
+def test_reconcile_reports_pulsar_unauthorized_when_the_token_is_refused(world: World) -> None:
+    world.kube.apply(secret("pulsar-jwt", "token", "wrong"))
+    refusing = httpx.MockTransport(lambda r: httpx.Response(401, text="Authentication required"))
+    world.deps = dataclasses.replace(
+        world.deps,
+        pulsar=lambda url, token, ca=None: PulsarAdmin(url, token=token, transport=refusing),
+    )
+    spec = pipeline_spec(relay_stage()) | {
+        "pulsar": {"namespace": "content", "authSecretRef": {"name": "pulsar-jwt"}}
+    }
+
+    outcome = world.reconcile(spec)
+
+    degraded = next(c for c in outcome.status.conditions if c.type == "Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "PulsarUnauthorized")
+    assert "HTTP 401" in degraded.message and "spec.pulsar.authSecretRef" in degraded.message
+    assert outcome.retry_after_s == world.deps.retry_rejected_s

@@ -199,3 +199,34 @@ def test_render_managed_requests_gpus_and_exposes_grpc_when_backend_is_managed()
     assert {"name": "grpc", "port": 8001, "targetPort": "grpc"} in service["spec"]["ports"]
     backend = InferenceBackendSpec(managed=spec)
     assert resolve("gpu", "media", backend).url == "gpu-triton.media.svc:8001"
+
+
+TLS_PULSAR = {
+    "namespace": "content",
+    "serviceUrl": "pulsar+ssl://pulsar.test:6651",
+    "adminUrl": "https://pulsar.test:8443",
+    "authSecretRef": {"name": "pulsar-jwt"},
+    "tls": {"caSecretRef": {"name": "pulsar-ca", "key": "ca.crt"}},
+}
+
+
+def test_render_stage_mounts_the_brokers_ca_when_workers_connect_over_tls() -> None:
+    spec = PipelineSpec.model_validate(raw_spec(pulsar=TLS_PULSAR))
+    rendered = render_pipeline(OWNER, spec, {}, DEFAULTS)
+
+    secret, mount = pod_secret_mount(rendered, "pulsar-ca")
+    assert secret == {"secretName": "pulsar-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    assert mount["readOnly"] is True
+    pulsar = rendered.configs["embed"].pulsar
+    assert str(pulsar.tls_ca_file) == f"{mount['mountPath']}/ca.crt"
+    assert str(pulsar.auth_token_file) == "/var/run/secrets/streamvane/pulsar/token"
+
+
+def test_render_stage_leaves_the_ca_out_of_workers_when_only_the_admin_url_uses_tls() -> None:
+    plain_brokers = {**TLS_PULSAR, "serviceUrl": "pulsar://pulsar.test:6650"}
+    spec = PipelineSpec.model_validate(raw_spec(pulsar=plain_brokers))
+    rendered = render_pipeline(OWNER, spec, {}, DEFAULTS)
+
+    assert rendered.configs["embed"].pulsar.tls_ca_file is None
+    deployment = next(o for o in rendered.objects if o["kind"] == "Deployment")
+    assert "pulsar-ca" not in [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]]

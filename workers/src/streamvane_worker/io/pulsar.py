@@ -15,15 +15,29 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import socket
+import ssl
 import threading
+import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pulsar
 import structlog
 
 from streamvane_worker.config import SubscriptionType, WorkerConfig
 from streamvane_worker.io.base import Outgoing, Received
-from streamvane_worker.io.errors import PulsarError, PulsarUnavailable, from_pulsar, from_result
+from streamvane_worker.io.errors import (
+    PulsarError,
+    PulsarMisconfigured,
+    PulsarUnavailable,
+    from_pulsar,
+    from_result,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -36,17 +50,99 @@ _CONSUMER_TYPES = {
 CONNECT_TIMEOUT_S = 10
 PRODUCER_BATCH_DELAY_MS = 2
 MAX_PENDING_SENDS = 10_000
+TLS_PORT = 6651
+"""Pulsar's TLS port, when a pulsar+ssl:// URL names none."""
 
 
 def connect(config: WorkerConfig) -> pulsar.Client:
-    token = config.pulsar.auth_token_file
+    """A client for ``config.pulsar``. Raises PulsarMisconfigured when the token or CA file
+    cannot be used or the broker's certificate is not trusted (an unreachable broker is not
+    checked here: subscribing retries it)."""
+    settings = config.pulsar
+    token = TokenFile(settings.auth_token_file) if settings.auth_token_file else None
+    tls = settings.service_url.startswith("pulsar+ssl://")
+    if tls:
+        check_broker_certificate(settings.service_url, settings.tls_ca_file)
     return pulsar.Client(
-        config.pulsar.service_url,
-        authentication=pulsar.AuthenticationToken(token.read_text().strip()) if token else None,
+        settings.service_url,
+        authentication=pulsar.AuthenticationToken(token) if token else None,
+        tls_trust_certs_file_path=str(settings.tls_ca_file) if settings.tls_ca_file else None,
+        tls_validate_hostname=tls,
         operation_timeout_seconds=CONNECT_TIMEOUT_S,
         connection_timeout_ms=CONNECT_TIMEOUT_S * 1000,
         logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn),
     )
+
+
+class TokenFile:
+    """The token supplier handed to pulsar-client: it calls it whenever it authenticates (each
+    new connection, and when the broker challenges a connection whose token expired), so a
+    rotated Secret is picked up without a restart. The file is read each time; if it cannot be
+    read (mid-rotation) the last token is returned, since an exception cannot cross the
+    client's C++ callback."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._token = self._read()
+
+    def __call__(self) -> str:
+        try:
+            self._token = self._read()
+        except PulsarMisconfigured as e:
+            log.warning("pulsar_token_unreadable", error=str(e))
+        return self._token
+
+    def _read(self) -> str:
+        try:
+            token = self.path.read_text().strip()
+        except OSError as e:
+            raise PulsarMisconfigured(f"cannot read the token file {self.path}: {e}") from e
+        if not token:
+            raise PulsarMisconfigured(f"the token file {self.path} is empty")
+        expiry = _jwt_expiry(token)
+        if expiry is not None and expiry <= time.time():
+            when = datetime.fromtimestamp(expiry, UTC).isoformat()
+            raise PulsarMisconfigured(f"the token in {self.path} expired at {when}")
+        return token
+
+
+def _jwt_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT (read, not verified: the broker verifies), if it has one."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+def check_broker_certificate(service_url: str, ca_file: Path | None) -> None:
+    """Handshake with the (first) broker of a ``pulsar+ssl://`` URL and verify its certificate
+    and hostname, so an untrusted CA fails with that reason instead of the client's bare
+    ConnectError. A broker that does not answer passes: subscribing retries it."""
+    trusted = f"the CA in {ca_file}" if ca_file else "the system roots"
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as e:
+        raise PulsarMisconfigured(f"cannot load the CA file {ca_file}: {e}") from e
+    address = urlsplit(service_url.split(",")[0])
+    host, port = address.hostname or "", address.port or TLS_PORT
+    try:
+        with (
+            socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            return
+    except ssl.SSLCertVerificationError as e:
+        raise PulsarMisconfigured(
+            f"the broker at {host}:{port} presented a certificate that {trusted} does not "
+            f"trust ({e.verify_message}): set the CA that signed it (spec.pulsar.tls.caSecretRef)"
+        ) from e
+    except OSError:
+        return
 
 
 class PulsarSource:

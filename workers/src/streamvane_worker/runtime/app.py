@@ -113,8 +113,11 @@ async def serve(config: WorkerConfig) -> None:
         log.info(
             "model_ready", model=info.name, version=info.version, max_batch=info.max_batch_size
         )
-    client = connect(config)
     what = f"Pulsar at {config.pulsar.service_url}"
+    try:
+        client = connect(config)
+    except PulsarError as e:
+        raise StartupError(f"{what}: {e}") from e
     try:
         source = await _retrying(
             what, config.startup_timeout_s, lambda: PulsarSource.subscribe(client, config)

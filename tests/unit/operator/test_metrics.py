@@ -49,7 +49,7 @@ class World:
         self.pulsar = FakePulsar()
         self.deps = Deps(
             kube=FakeKube([copy.deepcopy(BACKEND)]),
-            pulsar=lambda url, token: self.pulsar.admin(url, self.metrics.pulsar_request),
+            pulsar=lambda url, token, ca=None: self.pulsar.admin(url, self.metrics.pulsar_request),
             defaults=WorkerDefaults(image="worker:test"),
             clock=lambda: NOW,
             metrics=self.metrics,
@@ -139,10 +139,10 @@ def test_reconcile_exports_stage_backlog_rates_and_lag_when_pulsar_reports_them(
     world: World,
 ) -> None:
     reconcile_pipeline(world.deps, OWNER, SPEC, 1, None)
-    world.pulsar.backlog[(ITEMS, "cu-embed")] = 120
+    world.pulsar.backlog[(ITEMS, "media.cu-embed")] = 120
     world.pulsar.rate_in[ITEMS] = 40.0
-    world.pulsar.rate_out[(ITEMS, "cu-embed")] = 30.0
-    world.pulsar.earliest_backlog_ms[(ITEMS, "cu-embed")] = int(NOW.timestamp() * 1000) - 4500
+    world.pulsar.rate_out[(ITEMS, "media.cu-embed")] = 30.0
+    world.pulsar.earliest_backlog_ms[(ITEMS, "media.cu-embed")] = int(NOW.timestamp() * 1000) - 4500
 
     reconcile_pipeline(world.deps, OWNER, SPEC, 1, None)
 
@@ -156,7 +156,7 @@ def test_reconcile_drops_stage_gauges_when_pipeline_is_deleted(world: World) -> 
     reconcile_pipeline(world.deps, OWNER, SPEC, 1, None)
     assert world.value("streamvane_operator_stage_backlog_messages", **STAGE) == 0
 
-    delete_pipeline(world.deps, OWNER, SPEC)
+    delete_pipeline(world.deps, OWNER, SPEC, None, {})
 
     assert world.value("streamvane_operator_stage_backlog_messages", **STAGE) is None
 

@@ -47,11 +47,13 @@ PIPELINE = Kind(
     spec=PipelineSpec,
     status=PipelineStatus,
     description="A streaming pipeline: worker stages connected by Pulsar topics.",
+    # Degraded and why first: what an operator of the cluster must act on.
     columns=(
+        {"name": "Degraded", "type": "string", "jsonPath": _condition("Degraded", "status")},
+        {"name": "Reason", "type": "string", "jsonPath": _condition("Degraded", "reason")},
         {"name": "Ready", "type": "string", "jsonPath": _condition("Ready", "status")},
         {"name": "Stages", "type": "string", "jsonPath": ".status.stagesReady"},
         {"name": "Backlog", "type": "integer", "jsonPath": ".status.backlog"},
-        {"name": "Reason", "type": "string", "jsonPath": _condition("Ready", "reason")},
         {
             "name": "Message",
             "type": "string",

@@ -14,6 +14,7 @@ from streamvane_operator.api.common import Manifest
 from streamvane_operator.api.validation import InvalidSpecError
 from streamvane_operator.kube.client import Kube
 from streamvane_operator.kube.errors import KubeError, KubeUnavailable
+from streamvane_operator.preflight.probes import ModelCheck, NetworkPreflight
 from streamvane_operator.pulsar.admin import PulsarAdmin
 from streamvane_operator.pulsar.errors import PulsarError, PulsarUnavailable
 from streamvane_operator.reconcile.plan import owned_by, plan
@@ -30,6 +31,14 @@ CHILD_KINDS = (
 """Every kind a reconciler creates; observed together to find drift and leftovers."""
 
 StatusT = TypeVar("StatusT", bound=BaseModel)
+
+
+class Preflight(Protocol):
+    """``reconcile.preflight``'s checks (the network ones, or a fake in unit tests)."""
+
+    def broker(self, service_url: str) -> None: ...
+
+    def model(self, check: ModelCheck) -> None: ...
 
 
 class PulsarFactory(Protocol):
@@ -52,6 +61,8 @@ class Deps:
     """Delay before retrying after Pulsar or the API server refused a request."""
     retry_workers_s: float = 2.0
     """Delay between checks that deleted workers have stopped."""
+    preflight: Preflight = field(default_factory=NetworkPreflight)
+    """Checks the broker and models an edit points at before workers roll."""
 
 
 @dataclass(frozen=True)

@@ -200,7 +200,7 @@ def _teardown(cluster: Cluster) -> None:
     for kind in ("pipelines", "inferencebackends"):
         for obj in cluster.kubectl("get", kind, "-o", "name").stdout.split():
             cluster.kubectl("patch", obj, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
-    cluster.kubectl("delete", "deployments,configmaps,services,pdb", "--all", "--wait=false")
+    cluster.kubectl("delete", "deployments,configmaps,services,pdb,pods", "--all", "--wait=false")
     kubectl(cluster.kubeconfig, "delete", "namespace", cluster.namespace, "--wait=false")
     base = cluster.pulsar_admin_url.rstrip("/")
     with httpx.Client(base_url=base, timeout=30) as http:

@@ -237,7 +237,11 @@ def _teardown(cluster: Cluster) -> None:
                     namespace=ns,
                 )
         cluster.kubectl(
-            "delete", "deployments,configmaps,services,pdb", "--all", "--wait=false", namespace=ns
+            "delete",
+            "deployments,configmaps,services,pdb,pods",
+            "--all",
+            "--wait=false",
+            namespace=ns,
         )
         kubectl(cluster.kubeconfig, "delete", "namespace", ns, "--wait=false")
     base = cluster.pulsar_admin_url.rstrip("/")

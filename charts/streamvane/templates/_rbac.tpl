@@ -27,7 +27,13 @@ tests/chart/test_chart_rbac.py fails when the two differ in any group, resource 
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "create", "patch", "delete"]
-# The Pulsar token a Pipeline names (spec.pulsar.authSecretRef), read by name only.
+# Worker pods: container statuses (crash loops, termination messages) reported in the
+# Pipeline's status; watched to report a crash at once.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+# The Pulsar token a Pipeline names (spec.pulsar.authSecretRef) and the CA of a TLS Triton
+# (preflight), read by name only.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]

@@ -37,7 +37,11 @@ NAMESPACED_RULES = (
     Rule(("apps",), ("deployments",), ("get", "list", "watch", "create", "patch", "delete")),
     Rule(("",), ("configmaps", "services"), ("get", "list", "create", "patch", "delete")),
     Rule(("policy",), ("poddisruptionbudgets",), ("get", "list", "create", "patch", "delete")),
-    # Pulsar token for admin calls (spec.pulsar.authSecretRef), read by name.
+    # Worker pods: their container statuses (crash loops, termination messages) go into the
+    # Pipeline's status; kopf watches them to report a crash at once.
+    Rule(("",), ("pods",), ("list", "watch")),
+    # Pulsar token for admin calls (spec.pulsar.authSecretRef) and the CA of a TLS Triton
+    # (the preflight), read by name.
     Rule(("",), ("secrets",), ("get",)),
     # Kubernetes Events on Pipelines and InferenceBackends (kopf posts core/v1 Events).
     Rule(("",), ("events",), ("create",)),

@@ -23,6 +23,7 @@ PLURALS = {
     ("v1", "ConfigMap"): ("", "configmaps"),
     ("v1", "Service"): ("", "services"),
     ("v1", "Secret"): ("", "secrets"),
+    ("v1", "Pod"): ("", "pods"),
     ("policy/v1", "PodDisruptionBudget"): ("policy", "poddisruptionbudgets"),
     ("apps/v1", "Deployment"): ("apps", "deployments"),
     (API_VERSION, "Pipeline"): ("streamvane.io", "pipelines"),
@@ -115,7 +116,11 @@ def reconciler_calls() -> list[tuple[str, str, str]]:
 def worker_changed(deps: Deps, kube: FakeKube) -> None:
     registry = kopf.OperatorRegistry()
     handlers.register(registry, deps, OperatorConfig())
-    (handler,) = [h for h in registry._watching.get_all_handlers()]
+    (handler,) = [
+        h
+        for h in registry._watching.get_all_handlers()
+        if h.selector is not None and resource(h.selector) == "deployments"
+    ]
     deployment = kube.objects[ObjectRef("apps/v1", "Deployment", "ns", "cu-embed")]
     handler.fn(
         event={"type": "MODIFIED", "object": deployment},
@@ -134,7 +139,7 @@ def kopf_needs() -> set[Permission]:
         registry, Deps(FakeKube(), FakePulsar().admin, WorkerDefaults("w")), OperatorConfig()
     )
     needs = set(KOPF_ALWAYS | KOPF_CLUSTER_WIDE)
-    for handler in registry._watching.get_all_handlers():
+    for handler in [*registry._watching.get_all_handlers(), *registry._indexing.get_all_handlers()]:
         selector = handler.selector
         assert selector is not None
         needs |= {(selector.group or "", resource(selector), v) for v in ("list", "watch")}

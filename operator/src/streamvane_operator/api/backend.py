@@ -49,6 +49,13 @@ class TLSSpec(Model):
 
 class Timeouts(Model):
     request_ms: int = Field(10_000, ge=1, le=600_000, description="Deadline of one inference call.")
+    connect_ms: int = Field(
+        5_000,
+        ge=1,
+        le=600_000,
+        description="How long the operator's preflight waits for Triton to answer whether it "
+        "serves a model, before an edit rolls.",
+    )
 
 
 class EndpointSpec(Model):

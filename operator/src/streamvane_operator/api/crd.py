@@ -56,11 +56,13 @@ PIPELINE = Kind(
             f"{MAX_NAME} characters: shorten the Pipeline name or the stage names",
         },
     ),
+    # Degraded and why first: what an operator of the cluster must act on.
     columns=(
+        {"name": "Degraded", "type": "string", "jsonPath": _condition("Degraded", "status")},
+        {"name": "Reason", "type": "string", "jsonPath": _condition("Degraded", "reason")},
         {"name": "Ready", "type": "string", "jsonPath": _condition("Ready", "status")},
         {"name": "Stages", "type": "string", "jsonPath": ".status.stagesReady"},
         {"name": "Backlog", "type": "integer", "jsonPath": ".status.backlog"},
-        {"name": "Reason", "type": "string", "jsonPath": _condition("Ready", "reason")},
         {
             "name": "Message",
             "type": "string",

@@ -333,8 +333,23 @@ class PipelineSpec(Model):
     )
 
 
+class StagePhase(StrEnum):
+    PENDING = "Pending"
+    ROLLING_OUT = "RollingOut"
+    READY = "Ready"
+    SCALED_TO_ZERO = "ScaledToZero"
+    FAILING = "Failing"
+
+
 class StageStatus(Model):
     name: str
+    phase: StagePhase = Field(
+        StagePhase.PENDING,
+        description="Pending: no workers yet; RollingOut: workers starting or being replaced; "
+        "Ready: every desired worker serves; ScaledToZero: no worker runs by design (0 desired "
+        "replicas); Failing: workers crash or cannot start (message says why).",
+    )
+    message: str = Field("", max_length=2048, description="Why the stage is in its phase.")
     desired_replicas: int = Field(0, ge=0)
     ready_replicas: int = Field(0, ge=0)
     updated_replicas: int = Field(0, ge=0)

@@ -16,6 +16,7 @@ from streamvane_operator.api.validation import InvalidSpecError
 from streamvane_operator.kube.client import Kube, ObjectRef
 from streamvane_operator.kube.errors import KubeError, KubeUnavailable
 from streamvane_operator.metrics import OperatorMetrics
+from streamvane_operator.preflight.probes import ModelCheck, NetworkPreflight
 from streamvane_operator.pulsar.admin import PulsarAdmin
 from streamvane_operator.pulsar.errors import (
     PulsarError,
@@ -39,6 +40,14 @@ CHILD_KINDS = (
 """Every kind a reconciler creates; observed together to find drift and leftovers."""
 
 StatusT = TypeVar("StatusT", bound=BaseModel)
+
+
+class Preflight(Protocol):
+    """``reconcile.preflight``'s checks (the network ones, or a fake in unit tests)."""
+
+    def broker(self, service_url: str) -> None: ...
+
+    def model(self, check: ModelCheck) -> None: ...
 
 
 class PulsarFactory(Protocol):
@@ -66,6 +75,8 @@ class Deps:
     retry_workers_s: float = 2.0
     """Delay between checks that deleted workers have stopped."""
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    preflight: Preflight = field(default_factory=NetworkPreflight)
+    """Checks the broker and models an edit points at before workers roll."""
 
 
 @dataclass(frozen=True)

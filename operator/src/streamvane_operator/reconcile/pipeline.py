@@ -29,8 +29,9 @@ from streamvane_operator.api.validation import (
     stage_suffixes,
 )
 from streamvane_operator.kube.client import Kube
-from streamvane_operator.kube.errors import KubeRejected
+from streamvane_operator.kube.errors import KubeError, KubeRejected
 from streamvane_operator.pulsar.admin import PulsarAdmin
+from streamvane_operator.reconcile import preflight
 from streamvane_operator.reconcile.common import (
     Deps,
     Events,
@@ -48,7 +49,6 @@ from streamvane_operator.reconcile.common import (
 )
 from streamvane_operator.reconcile.ownership import merged, pipeline_id
 from streamvane_operator.reconcile.status import (
-    Failure,
     Problem,
     deployment_ready,
     pipeline_status,
@@ -58,6 +58,7 @@ from streamvane_operator.reconcile.status import (
     stage_of,
     stage_status,
     stale_subscriptions,
+    worker_failure,
 )
 from streamvane_operator.reconcile.topology import (
     delete_created,
@@ -67,9 +68,11 @@ from streamvane_operator.reconcile.topology import (
     subscription_stats,
     worker_connections,
 )
+from streamvane_operator.render.backend import resolve
 from streamvane_operator.render.labels import PIPELINE_LABEL, Owner
 from streamvane_operator.render.pipeline import render_pipeline
 from streamvane_operator.render.topology import Topology, topology
+from streamvane_worker.config import WorkerConfig
 
 KIND = "Pipeline"
 SKIP_PULSAR_CLEANUP = "streamvane.io/skip-pulsar-cleanup"
@@ -117,9 +120,13 @@ def _reconcile(
                 raise InvalidSpecError(bad_names)
             observed = observe_children(deps.kube, owner, PIPELINE_LABEL)
             spec = keep_legacy_subscriptions(parse(PipelineSpec, raw_spec), owner, previous_status)
-            rendered = render_pipeline(
-                owner, spec, inference_backends(deps.kube, owner.namespace), deps.defaults
+            backends = inference_backends(deps.kube, owner.namespace)
+            rendered = render_pipeline(owner, spec, backends, deps.defaults)
+            refused = preflight.problem(
+                _preflight(deps, owner, spec, backends, rendered.configs, observed)
             )
+            if refused is not None:
+                raise Stop(refused)
             topo = rendered.topology
             retiring = stale_subscriptions(previous_status, topo.stage_subscriptions.values())
             desired = {s.name: s.scaling.min_replicas for s in spec.stages}
@@ -161,7 +168,17 @@ def _reconcile(
         problem = stop.problem
         events.warn(problem.failure.value, problem.message)
     status = _status(
-        deps, owner, generation, previous_status, observed, topo, desired, lag, problem, retiring
+        deps,
+        owner,
+        generation,
+        previous_status,
+        observed,
+        _pods(deps.kube, owner),
+        topo,
+        desired,
+        lag,
+        problem,
+        retiring,
     )
     return Outcome(
         status=status.model_copy(
@@ -205,12 +222,44 @@ def keep_legacy_subscriptions(
     return spec.model_copy(update={"stages": [kept(s) for s in spec.stages]})
 
 
+def _preflight(
+    deps: Deps,
+    owner: Owner,
+    spec: PipelineSpec,
+    backends: Mapping[str, InferenceBackendSpec],
+    configs: Mapping[str, WorkerConfig],
+    observed: Sequence[Manifest],
+) -> list[str]:
+    """Check what the edit changes (service URL, Triton, model); the failures."""
+    ca_secrets: dict[str, SecretKeyRef | None] = {}
+    connect_ms: dict[str, int] = {}
+    for stage in spec.stages:
+        if stage.model is not None and stage.model.backend in backends:
+            backend = backends[stage.model.backend]
+            resolved = resolve(stage.model.backend, owner.namespace, backend)
+            ca_secrets[stage.name] = resolved.tls.ca_secret_ref
+            connect_ms[stage.name] = backend.timeouts.connect_ms
+    found = preflight.targets(configs, preflight.running_configs(observed), ca_secrets, connect_ms)
+    failures: list[str] = []
+    ca_pem: dict[SecretKeyRef, str] = {}
+    for target in found:
+        if not isinstance(target, preflight.Model) or target.ca_secret is None:
+            continue
+        ref = target.ca_secret
+        try:
+            ca_pem[ref] = deps.kube.secret_value(owner.namespace, ref.name, ref.key)
+        except KubeError as e:
+            failures.append(f"CA of Triton at {target.url}: {e}")
+    return failures + preflight.run(deps.preflight, found, ca_pem)
+
+
 def _status(
     deps: Deps,
     owner: Owner,
     generation: int,
     previous_status: Mapping[str, Any] | None,
     observed: list[Manifest],
+    pods: Sequence[Manifest],
     topo: Topology | None,
     desired: Mapping[str, int],
     lag: Mapping[str, int | None],
@@ -218,6 +267,11 @@ def _status(
     retiring: Sequence[str],
 ) -> PipelineStatus:
     deployments = {stage_of(d): d for d in observed if d["kind"] == "Deployment"}
+    failing = {
+        name: failure
+        for name in deployments
+        if (failure := worker_failure(name, [p for p in pods if stage_of(p) == name]))
+    }
     if topo is not None:
         subscriptions = topo.stage_subscriptions
     else:
@@ -225,16 +279,29 @@ def _status(
         known = previous_subscriptions(previous_status)
         subscriptions = {name: known.get(name, "") for name in sorted(deployments)}
     stages = [
-        stage_status(name, deployments.get(name), sub, lag.get(name), desired.get(name, 0))
+        stage_status(
+            name,
+            deployments.get(name),
+            sub,
+            lag.get(name),
+            desired.get(name, 0),
+            failing.get(name),
+        )
         for name, sub in subscriptions.items()
     ]
     ready = {
         name for name, d in deployments.items() if name in subscriptions and deployment_ready(d)
     }
-    if problem is not None and problem.failure is Failure.INVALID_SPEC and deployments:
+    if problem is not None and problem.failure.rolled_back and deployments:
         problem = Problem(
             problem.failure,
             f"{problem.message}. The workers of the last valid spec keep running.",
+        )
+    if problem is None and failing:
+        # The workers' own words: what the reconcile could not see failing.
+        problem = Problem(
+            next(iter(failing.values())).failure,
+            "; ".join(f.describe() for f in failing.values()),
         )
     return pipeline_status(
         generation=generation,
@@ -333,10 +400,22 @@ def delete_pipeline(
     return events
 
 
+def _pods(kube: Kube, owner: Owner) -> list[Manifest]:
+    """The Pipeline's worker pods, for their container statuses; none if they cannot be read
+    (status then says only what the Deployments say)."""
+    try:
+        return kube.list("v1", "Pod", owner.namespace, f"{PIPELINE_LABEL}={owner.name}")
+    except KubeError:
+        return []
+
+
 def inference_backends(kube: Kube, namespace: str) -> dict[str, InferenceBackendSpec]:
-    """Valid InferenceBackends in ``namespace`` by name; invalid ones report on themselves."""
+    """Valid InferenceBackends in ``namespace`` by name; invalid ones report on themselves,
+    and one being deleted is gone already."""
     found = {}
     for obj in kube.list(API_VERSION, "InferenceBackend", namespace):
+        if obj["metadata"].get("deletionTimestamp"):
+            continue
         try:
             found[obj["metadata"]["name"]] = InferenceBackendSpec.model_validate(obj.get("spec"))
         except ValidationError:

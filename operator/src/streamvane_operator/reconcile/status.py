@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from streamvane_operator.api.common import Condition, ConditionStatus, Manifest
-from streamvane_operator.api.pipeline import PipelineStatus, StageStatus
+from streamvane_operator.api.pipeline import PipelineStatus, StagePhase, StageStatus
 from streamvane_operator.render.labels import STAGE_LABEL
 
 READY = "Ready"
@@ -34,10 +34,23 @@ class Failure(StrEnum):
     SECRET_NOT_FOUND = "SecretNotFound"
     PULSAR_UNAUTHORIZED = "PulsarUnauthorized"
     PULSAR_TLS = "PulsarTLSFailed"
+    PREFLIGHT_FAILED = "PreflightFailed"
+    """An edit points at a broker or a model that does not answer; nothing was rolled."""
+    WORKER_CRASH_LOOP = "WorkerCrashLoop"
+    WORKER_START_FAILED = "WorkerStartFailed"
 
     @property
     def transient(self) -> bool:
-        return self in (Failure.PULSAR_UNAVAILABLE, Failure.KUBE_UNAVAILABLE)
+        return self in (
+            Failure.PULSAR_UNAVAILABLE,
+            Failure.KUBE_UNAVAILABLE,
+            Failure.PREFLIGHT_FAILED,
+        )
+
+    @property
+    def rolled_back(self) -> bool:
+        """The current spec is not what runs: the workers of an earlier one serve."""
+        return self in (Failure.INVALID_SPEC, Failure.PREFLIGHT_FAILED)
 
 
 @dataclass(frozen=True)
@@ -61,26 +74,103 @@ def deployment_ready(deployment: Manifest) -> bool:
     )
 
 
+START_FAILURES = frozenset(
+    {
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "RunContainerError",
+    }
+)
+"""Waiting reasons of a container that kubelet cannot start (config, image, runtime)."""
+
+
+@dataclass(frozen=True)
+class WorkerFailure:
+    """A stage's worker that crashes or cannot start, in its own words."""
+
+    stage: str
+    pod: str
+    failure: Failure
+    message: str
+
+    def describe(self) -> str:
+        return f"stage {self.stage}: {self.message}"
+
+
+def worker_failure(stage: str, pods: Sequence[Manifest]) -> WorkerFailure | None:
+    """The first pod of ``stage`` whose container keeps crashing or cannot start, as kubelet
+    reports it: waiting in CrashLoopBackOff (or terminated, or running again but not ready)
+    after a failed run, with the exit code and the termination message the worker left; or
+    waiting for a reason kubelet cannot get past (missing Secret, image). None when healthy."""
+    for pod in sorted(pods, key=lambda p: str(p["metadata"].get("name", ""))):
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        name = str(pod["metadata"].get("name", ""))
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            found = _container_failure(container)
+            if found is not None:
+                return WorkerFailure(stage, name, found[0], f"worker {name} {found[1]}")
+    return None
+
+
+def _container_failure(container: Mapping[str, Any]) -> tuple[Failure, str] | None:
+    state = container.get("state") or {}
+    waiting = state.get("waiting") or {}
+    if waiting.get("reason") in START_FAILURES:
+        detail = waiting.get("message") or "no message"
+        return Failure.WORKER_START_FAILED, f"cannot start ({waiting['reason']}): {detail}"
+    restarts = int(container.get("restartCount") or 0)
+    ended = state.get("terminated") or (container.get("lastState") or {}).get("terminated")
+    if not ended and waiting.get("reason") == "CrashLoopBackOff":
+        return Failure.WORKER_CRASH_LOOP, f"CrashLoopBackOff: {waiting.get('message', '')}"
+    if not ended or int(ended.get("exitCode") or 0) == 0 or container.get("ready"):
+        return None
+    message = str(ended.get("message") or "").strip() or "(no termination message)"
+    return (
+        Failure.WORKER_CRASH_LOOP,
+        f"exited with code {ended['exitCode']} ({restarts} restarts): {message}",
+    )
+
+
 def stage_status(
     name: str,
     deployment: Manifest | None,
     subscription: str,
     backlog: int | None,
     desired_replicas: int = 0,
+    failure: WorkerFailure | None = None,
 ) -> StageStatus:
     """``desired_replicas`` counts when the stage has no Deployment (yet)."""
     if deployment is None:
         return StageStatus(
             name=name,
+            phase=StagePhase.PENDING,
+            message="no Deployment yet",
             desired_replicas=desired_replicas,
             subscription=subscription,
             backlog=backlog,
         )
     status = deployment.get("status") or {}
+    replicas = int(deployment.get("spec", {}).get("replicas", 1))
+    ready = int(status.get("readyReplicas") or 0)
+    if failure is not None:
+        phase, message = StagePhase.FAILING, failure.message
+    elif not deployment_ready(deployment):
+        phase, message = StagePhase.ROLLING_OUT, f"{ready}/{replicas} workers ready"
+    elif replicas == 0:
+        phase = StagePhase.SCALED_TO_ZERO
+        message = "0 replicas desired: no worker runs; messages wait on the subscription"
+    else:
+        phase, message = StagePhase.READY, f"{ready}/{replicas} workers ready"
     return StageStatus(
         name=name,
-        desired_replicas=int(deployment.get("spec", {}).get("replicas", 1)),
-        ready_replicas=int(status.get("readyReplicas") or 0),
+        phase=phase,
+        message=message[:2048],
+        desired_replicas=replicas,
+        ready_replicas=ready,
         updated_replicas=int(status.get("updatedReplicas") or 0),
         subscription=subscription,
         backlog=backlog,
@@ -110,9 +200,16 @@ def pipeline_status(
         for s in stages
         if s.name not in ready_stages
     ]
-    if all_ready:
-        ready = desired_condition(READY, True, "AllStagesReady", f"{total}/{total} stages ready")
-    elif problem is not None and not stages:
+    if all_ready and (problem is None or not problem.failure.rolled_back):
+        idle = [s.name for s in stages if s.phase is StagePhase.SCALED_TO_ZERO]
+        ready = desired_condition(
+            READY,
+            True,
+            "AllStagesReady",
+            f"{total}/{total} stages ready"
+            + (f" ({', '.join(idle)} scaled to zero)" if idle else ""),
+        )
+    elif problem is not None and (not stages or all_ready):
         ready = desired_condition(READY, False, problem.failure.value, problem.message)
     else:
         ready = desired_condition(

@@ -122,6 +122,10 @@ def _deployment(
         },
         "securityContext": CONTAINER_SECURITY,
         "volumeMounts": mounts,
+        # The worker writes why it could not start there; a crash without one (an
+        # interpreter error) shows the end of its log instead.
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     pod = stage.pod
     return {

@@ -14,6 +14,7 @@ import pytest
 from streamvane_operator.api.common import API_VERSION
 from streamvane_operator.kube.client import ObjectRef
 from streamvane_operator.kube.testing import FakeKube
+from streamvane_operator.preflight.testing import FakePreflight
 from streamvane_operator.pulsar.admin import PulsarAdmin
 from streamvane_operator.pulsar.testing import FakePulsar
 from streamvane_operator.reconcile.common import Deps, RetryLater
@@ -58,6 +59,7 @@ class World:
     def __init__(self) -> None:
         self.kube = FakeKube([copy.deepcopy(BACKEND)])
         self.pulsar = FakePulsar()
+        self.preflight = FakePreflight()
         self.admins: dict[str, PulsarAdmin] = {}
         self.credentials: list[tuple[str, str | None, str | None]] = []
         self.deps = Deps(
@@ -65,6 +67,7 @@ class World:
             pulsar=self.admin,
             defaults=WorkerDefaults(image="worker:test"),
             clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+            preflight=self.preflight,
         )
 
     def admin(self, url: str, token: str | None, ca: str | None = None) -> PulsarAdmin:
@@ -183,9 +186,110 @@ def test_reconcile_leaves_running_workers_alone_when_update_is_invalid(world: Wo
     assert world.kube.objects == before
     assert outcome.problem is not None and "cycle" in outcome.problem.message
     conditions = {c.type: c for c in outcome.status.conditions}
-    assert conditions["Ready"].status == "True"
+    assert conditions["Ready"].status == "False"
     assert "keep running" in conditions["Degraded"].message
     assert outcome.status.observed_generation == 2
+
+
+def test_reconcile_keeps_running_workers_and_is_degraded_when_edit_names_an_unserved_model(
+    world: World,
+) -> None:
+    world.reconcile(pipeline_spec(embed_stage()))
+    world.mark_ready()
+    before = copy.deepcopy(world.kube.objects)
+    world.preflight.missing_models.add("nope")
+    edited = embed_stage() | {"model": {"backend": "triton", "name": "nope"}}
+
+    outcome = world.reconcile(pipeline_spec(edited), generation=2)
+
+    assert world.kube.objects == before
+    assert outcome.problem is not None
+    assert outcome.problem.failure is Failure.PREFLIGHT_FAILED
+    assert "does not serve model 'nope'" in outcome.problem.message
+    assert outcome.retry_after_s == world.deps.retry_transient_s
+    conditions = {c.type: c for c in outcome.status.conditions}
+    assert (conditions["Degraded"].status, conditions["Degraded"].reason) == (
+        "True",
+        "PreflightFailed",
+    )
+    assert conditions["Ready"].status == "False"
+    assert "keep running" in conditions["Degraded"].message
+
+
+def test_reconcile_rolls_once_preflight_passes_when_model_appears_later(world: World) -> None:
+    world.reconcile(pipeline_spec(embed_stage()))
+    world.preflight.missing_models.add("v2")
+    edited = embed_stage() | {"model": {"backend": "triton", "name": "v2"}}
+    assert world.reconcile(pipeline_spec(edited), generation=2).problem is not None
+
+    world.preflight.missing_models.clear()
+    outcome = world.reconcile(pipeline_spec(edited), generation=2)
+
+    assert outcome.problem is None
+    assert (
+        "v2"
+        in world.kube.objects[ObjectRef("v1", "ConfigMap", "media", "cu-embed")]["data"][
+            "worker.json"
+        ]
+    )
+
+
+def test_reconcile_checks_the_broker_only_when_an_edit_changes_the_service_url(
+    world: World,
+) -> None:
+    world.reconcile(pipeline_spec(embed_stage()))
+    world.reconcile(pipeline_spec(embed_stage()))
+    assert world.preflight.checked == []
+    world.preflight.down_brokers.add("pulsar://127.0.0.1:1")
+    moved = pipeline_spec(embed_stage())
+    moved["pulsar"]["serviceUrl"] = "pulsar://127.0.0.1:1"
+
+    outcome = world.reconcile(moved, generation=2)
+
+    assert world.preflight.checked == ["pulsar://127.0.0.1:1"]
+    assert outcome.problem is not None
+    assert "Pulsar broker at pulsar://127.0.0.1:1 does not answer" in outcome.problem.message
+
+
+def test_reconcile_is_degraded_with_workers_message_when_their_pods_crash_loop(
+    world: World,
+) -> None:
+    world.reconcile(pipeline_spec(embed_stage()))
+    world.kube.objects[ObjectRef("v1", "Pod", "media", "cu-embed-abc")] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "cu-embed-abc",
+            "namespace": "media",
+            "labels": {"streamvane.io/pipeline": "cu", "streamvane.io/stage": "embed"},
+        },
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "worker",
+                    "ready": False,
+                    "restartCount": 2,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {
+                        "terminated": {"exitCode": 3, "message": "Pulsar at x unreachable"}
+                    },
+                }
+            ]
+        },
+    }
+
+    outcome = world.reconcile(pipeline_spec(embed_stage()))
+
+    assert outcome.problem is None  # nothing to retry: kubelet restarts the worker
+    conditions = {c.type: c for c in outcome.status.conditions}
+    assert (conditions["Degraded"].status, conditions["Degraded"].reason) == (
+        "True",
+        "WorkerCrashLoop",
+    )
+    assert conditions["Degraded"].message == (
+        "stage embed: worker cu-embed-abc exited with code 3 (2 restarts): Pulsar at x unreachable"
+    )
+    assert outcome.status.stages[0].phase == "Failing"
 
 
 def test_reconcile_retries_and_creates_no_workload_when_pulsar_is_unreachable(world: World) -> None:

@@ -34,6 +34,14 @@ NAMESPACED_RULES = (
     # Children: observed by label (list), server-side applied (create+patch), deleted.
     # kopf watches Deployments to react to drift and readiness.
     Rule(("apps",), ("deployments",), ("list", "watch", "create", "patch", "delete")),
+    # The autoscaler writes replicas of autoscaled stages through the scale subresource.
+    Rule(("apps",), ("deployments/scale",), ("patch",)),
+    # engine: KEDA stages: a ScaledObject each, a TriggerAuthentication for the Pulsar token.
+    Rule(
+        ("keda.sh",),
+        ("scaledobjects", "triggerauthentications"),
+        ("list", "create", "patch", "delete"),
+    ),
     Rule(("",), ("configmaps", "services"), ("list", "create", "patch", "delete")),
     Rule(("policy",), ("poddisruptionbudgets",), ("list", "create", "patch", "delete")),
     # Pulsar token for admin calls (spec.pulsar.authSecretRef), read by name.

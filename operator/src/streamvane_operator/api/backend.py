@@ -53,6 +53,14 @@ class EndpointSpec(Model):
         pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?:[0-9]{1,5}$",
         description="Triton gRPC address as host:port, e.g. triton.inference.svc:8001.",
     )
+    metrics_url: str | None = Field(
+        None,
+        max_length=512,
+        pattern=r"^https?://[^\s]+$",
+        description="Triton's Prometheus metrics, e.g. http://triton.inference.svc:8002/metrics. "
+        "Autoscaled stages read the queue time of their model there and do not add replicas "
+        "while the server queues requests; none: no such guard.",
+    )
     tls: TLSSpec = TLSSpec()
 
 

@@ -203,12 +203,18 @@ class PulsarAdmin:
             raise
         return True
 
+    def stats(self, topic: TopicName, partitioned: bool) -> dict[str, Any]:
+        """The topic's stats as Pulsar serves them (partitioned-stats add up the partitions):
+        msgRateIn, msgInCounter, publishers, subscriptions with msgBacklog, unackedMessages,
+        consumers (msgRateOut each), ..."""
+        suffix = "partitioned-stats" if partitioned else "stats"
+        return dict(self._json("GET", f"{topic.path}/{suffix}", f"read stats of {topic}"))
+
     def subscription_stats(
         self, topic: TopicName, subscription: str, partitioned: bool
     ) -> SubscriptionStats | None:
         """Backlog and connected consumers of ``subscription``; None if it does not exist."""
-        suffix = "partitioned-stats" if partitioned else "stats"
-        stats = self._json("GET", f"{topic.path}/{suffix}", f"read stats of {topic}")
+        stats = self.stats(topic, partitioned)
         sub = (stats.get("subscriptions") or {}).get(subscription)
         if sub is None:
             return None
@@ -216,9 +222,7 @@ class PulsarAdmin:
 
     def publishers(self, topic: TopicName, partitioned: bool) -> int:
         """Producers connected to ``topic`` now."""
-        suffix = "partitioned-stats" if partitioned else "stats"
-        stats = self._json("GET", f"{topic.path}/{suffix}", f"read stats of {topic}")
-        return len(stats.get("publishers") or [])
+        return len(self.stats(topic, partitioned).get("publishers") or [])
 
     # plumbing
 

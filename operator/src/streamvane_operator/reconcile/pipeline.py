@@ -30,6 +30,7 @@ from streamvane_operator.reconcile.common import (
     problems,
     retry_delay,
 )
+from streamvane_operator.reconcile.replicas import hand_over_replicas, with_initial_replicas
 from streamvane_operator.reconcile.status import (
     Failure,
     Problem,
@@ -37,6 +38,7 @@ from streamvane_operator.reconcile.status import (
     pipeline_status,
     previous_conditions,
     previous_retiring,
+    previous_scaling,
     previous_subscriptions,
     stage_of,
     stage_status,
@@ -90,9 +92,12 @@ def reconcile_pipeline(
                 events.info("PulsarResourceCreated", f"created {created}")
             for note in changes.notes:
                 events.warn("TopicMismatch", note)
+            objects = with_initial_replicas(spec, rendered.objects, observed)
+            hand_over_replicas(deps.kube, spec, observed)
             observed = converge_children(
-                deps.kube, owner, PIPELINE_LABEL, rendered.objects, observed, events
+                deps.kube, owner, PIPELINE_LABEL, objects, observed, events
             )
+            hand_over_replicas(deps.kube, spec, observed)
             retiring = _retire(admin, spec.deletion_policy, retiring, events)
             lag = {
                 stage: stats.backlog if stats else None
@@ -139,8 +144,16 @@ def _status(
         # The spec is unusable: report the workers that still run the last good one.
         known = previous_subscriptions(previous_status)
         subscriptions = {name: known.get(name, "") for name in sorted(deployments)}
+    scaling = previous_scaling(previous_status)
     stages = [
-        stage_status(name, deployments.get(name), sub, lag.get(name), desired.get(name, 0))
+        stage_status(
+            name,
+            deployments.get(name),
+            sub,
+            lag.get(name),
+            desired.get(name, 0),
+            scaling.get(name, (None, None)),
+        )
         for name, sub in subscriptions.items()
     ]
     ready = {

@@ -77,11 +77,27 @@ def test_render_stage_labels_and_owns_every_object_when_rendered() -> None:
         assert ref["uid"] == "uid-1" and ref["controller"] is True
 
 
-def test_render_stage_uses_min_replicas_when_scaling_is_set() -> None:
-    deployment = objects(raw_spec())["Deployment"]
+def fixed(replicas: int) -> dict[str, Any]:
+    spec = raw_spec()
+    spec["stages"][0]["scaling"] = {"minReplicas": replicas, "maxReplicas": replicas}
+    return spec
+
+
+def test_render_stage_sets_replicas_when_scaling_is_fixed() -> None:
+    deployment = objects(fixed(2))["Deployment"]
 
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def test_render_stage_leaves_replicas_to_the_autoscaler_when_stage_is_autoscaled() -> None:
+    deployment = objects(raw_spec())["Deployment"]
+
+    assert "replicas" not in deployment["spec"]
+
+
+def test_render_stage_renders_no_scaled_object_when_engine_is_builtin() -> None:
+    assert "ScaledObject" not in objects(raw_spec())
 
 
 def test_render_stage_selects_stage_pods_when_service_and_pdb_are_rendered() -> None:

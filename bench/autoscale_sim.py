@@ -261,13 +261,13 @@ def traces(duration_s: int = 900) -> dict[str, tuple[np.ndarray, int]]:
     """Name -> (messages published each second, when the load starts)."""
     t = np.arange(duration_s)
     step = np.zeros(duration_s)
-    step[30] = 5000
+    step[32] = 5000  # between polls: every autoscaler waits for its next one
     ramp = np.clip((t - 30) / 600, 0, 1) * 120.0 * (t < 750)
     sine = 60 + 50 * np.sin(2 * np.pi * t / 300)
     onoff = np.where((t // 60) % 3 == 0, 100.0, 0.0) * (t >= 30)
     constant = np.full(duration_s, 50.0)
     return {
-        "step 5,000": (step, 30),
+        "step 5,000": (step, 32),
         "ramp 0-120/s": (ramp, 31),
         "sine 10-110/s": (np.round(sine), 0),
         "bursty on/off": (onoff, 30),

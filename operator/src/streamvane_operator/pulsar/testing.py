@@ -35,6 +35,10 @@ class FakePulsar:
     """Connected consumers per (topic, subscription)."""
     publishers: dict[str, int] = field(default_factory=dict)
     """Connected producers per topic."""
+    published: dict[str, int] = field(default_factory=dict)
+    """Messages ever published per topic (msgInCounter)."""
+    dispatched: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Messages ever dispatched per (topic, subscription) (msgOutCounter)."""
     unavailable: bool = False
     calls: list[str] = field(default_factory=list)
 
@@ -170,11 +174,18 @@ class FakePulsar:
         subs = {
             sub: {
                 "msgBacklog": self.backlog.get((_name(m), sub), 0),
+                "msgOutCounter": self.dispatched.get((_name(m), sub), 0),
                 "consumers": [{}] * self.consumers.get((_name(m), sub), 0),
             }
             for sub in self.subscriptions.get(_name(m), set())
         }
-        return _ok({"subscriptions": subs, "publishers": [{}] * self.publishers.get(_name(m), 0)})
+        return _ok(
+            {
+                "msgInCounter": self.published.get(_name(m), 0),
+                "subscriptions": subs,
+                "publishers": [{}] * self.publishers.get(_name(m), 0),
+            }
+        )
 
 
 def _name(m: re.Match[str]) -> str:

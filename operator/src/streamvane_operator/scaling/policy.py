@@ -22,6 +22,8 @@ from enum import StrEnum
 PRIOR_RATE_PER_REPLICA = 5.0
 """Messages per second one replica is assumed to handle before any was measured: low, so
 an unknown stage gets more replicas rather than too few."""
+MIN_RATE_PER_REPLICA = 0.01
+"""A floor for the measured rate (a replica that hardly moved must not mean infinite need)."""
 SMOOTHING = 0.5
 """Weight of a new per-replica throughput sample (exponential moving average)."""
 DOWN_UTILIZATION = 0.8
@@ -94,6 +96,9 @@ class State:
     """Since when there was no input, backlog nor unacknowledged message."""
     measured: bool = False
     """The rate per replica was sampled while replicas ran flat out (not a lower bound)."""
+    probed: bool = False
+    """The last scale-down tried fewer replicas than the estimate asked for: if they fall
+    behind, the estimate has been tested (``measured``) and no more probing follows."""
     ready_replicas: int = 0
     """Ready replicas at the previous reading: a throughput sample counts only when they did
     not change in between (replicas that became ready meanwhile ran part of the time)."""
@@ -122,6 +127,7 @@ def decide(objective: Objective, signals: Signals, state: State) -> Decision:
     measured = state.measured or (busy and steady and per_replica is not None)
     active = s.backlog > 0 or s.rate_in > 0 or unacked > 0
     idle_since = None if active else (state.idle_since if state.idle_since is not None else s.now)
+    idle_for = 0.0 if idle_since is None else s.now - idle_since
     state = replace(
         state,
         rate_per_replica=per_replica,
@@ -129,11 +135,11 @@ def decide(objective: Objective, signals: Signals, state: State) -> Decision:
         idle_since=idle_since,
         ready_replicas=s.ready_replicas,
     )
-    capacity = per_replica or PRIOR_RATE_PER_REPLICA
+    capacity = max(per_replica or PRIOR_RATE_PER_REPLICA, MIN_RATE_PER_REPLICA)
     demand = s.rate_in + s.backlog / objective.target_lag_s
     need = math.ceil(demand / capacity - 1e-9)
     floor = objective.min_replicas
-    if floor == 0 and (active or s.now - (idle_since or s.now) < objective.idle_s_before_zero):
+    if floor == 0 and (active or idle_for < objective.idle_s_before_zero):
         floor = 1 if active or s.replicas > 0 else 0
     lo, hi = floor, objective.max_replicas
     why = (
@@ -143,6 +149,11 @@ def decide(objective: Objective, signals: Signals, state: State) -> Decision:
     current = s.replicas
     if current > hi:
         return _change(hi, Reason.SCALED_DOWN, f"maxReplicas is {hi}", state, s.now)
+    if current < lo:
+        reason = Reason.SCALED_FROM_ZERO if current == 0 else Reason.SCALED_UP
+        return _change(
+            max(lo, min(need, hi)), reason, f"{why}: at least {lo} replicas", state, s.now
+        )
 
     if need > current and current < hi:
         saturated = (
@@ -161,6 +172,8 @@ def decide(objective: Objective, signals: Signals, state: State) -> Decision:
         step = 1 if saturated else max(2 * current, current + 4)
         target = max(min(need, hi, step), lo)
         reason = Reason.SCALED_FROM_ZERO if current == 0 else Reason.SCALED_UP
+        if state.probed:
+            state = replace(state, measured=True, probed=False)
         return _change(target, reason, f"{why}: {need} replicas drain it in time", state, s.now)
 
     wanted_down = math.ceil(demand / (capacity * DOWN_UTILIZATION) - 1e-9)
@@ -172,7 +185,6 @@ def decide(objective: Objective, signals: Signals, state: State) -> Decision:
         target_down = min(target_down, max(lo, current - max(1, current // 4)))
     if target_down == 0 and current > 0:
         # Only reached after idleSecondsBeforeZero without input: that was the wait.
-        idle_for = s.now - (idle_since or s.now)
         return _change(
             0, Reason.SCALED_TO_ZERO, f"no input or backlog for {idle_for:.0f}s", state, s.now
         )
@@ -185,6 +197,7 @@ def decide(objective: Objective, signals: Signals, state: State) -> Decision:
             message = f"{why}: {low_peak} replicas sufficed for {waited:.0f}s" + (
                 " (trying fewer: capacity per replica not measured yet)" if probing else ""
             )
+            state = replace(state, probed=probing and low_peak < max(wanted_down, lo))
             return _change(low_peak, Reason.SCALED_DOWN, message, state, s.now)
         return _hold(
             current,
@@ -194,11 +207,7 @@ def decide(objective: Objective, signals: Signals, state: State) -> Decision:
             state,
         )
     state = replace(state, low_since=None, low_peak=0)
-    if current < lo:
-        reason = Reason.SCALED_FROM_ZERO if current == 0 else Reason.SCALED_UP
-        return _change(lo, reason, f"{why}: at least {lo} replicas", state, s.now)
     if objective.min_replicas == 0 and not active and current > 0:
-        idle_for = s.now - (idle_since or s.now)
         return _hold(
             current,
             Reason.IDLE,

@@ -34,6 +34,8 @@ class SubscriptionReading:
     unacked: int
     """Clamped at 0: with batch-index acks Pulsar's count can go negative."""
     msg_in_counter: int
+    msg_out_counter: int
+    """Messages the subscription dispatched to consumers, ever (messages, not batches)."""
     rate_in: float
     """Pulsar's msgRateIn (refreshed by the broker periodically)."""
     rate_out: float
@@ -54,6 +56,7 @@ def subscription_reading(
         backlog=max(0, int(sub.get("msgBacklog") or 0)),
         unacked=max(0, int(sub.get("unackedMessages") or 0)),
         msg_in_counter=int(stats.get("msgInCounter") or 0),
+        msg_out_counter=int(sub.get("msgOutCounter") or 0),
         rate_in=max(0.0, float(stats.get("msgRateIn") or 0.0)),
         rate_out=sum(max(0.0, float(c.get("msgRateOut") or 0.0)) for c in consumers),
         consumers=len(consumers),
@@ -72,15 +75,15 @@ def parse_triton_metrics(text: str) -> dict[str, ModelCounters]:
     """Model name -> its queue time and successful requests, from Triton's metrics text."""
     queue: dict[str, float] = {}
     success: dict[str, float] = {}
+    # By family: the parser names counter samples <family>_total.
     for family in text_string_to_metric_families(text):
+        into = {QUEUE_METRIC: queue, SUCCESS_METRIC: success}.get(family.name)
+        if into is None:
+            continue
         for sample in family.samples:
             model = sample.labels.get("model")
-            if model is None:
-                continue
-            if sample.name == QUEUE_METRIC:
-                queue[model] = queue.get(model, 0.0) + sample.value
-            elif sample.name == SUCCESS_METRIC:
-                success[model] = success.get(model, 0.0) + sample.value
+            if model is not None:
+                into[model] = into.get(model, 0.0) + sample.value
     return {m: ModelCounters(queue.get(m, 0.0), success.get(m, 0.0)) for m in success}
 
 
@@ -112,14 +115,19 @@ def signals(
     ready_replicas: int,
     queue_us: float | None = None,
 ) -> Signals:
-    """Rates from counter deltas when a previous reading exists: in = new messages, out =
-    in - backlog growth (acknowledged); Pulsar's own rates otherwise."""
+    """Rates from counter deltas when a previous reading exists (messages published to the
+    topic, messages the subscription dispatched), Pulsar's own rates otherwise. Counters,
+    unlike the backlog, count messages and not batches."""
     rate_in, rate_out = now.rate_in, now.rate_out
-    if before is not None and now.at > before.at and now.msg_in_counter >= before.msg_in_counter:
+    if (
+        before is not None
+        and now.at > before.at
+        and now.msg_in_counter >= before.msg_in_counter
+        and now.msg_out_counter >= before.msg_out_counter
+    ):
         elapsed = now.at - before.at
-        arrived = now.msg_in_counter - before.msg_in_counter
-        rate_in = arrived / elapsed
-        rate_out = max(0.0, (arrived - (now.backlog - before.backlog)) / elapsed)
+        rate_in = (now.msg_in_counter - before.msg_in_counter) / elapsed
+        rate_out = (now.msg_out_counter - before.msg_out_counter) / elapsed
     return Signals(
         now=now.at,
         backlog=now.backlog,

@@ -215,3 +215,60 @@ def test_render_managed_requests_gpus_and_exposes_grpc_when_backend_is_managed()
     assert {"name": "grpc", "port": 8001, "targetPort": "grpc"} in service["spec"]["ports"]
     backend = InferenceBackendSpec(managed=spec)
     assert resolve("gpu", "media", backend).url == "gpu-triton.media.svc:8001"
+
+
+def keda_spec(**pulsar: Any) -> dict[str, Any]:
+    spec = raw_spec()
+    spec["pulsar"].update(pulsar)
+    spec["stages"][0]["scaling"] = {
+        "minReplicas": 0,
+        "maxReplicas": 4,
+        "targetLagSeconds": 30,
+        "scaleDownDelaySeconds": 90,
+        "idleSecondsBeforeZero": 200,
+        "engine": "KEDA",
+    }
+    return spec
+
+
+def test_render_keda_scaled_object_triggers_on_the_stage_subscription_when_engine_is_keda() -> None:
+    rendered = objects(keda_spec())
+    scaled = rendered["ScaledObject"]["spec"]
+
+    assert "replicas" not in rendered["Deployment"]["spec"]
+    assert scaled["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "cu-embed",
+    }
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"], scaled["cooldownPeriod"]) == (
+        0,
+        4,
+        200,
+    )
+    behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 90
+    (trigger,) = scaled["triggers"]
+    assert trigger["type"] == "pulsar"
+    assert trigger["metadata"] == {
+        "adminURL": "http://127.0.0.1:8080",
+        "topic": "persistent://streamvane/content/items",
+        "isPartitionedTopic": "false",
+        "subscription": "cu-embed",
+        "msgBacklogThreshold": "150",
+        "activationMsgBacklogThreshold": "0",
+    }
+    assert "TriggerAuthentication" not in rendered
+
+
+def test_render_keda_authenticates_with_the_pipeline_token_when_pulsar_needs_one() -> None:
+    rendered = objects(keda_spec(authSecretRef={"name": "jwt", "key": "token"}))
+
+    (trigger,) = rendered["ScaledObject"]["spec"]["triggers"]
+    assert trigger["metadata"]["authModes"] == "bearer"
+    assert trigger["authenticationRef"] == {"name": "cu-pulsar"}
+    auth = rendered["TriggerAuthentication"]
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "bearerToken", "name": "jwt", "key": "token"}
+    ]
+    assert "streamvane.io/stage" not in auth["metadata"]["labels"]

@@ -121,6 +121,10 @@ kind-e2e: ## Images + chart + a pipeline on a kind cluster (needs Docker; skips 
 
 ##@ Benchmarks
 
+.PHONY: bench-autoscale
+bench-autoscale: install models ## Autoscaling: our policy vs KEDA+HPA and Numaflow (simulated), then a burst on the local stack
+	$(PY) -m bench.bench_autoscale
+
 .PHONY: bench-workers
 bench-workers: install models ## Triton alone vs Pulsar -> worker -> Triton -> Pulsar vs a naive consumer (medians, ratios)
 	$(PY) -m bench.bench_workers

@@ -81,6 +81,7 @@ def operator(
     *,
     resync_s: float = 5,
     retry_s: float = 2,
+    autoscale_s: float = 2,
 ) -> Background:
     """``python -m streamvane_operator`` watching ``namespaces`` of the local stack."""
     argv = [
@@ -90,6 +91,7 @@ def operator(
         f"--kubeconfig={kubeconfig}",
         f"--resync-seconds={resync_s}",
         f"--retry-seconds={retry_s}",
+        f"--autoscale-interval-seconds={autoscale_s}",
         "--worker-log-format=console",
         "--log-format=plain",
         *(f"--namespace={ns}" for ns in namespaces),

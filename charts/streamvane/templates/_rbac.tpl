@@ -21,6 +21,14 @@ tests/chart/test_chart_rbac.py fails when the two differ in any group, resource 
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The autoscaler writes replicas of autoscaled stages through the scale subresource.
+- apiGroups: ["apps"]
+  resources: ["deployments/scale"]
+  verbs: ["patch"]
+# engine: KEDA stages: a ScaledObject each, a TriggerAuthentication for the Pulsar token.
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects", "triggerauthentications"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["configmaps", "services"]
   verbs: ["get", "list", "create", "patch", "delete"]

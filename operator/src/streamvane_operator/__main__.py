@@ -19,6 +19,7 @@ from streamvane_operator.pulsar.admin import AdminPool
 from streamvane_operator.reconcile.common import Deps
 from streamvane_operator.render.labels import FIELD_MANAGER
 from streamvane_operator.render.worker import WorkerDefaults
+from streamvane_operator.scaling.signals import MetricsReader
 
 DEFAULTS = OperatorConfig()
 
@@ -61,6 +62,12 @@ def run(
     resync_seconds: Annotated[
         float, typer.Option(help="Period of the drift-repair and status refresh.")
     ] = DEFAULTS.resync_s,
+    autoscale_interval_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.5, help="Period of the autoscaler: read backlog, rates, Triton queue time, scale."
+        ),
+    ] = DEFAULTS.autoscale_interval_s,
     retry_seconds: Annotated[
         float, typer.Option(help="Retry delay while Pulsar or the API server is unreachable.")
     ] = DEFAULTS.retry_transient_s,
@@ -103,6 +110,7 @@ def run(
         worker_image=worker_image,
         worker_log_format=worker_log_format.value,
         resync_s=resync_seconds,
+        autoscale_interval_s=autoscale_interval_seconds,
         retry_transient_s=retry_seconds,
         kubeconfig=kubeconfig,
         liveness_port=liveness_port,
@@ -126,6 +134,7 @@ def run(
         attempts=config.pulsar_attempts,
         observer=metrics.pulsar_request,
     )
+    triton_metrics = MetricsReader()
     client = api_client(config.kubeconfig)
     deps = Deps(
         kube=KubeClient(client, FIELD_MANAGER),
@@ -134,6 +143,7 @@ def run(
         retry_transient_s=config.retry_transient_s,
         retry_rejected_s=config.retry_rejected_s,
         metrics=metrics,
+        triton_metrics=triton_metrics,
     )
     registry = kopf.OperatorRegistry()
     handlers.register(registry, deps, config, client.configuration)
@@ -153,6 +163,7 @@ def run(
         )
     finally:
         pulsar.close()
+        triton_metrics.close()
 
 
 def main() -> None:

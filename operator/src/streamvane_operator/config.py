@@ -16,6 +16,8 @@ class OperatorConfig:
     """Log format rendered into every WorkerConfig (json in clusters, console locally)."""
     resync_s: float = 30.0
     """Interval of the periodic reconcile that repairs drift and refreshes status."""
+    autoscale_interval_s: float = 5.0
+    """Period of the autoscaler's tick: one read of each Pipeline's signals, then decisions."""
     retry_transient_s: float = 10.0
     """Delay before retrying when Pulsar or the API server was unreachable."""
     retry_rejected_s: float = 60.0

@@ -18,7 +18,7 @@ from streamvane_operator.api.pipeline import PipelineStatus
 from streamvane_operator.config import OperatorConfig
 from streamvane_operator.diffbase import DigestDiffBaseStorage
 from streamvane_operator.kube.client import ObjectRef
-from streamvane_operator.reconcile import backend, pipeline
+from streamvane_operator.reconcile import autoscale, backend, pipeline
 from streamvane_operator.reconcile.common import Deps, Events, Outcome, RetryLater
 from streamvane_operator.reconcile.status import stage_of, worker_failure
 from streamvane_operator.render.labels import MANAGED_BY, PIPELINE_LABEL
@@ -109,6 +109,29 @@ def register(
     ) -> None:
         # Repairs drift and refreshes status.
         _finish(body, pipeline_outcome(spec, meta, status, patch), logger, timer=True)
+
+    @kopf.timer(*PIPELINES, interval=config.autoscale_interval_s, registry=registry)
+    def pipeline_autoscale(
+        body: kopf.Body,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        memo: kopf.Memo,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        # Per Pipeline: read its signals, scale its autoscaled stages; memory between ticks
+        # (counters, smoothed rates, stabilization) lives in the Pipeline's own memo.
+        if meta.get("deletionTimestamp"):
+            return
+        owner = pipeline.owner_of(meta["name"], meta["namespace"], meta["uid"])
+        outcome = autoscale.autoscale_pipeline(
+            deps, owner, dict(spec), dict(status), memo.get("autoscale", {})
+        )
+        memo["autoscale"] = outcome.memory
+        patch.status.update(autoscale.status_patch(dict(status), outcome, deps.clock()))
+        _post(body, outcome.events, logger)
 
     @kopf.on.delete(*PIPELINES, registry=registry)
     def delete_pipeline(

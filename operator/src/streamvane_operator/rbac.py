@@ -35,6 +35,14 @@ NAMESPACED_RULES = (
     # someone else's is never taken over), server-side applied (create+patch), deleted.
     # kopf watches Deployments to react to drift and readiness.
     Rule(("apps",), ("deployments",), ("get", "list", "watch", "create", "patch", "delete")),
+    # The autoscaler writes replicas of autoscaled stages through the scale subresource.
+    Rule(("apps",), ("deployments/scale",), ("patch",)),
+    # engine: KEDA stages: a ScaledObject each, a TriggerAuthentication for the Pulsar token.
+    Rule(
+        ("keda.sh",),
+        ("scaledobjects", "triggerauthentications"),
+        ("get", "list", "create", "patch", "delete"),
+    ),
     Rule(("",), ("configmaps", "services"), ("get", "list", "create", "patch", "delete")),
     Rule(("policy",), ("poddisruptionbudgets",), ("get", "list", "create", "patch", "delete")),
     # Worker pods: their container statuses (crash loops, termination messages) go into the

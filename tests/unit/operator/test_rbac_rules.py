@@ -15,7 +15,7 @@ from streamvane_operator.kube.client import VERBS, ObjectRef
 from streamvane_operator.kube.testing import FakeKube
 from streamvane_operator.pulsar.testing import FakePulsar
 from streamvane_operator.rbac import CLUSTER_RULES, NAMESPACED_RULES
-from streamvane_operator.reconcile import backend, pipeline
+from streamvane_operator.reconcile import autoscale, backend, pipeline
 from streamvane_operator.reconcile.common import Deps
 from streamvane_operator.render.worker import WorkerDefaults
 
@@ -26,6 +26,8 @@ PLURALS = {
     ("v1", "Pod"): ("", "pods"),
     ("policy/v1", "PodDisruptionBudget"): ("policy", "poddisruptionbudgets"),
     ("apps/v1", "Deployment"): ("apps", "deployments"),
+    ("keda.sh/v1alpha1", "ScaledObject"): ("keda.sh", "scaledobjects"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): ("keda.sh", "triggerauthentications"),
     (API_VERSION, "Pipeline"): ("streamvane.io", "pipelines"),
     (API_VERSION, "InferenceBackend"): ("streamvane.io", "inferencebackends"),
 }
@@ -63,15 +65,22 @@ def pipeline_spec() -> dict[str, Any]:
                 "input": {"topic": "items"},
                 "outputs": ["embedded"],
                 "model": {"backend": "gpu", "name": "m"},
+                "scaling": {"minReplicas": 0, "maxReplicas": 3},
             },
-            {"name": "relay", "type": "passthrough", "input": {"topic": "embedded"}},
+            {
+                "name": "relay",
+                "type": "passthrough",
+                "input": {"topic": "embedded"},
+                "scaling": {"minReplicas": 0, "maxReplicas": 2, "engine": "KEDA"},
+            },
         ],
     }
 
 
 def reconciler_calls() -> list[tuple[str, str, str]]:
-    """Every Kubernetes call of a full life cycle: managed backend, pipeline with auth,
-    a removed stage, the Deployment-event handler, deletion of both."""
+    """Every Kubernetes call of a full life cycle: managed backend, pipeline with auth, an
+    autoscaled stage and a KEDA one, an autoscaler tick, a removed stage, the Deployment-event
+    handler, deletion of both."""
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -103,6 +112,7 @@ def reconciler_calls() -> list[tuple[str, str, str]]:
     )
     kube.calls.clear()  # the objects above stand for what users create
     pipeline.reconcile_pipeline(deps, owner, pipeline_spec(), 1, None)
+    autoscale.autoscale_pipeline(deps, owner, pipeline_spec(), None, {})
     smaller = pipeline_spec()
     smaller["stages"].pop()
     pipeline.reconcile_pipeline(deps, owner, smaller, 2, None)
@@ -157,7 +167,8 @@ def code_needs() -> set[Permission]:
     needs = set()
     for method, api_version, kind in reconciler_calls():
         group, plural = PLURALS[(api_version, kind)]
-        resource = f"{plural}/status" if method == "patch_status" else plural
+        subresource = {"patch_status": "/status", "scale": "/scale"}.get(method, "")
+        resource = f"{plural}{subresource}"
         needs |= {(group, resource, verb) for verb in VERBS[method]}
     return needs
 

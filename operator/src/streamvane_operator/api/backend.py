@@ -66,6 +66,14 @@ class EndpointSpec(Model):
         description="Triton gRPC address as host:port (port 1-65535), e.g. "
         "triton.inference.svc:8001.",
     )
+    metrics_url: str | None = Field(
+        None,
+        max_length=512,
+        pattern=r"^https?://[^\s]+$",
+        description="Triton's Prometheus metrics, e.g. http://triton.inference.svc:8002/metrics. "
+        "Autoscaled stages read the queue time of their model there and do not add replicas "
+        "while the server queues requests; none: no such guard.",
+    )
     tls: TLSSpec = TLSSpec()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -187,26 +188,104 @@ class DeliverySpec(Model):
     )
 
 
+class ScalingEngine(StrEnum):
+    BUILTIN = "Builtin"
+    KEDA = "KEDA"
+
+
+DEFAULT_TARGET_LAG_SECONDS = 60
+"""The objective of an autoscaled stage that names none."""
+
+
 class ScalingSpec(Model):
+    """Replicas of one stage: minReplicas == maxReplicas (the default) is a fixed count;
+    maxReplicas > minReplicas makes the stage autoscaled towards targetLagSeconds."""
+
     model_config = Model.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
                 {
                     "rule": "self.minReplicas <= self.maxReplicas",
                     "message": "minReplicas must be <= maxReplicas",
-                }
+                },
+                {
+                    "rule": "!has(self.targetLagSeconds) || self.maxReplicas > self.minReplicas",
+                    "message": "targetLagSeconds needs room to scale: set maxReplicas above minReplicas, "
+                    "or remove targetLagSeconds for a fixed replica count",
+                },
+                {
+                    "rule": "self.engine != 'KEDA' || self.maxReplicas > self.minReplicas",
+                    "message": "engine KEDA needs room to scale: set maxReplicas above minReplicas",
+                },
             ]
         }
     }
 
-    min_replicas: int = Field(1, ge=0, le=100, description="Replicas the stage never goes below.")
-    max_replicas: int = Field(1, ge=1, le=100, description="Replicas the stage never goes above.")
+    min_replicas: int = Field(
+        1,
+        ge=0,
+        le=100,
+        description="Replicas the stage never goes below; 0 lets an idle autoscaled stage "
+        "scale to zero (it scales up again on the first message waiting).",
+    )
+    max_replicas: int = Field(
+        1,
+        ge=1,
+        le=100,
+        description="Replicas the stage never goes above; above minReplicas the stage is "
+        "autoscaled.",
+    )
+    target_lag_seconds: int | None = Field(
+        None,
+        ge=1,
+        le=86400,
+        description="The objective of an autoscaled stage: what waits on its subscription "
+        "(backlog) should be consumed within this many seconds at the current input rate. "
+        "Replicas = ceil((input rate + backlog / targetLagSeconds) / measured rate per "
+        "replica), bounded by minReplicas and maxReplicas and by what the model backend can "
+        f"serve. Default {DEFAULT_TARGET_LAG_SECONDS} when maxReplicas > minReplicas.",
+    )
+    scale_down_delay_seconds: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description="Fewer replicas must have sufficed for this long before any is removed "
+        "(stabilization); scale-up is immediate.",
+    )
+    idle_seconds_before_zero: int = Field(
+        120,
+        ge=0,
+        le=86400,
+        description="With minReplicas 0: no input, no backlog and nothing unacknowledged for "
+        "this long before the stage scales to zero.",
+    )
+    engine: ScalingEngine = Field(
+        ScalingEngine.BUILTIN,
+        description="Builtin: the operator scales the Deployment itself. KEDA: the operator "
+        "renders a KEDA ScaledObject (Pulsar backlog trigger) and KEDA with the HPA scale it.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> ScalingSpec:
         if self.min_replicas > self.max_replicas:
             raise ValueError("minReplicas must be <= maxReplicas")
+        if self.target_lag_seconds is not None and not self.autoscaled:
+            raise ValueError(
+                "targetLagSeconds needs room to scale: set maxReplicas above minReplicas, "
+                "or remove targetLagSeconds for a fixed replica count"
+            )
+        if self.engine is ScalingEngine.KEDA and not self.autoscaled:
+            raise ValueError("engine KEDA needs room to scale: set maxReplicas above minReplicas")
         return self
+
+    @property
+    def autoscaled(self) -> bool:
+        """Something other than the manifest decides the replica count."""
+        return self.max_replicas > self.min_replicas
+
+    @property
+    def target_lag_s(self) -> int:
+        return self.target_lag_seconds or DEFAULT_TARGET_LAG_SECONDS
 
 
 def _optional(field: FieldInfo) -> FieldInfo:
@@ -350,11 +429,25 @@ class StageStatus(Model):
         "replicas); Failing: workers crash or cannot start (message says why).",
     )
     message: str = Field("", max_length=2048, description="Why the stage is in its phase.")
-    desired_replicas: int = Field(0, ge=0)
+    desired_replicas: int = Field(
+        0,
+        ge=0,
+        description="Replicas the stage's Deployment asks for; for an autoscaled stage, the "
+        "autoscaler's latest choice.",
+    )
     ready_replicas: int = Field(0, ge=0)
     updated_replicas: int = Field(0, ge=0)
     subscription: str = Field("", description="Fully qualified input topic and subscription.")
     backlog: int | None = Field(None, description="Unacknowledged messages on the subscription.")
+    scaling_reason: str | None = Field(
+        None,
+        max_length=1024,
+        description="Why the autoscaler chose desiredReplicas (or froze them), e.g. "
+        "'ScaledUp: backlog 3000 ...'; none for a fixed replica count.",
+    )
+    last_scale_time: datetime | None = Field(
+        None, description="When the autoscaler last changed the stage's replicas."
+    )
 
 
 class PipelineStatus(Model):

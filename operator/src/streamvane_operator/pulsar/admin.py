@@ -252,18 +252,27 @@ class PulsarAdmin:
             raise
         return True
 
+    def stats(self, topic: TopicName, partitioned: bool) -> dict[str, Any]:
+        """The topic's stats as Pulsar serves them (partitioned-stats add up the partitions):
+        msgRateIn, msgInCounter, publishers, subscriptions with msgBacklog, unackedMessages,
+        consumers (msgRateOut each), ..."""
+        suffix = "partitioned-stats" if partitioned else "stats"
+        # Pulsar reads the oldest backlog entry for its publish time (the stage's lag).
+        return dict(
+            self._json(
+                "GET",
+                f"{topic.path}/{suffix}",
+                f"read stats of {topic}",
+                params={"getEarliestTimeInBacklog": "true"},
+            )
+        )
+
     def subscription_stats(
         self, topic: TopicName, subscription: str, partitioned: bool
     ) -> SubscriptionStats | None:
         """Backlog, rates and connected consumers of ``subscription``; None if it does not
-        exist. Pulsar reads the oldest backlog entry for its publish time (the stage's lag)."""
-        suffix = "partitioned-stats" if partitioned else "stats"
-        stats = self._json(
-            "GET",
-            f"{topic.path}/{suffix}",
-            f"read stats of {topic}",
-            params={"getEarliestTimeInBacklog": "true"},
-        )
+        exist."""
+        stats = self.stats(topic, partitioned)
         sub = (stats.get("subscriptions") or {}).get(subscription)
         if sub is None:
             return None
@@ -280,9 +289,7 @@ class PulsarAdmin:
 
     def publishers(self, topic: TopicName, partitioned: bool) -> int:
         """Producers connected to ``topic`` now."""
-        suffix = "partitioned-stats" if partitioned else "stats"
-        stats = self._json("GET", f"{topic.path}/{suffix}", f"read stats of {topic}")
-        return len(stats.get("publishers") or [])
+        return len(self.stats(topic, partitioned).get("publishers") or [])
 
     # plumbing
 

@@ -45,6 +45,10 @@ class FakePulsar:
     """msgRateOut per (topic, subscription)."""
     earliest_backlog_ms: dict[tuple[str, str], int] = field(default_factory=dict)
     """Publish time of the oldest backlog message per (topic, subscription)."""
+    published: dict[str, int] = field(default_factory=dict)
+    """Messages ever published per topic (msgInCounter)."""
+    dispatched: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Messages ever dispatched per (topic, subscription) (msgOutCounter)."""
     unavailable: bool = False
     calls: list[str] = field(default_factory=list)
     _params: httpx.QueryParams = field(default_factory=httpx.QueryParams, repr=False)
@@ -211,6 +215,7 @@ class FakePulsar:
             sub: {
                 "msgBacklog": self.backlog.get((topic, sub), 0),
                 "msgRateOut": self.rate_out.get((topic, sub), 0.0),
+                "msgOutCounter": self.dispatched.get((topic, sub), 0),
                 "consumers": [{}] * self.consumers.get((topic, sub), 0),
                 # As Pulsar: -1 unless asked for, or when there is no backlog.
                 "earliestMsgPublishTimeInBacklog": (
@@ -222,6 +227,7 @@ class FakePulsar:
         return _ok(
             {
                 "msgRateIn": self.rate_in.get(topic, 0.0),
+                "msgInCounter": self.published.get(topic, 0),
                 "subscriptions": subs,
                 "publishers": [{}] * self.publishers.get(topic, 0),
             }

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from streamvane_operator.api.common import Manifest
 from streamvane_operator.api.validation import InvalidSpecError
 from streamvane_operator.kube.client import Kube, ObjectRef
-from streamvane_operator.kube.errors import KubeError, KubeUnavailable
+from streamvane_operator.kube.errors import KubeError, KubeNotServed, KubeUnavailable
 from streamvane_operator.metrics import OperatorMetrics
 from streamvane_operator.preflight.probes import ModelCheck, NetworkPreflight
 from streamvane_operator.pulsar.admin import PulsarAdmin
@@ -30,14 +30,22 @@ from streamvane_operator.reconcile.status import Failure, Problem
 from streamvane_operator.reconcile.topology import TopicConflict
 from streamvane_operator.render.labels import Owner
 from streamvane_operator.render.worker import WorkerDefaults
+from streamvane_operator.scaling.signals import MetricsReader, ModelCounters
 
 CHILD_KINDS = (
     ("v1", "ConfigMap"),
     ("v1", "Service"),
     ("policy/v1", "PodDisruptionBudget"),
     ("apps/v1", "Deployment"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
 )
 """Every kind a reconciler creates; observed together to find drift and leftovers."""
+OPTIONAL_KINDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
+}
+"""Kinds of CRDs a cluster may not have (KEDA): none of them exist there."""
 
 StatusT = TypeVar("StatusT", bound=BaseModel)
 
@@ -56,6 +64,12 @@ class PulsarFactory(Protocol):
 
 class SecretNotFound(Exception):
     """A Secret (or key) the spec refers to does not exist; the message names the field."""
+
+
+class MetricsSource(Protocol):
+    def __call__(self, url: str) -> dict[str, ModelCounters]:
+        """Model name -> counters; raises MetricsUnavailable."""
+        ...
 
 
 def utcnow() -> datetime:
@@ -77,6 +91,10 @@ class Deps:
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     preflight: Preflight = field(default_factory=NetworkPreflight)
     """Checks the broker and models an edit points at before workers roll."""
+    triton_metrics: MetricsSource = field(default_factory=MetricsReader)
+    """Reads a Triton metrics endpoint (the autoscaler's saturation signal)."""
+    monotonic: Callable[[], float] = time.monotonic
+    """The autoscaler's steady clock."""
 
 
 @dataclass(frozen=True)
@@ -200,12 +218,16 @@ def problems() -> Iterator[None]:
 def observe_children(kube: Kube, owner: Owner, owner_label: str) -> list[Manifest]:
     """The owner's children: objects labelled ``owner_label=<owner name>`` that it owns."""
     selector = f"{owner_label}={owner.name}"
-    return [
-        obj
-        for api_version, kind in CHILD_KINDS
-        for obj in kube.list(api_version, kind, owner.namespace, selector)
-        if owned_by(obj, owner.uid)
-    ]
+    found: list[Manifest] = []
+    for api_version, kind in CHILD_KINDS:
+        try:
+            objects = kube.list(api_version, kind, owner.namespace, selector)
+        except KubeNotServed:
+            if (api_version, kind) in OPTIONAL_KINDS:
+                continue
+            raise
+        found.extend(obj for obj in objects if owned_by(obj, owner.uid))
+    return found
 
 
 def check_conflicts(

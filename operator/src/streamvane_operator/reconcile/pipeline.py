@@ -48,12 +48,14 @@ from streamvane_operator.reconcile.common import (
     retry_delay,
 )
 from streamvane_operator.reconcile.ownership import merged, pipeline_id
+from streamvane_operator.reconcile.replicas import hand_over_replicas, with_initial_replicas
 from streamvane_operator.reconcile.status import (
     Problem,
     deployment_ready,
     pipeline_status,
     previous_conditions,
     previous_retiring,
+    previous_scaling,
     previous_subscriptions,
     stage_of,
     stage_status,
@@ -147,9 +149,12 @@ def _reconcile(
                 events.info("PulsarResourceCreated", f"created {item}")
             for note in changes.notes:
                 events.warn("TopicMismatch", note)
+            objects = with_initial_replicas(spec, rendered.objects, observed)
+            hand_over_replicas(deps.kube, spec, observed)
             observed = converge_children(
-                deps.kube, owner, PIPELINE_LABEL, rendered.objects, observed, events
+                deps.kube, owner, PIPELINE_LABEL, objects, observed, events
             )
+            hand_over_replicas(deps.kube, spec, observed)
             # Only subscriptions the Pipeline created are ever deleted.
             retiring = [r for r in retiring if r in created[1]]
             still = _retire(admin, spec.deletion_policy, retiring, events)
@@ -278,6 +283,7 @@ def _status(
         # The spec is unusable: report the workers that still run the last good one.
         known = previous_subscriptions(previous_status)
         subscriptions = {name: known.get(name, "") for name in sorted(deployments)}
+    scaling = previous_scaling(previous_status)
     stages = [
         stage_status(
             name,
@@ -286,6 +292,7 @@ def _status(
             lag.get(name),
             desired.get(name, 0),
             failing.get(name),
+            scaling.get(name, (None, None)),
         )
         for name, sub in subscriptions.items()
     ]

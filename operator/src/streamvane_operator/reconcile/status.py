@@ -17,6 +17,8 @@ from streamvane_operator.render.labels import STAGE_LABEL
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+OWN_CONDITIONS = (READY, PROGRESSING, DEGRADED)
+"""What a reconcile decides; other conditions (the autoscaler's ScalingActive) are kept."""
 
 
 class Failure(StrEnum):
@@ -142,8 +144,11 @@ def stage_status(
     backlog: int | None,
     desired_replicas: int = 0,
     failure: WorkerFailure | None = None,
+    scaling: tuple[str | None, datetime | None] = (None, None),
 ) -> StageStatus:
-    """``desired_replicas`` counts when the stage has no Deployment (yet)."""
+    """``desired_replicas`` counts when the stage has no Deployment (yet); ``scaling`` is
+    the autoscaler's (scalingReason, lastScaleTime), kept as it last wrote them."""
+    reason, last_scale = scaling
     if deployment is None:
         return StageStatus(
             name=name,
@@ -152,6 +157,8 @@ def stage_status(
             desired_replicas=desired_replicas,
             subscription=subscription,
             backlog=backlog,
+            scaling_reason=reason,
+            last_scale_time=last_scale,
         )
     status = deployment.get("status") or {}
     replicas = int(deployment.get("spec", {}).get("replicas", 1))
@@ -174,6 +181,8 @@ def stage_status(
         updated_replicas=int(status.get("updatedReplicas") or 0),
         subscription=subscription,
         backlog=backlog,
+        scaling_reason=reason,
+        last_scale_time=last_scale,
     )
 
 
@@ -238,7 +247,8 @@ def pipeline_status(
     backlogs = [s.backlog for s in stages if s.backlog is not None]
     return PipelineStatus(
         observed_generation=generation,
-        conditions=merge_conditions(previous, [ready, progressing, degraded], generation, now),
+        conditions=merge_conditions(previous, [ready, progressing, degraded], generation, now)
+        + [c for c in previous if c.type not in OWN_CONDITIONS],
         stages=list(stages),
         stages_ready=f"{len(ready_stages)}/{total}",
         backlog=sum(backlogs) if backlogs else None,
@@ -302,6 +312,20 @@ def previous_subscriptions(status: Mapping[str, Any] | None) -> dict[str, str]:
         for stage in (status or {}).get("stages") or []
         if isinstance(stage, dict) and "name" in stage
     }
+
+
+def previous_scaling(
+    status: Mapping[str, Any] | None,
+) -> dict[str, tuple[str | None, datetime | None]]:
+    """Stage -> (scalingReason, lastScaleTime) as the autoscaler last wrote them."""
+    found: dict[str, tuple[str | None, datetime | None]] = {}
+    for raw in (status or {}).get("stages") or []:
+        try:
+            stage = StageStatus.model_validate(raw)
+        except ValidationError:
+            continue
+        found[stage.name] = (stage.scaling_reason, stage.last_scale_time)
+    return found
 
 
 def previous_retiring(status: Mapping[str, Any] | None) -> list[str]:

@@ -128,12 +128,16 @@ def _deployment(
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     pod = stage.pod
+    # An autoscaled stage's replicas belong to its autoscaler (the operator's scaling loop or
+    # KEDA's HPA), which writes them through the scale subresource: the applied manifest
+    # leaves the field out, so server-side apply neither owns nor resets it.
+    replicas = {} if stage.scaling.autoscaled else {"replicas": stage.scaling.min_replicas}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(name, owner, labels),
         "spec": {
-            "replicas": stage.scaling.min_replicas,
+            **replicas,
             "selector": {"matchLabels": stage_selector(owner.name, stage.name)},
             "strategy": {
                 "type": "RollingUpdate",

@@ -221,3 +221,25 @@ def test_pulsar_connection_accepts_a_ca_when_the_admin_url_uses_tls() -> None:
     )
     assert pulsar.tls_admin and not pulsar.tls_workers
     assert pulsar.ca_secret_ref is not None and pulsar.ca_secret_ref.key == "ca.crt"
+
+
+@pytest.mark.parametrize(
+    ("scaling", "message"),
+    [
+        ({"minReplicas": 2, "maxReplicas": 2, "targetLagSeconds": 30}, "targetLagSeconds needs"),
+        ({"engine": "KEDA"}, "engine KEDA needs room"),
+        ({"minReplicas": 3, "maxReplicas": 2}, "minReplicas must be <= maxReplicas"),
+    ],
+)
+def test_scaling_spec_refuses_contradictions_with_a_message_when_parsed(
+    scaling: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        spec(stage("a", "in", scaling=scaling))
+
+
+def test_scaling_spec_defaults_the_target_lag_when_autoscaled_without_one() -> None:
+    scaling = spec(stage("a", "in", scaling={"minReplicas": 0, "maxReplicas": 3})).stages[0].scaling
+
+    assert scaling.autoscaled and scaling.target_lag_s == 60
+    assert (scaling.scale_down_delay_seconds, scaling.idle_seconds_before_zero) == (60, 120)

@@ -77,11 +77,27 @@ def test_render_stage_labels_and_owns_every_object_when_rendered() -> None:
         assert ref["uid"] == "uid-1" and ref["controller"] is True
 
 
-def test_render_stage_uses_min_replicas_when_scaling_is_set() -> None:
-    deployment = objects(raw_spec())["Deployment"]
+def fixed(replicas: int) -> dict[str, Any]:
+    spec = raw_spec()
+    spec["stages"][0]["scaling"] = {"minReplicas": replicas, "maxReplicas": replicas}
+    return spec
+
+
+def test_render_stage_sets_replicas_when_scaling_is_fixed() -> None:
+    deployment = objects(fixed(2))["Deployment"]
 
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def test_render_stage_leaves_replicas_to_the_autoscaler_when_stage_is_autoscaled() -> None:
+    deployment = objects(raw_spec())["Deployment"]
+
+    assert "replicas" not in deployment["spec"]
+
+
+def test_render_stage_renders_no_scaled_object_when_engine_is_builtin() -> None:
+    assert "ScaledObject" not in objects(raw_spec())
 
 
 def test_render_stage_selects_stage_pods_when_service_and_pdb_are_rendered() -> None:
@@ -230,3 +246,60 @@ def test_render_stage_leaves_the_ca_out_of_workers_when_only_the_admin_url_uses_
     assert rendered.configs["embed"].pulsar.tls_ca_file is None
     deployment = next(o for o in rendered.objects if o["kind"] == "Deployment")
     assert "pulsar-ca" not in [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]]
+
+
+def keda_spec(**pulsar: Any) -> dict[str, Any]:
+    spec = raw_spec()
+    spec["pulsar"].update(pulsar)
+    spec["stages"][0]["scaling"] = {
+        "minReplicas": 0,
+        "maxReplicas": 4,
+        "targetLagSeconds": 30,
+        "scaleDownDelaySeconds": 90,
+        "idleSecondsBeforeZero": 200,
+        "engine": "KEDA",
+    }
+    return spec
+
+
+def test_render_keda_scaled_object_triggers_on_the_stage_subscription_when_engine_is_keda() -> None:
+    rendered = objects(keda_spec())
+    scaled = rendered["ScaledObject"]["spec"]
+
+    assert "replicas" not in rendered["Deployment"]["spec"]
+    assert scaled["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "cu-embed",
+    }
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"], scaled["cooldownPeriod"]) == (
+        0,
+        4,
+        200,
+    )
+    behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 90
+    (trigger,) = scaled["triggers"]
+    assert trigger["type"] == "pulsar"
+    assert trigger["metadata"] == {
+        "adminURL": "http://127.0.0.1:8080",
+        "topic": "persistent://streamvane/content/items",
+        "isPartitionedTopic": "false",
+        "subscription": "cu-embed",
+        "msgBacklogThreshold": "150",
+        "activationMsgBacklogThreshold": "0",
+    }
+    assert "TriggerAuthentication" not in rendered
+
+
+def test_render_keda_authenticates_with_the_pipeline_token_when_pulsar_needs_one() -> None:
+    rendered = objects(keda_spec(authSecretRef={"name": "jwt", "key": "token"}))
+
+    (trigger,) = rendered["ScaledObject"]["spec"]["triggers"]
+    assert trigger["metadata"]["authModes"] == "bearer"
+    assert trigger["authenticationRef"] == {"name": "cu-pulsar"}
+    auth = rendered["TriggerAuthentication"]
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "bearerToken", "name": "jwt", "key": "token"}
+    ]
+    assert "streamvane.io/stage" not in auth["metadata"]["labels"]

@@ -156,7 +156,7 @@ def test_hostile_manifests_are_refused_or_reported_and_the_running_pipeline_is_u
     (other,) = cluster.others
     ns = cluster.namespace
     assert cluster.apply(cluster.sample(RELAY)).returncode == 0
-    cluster.wait_ready("relay")
+    cluster.wait_ready("relay", timeout_s=300)  # the operator starts slowly on a busy machine
     before_objects = {
         kind: {n: o["metadata"]["resourceVersion"] for n, o in cluster.items(kind).items()}
         for kind in ("deployments", "configmaps", "services", "pdb")
@@ -173,11 +173,14 @@ def test_hostile_manifests_are_refused_or_reported_and_the_running_pipeline_is_u
         assert answer in result.stderr, f"{what}: {result.stderr[:2000]}"
 
     # 2. Accepted, then reported in status; nothing of theirs is created.
-    for kind, name in (("configmap", "clash-first"), ("service", "taken-first")):
-        args = ["create", kind, name] + (
-            ["--from-literal=keep=me"] if kind == "configmap" else ["clusterip", "--tcp=80:80"]
-        )
-        assert cluster.kubectl(*args).returncode == 0
+    assert (
+        cluster.kubectl("create", "configmap", "clash-first", "--from-literal=keep=me").returncode
+        == 0
+    )
+    assert (
+        cluster.kubectl("create", "service", "clusterip", "taken-first", "--tcp=80:80").returncode
+        == 0
+    )
     big_labels = [{"name": f"l{i}", "description": f"{i} " + "x" * 1900} for i in range(150)]
     ghost = pipeline(cluster, "ghost", passthrough("first", "ghost-in", "ghost-out"))
     ghost["spec"]["pulsar"]["adminUrl"] = "http://127.0.0.1:9"  # nothing listens, ever

@@ -441,3 +441,13 @@ def test_reconcile_keeps_a_running_stages_subscription_when_status_has_the_old_d
     assert outcome.status.stages[0].subscription == TOPIC.format("items") + "#cu-embed"
     assert world.pulsar.subscriptions[TOPIC.format("items")] == {"cu-embed"}
     assert outcome.status.created_subscriptions == [TOPIC.format("items") + "#cu-embed"]
+
+
+def test_reconcile_records_default_named_subscriptions_when_another_reconcile_created_them(
+    world: World,
+) -> None:
+    world.reconcile(pipeline_spec(embed_stage()))  # its status is lost (a concurrent write)
+
+    outcome = world.reconcile(pipeline_spec(embed_stage()))
+
+    assert outcome.status.created_subscriptions == [TOPIC.format("items") + "#media.cu-embed"]

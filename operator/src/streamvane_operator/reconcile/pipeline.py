@@ -22,6 +22,7 @@ from streamvane_operator.api.pipeline import (
 )
 from streamvane_operator.api.validation import (
     InvalidSpecError,
+    default_subscription,
     is_label_value,
     legacy_subscription,
     name_problems,
@@ -143,7 +144,7 @@ def _reconcile(
             )
             created = (
                 merged(created[0], changes.owned_topics),
-                merged(created[1], changes.created_subscriptions),
+                merged(created[1], changes.created_subscriptions, named_ours(owner, topo)),
             )
             for item in changes.created:
                 events.info("PulsarResourceCreated", f"created {item}")
@@ -193,6 +194,16 @@ def _reconcile(
         problem=problem,
         retry_after_s=retry_delay(deps, problem),
     )
+
+
+def named_ours(owner: Owner, topo: Topology) -> list[str]:
+    """Stage subscriptions under the default name, which holds the namespace and Pipeline
+    name: only this Pipeline creates them, whichever reconcile recorded them first."""
+    return [
+        f"{topo.topic(sub.topic)}#{sub.name}"
+        for sub in topo.subscriptions
+        if sub.name == default_subscription(owner.namespace, owner.name, sub.stage)
+    ]
 
 
 def created_resources(status: Mapping[str, Any] | None) -> tuple[list[str], list[str]]:

@@ -622,3 +622,13 @@ def test_reconcile_reports_pulsar_unauthorized_when_the_token_is_refused(world: 
     assert (degraded.status, degraded.reason) == ("True", "PulsarUnauthorized")
     assert "HTTP 401" in degraded.message and "spec.pulsar.authSecretRef" in degraded.message
     assert outcome.retry_after_s == world.deps.retry_rejected_s
+
+
+def test_reconcile_records_default_named_subscriptions_when_another_reconcile_created_them(
+    world: World,
+) -> None:
+    world.reconcile(pipeline_spec(embed_stage()))  # its status is lost (a concurrent write)
+
+    outcome = world.reconcile(pipeline_spec(embed_stage()))
+
+    assert outcome.status.created_subscriptions == [TOPIC.format("items") + "#media.cu-embed"]

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from streamvane_operator.api.backend import InferenceBackendSpec, InferenceBackendStatus
 from streamvane_operator.api.common import GROUP, VERSION
 from streamvane_operator.api.pipeline import PipelineSpec, PipelineStatus
+from streamvane_operator.api.region import RegionSpec, RegionStatus
 from streamvane_operator.api.schema import Schema, to_structural
 
 CATEGORY = "streamvane"
@@ -26,6 +27,7 @@ class Kind:
     status: type[BaseModel]
     columns: tuple[dict[str, Any], ...]
     description: str
+    scope: str = "Namespaced"
 
     @property
     def singular(self) -> str:
@@ -52,6 +54,8 @@ PIPELINE = Kind(
         {"name": "Stages", "type": "string", "jsonPath": ".status.stagesReady"},
         {"name": "Backlog", "type": "integer", "jsonPath": ".status.backlog"},
         {"name": "Reason", "type": "string", "jsonPath": _condition("Ready", "reason")},
+        {"name": "Regions", "type": "string", "jsonPath": ".status.regionsReady"},
+        {"name": "Rollout", "type": "string", "jsonPath": ".status.rollout.summary"},
         {
             "name": "Message",
             "type": "string",
@@ -77,7 +81,24 @@ INFERENCE_BACKEND = Kind(
     ),
 )
 
-KINDS = (PIPELINE, INFERENCE_BACKEND)
+REGION = Kind(
+    kind="Region",
+    plural="regions",
+    short_names=("svr",),
+    spec=RegionSpec,
+    status=RegionStatus,
+    description="A member cluster and its Pulsar cluster, where the hub places Pipelines.",
+    scope="Cluster",
+    columns=(
+        {"name": "Pulsar", "type": "string", "jsonPath": ".spec.pulsar.cluster"},
+        {"name": "Reachable", "type": "boolean", "jsonPath": ".status.reachable"},
+        {"name": "Operator", "type": "string", "jsonPath": ".status.operatorVersion"},
+        {"name": "Probed", "type": "date", "jsonPath": ".status.lastProbeTime"},
+        {"name": "Message", "type": "string", "priority": 1, "jsonPath": ".status.message"},
+    ),
+)
+
+KINDS = (PIPELINE, INFERENCE_BACKEND, REGION)
 
 
 def schema_of(model: type[BaseModel]) -> Schema:
@@ -95,7 +116,7 @@ def crd(kind: Kind) -> dict[str, Any]:
         },
         "spec": {
             "group": GROUP,
-            "scope": "Namespaced",
+            "scope": kind.scope,
             "names": {
                 "kind": kind.kind,
                 "listKind": f"{kind.kind}List",

@@ -15,6 +15,13 @@ from streamvane_operator.api.common import (
     Resources,
     SecretKeyRef,
 )
+from streamvane_operator.api.region import (
+    Placement,
+    RegionRolloutStatus,
+    ReplicationSpec,
+    RolloutSpec,
+    RolloutStatus,
+)
 from streamvane_worker.config import (
     BatchingSettings,
     DeliverySettings,
@@ -62,6 +69,11 @@ class PulsarConnection(Model):
     )
     auth_secret_ref: SecretKeyRef | None = Field(
         None, description="Secret holding a JWT for Pulsar token auth; none means no auth."
+    )
+    replication: ReplicationSpec | None = Field(
+        None,
+        description="Geo-replication of the namespace between the placed Regions' Pulsar "
+        "clusters (set up by the hub; needs placement).",
     )
 
 
@@ -194,6 +206,28 @@ class PipelineSpec(Model):
         max_length=32,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    placement: Placement | None = Field(
+        None,
+        description="Regions the Pipeline runs in, through the hub operator; none: it runs in "
+        "this cluster.",
+    )
+    rollout: RolloutSpec | None = Field(
+        None, description="How a change rolls out across the placed regions (needs placement)."
+    )
+
+    @model_validator(mode="after")
+    def _regions_need_placement(self) -> PipelineSpec:
+        if self.placement is None and (self.rollout is not None or self.pulsar.replication):
+            raise ValueError("rollout and pulsar.replication need placement")
+        named = self.placement.regions if self.placement else None
+        waves = self.rollout.waves if self.rollout else None
+        if named is not None and waves is not None:
+            in_waves = [r for wave in waves for r in wave]
+            if sorted(in_waves) != sorted(set(named)):
+                raise ValueError(
+                    "rollout.waves must name every region of placement.regions exactly once"
+                )
+        return self
 
 
 class StageStatus(Model):
@@ -223,4 +257,15 @@ class PipelineStatus(Model):
         default_factory=list,
         description="Subscriptions no stage reads any more (a stage was removed or reads another "
         "topic), deleted once their workers have disconnected (deletionPolicy Delete).",
+    )
+    regions: list[RegionRolloutStatus] = Field(
+        default_factory=list,
+        description="Per placed region: phase, revision, gate values (hub only).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    regions_ready: str = Field("", description="Healthy regions out of all placed, e.g. 2/3.")
+    rollout: RolloutStatus | None = Field(None, description="The rollout across regions (hub).")
+    replication_clusters: list[str] = Field(
+        default_factory=list,
+        description="Pulsar clusters the namespace is replicated between, as last applied.",
     )

@@ -10,15 +10,23 @@ from typing import Annotated
 import kopf
 import typer
 
-from streamvane_operator import handlers
+from streamvane_operator import handlers, hub_handlers
 from streamvane_operator.config import OperatorConfig
 from streamvane_operator.kube.client import KubeClient, api_client
+from streamvane_operator.kube.remote import MemberClients
 from streamvane_operator.pulsar.admin import AdminPool
 from streamvane_operator.reconcile.common import Deps
+from streamvane_operator.reconcile.hub import HubDeps
 from streamvane_operator.render.labels import FIELD_MANAGER
 from streamvane_operator.render.worker import WorkerDefaults
+from streamvane_operator.rollout.member import HUB_MANAGER
 
 DEFAULTS = OperatorConfig()
+
+
+class Mode(StrEnum):
+    MEMBER = "member"
+    HUB = "hub"
 
 
 class LogFormat(StrEnum):
@@ -67,6 +75,16 @@ def run(
     log_format: Annotated[LogFormat, typer.Option(help="Format of the operator's logs.")] = (
         LogFormat.JSON
     ),
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            help="member: reconcile Pipelines here (default). hub: place Pipelines that have "
+            "spec.placement in their Regions and roll them out wave by wave."
+        ),
+    ] = Mode.MEMBER,
+    hub_tick_seconds: Annotated[
+        float, typer.Option(help="Hub: interval of the rollout step.")
+    ] = DEFAULTS.hub_tick_s,
     verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
 ) -> None:
     config = OperatorConfig(
@@ -77,6 +95,8 @@ def run(
         retry_transient_s=retry_seconds,
         kubeconfig=kubeconfig,
         liveness_port=liveness_port,
+        hub=mode is Mode.HUB,
+        hub_tick_s=hub_tick_seconds,
     )
     kopf.configure(
         verbose=verbose,
@@ -94,7 +114,14 @@ def run(
         retry_rejected_s=config.retry_rejected_s,
     )
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, deps, config, client.configuration)
+    if config.hub:
+        hub_deps = HubDeps(
+            kube=deps.kube, members=MemberClients(HUB_MANAGER), pulsar=pulsar,
+            retry_s=config.hub_tick_s,
+        )  # fmt: skip
+        hub_handlers.register(registry, hub_deps, config, client.configuration)
+    else:
+        handlers.register(registry, deps, config, client.configuration)
     try:
         kopf.run(
             registry=registry,

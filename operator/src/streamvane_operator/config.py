@@ -30,3 +30,7 @@ class OperatorConfig:
     """Port of kopf's /healthz probe endpoint; None disables it."""
     max_workers: int = 8
     """Threads running synchronous handlers at once."""
+    hub: bool = False
+    """Run as the hub: place Pipelines in Regions and roll them out (else: a member)."""
+    hub_tick_s: float = 5.0
+    """Hub: interval of the rollout step (waits, bakes, deadlines and gates are polled)."""

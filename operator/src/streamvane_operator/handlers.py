@@ -30,6 +30,15 @@ WORKER_LABELS: dict[str, Any] = {
 }
 
 
+def placed(spec: kopf.Spec, **_: Any) -> bool:
+    """A Pipeline with placement belongs to the hub (``--mode hub``); members run the rest."""
+    return bool(spec.get("placement"))
+
+
+def local(spec: kopf.Spec, **_: Any) -> bool:
+    return not placed(spec)
+
+
 def register(
     registry: kopf.OperatorRegistry,
     deps: Deps,
@@ -73,9 +82,9 @@ def register(
         patch.status.update(_dump(outcome.status))
         return outcome
 
-    @kopf.on.resume(*PIPELINES, registry=registry)
-    @kopf.on.create(*PIPELINES, registry=registry)
-    @kopf.on.update(*PIPELINES, field="spec", registry=registry)
+    @kopf.on.resume(*PIPELINES, when=local, registry=registry)
+    @kopf.on.create(*PIPELINES, when=local, registry=registry)
+    @kopf.on.update(*PIPELINES, field="spec", when=local, registry=registry)
     def pipeline_changed(
         body: kopf.Body,
         spec: kopf.Spec,
@@ -88,7 +97,11 @@ def register(
         _finish(body, pipeline_outcome(spec, meta, status, patch), logger)
 
     @kopf.timer(
-        *PIPELINES, interval=config.resync_s, initial_delay=config.resync_s, registry=registry
+        *PIPELINES,
+        interval=config.resync_s,
+        initial_delay=config.resync_s,
+        when=local,
+        registry=registry,
     )
     def pipeline_resync(
         body: kopf.Body,
@@ -102,7 +115,7 @@ def register(
         # Repairs drift and refreshes status.
         _finish(body, pipeline_outcome(spec, meta, status, patch), logger, timer=True)
 
-    @kopf.on.delete(*PIPELINES, registry=registry)
+    @kopf.on.delete(*PIPELINES, when=local, registry=registry)
     def delete_pipeline(
         body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, logger: kopf.Logger, **_: Any
     ) -> None:

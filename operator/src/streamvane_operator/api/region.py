@@ -196,10 +196,6 @@ class ReplicationSpec(Model):
         "refused unless deletionPolicy is Delete.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
-    replicated_subscriptions: bool = Field(
-        False,
-        description="Replicate subscription positions too (stages fail over between regions).",
-    )
 
 
 class RegionPhase(StrEnum):

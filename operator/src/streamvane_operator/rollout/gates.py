@@ -31,7 +31,8 @@ class Watched:
 
     @property
     def topics(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys((*self.inputs, *self.sinks, *self.dead_letters)))
+        stage_inputs = (topic for topic, _ in self.subscriptions)
+        return tuple(dict.fromkeys((*self.inputs, *stage_inputs, *self.sinks, *self.dead_letters)))
 
 
 def watched(pipeline: str, spec: PipelineSpec) -> Watched:

@@ -390,8 +390,16 @@ class Stack:
         self.region_pulsar: Pulsar | None = None
         self.region_etcds: list[Etcd] = []
         self.region_apiservers: list[KubeApiserver] = []
-        if self.settings.regions:
+        if self.settings.regions or self._regions_running():
             self._add_regions()
+
+    def _regions_running(self) -> int:
+        """Regions a multi-region ``up`` started (so that ``down`` and ``status`` without
+        STREAMVANE_REGIONS still see them): the number of region dirs with a pid file."""
+        running = [d for d in self.settings.run_dir.glob("region-*") if any(d.glob("*.pid"))]
+        if running:
+            self.settings = dataclasses.replace(self.settings, regions=len(running))
+        return len(running)
 
     def _add_regions(self) -> None:
         """One kube-apiserver (own etcd) per region and a second Pulsar: region 1 uses the

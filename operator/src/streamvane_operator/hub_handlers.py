@@ -63,19 +63,6 @@ def register(
         if outcome.problem is not None:
             logger.warning("%s", outcome.problem.message)
 
-    @kopf.on.resume(*PIPELINES, when=placed, registry=registry)
-    @kopf.on.create(*PIPELINES, when=placed, registry=registry)
-    @kopf.on.update(*PIPELINES, field="spec", when=placed, registry=registry)
-    def placed_pipeline_changed(
-        body: kopf.Body,
-        spec: kopf.Spec,
-        meta: kopf.Meta,
-        status: kopf.Status,
-        logger: kopf.Logger,
-        **_: Any,
-    ) -> None:
-        rollout_step(body, spec, meta, status, logger)
-
     @kopf.timer(*PIPELINES, interval=config.hub_tick_s, when=placed, registry=registry)
     def rollout_tick(
         body: kopf.Body,
@@ -85,7 +72,8 @@ def register(
         logger: kopf.Logger,
         **_: Any,
     ) -> None:
-        # Waves wait, bake and time out on the clock: the rollout advances on this tick.
+        # The rollout advances only on this tick (waves wait, bake and time out on the clock):
+        # one step at a time per Pipeline, never two racing on the same status.
         rollout_step(body, spec, meta, status, logger)
 
     @kopf.on.delete(*PIPELINES, when=placed, registry=registry)

@@ -380,9 +380,9 @@ def _observe_region(
         admin = deps.pulsar(region.spec.pulsar.admin_url, None)
         for topic in watch.topics:
             name = TopicName(spec.pulsar.tenant, spec.pulsar.namespace, topic)
-            stats[topic] = admin.topic_stats(
-                name, spec.topics.partitions > 0 and "-dlq" not in topic
-            )
+            # Dead-letter topics are never partitioned (the client creates them).
+            partitioned = spec.topics.partitions > 0 and topic not in watch.dead_letters
+            stats[topic] = admin.topic_stats(name, partitioned)
     except PulsarError as e:
         return Observation(True, revision, ready, None, f"{message} (no gate signals: {e})"), None
     return Observation(True, revision, ready, None, message), (

@@ -23,8 +23,9 @@ from process_runner.regions import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.regions]
 
-BAKE_S = 6
-DEADLINE_S = 30
+BAKE_S = 5
+DEADLINE_S = 150
+"""Generous: on a busy 2-core machine a worker can take over a minute to become ready."""
 MISSING_MODEL = {"backend": "triton-local", "name": "no-such-model"}
 
 
@@ -34,7 +35,7 @@ def rolled_out(
     doc = world.pipeline_doc(name, waves, bakeSeconds=BAKE_S, progressDeadlineSeconds=DEADLINE_S)
     world.apply(doc)
     timeline = Timeline(world, name)
-    timeline.until(f"{name} rolled out", phase_is("Complete"), timeout_s=180)
+    timeline.until(f"{name} rolled out", phase_is("Complete"), timeout_s=600)
     return doc, timeline
 
 
@@ -47,7 +48,7 @@ def test_good_change_rolls_through_three_regions_in_two_waves_with_bake_time(
         doc["spec"]["stages"][0]["batching"] = {"maxBatchSize": 16}
         regions.apply(doc)
         timeline = Timeline(regions, "good")
-        status = timeline.until("the change rolled out", phase_is("Complete"), timeout_s=180)
+        status = timeline.until("the change rolled out", phase_is("Complete"), timeout_s=480)
         revision = status["rollout"]["revision"]
         time.sleep(2)  # traffic on the new revision everywhere
     assert status["rollout"]["lastGoodRevision"] == revision
@@ -57,6 +58,7 @@ def test_good_change_rolls_through_three_regions_in_two_waves_with_bake_time(
     wave2_start = min(timeline.first(r, "Progressing") or 1e9 for r in (r2, r3))
     assert wave1_healthy is not None and wave2_start - wave1_healthy >= BAKE_S - 1, timeline.events
     assert traffic.lost() == {url: 0 for url in traffic.sent}
+    regions.delete("good")
     complete = timeline.first("rollout", "Complete")
     print(f"\nFIGURE good revision to all regions: {complete:.1f}s (bake {2 * BAKE_S}s)")
 
@@ -75,7 +77,7 @@ def test_bad_change_is_rolled_back_in_wave_one_while_wave_two_keeps_processing(
         status = timeline.until(
             "the bad change rolled back",
             phase_is("RolledBack", "Failed"),
-            timeout_s=DEADLINE_S + 60,
+            timeout_s=DEADLINE_S + 180,
         )
         assert status["rollout"]["phase"] == "RolledBack", status["rollout"]
         assert {regions.member_revision(r, "bad") for r in (r1, r2, r3)} == {good}
@@ -84,7 +86,7 @@ def test_bad_change_is_rolled_back_in_wave_one_while_wave_two_keeps_processing(
     assert status["rollout"]["lastGoodRevision"] == good
     first_write = timeline.first(r1, "Progressing") or 0.0
     rolled_back = timeline.first("rollout", "RolledBack")
-    assert rolled_back is not None and rolled_back - first_write <= DEADLINE_S + 20
+    assert rolled_back is not None and rolled_back - first_write <= DEADLINE_S + 90
     assert traffic.lost() == {url: 0 for url in traffic.sent}
     print(
         f"\nFIGURE bad revision first write to rollback complete: {rolled_back - first_write:.1f}s"
@@ -99,7 +101,7 @@ def test_unreachable_region_halts_the_rollout_with_a_clear_status(regions: Multi
     try:
         regions.apply(regions.pipeline_doc("far", [[r1], [r2, r3]], bakeSeconds=BAKE_S))
         timeline = Timeline(regions, "far")
-        status = timeline.until("the rollout halted", phase_is("Halted"), timeout_s=120)
+        status = timeline.until("the rollout halted", phase_is("Halted"), timeout_s=400)
         assert status["rollout"]["reason"] == "Unreachable"
         assert f"{r3} unreachable" in status["rollout"]["message"]
         by_name = {r["name"]: r for r in status["regions"]}
@@ -109,7 +111,8 @@ def test_unreachable_region_halts_the_rollout_with_a_clear_status(regions: Multi
         assert degraded["status"] == "True" and degraded["reason"] == "Unreachable"
     finally:
         regions.apply(kubeconfig_secret(r3, regions.namespace, healthy))
-    timeline.until("the rollout resumed and completed", phase_is("Complete"), timeout_s=120)
+    timeline.until("the rollout resumed and completed", phase_is("Complete"), timeout_s=400)
+    regions.delete("far")
 
 
 def test_message_published_in_one_pulsar_arrives_replicated_in_the_other(
@@ -122,7 +125,7 @@ def test_message_published_in_one_pulsar_arrives_replicated_in_the_other(
     doc["spec"]["pulsar"]["replication"] = {"clusters": [one.pulsar_cluster, two.pulsar_cluster]}
     regions.apply(doc)
     Timeline(regions, "geo").until(
-        "replication set up", lambda s: len(s.get("replicationClusters") or []) == 2, timeout_s=120
+        "replication set up", lambda s: len(s.get("replicationClusters") or []) == 2, timeout_s=300
     )
     topic = regions.topic("geo-replicated")
     far = pulsar.Client(two.pulsar_url)

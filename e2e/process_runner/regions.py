@@ -59,6 +59,10 @@ class MultiRegion:
         )
         assert result.returncode == 0, result.stderr
 
+    def delete(self, name: str) -> None:
+        """Delete a hub Pipeline (the hub deletes its members; their workers stop)."""
+        self.hub_kubectl("delete", "pipeline", name, "-n", self.namespace, "--wait=false")
+
     def pipeline(self, name: str) -> dict[str, Any]:
         result = self.hub_kubectl("get", "pipelines", name, "-n", self.namespace, "-o", "json")
         assert result.returncode == 0, result.stderr
@@ -311,7 +315,11 @@ class Timeline:
             status = self.poll()
             return status if done(status) else None
 
-        return self.world.wait(what, check, timeout_s)
+        try:
+            return self.world.wait(what, check, timeout_s)
+        except AssertionError as e:
+            events = "\n".join(f"{t:6.1f} {who}: {state}" for t, who, state in self.events)
+            raise AssertionError(f"{e}\n--- timeline ---\n{events}") from None
 
     def _note(self, who: str, what: str) -> None:
         if self._last.get(who) != what:

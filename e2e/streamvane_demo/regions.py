@@ -47,7 +47,7 @@ def _stage(
 @app.command()
 def main(
     bake_seconds: Annotated[int, typer.Option(help="Bake time of each wave.")] = 10,
-    deadline_seconds: Annotated[int, typer.Option(help="Progress deadline of a wave.")] = 30,
+    deadline_seconds: Annotated[int, typer.Option(help="Progress deadline of a wave.")] = 150,
 ) -> None:
     os.environ.setdefault("STREAMVANE_REGIONS", str(REGIONS_NEEDED))
     stack = Stack()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pulsar
@@ -27,6 +28,14 @@ BAKE_S = 5
 DEADLINE_S = 150
 """Generous: on a busy 2-core machine a worker can take over a minute to become ready."""
 MISSING_MODEL = {"backend": "triton-local", "name": "no-such-model"}
+
+
+@pytest.fixture(autouse=True)
+def one_pipeline_at_a_time(regions: MultiRegion) -> Iterator[None]:
+    """Each test's Pipelines are deleted after it, pass or fail: workers of one test must not
+    slow the next one down."""
+    yield
+    regions.hub_kubectl("delete", "pipelines", "--all", "-n", regions.namespace, "--wait=false")
 
 
 def rolled_out(
@@ -58,7 +67,6 @@ def test_good_change_rolls_through_three_regions_in_two_waves_with_bake_time(
     wave2_start = min(timeline.first(r, "Progressing") or 1e9 for r in (r2, r3))
     assert wave1_healthy is not None and wave2_start - wave1_healthy >= BAKE_S - 1, timeline.events
     assert traffic.lost() == {url: 0 for url in traffic.sent}
-    regions.delete("good")
     complete = timeline.first("rollout", "Complete")
     print(f"\nFIGURE good revision to all regions: {complete:.1f}s (bake {2 * BAKE_S}s)")
 
@@ -112,7 +120,6 @@ def test_unreachable_region_halts_the_rollout_with_a_clear_status(regions: Multi
     finally:
         regions.apply(kubeconfig_secret(r3, regions.namespace, healthy))
     timeline.until("the rollout resumed and completed", phase_is("Complete"), timeout_s=400)
-    regions.delete("far")
 
 
 def test_message_published_in_one_pulsar_arrives_replicated_in_the_other(

@@ -59,10 +59,6 @@ class MultiRegion:
         )
         assert result.returncode == 0, result.stderr
 
-    def delete(self, name: str) -> None:
-        """Delete a hub Pipeline (the hub deletes its members; their workers stop)."""
-        self.hub_kubectl("delete", "pipeline", name, "-n", self.namespace, "--wait=false")
-
     def pipeline(self, name: str) -> dict[str, Any]:
         result = self.hub_kubectl("get", "pipelines", name, "-n", self.namespace, "-o", "json")
         assert result.returncode == 0, result.stderr

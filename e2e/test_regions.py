@@ -53,11 +53,14 @@ def test_good_change_rolls_through_three_regions_in_two_waves_with_bake_time(
 ) -> None:
     r1, r2, r3 = regions.region_names()
     doc, _ = rolled_out(regions, "good", [[r1], [r2, r3]])
+    before = regions.rollout("good")["revision"]
     with Traffic(regions, "good") as traffic:
         doc["spec"]["stages"][0]["batching"] = {"maxBatchSize": 16}
         regions.apply(doc)
         timeline = Timeline(regions, "good")
-        status = timeline.until("the change rolled out", phase_is("Complete"), timeout_s=480)
+        done = phase_is("Complete", "Halted", after=before)
+        status = timeline.until("the change rolled out", done, timeout_s=480)
+        assert status["rollout"]["phase"] == "Complete", status["rollout"]
         revision = status["rollout"]["revision"]
         time.sleep(2)  # traffic on the new revision everywhere
     assert status["rollout"]["lastGoodRevision"] == revision
@@ -84,7 +87,7 @@ def test_bad_change_is_rolled_back_in_wave_one_while_wave_two_keeps_processing(
         timeline = Timeline(regions, "bad")
         status = timeline.until(
             "the bad change rolled back",
-            phase_is("RolledBack", "Failed"),
+            phase_is("RolledBack", "Failed", after=good),
             timeout_s=DEADLINE_S + 180,
         )
         assert status["rollout"]["phase"] == "RolledBack", status["rollout"]
@@ -141,6 +144,9 @@ def test_message_published_in_one_pulsar_arrives_replicated_in_the_other(
         sent = [f"geo-{i:03d}" for i in range(40)]
         near = pulsar.Client(one.pulsar_url)
         producer = near.create_producer(topic)
+        # The first message also waits for the replicator to start: not part of the delay.
+        producer.send(b"warm-up")
+        assert consumer.receive(timeout_millis=60_000).data() == b"warm-up"
         for item in sent:
             producer.send(item.encode())
             time.sleep(0.05)  # a steady 20 messages/s

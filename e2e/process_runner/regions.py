@@ -323,8 +323,15 @@ class Timeline:
             self.events.append((time.monotonic() - self.start, who, what))
 
 
-def phase_is(*phases: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda status: (status.get("rollout") or {}).get("phase") in phases
+def phase_is(*phases: str, after: str = "") -> Callable[[dict[str, Any]], bool]:
+    """The rollout is in one of ``phases``, for a revision other than ``after`` (the one
+    before a change: its status is still there until the hub's next step)."""
+
+    def check(status: dict[str, Any]) -> bool:
+        rollout = status.get("rollout") or {}
+        return rollout.get("phase") in phases and rollout.get("revision") != after
+
+    return check
 
 
 class Traffic:

@@ -67,22 +67,20 @@ def main(
             progressDeadlineSeconds=deadline_seconds,
         )
         timeline = Timeline(world, "demo")
-        world.apply(doc)
-        _stage(world, timeline, "first revision rolling out", "Complete|Halted|Failed", 300)
+        _stage(world, timeline, doc, "first revision rolling out", "Complete|Halted|Failed", 600)
         with Traffic(world, "demo") as traffic:
             doc["spec"]["stages"][0]["batching"] = {"maxBatchSize": 16}
             mark_good = time.monotonic() - timeline.start
-            world.apply(doc)
             good_s = _stage(
-                world, timeline, "good change rolling out", "Complete|Halted|Failed", 300
+                world, timeline, doc, "good change rolling out", "Complete|Halted|Failed", 600
             )
             good = world.rollout("demo")
             doc["spec"]["stages"][0].update(type="text-embedding", model=MISSING_MODEL)
             mark_bad = time.monotonic() - timeline.start
-            world.apply(doc)
             _stage(
-                world, timeline, "bad change caught", "RolledBack|Failed", deadline_seconds + 120
-            )
+                world, timeline, doc, "bad change caught", "RolledBack|Failed",
+                deadline_seconds + 180,
+            )  # fmt: skip
             bad = world.rollout("demo")
             wave2 = {r: world.member_revision(r, "demo") for r in (r2, r3)}
         with console.status("counting messages"):

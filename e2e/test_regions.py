@@ -71,7 +71,7 @@ def test_good_change_rolls_through_three_regions_in_two_waves_with_bake_time(
     wave1_healthy = timeline.first(r1, "Baking")
     wave2_start = min(timeline.first(r, "Progressing") or 1e9 for r in (r2, r3))
     assert wave1_healthy is not None and wave2_start - wave1_healthy >= BAKE_S - 1, timeline.events
-    complete = timeline.first("rollout", "Complete")
+    complete = timeline.first("rollout", f"Complete {revision}") or float("nan")
     print(f"\nFIGURE good revision to all regions: {complete:.1f}s (bake {2 * BAKE_S}s)")
     assert traffic.lost() == {url: 0 for url in traffic.sent}
 

@@ -100,7 +100,7 @@ def main(
         (t for t, w, what in timeline.events if w == r1 and "Progressing" in what and t > mark_bad),
         mark_bad,
     )
-    rolled = timeline.first("rollout", "RolledBack") or float("nan")
+    rolled = timeline.first("rollout", f"RolledBack {bad.get('revision')}") or float("nan")
     figures = Table(title="Figures")
     figures.add_column("what")
     figures.add_column("value")

@@ -7,6 +7,7 @@ bounded by the slowest component, not their sum.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import ssl
@@ -43,6 +44,17 @@ class Endpoints:
     triton_metrics_url: str
     model_repository: Path
     cache: Path
+    regions: tuple[RegionEndpoints, ...] = ()
+    """Member regions (multi-region stack); the hub is ``kubeconfig``."""
+
+
+@dataclass(frozen=True)
+class RegionEndpoints:
+    name: str
+    kubeconfig: Path
+    pulsar_cluster: str
+    pulsar_url: str
+    pulsar_admin_url: str
 
 
 @dataclass(frozen=True)
@@ -59,8 +71,9 @@ class Component:
     name: str
     startup_timeout_s: float = 180.0
 
-    def __init__(self, settings: StackSettings) -> None:
+    def __init__(self, settings: StackSettings, name: str | None = None) -> None:
         self.settings = settings
+        self.name = name or self.name
         self.daemon = Daemon(self.name, settings.run_dir)
 
     @property
@@ -108,6 +121,13 @@ def _http_ok(url: str, **kwargs: object) -> bool:
 
 class Pulsar(Component):
     name = "pulsar"
+    cluster = "standalone"
+
+    def __init__(
+        self, settings: StackSettings, name: str | None = None, cluster: str | None = None
+    ) -> None:
+        super().__init__(settings, name)
+        self.cluster = cluster or self.cluster
 
     @property
     def address(self) -> str:
@@ -124,6 +144,8 @@ class Pulsar(Component):
             "advertisedAddress": HOST,
             "brokerServicePort": str(s.pulsar_port),
             "webServicePort": str(s.pulsar_admin_port),
+            # Geo-replication tells clusters apart by name.
+            "clusterName": self.cluster,
             # Topics with no producers or consumers must survive: Retain means retain.
             "brokerDeleteInactiveTopicsEnabled": "false",
             # Workers ack and nack single messages of producer batches; without this the
@@ -190,7 +212,7 @@ class Pulsar(Component):
             )
         except httpx.HTTPError:
             return False
-        return r.status_code == 200 and "standalone" in r.json()
+        return r.status_code == 200 and self.cluster in r.json()
 
 
 class SecurePulsar(Pulsar):
@@ -457,6 +479,44 @@ class Stack:
         self.apiserver = KubeApiserver(self.settings)
         self.triton = Triton(self.settings)
         self.components: list[Component] = [self.pulsar, self.etcd, self.apiserver, self.triton]
+        self.region_pulsar: Pulsar | None = None
+        self.region_etcds: list[Etcd] = []
+        self.region_apiservers: list[KubeApiserver] = []
+        if self.settings.regions or self._regions_running():
+            self._add_regions()
+
+    def _regions_running(self) -> int:
+        """Regions a multi-region ``up`` started (so that ``down`` and ``status`` without
+        STREAMVANE_REGIONS still see them): the number of region dirs with a pid file."""
+        running = [d for d in self.settings.run_dir.glob("region-*") if any(d.glob("*.pid"))]
+        if running:
+            self.settings = dataclasses.replace(self.settings, regions=len(running))
+        return len(running)
+
+    def _add_regions(self) -> None:
+        """One kube-apiserver (own etcd) per region and a second Pulsar: region 1 uses the
+        first Pulsar, the others the second (two Pulsar clusters to replicate between)."""
+        s, base = self.settings, self.settings.region_port_base
+        second = dataclasses.replace(
+            s, run_name=f"{s.run_name}/pulsar-2", pulsar_port=base, pulsar_admin_port=base + 1
+        )
+        self.region_pulsar = Pulsar(second, "pulsar-2", cluster="standalone-2")
+        self.components.insert(1, self.region_pulsar)
+        for i in range(1, s.regions + 1):
+            region = self.region_settings(i)
+            self.region_etcds.append(Etcd(region, f"etcd-region-{i}"))
+            self.region_apiservers.append(KubeApiserver(region, f"kube-apiserver-region-{i}"))
+        self.components += [*self.region_etcds, *self.region_apiservers]
+
+    def region_settings(self, i: int) -> StackSettings:
+        s, port = self.settings, self.settings.region_port_base + 10 * i
+        return dataclasses.replace(
+            s,
+            run_name=f"{s.run_name}/region-{i}",
+            etcd_port=port,
+            etcd_peer_port=port + 1,
+            apiserver_port=port + 2,
+        )
 
     @property
     def endpoints(self) -> Endpoints:
@@ -470,7 +530,24 @@ class Stack:
             triton_metrics_url=f"http://{HOST}:{s.triton_metrics_port}/metrics",
             model_repository=s.model_repository,
             cache=s.cache,
+            regions=tuple(self._region_endpoints()),
         )
+
+    def _region_endpoints(self) -> list[RegionEndpoints]:
+        regions = []
+        for i, apiserver in enumerate(self.region_apiservers, start=1):
+            pulsar = self.pulsar if i == 1 or self.region_pulsar is None else self.region_pulsar
+            ps = pulsar.settings
+            regions.append(
+                RegionEndpoints(
+                    name=f"region-{i}",
+                    kubeconfig=apiserver.settings.kubeconfig,
+                    pulsar_cluster=pulsar.cluster,
+                    pulsar_url=f"pulsar://{HOST}:{ps.pulsar_port}",
+                    pulsar_admin_url=f"http://{HOST}:{ps.pulsar_admin_port}",
+                )
+            )
+        return regions
 
     def statuses(self) -> list[ComponentStatus]:
         return [c.status() for c in self.components]
@@ -483,10 +560,14 @@ class Stack:
         for component in self.components:
             component.prepare(report)
         try:
-            self._start([self.pulsar, self.triton, self.etcd], report)
-            self.etcd.wait_ready(report)
-            self._start([self.apiserver], report)
-            for component in (self.apiserver, self.triton, self.pulsar):
+            pulsars = [self.pulsar, *([self.region_pulsar] if self.region_pulsar else [])]
+            etcds = [self.etcd, *self.region_etcds]
+            apiservers = [self.apiserver, *self.region_apiservers]
+            self._start([*pulsars, self.triton, *etcds], report)
+            for etcd in etcds:
+                etcd.wait_ready(report)
+            self._start(apiservers, report)
+            for component in (*apiservers, self.triton, *pulsars):
                 component.wait_ready(report)
         except BaseException:
             self.down(report)
@@ -513,5 +594,6 @@ class Stack:
 
     def wipe(self) -> None:
         """Remove runtime data (not the cached downloads and builds). The stack must be down."""
-        for data in ("pulsar-data", "etcd-data"):
-            shutil.rmtree(self.settings.run_dir / data, ignore_errors=True)
+        for component in self.components:
+            for data in ("pulsar-data", "etcd-data"):
+                shutil.rmtree(component.settings.run_dir / data, ignore_errors=True)

@@ -11,17 +11,25 @@ from typing import Annotated
 import kopf
 import typer
 
-from streamvane_operator import handlers
+from streamvane_operator import handlers, hub_handlers
 from streamvane_operator.config import OperatorConfig
 from streamvane_operator.kube.client import KubeClient, api_client
+from streamvane_operator.kube.remote import MemberClients
 from streamvane_operator.metrics import OperatorMetrics
 from streamvane_operator.pulsar.admin import AdminPool
 from streamvane_operator.reconcile.common import Deps
+from streamvane_operator.reconcile.hub import HubDeps
 from streamvane_operator.render.labels import FIELD_MANAGER
 from streamvane_operator.render.worker import WorkerDefaults
+from streamvane_operator.rollout.member import HUB_MANAGER
 from streamvane_operator.scaling.signals import MetricsReader
 
 DEFAULTS = OperatorConfig()
+
+
+class Mode(StrEnum):
+    MEMBER = "member"
+    HUB = "hub"
 
 
 class LogFormat(StrEnum):
@@ -103,6 +111,16 @@ def run(
     log_format: Annotated[LogFormat, typer.Option(help="Format of the operator's logs.")] = (
         LogFormat.JSON
     ),
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            help="member: reconcile Pipelines here (default). hub: place Pipelines that have "
+            "spec.placement in their Regions and roll them out wave by wave."
+        ),
+    ] = Mode.MEMBER,
+    hub_tick_seconds: Annotated[
+        float, typer.Option(help="Hub: interval of the rollout step.")
+    ] = DEFAULTS.hub_tick_s,
     verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
 ) -> None:
     config = OperatorConfig(
@@ -119,6 +137,8 @@ def run(
         peering=peering,
         priority=priority if priority is not None else 1 + secrets.randbelow(2**31 - 1),
         peering_lifetime_s=peering_lifetime,
+        hub=mode is Mode.HUB,
+        hub_tick_s=hub_tick_seconds,
     )
     kopf.configure(
         verbose=verbose,
@@ -146,7 +166,14 @@ def run(
         triton_metrics=triton_metrics,
     )
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, deps, config, client.configuration)
+    if config.hub:
+        hub_deps = HubDeps(
+            kube=deps.kube, members=MemberClients(HUB_MANAGER), pulsar=pulsar,
+            retry_s=config.hub_tick_s,
+        )  # fmt: skip
+        hub_handlers.register(registry, hub_deps, config, client.configuration)
+    else:
+        handlers.register(registry, deps, config, client.configuration)
     try:
         kopf.run(
             registry=registry,

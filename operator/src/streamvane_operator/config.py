@@ -42,3 +42,7 @@ class OperatorConfig:
     """This replica's peering priority: the live replica with the highest one reconciles."""
     peering_lifetime_s: int = 60
     """Seconds after its last keep-alive that a silent replica counts as gone."""
+    hub: bool = False
+    """Run as the hub: place Pipelines in Regions and roll them out (else: a member)."""
+    hub_tick_s: float = 5.0
+    """Hub: interval of the rollout step (waits, bakes, deadlines and gates are polled)."""

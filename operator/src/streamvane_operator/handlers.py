@@ -36,6 +36,15 @@ WORKER_LABELS: dict[str, Any] = {
 }
 
 
+def placed(spec: kopf.Spec, **_: Any) -> bool:
+    """A Pipeline with placement belongs to the hub (``--mode hub``); members run the rest."""
+    return bool(spec.get("placement"))
+
+
+def local(spec: kopf.Spec, **_: Any) -> bool:
+    return not placed(spec)
+
+
 def register(
     registry: kopf.OperatorRegistry,
     deps: Deps,
@@ -81,9 +90,9 @@ def register(
         patch.status.update(_dump(outcome.status))
         return outcome
 
-    @kopf.on.resume(*PIPELINES, registry=registry)
-    @kopf.on.create(*PIPELINES, registry=registry)
-    @kopf.on.update(*PIPELINES, field="spec", registry=registry)
+    @kopf.on.resume(*PIPELINES, when=local, registry=registry)
+    @kopf.on.create(*PIPELINES, when=local, registry=registry)
+    @kopf.on.update(*PIPELINES, field="spec", when=local, registry=registry)
     def pipeline_changed(
         body: kopf.Body,
         spec: kopf.Spec,
@@ -96,7 +105,11 @@ def register(
         _finish(body, pipeline_outcome(spec, meta, status, patch), logger)
 
     @kopf.timer(
-        *PIPELINES, interval=config.resync_s, initial_delay=config.resync_s, registry=registry
+        *PIPELINES,
+        interval=config.resync_s,
+        initial_delay=config.resync_s,
+        when=local,
+        registry=registry,
     )
     def pipeline_resync(
         body: kopf.Body,
@@ -110,7 +123,7 @@ def register(
         # Repairs drift and refreshes status.
         _finish(body, pipeline_outcome(spec, meta, status, patch), logger, timer=True)
 
-    @kopf.timer(*PIPELINES, interval=config.autoscale_interval_s, registry=registry)
+    @kopf.timer(*PIPELINES, interval=config.autoscale_interval_s, when=local, registry=registry)
     def pipeline_autoscale(
         body: kopf.Body,
         spec: kopf.Spec,
@@ -133,7 +146,7 @@ def register(
         patch.status.update(autoscale.status_patch(dict(status), outcome, deps.clock()))
         _post(body, outcome.events, logger)
 
-    @kopf.on.delete(*PIPELINES, registry=registry)
+    @kopf.on.delete(*PIPELINES, when=local, registry=registry)
     def delete_pipeline(
         body: kopf.Body,
         spec: kopf.Spec,

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from streamvane_operator.api.backend import InferenceBackendSpec, InferenceBackendStatus
 from streamvane_operator.api.common import DNS_1035, GROUP, MAX_NAME, VERSION
 from streamvane_operator.api.pipeline import PipelineSpec, PipelineStatus
+from streamvane_operator.api.region import RegionSpec, RegionStatus
 from streamvane_operator.api.schema import Schema, to_structural
 
 CATEGORY = "streamvane"
@@ -28,6 +29,7 @@ class Kind:
     description: str
     name_rules: tuple[dict[str, str], ...] = ()
     """CEL rules on the whole object that bound the names derived from metadata.name."""
+    scope: str = "Namespaced"
 
     @property
     def singular(self) -> str:
@@ -63,6 +65,8 @@ PIPELINE = Kind(
         {"name": "Ready", "type": "string", "jsonPath": _condition("Ready", "status")},
         {"name": "Stages", "type": "string", "jsonPath": ".status.stagesReady"},
         {"name": "Backlog", "type": "integer", "jsonPath": ".status.backlog"},
+        {"name": "Regions", "type": "string", "jsonPath": ".status.regionsReady"},
+        {"name": "Rollout", "type": "string", "jsonPath": ".status.rollout.summary"},
         {
             "name": "Message",
             "type": "string",
@@ -95,7 +99,24 @@ INFERENCE_BACKEND = Kind(
     ),
 )
 
-KINDS = (PIPELINE, INFERENCE_BACKEND)
+REGION = Kind(
+    kind="Region",
+    plural="regions",
+    short_names=("svr",),
+    spec=RegionSpec,
+    status=RegionStatus,
+    description="A member cluster and its Pulsar cluster, where the hub places Pipelines.",
+    scope="Cluster",
+    columns=(
+        {"name": "Pulsar", "type": "string", "jsonPath": ".spec.pulsar.cluster"},
+        {"name": "Reachable", "type": "boolean", "jsonPath": ".status.reachable"},
+        {"name": "Operator", "type": "string", "jsonPath": ".status.operatorVersion"},
+        {"name": "Probed", "type": "date", "jsonPath": ".status.lastProbeTime"},
+        {"name": "Message", "type": "string", "priority": 1, "jsonPath": ".status.message"},
+    ),
+)
+
+KINDS = (PIPELINE, INFERENCE_BACKEND, REGION)
 
 NAME = {
     "type": "string",
@@ -121,7 +142,7 @@ def crd(kind: Kind) -> dict[str, Any]:
         },
         "spec": {
             "group": GROUP,
-            "scope": "Namespaced",
+            "scope": kind.scope,
             "names": {
                 "kind": kind.kind,
                 "listKind": f"{kind.kind}List",

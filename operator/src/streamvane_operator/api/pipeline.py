@@ -20,6 +20,13 @@ from streamvane_operator.api.common import (
     url_pattern,
 )
 from streamvane_operator.api.pod import PodOverrides
+from streamvane_operator.api.region import (
+    Placement,
+    RegionRolloutStatus,
+    ReplicationSpec,
+    RolloutSpec,
+    RolloutStatus,
+)
 from streamvane_worker.config import (
     PARAMS_BY_STAGE,
     BatchingSettings,
@@ -119,6 +126,12 @@ class PulsarConnection(Model):
     def tls_admin(self) -> bool:
         """The operator calls the admin API over TLS."""
         return self.admin_url.startswith("https://")
+
+    replication: ReplicationSpec | None = Field(
+        None,
+        description="Geo-replication of the namespace between the placed Regions' Pulsar "
+        "clusters (set up by the hub; needs placement).",
+    )
 
 
 class TopicPolicy(Model):
@@ -410,6 +423,28 @@ class PipelineSpec(Model):
         max_length=32,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    placement: Placement | None = Field(
+        None,
+        description="Regions the Pipeline runs in, through the hub operator; none: it runs in "
+        "this cluster.",
+    )
+    rollout: RolloutSpec | None = Field(
+        None, description="How a change rolls out across the placed regions (needs placement)."
+    )
+
+    @model_validator(mode="after")
+    def _regions_need_placement(self) -> PipelineSpec:
+        if self.placement is None and (self.rollout is not None or self.pulsar.replication):
+            raise ValueError("rollout and pulsar.replication need placement")
+        named = self.placement.regions if self.placement else None
+        waves = self.rollout.waves if self.rollout else None
+        if named is not None and waves is not None:
+            in_waves = [r for wave in waves for r in wave]
+            if sorted(in_waves) != sorted(set(named)):
+                raise ValueError(
+                    "rollout.waves must name every region of placement.regions exactly once"
+                )
+        return self
 
 
 class StagePhase(StrEnum):
@@ -478,4 +513,15 @@ class PipelineStatus(Model):
         default_factory=list,
         description="Subscriptions this Pipeline created, as topic#subscription: deletionPolicy "
         "Delete removes them. Deleting a Pipeline that created nothing never calls Pulsar.",
+    )
+    regions: list[RegionRolloutStatus] = Field(
+        default_factory=list,
+        description="Per placed region: phase, revision, gate values (hub only).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    regions_ready: str = Field("", description="Healthy regions out of all placed, e.g. 2/3.")
+    rollout: RolloutStatus | None = Field(None, description="The rollout across regions (hub).")
+    replication_clusters: list[str] = Field(
+        default_factory=list,
+        description="Pulsar clusters the namespace is replicated between, as last applied.",
     )

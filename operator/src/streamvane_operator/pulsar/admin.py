@@ -291,6 +291,60 @@ class PulsarAdmin:
         """Producers connected to ``topic`` now."""
         return len(self.stats(topic, partitioned).get("publishers") or [])
 
+    # stats and geo-replication (the hub)
+
+    def topic_stats(self, topic: TopicName, partitioned: bool) -> dict[str, Any] | None:
+        """Counters and subscriptions of ``topic`` (with the publish time of each
+        subscription's oldest unacknowledged message); None if the topic does not exist."""
+        suffix = "partitioned-stats" if partitioned else "stats"
+        try:
+            stats = self._json(
+                "GET",
+                f"{topic.path}/{suffix}?getEarliestTimeInBacklog=true",
+                f"read stats of {topic}",
+            )
+        except PulsarNotFound:
+            return None
+        return dict(stats)
+
+    def cluster(self, name: str) -> dict[str, Any] | None:
+        """The registration of cluster ``name`` (its URLs); None when it is not registered."""
+        try:
+            return dict(self._json("GET", f"/admin/v2/clusters/{name}", f"read cluster {name}"))
+        except PulsarNotFound:
+            return None
+
+    def register_cluster(self, name: str, admin_url: str, broker_url: str) -> None:
+        """Register (or re-point) peer cluster ``name`` so replicators can reach it."""
+        body = {"serviceUrl": admin_url, "brokerServiceUrl": broker_url}
+        action = f"register cluster {name}"
+        try:
+            self._send("PUT", f"/admin/v2/clusters/{name}", action, body)
+        except PulsarConflict:
+            self._send("POST", f"/admin/v2/clusters/{name}", action, body)
+
+    def tenant_clusters(self, tenant: str) -> list[str] | None:
+        """Allowed clusters of ``tenant``; None when the tenant does not exist."""
+        try:
+            info = self._json("GET", f"/admin/v2/tenants/{tenant}", f"read tenant {tenant}")
+        except PulsarNotFound:
+            return None
+        return list(info.get("allowedClusters") or [])
+
+    def set_tenant_clusters(self, tenant: str, clusters: list[str]) -> None:
+        body = {"allowedClusters": clusters, "adminRoles": []}
+        self._send("POST", f"/admin/v2/tenants/{tenant}", f"update tenant {tenant}", body)
+
+    def replication_clusters(self, tenant: str, namespace: str) -> list[str]:
+        path = f"/admin/v2/namespaces/{tenant}/{namespace}/replication"
+        return list(self._json("GET", path, f"read replication of {tenant}/{namespace}"))
+
+    def set_replication_clusters(self, tenant: str, namespace: str, clusters: list[str]) -> None:
+        """Replicate the namespace between ``clusters``. Pulsar deletes the namespace's topics
+        in a cluster that leaves the list."""
+        path = f"/admin/v2/namespaces/{tenant}/{namespace}/replication"
+        self._send("POST", path, f"set replication of {tenant}/{namespace}", clusters)
+
     # plumbing
 
     def _ignore_conflict(self, method: str, path: str, action: str, body: Any = None) -> None:

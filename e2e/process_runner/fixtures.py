@@ -181,10 +181,10 @@ def cluster_fixture(stack: Endpoints, tmp_path: Path) -> Iterator[Cluster]:
     try:
         yield cluster
     finally:
-        _teardown(cluster)
+        teardown(cluster)
 
 
-def _teardown(cluster: Cluster) -> None:
+def teardown(cluster: Cluster) -> None:
     """Delete Pipelines while the operator runs (it stops their workers), then the rest."""
     if not cluster.operator.running:
         cluster.operator.start()

@@ -32,14 +32,22 @@ class Replica:
     operator: harness.Background
     metrics_port: int
 
+    def _scrape(self) -> str | None:
+        """This replica's /metrics text; None while it does not answer."""
+        try:
+            response = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5)
+        except httpx.TransportError:
+            return None
+        return response.text if response.status_code == httpx.codes.OK else None
+
+    def serves_metrics(self) -> bool:
+        """True once /metrics answers (it has no samples before the first reconcile)."""
+        return self._scrape() is not None
+
     def metrics(self) -> dict[str, float]:
         """Series -> value of this replica's /metrics (empty while it does not answer)."""
-        try:
-            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
-        except httpx.TransportError:
-            return {}
-        series = {}
-        for line in text.splitlines():
+        series: dict[str, float] = {}
+        for line in (self._scrape() or "").splitlines():
             if line and not line.startswith("#"):
                 name, _, value = line.rpartition(" ")
                 series[name] = float(value)
@@ -118,7 +126,9 @@ def test_only_the_leader_reconciles_and_the_standby_takes_over_when_it_is_killed
 ) -> None:
     cluster, leader, standby = replicas
     harness.wait_for(
-        "both replicas serve /metrics", lambda: leader.metrics() and standby.metrics(), 60
+        "both replicas serve /metrics",
+        lambda: leader.serves_metrics() and standby.serves_metrics(),
+        60,
     )
     assert cluster.apply(cluster.sample("pipeline-passthrough.yaml")).returncode == 0
 

@@ -201,10 +201,10 @@ def running_cluster(
     try:
         yield cluster
     finally:
-        _teardown(cluster)
+        teardown(cluster)
 
 
-def _teardown(cluster: Cluster) -> None:
+def teardown(cluster: Cluster) -> None:
     """Delete Pipelines while the operator runs (it stops their workers), then the rest."""
     if not cluster.operator.running:
         cluster.operator.start()

@@ -82,6 +82,7 @@ def operator(
     resync_s: float = 5,
     retry_s: float = 2,
     autoscale_s: float = 2,
+    extra_args: Sequence[str] = (),
 ) -> Background:
     """``python -m streamvane_operator`` watching ``namespaces`` of the local stack."""
     argv = [
@@ -95,6 +96,7 @@ def operator(
         "--worker-log-format=console",
         "--log-format=plain",
         *(f"--namespace={ns}" for ns in namespaces),
+        *extra_args,
     ]
     return Background(argv, log)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pulsar
@@ -16,6 +18,7 @@ from streamvane_operator.reconcile.topology import (
     delete_created,
     ensure_topology,
     retire_subscriptions,
+    stage_load,
     subscription_stats,
     worker_connections,
 )
@@ -135,6 +138,35 @@ def test_backlogs_reports_each_stage_when_messages_wait(
 
     stats = subscription_stats(admin, topo)
     assert {stage: s.backlog for stage, s in stats.items() if s} == {"a": 5, "b": 0}
+
+
+@pytest.mark.parametrize("partitions", [0, 2])
+def test_subscription_stats_give_the_oldest_backlog_time_and_rates_when_messages_wait(
+    stack: Any, admin: PulsarAdmin, pulsar_namespace: tuple[str, str], partitions: int
+) -> None:
+    tenant, ns = pulsar_namespace
+    topo = topology("p", spec(tenant, ns, partitions=partitions))
+    ensure_topology(admin, topo)
+    before_ms = time.time() * 1000
+    client = pulsar.Client(stack.pulsar_url)
+    try:
+        producer = client.create_producer(topo.topic("in"))
+        for i in range(5):
+            producer.send(f"m{i}".encode())
+        producer.flush()
+    finally:
+        client.close()
+    after_ms = time.time() * 1000
+
+    stats = subscription_stats(admin, topo)
+
+    waiting, idle = stats["a"], stats["b"]
+    assert waiting is not None and idle is not None
+    assert waiting.earliest_backlog_ms is not None
+    assert before_ms - 1000 <= waiting.earliest_backlog_ms <= after_ms
+    assert idle.earliest_backlog_ms is None and stage_load(idle, datetime.now(UTC)).lag_s == 0
+    assert waiting.rate_in >= 0 and waiting.rate_out == 0
+    assert stage_load(waiting, datetime.now(UTC)).lag_s >= 0
 
 
 def test_worker_connections_counts_consumers_and_producers_when_connected(

@@ -87,7 +87,9 @@ def test_gate_values_count_from_the_baseline_when_the_revision_started() -> None
         "out": {"msgInCounter": 60},
         "p-embed-dlq": {"msgInCounter": 50},
         "mid": {
-            "subscriptions": {"ns.p-relay": {"msgBacklog": 3, "earliestMsgPublishTimeInBacklog": 1000}}
+            "subscriptions": {
+                "ns.p-relay": {"msgBacklog": 3, "earliestMsgPublishTimeInBacklog": 1000}
+            }
         },
     }
     now = counters(watch, stats)

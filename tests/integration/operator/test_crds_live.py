@@ -153,7 +153,17 @@ def test_kubectl_get_shows_printer_columns_when_pipelines_are_listed(
 
     result = kubectl("get", "svp", "-n", namespace)
 
-    assert result.stdout.split()[:6] == ["NAME", "READY", "STAGES", "BACKLOG", "REASON", "AGE"]
+    assert result.stdout.split()[:9] == [
+        "NAME",
+        "DEGRADED",
+        "REASON",
+        "READY",
+        "STAGES",
+        "BACKLOG",
+        "REGIONS",
+        "ROLLOUT",
+        "AGE",
+    ]
 
 
 def test_kube_client_applies_idempotently_when_object_is_unchanged(

@@ -519,7 +519,9 @@ class PipelineStatus(Model):
         description="Per placed region: phase, revision, gate values (hub only).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    regions_ready: str = Field("", description="Healthy regions out of all placed, e.g. 2/3.")
+    regions_ready: str | None = Field(
+        None, description="Healthy regions out of all placed, e.g. 2/3."
+    )
     rollout: RolloutStatus | None = Field(None, description="The rollout across regions (hub).")
     replication_clusters: list[str] = Field(
         default_factory=list,

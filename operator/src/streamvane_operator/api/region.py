@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
@@ -18,7 +19,9 @@ from streamvane_operator.api.common import (
     Model,
 )
 
-RegionName = str
+RegionName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+"""A Region's name (cluster-scoped object: a DNS label here)."""
+PulsarClusterName = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class NamespacedSecretKeyRef(Model):
@@ -163,7 +166,7 @@ class Gates(Model):
 
 
 class RolloutSpec(Model):
-    waves: list[list[RegionName]] | None = Field(
+    waves: list[Annotated[list[RegionName], Field(min_length=1, max_length=64)]] | None = Field(
         None,
         min_length=1,
         max_length=16,
@@ -188,7 +191,7 @@ class RolloutSpec(Model):
 
 
 class ReplicationSpec(Model):
-    clusters: list[str] = Field(
+    clusters: list[PulsarClusterName] = Field(
         default_factory=list,
         max_length=16,
         description="Pulsar clusters (the Regions' pulsar.cluster) the pipeline's namespace is "

@@ -146,7 +146,7 @@ def test_subscription_stats_give_the_oldest_backlog_time_and_rates_when_messages
 ) -> None:
     tenant, ns = pulsar_namespace
     topo = topology("p", spec(tenant, ns, partitions=partitions))
-    ensure_topology(admin, topo)
+    ensure(admin, topo)
     before_ms = time.time() * 1000
     client = pulsar.Client(stack.pulsar_url)
     try:

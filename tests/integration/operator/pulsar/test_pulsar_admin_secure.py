@@ -33,7 +33,7 @@ def test_admin_creates_a_topology_when_it_has_the_token_and_the_ca(
         client.create_tenant(tenant, ["standalone"])
         client.create_namespace(tenant, namespace)
         client.create_topic(topic, partitions=0)
-        client.create_subscription(topic, "workers")
+        client.create_subscription(topic, "workers", earliest=True)
         assert client.topics(tenant, namespace) == {"items": 0}
         assert client.subscriptions(topic) == ["workers"]
     finally:

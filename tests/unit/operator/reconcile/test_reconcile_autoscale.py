@@ -70,10 +70,10 @@ class World:
         self.status: dict[str, Any] = {}
         self.deps = Deps(
             kube=self.kube,
-            pulsar=lambda url, token: self.pulsar.admin(url),
+            pulsar=lambda url, token, ca=None: self.pulsar.admin(url),
             defaults=WorkerDefaults(image="worker:test"),
             clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
-            metrics=self.read_metrics,
+            triton_metrics=self.read_metrics,
             monotonic=lambda: self.now,
         )
 
@@ -132,7 +132,7 @@ def test_autoscale_scales_from_zero_with_an_event_when_the_subscription_has_a_ba
     world: World,
 ) -> None:
     world.reconcile(spec())
-    world.pulsar.backlog[(ITEMS, "cu-relay")] = 500
+    world.pulsar.backlog[(ITEMS, "media.cu-relay")] = 500
 
     outcome = world.tick(spec())
 
@@ -161,7 +161,7 @@ def test_autoscale_freezes_replicas_and_says_why_when_pulsar_is_unreachable(
     world: World,
 ) -> None:
     world.reconcile(spec())
-    world.pulsar.backlog[(ITEMS, "cu-relay")] = 500
+    world.pulsar.backlog[(ITEMS, "media.cu-relay")] = 500
     world.pulsar.unavailable = True
     scaled = len(world.kube.scaled)
 
@@ -183,7 +183,7 @@ def test_autoscale_freezes_an_inferring_stage_when_triton_metrics_are_unreadable
     world: World,
 ) -> None:
     world.reconcile(embed_spec())
-    world.pulsar.backlog[(ITEMS, "cu-embed")] = 500
+    world.pulsar.backlog[(ITEMS, "media.cu-embed")] = 500
     world.metrics = None
 
     world.tick(embed_spec())
@@ -196,7 +196,7 @@ def test_autoscale_holds_replicas_when_the_backend_queues_requests(world: World)
     world.reconcile(embed_spec())
     world.kube.scale(ObjectRef("apps/v1", "Deployment", "media", "cu-embed"), 1, "test")
     world.tick(embed_spec())
-    world.pulsar.backlog[(ITEMS, "cu-embed")] = 5000
+    world.pulsar.backlog[(ITEMS, "media.cu-embed")] = 5000
     world.metrics = {"minilm": ModelCounters(queue_us=100 * 200_000, success=100)}
 
     world.tick(embed_spec())
@@ -208,7 +208,7 @@ def test_autoscale_holds_replicas_when_the_backend_queues_requests(world: World)
 def test_autoscale_leaves_keda_stages_to_keda_when_engine_is_keda(world: World) -> None:
     doc = spec(engine="KEDA")
     world.reconcile(doc)
-    world.pulsar.backlog[(ITEMS, "cu-relay")] = 500
+    world.pulsar.backlog[(ITEMS, "media.cu-relay")] = 500
 
     outcome = world.tick(doc)
 
@@ -220,7 +220,7 @@ def test_autoscale_leaves_keda_stages_to_keda_when_engine_is_keda(world: World) 
 
 def test_reconcile_keeps_the_scaling_status_when_it_refreshes_the_stages(world: World) -> None:
     world.reconcile(spec())
-    world.pulsar.backlog[(ITEMS, "cu-relay")] = 500
+    world.pulsar.backlog[(ITEMS, "media.cu-relay")] = 500
     world.tick(spec())
     reason = world.status["stages"][0]["scalingReason"]
 

@@ -285,7 +285,7 @@ def test_render_keda_scaled_object_triggers_on_the_stage_subscription_when_engin
         "adminURL": "http://127.0.0.1:8080",
         "topic": "persistent://streamvane/content/items",
         "isPartitionedTopic": "false",
-        "subscription": "cu-embed",
+        "subscription": "media.cu-embed",
         "msgBacklogThreshold": "150",
         "activationMsgBacklogThreshold": "0",
     }

@@ -57,11 +57,17 @@ def worker_config(
     return config
 
 
+WORKER_COMMAND = [sys.executable, "-m", "streamvane_worker"]
+CRASHING_WORKER_COMMAND = [sys.executable, str(Path(__file__).with_name("crashing_worker.py"))]
+"""A worker whose passthrough stage SIGKILLs its own process on items with id ``crash-*``."""
+
+
 @dataclass
 class WorkerProcess:
     config: dict[str, Any]
     tmp: Path
     proc: subprocess.Popen[bytes] | None = None
+    command: list[str] = field(default_factory=lambda: list(WORKER_COMMAND))
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,9 +78,7 @@ class WorkerProcess:
         path.write_text(json.dumps(self.config))
         env = {**os.environ, CONFIG_FILE_ENV: str(path)}
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamvane_worker"], env=env, stdout=log, stderr=log
-            )
+            self.proc = subprocess.Popen(self.command, env=env, stdout=log, stderr=log)
         return self
 
     def wait_started(self, timeout: float = 60) -> None:
@@ -170,6 +174,16 @@ class Collector:
             self._consumer.acknowledge(msg)
             self.messages.append(msg)
         return self.messages
+
+    def until_ids(self, expected: set[str], timeout: float) -> set[str]:
+        """Reads until every expected item id arrived (duplicates do not count); returns the
+        ids still missing."""
+        deadline = time.monotonic() + timeout
+        missing = expected - set(self.ids())
+        while missing and time.monotonic() < deadline:
+            self.until(len(self.messages) + 1, timeout=min(2.0, deadline - time.monotonic()))
+            missing = expected - set(self.ids())
+        return missing
 
     def ids(self) -> list[str]:
         return [json.loads(m.data())["id"] for m in self.messages]

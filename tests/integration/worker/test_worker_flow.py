@@ -59,12 +59,24 @@ def test_worker_dead_letters_malformed_and_poison_messages_with_reasons_when_goo
         {"id": "huge", "title": "x" * (limit + 100)},
         {"id": "blank"},
         poison,
+        b"[" * 5000 + b"]" * 5000,
+        b'{"id": "big", "title": "t", "n": ' + b"9" * 5000 + b"}",
+        b'{"id": "lone", "title": "\\ud800"}',
     ]
     publish(pulsar_client, topics.input, [*items(50), *bad, *items(50, start=50)])
     out.until(100, timeout=60)
     assert sorted(out.ids()) == sorted(f"item-{i}" for i in range(100))
-    reasons = sorted(m.properties()["streamvane-error"] for m in dead.until(5, timeout=30))
-    assert reasons == ["no-text", "not-json", "oversize", "publish-rejected", "schema"]
+    reasons = sorted(m.properties()["streamvane-error"] for m in dead.until(8, timeout=30))
+    assert reasons == [
+        "invalid-string",
+        "no-text",
+        "not-json",
+        "number-too-large",
+        "oversize",
+        "publish-rejected",
+        "schema",
+        "too-deep",
+    ]
     for message in dead.messages:
         properties = message.properties()
         assert properties["streamvane-stage"] == "text-embedding"

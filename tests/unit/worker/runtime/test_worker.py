@@ -169,6 +169,19 @@ async def test_worker_quarantines_a_message_as_crash_loop_when_workers_died_hold
     assert h.attempts.open == {}
 
 
+async def test_worker_works_alone_on_a_message_a_worker_died_holding_when_batched() -> None:
+    config = make_config(batching={"maxBatchSize": 3, "maxDelayMs": 100})
+    h = await start(config)
+    h.attempts.crashed("m1", 1)
+    ids = [h.source.publish(item(i)) for i in range(3)]
+    await h.wait_settled(3)
+    await h.stop()
+    assert sorted(h.source.acked) == sorted(ids)
+    assert h.backend.calls == [2, 1]
+    assert [o["id"] for o in h.sinks[0].items()] == ["item-0", "item-2", "item-1"]
+    assert h.attempts.open == {}
+
+
 async def test_worker_retries_the_journal_without_counting_when_it_cannot_be_written() -> None:
     attempts = FakeAttemptLog()
     attempts.fail_with = [PulsarUnavailable("broker down")]

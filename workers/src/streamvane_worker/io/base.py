@@ -79,6 +79,10 @@ class AttemptLog(Protocol):
         died). Raises PulsarError if the journal cannot be written."""
         ...
 
+    def undo(self, messages: Sequence[Received]) -> None:
+        """Takes back one begun attempt of each (best effort, never raises)."""
+        ...
+
     def end(self, messages: Sequence[Received]) -> None:
         """Records that these attempts ended with an outcome (acked, nacked, dead-lettered,
         or handed back while draining); best effort, never raises."""

@@ -211,7 +211,8 @@ class PulsarSink:
 
 class PulsarAttemptLog:
     """The attempt journal on a topic of its own: one entry per batch, ``{"begin": [ids],
-    "nonce": n}`` before the batch is worked on and ``{"end": [ids]}`` once it is settled.
+    "nonce": n}`` before the batch is worked on and ``{"end": [ids]}`` once it is settled
+    (``{"undo": [ids]}`` takes one begun attempt back).
 
     Every replica tails the journal with a reader (from ``ATTEMPT_WINDOW_S`` ago at start) and
     keeps the message ids whose attempts began and never ended, with how many. ``begin``
@@ -265,10 +266,16 @@ class PulsarAttemptLog:
         finally:
             self._waiters.pop(nonce, None)
 
+    def undo(self, messages: Sequence[Received]) -> None:
+        self._note("undo", messages)
+
     def end(self, messages: Sequence[Received]) -> None:
+        self._note("end", messages)
+
+    def _note(self, kind: str, messages: Sequence[Received]) -> None:
         if not messages or self._closing:
             return
-        entry = json.dumps({"end": [m.message_id for m in messages]}).encode()
+        entry = json.dumps({kind: [m.message_id for m in messages]}).encode()
         try:
             self._producer.send_async(entry, lambda result, _: None)
         except pulsar.PulsarException as e:
@@ -307,6 +314,7 @@ class PulsarAttemptLog:
         try:
             entry = json.loads(data)
             begun: list[str] = entry.get("begin", [])
+            undone: list[str] = entry.get("undo", [])
             ended: list[str] = entry.get("end", [])
         except (ValueError, AttributeError):
             log.warning("attempt_journal_entry_ignored", size=len(data))
@@ -316,6 +324,12 @@ class PulsarAttemptLog:
             waiter[1].set_result([self._open.get(i, (0, 0))[0] for i in waiter[0]])
         for message_id in begun:
             self._open[message_id] = (self._open.get(message_id, (0, 0))[0] + 1, published_ms)
+        for message_id in undone:
+            count, published = self._open.get(message_id, (0, 0))
+            if count > 1:
+                self._open[message_id] = (count - 1, published)
+            else:
+                self._open.pop(message_id, None)
         for message_id in ended:
             self._open.pop(message_id, None)
         self._entries += 1

@@ -151,6 +151,10 @@ class FakeAttemptLog:
             self.begun.append(message.message_id)
         return counts
 
+    def undo(self, messages: Sequence[Received]) -> None:
+        for message in messages:
+            self.open[message.message_id] -= 1
+
     def end(self, messages: Sequence[Received]) -> None:
         for message in messages:
             self.open.pop(message.message_id, None)

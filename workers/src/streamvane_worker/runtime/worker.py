@@ -44,6 +44,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 import structlog
@@ -91,6 +92,8 @@ class Failure:
 
     reason: str
     detail: str
+    properties: dict[str, str] = field(default_factory=dict)
+    """Extra dead-letter properties (``streamvane-crash-count`` for crash-loop)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._backend_up = asyncio.Event()
         self._batches: set[asyncio.Task[None]] = set()
+        self._suspect = asyncio.Lock()
         self._last_issued = asyncio.Event()
         self._last_issued.set()
         self._received_at: dict[int, float] = {}
@@ -243,25 +247,57 @@ class Worker:
             unsettled = [m for m in batch if id(m) in self._received_at]
             log.error("batch_failed", error=repr(e)[:500], unsettled=len(unsettled))
             self._nack([(m, Failure("batch-failed", repr(e)[:500])) for m in unsettled])
+            self._attempts.end(batch)
         finally:
             turn.mine.set()  # never hold up later batches, whatever happened to this one
-        self._attempts.end(batch)
 
     async def _process_in_turn(self, batch: list[Received], turn: Turn) -> None:
+        """Journal the batch, then work on the messages no worker died holding; those that
+        were in flight when a worker died (suspects) come after, one at a time across all
+        batches, each settled before the next starts, so a message that kills the worker
+        counts a crash against itself and not against other suspects, and is quarantined
+        after ``maxCrashes``."""
         self._batch_size.observe(len(batch))
-        outcome = Outcome()
         crashes = await self._retrying("attempt-log", lambda: self._attempts.begin(batch))
         if crashes is None:
             self._release(batch)
+            self._attempts.end(batch)
             return
+        fresh = [m for m, crashed in zip(batch, crashes, strict=True) if not crashed]
+        suspects = [(m, c) for m, c in zip(batch, crashes, strict=True) if c]
+        if suspects:
+            # Their attempt as part of this batch is taken back; each gets one of its own.
+            self._attempts.undo([m for m, _ in suspects])
+            log.warning("suspects_isolated", count=len(suspects), max_crashes=max(crashes))
+        await self._handle(fresh, [0] * len(fresh), turn)
+        for message, crashed in suspects:
+            self._redeliveries.inc()
+            async with self._suspect:
+                await self._handle_suspect(message, crashed, turn)
+
+    async def _handle_suspect(self, message: Received, crashed: int, turn: Turn) -> None:
+        """One suspect, while no other suspect is in flight: if it kills the worker, no other
+        suspect's count grows with it."""
+        solo = Turn(previous=turn.mine, mine=asyncio.Event())
+        if crashed < self._config.delivery.max_crashes:
+            begun = await self._retrying("attempt-log", partial(self._attempts.begin, [message]))
+            if begun is None:
+                self._release([message])
+                return
+        await self._handle([message], [crashed], solo)
+
+    async def _handle(self, batch: list[Received], crashes: list[int], turn: Turn) -> None:
+        """Decode, run the stage, publish, dead-letter, settle; then end the attempts."""
+        outcome = Outcome()
         decoded: list[tuple[Received, ContentItem]] = []
         delivery = self._config.delivery
         for message, crashed in zip(batch, crashes, strict=True):
-            if crashed or message.redelivery_count:
+            if message.redelivery_count and not crashed:
                 self._redeliveries.inc()
             if crashed >= delivery.max_crashes:
                 detail = f"{crashed} deliveries ended with the worker dying"
-                outcome.dead_letter.append((message, Failure("crash-loop", detail)))
+                count = {CRASHES_PROPERTY: str(crashed)}
+                outcome.dead_letter.append((message, Failure("crash-loop", detail, count)))
                 self._quarantined.inc()
                 continue
             item = decode(message.payload, self._limits)
@@ -280,6 +316,7 @@ class Worker:
         await self._send_dead_letters(outcome.dead_letter, outcome)
         self._nack(outcome.nack)
         self._release(outcome.release)
+        self._attempts.end(batch)
 
     async def _run_stage(
         self, decoded: list[tuple[Received, ContentItem]], outcome: Outcome
@@ -484,6 +521,7 @@ class Worker:
             SOURCE_TOPIC_PROPERTY: message.topic,
             SOURCE_ID_PROPERTY: message.message_id,
             REDELIVERY_PROPERTY: str(message.redelivery_count),
+            **failure.properties,
         }
 
     def _nack(self, failed: list[tuple[Received, Failure]]) -> None:

@@ -48,11 +48,6 @@ class SubscriptionType(StrEnum):
     FAILOVER = "Failover"
 
 
-class DeliveryGuarantee(StrEnum):
-    AT_LEAST_ONCE = "AtLeastOnce"
-    EFFECTIVELY_ONCE = "EffectivelyOnce"
-
-
 class PulsarSettings(_Model):
     service_url: str = Field(
         "pulsar://127.0.0.1:6650", description="Broker URL (pulsar:// or pulsar+ssl://)."
@@ -141,12 +136,6 @@ class DeliverySettings(_Model):
         le=86_400,
         description="/healthz fails (the worker is restarted) when a message has been in flight "
         "longer than this while Pulsar and the model backend are up.",
-    )
-    guarantee: DeliveryGuarantee = Field(
-        DeliveryGuarantee.AT_LEAST_ONCE,
-        description="AtLeastOnce, or EffectivelyOnce: deterministic producer names and sequence "
-        "ids so the broker drops re-published duplicates (needs namespace de-duplication and a "
-        "Failover subscription).",
     )
 
     def attempts_topic_name(self) -> str:

@@ -1,15 +1,18 @@
-"""Adaptive concurrency: how many batches may be in flight, by AIMD.
+"""Adaptive concurrency: how many batches may be in the stage (calling the model) at once, by
+AIMD.
 
 The limit starts at ``maxInFlightBatches``. Each batch the model answered in time adds
 ``1 / limit`` (about one more slot per round of batches); an overload (deadline passed, queue
 full) halves it, down to ``minimum``. A slow or saturated backend so gets fewer concurrent
-requests instead of a queue of requests that time out and are retried into the same queue.
-Only the runtime's dispatcher acquires, so one event suffices to wake it.
+requests instead of a queue of requests that time out and are retried into the same queue;
+batches retrying after an overload wait for a slot like any other.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 
 class AdaptiveLimit:
@@ -29,6 +32,14 @@ class AdaptiveLimit:
     def release(self) -> None:
         self.in_use -= 1
         self._freed.set()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        await self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
 
     def succeeded(self) -> None:
         """Additive increase: one more slot after about ``limit`` successful batches."""

@@ -13,7 +13,8 @@ themselves, hence the batch-shaped I/O.
 
 Flow and bounds (memory stays flat under any backlog):
 
-    batch receive (maxBatchSize / maxDelayMs) -> AdaptiveLimit (<= maxInFlightBatches) -> tasks
+    batch receive (maxBatchSize / maxDelayMs) -> semaphore(maxInFlightBatches) -> batch tasks
+    batch task: stage under AdaptiveLimit (AIMD, <= maxInFlightBatches concurrent model calls)
 
 The receiver queue of the consumer bounds prefetch; no new batch is received while all
 in-flight slots are taken, so a slow model or broker pushes back on the topic. Batches are
@@ -156,6 +157,7 @@ class Worker:
         self._limit_gauge = metrics.in_flight_limit.labels(**labels)
         metrics.oldest_in_flight_age.labels(**labels).set_function(self.oldest_in_flight_age)
         self._labels = labels
+        self._slots = asyncio.Semaphore(config.batching.max_in_flight_batches)
         self._limit = AdaptiveLimit(config.batching.max_in_flight_batches)
         self._limit_gauge.set(self._limit.limit)
         self._stopping = asyncio.Event()
@@ -226,7 +228,7 @@ class Worker:
     async def _dispatch(self, batch: list[Received]) -> None:
         """Start a batch once a slot is free (and, for a stage that calls the model for every
         item, once the backend serves): backpressure."""
-        await self._limit.acquire()
+        await self._slots.acquire()
         if self._needs_backend and not self._backend_up.is_set() and not self._stopping.is_set():
             log.warning("backend_down_waiting", batch=len(batch))
             await _first(self._backend_up.wait(), self._stopping.wait())
@@ -238,7 +240,7 @@ class Worker:
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._batches.discard(task)
-        self._limit.release()
+        self._slots.release()
 
     async def _process(self, batch: list[Received], turn: Turn) -> None:
         try:
@@ -324,7 +326,8 @@ class Worker:
         attempt = 0
         while True:
             try:
-                result = await self._stage.process([item for _, item in decoded])
+                async with self._limit.slot():
+                    result = await self._stage.process([item for _, item in decoded])
                 break
             except BackendUnavailable as e:
                 overloaded = isinstance(e, BackendOverloaded)

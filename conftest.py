@@ -20,7 +20,7 @@ import pytest
 
 from streamvane_stack import Endpoints, Stack
 from streamvane_stack.pki import ServingCert
-from streamvane_stack.stack import Triton
+from streamvane_stack.stack import Pulsar, Triton
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +83,26 @@ def tls_triton(stack: Endpoints) -> Iterator[Triton]:
     """A Triton whose gRPC endpoint is TLS only; ``tls_triton.tls.ca_cert`` signed its cert."""
     with _second_triton(tls=True) as triton:
         yield triton
+
+
+@pytest.fixture
+def private_pulsar(stack: Endpoints) -> Iterator[Pulsar]:
+    """A second Pulsar standalone on free ports and its own run directory, which a test may
+    stop and restart (``daemon.stop()``, ``start()``, ``wait_ready``) without disturbing the
+    stack's broker; its URL is ``pulsar://127.0.0.1:<settings.pulsar_port>``."""
+    settings = dataclasses.replace(
+        Stack().settings,
+        run_name=f"run-pulsar-{uuid.uuid4().hex[:8]}",
+        pulsar_port=_free_port(),
+        pulsar_admin_port=_free_port(),
+    )
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    broker = Pulsar(settings)
+    broker.prepare(lambda _: None)
+    try:
+        broker.start()
+        broker.wait_ready(lambda _: None)
+        yield broker
+    finally:
+        broker.daemon.stop()
+        shutil.rmtree(settings.run_dir, ignore_errors=True)

@@ -43,6 +43,7 @@ class Harness:
     source: FakeSource
     sinks: list[FakeSink]
     dead_letter: FakeSink
+    retry: FakeSink
     backend: FakeBackend
     metrics: Metrics
     events: list[Event]
@@ -83,15 +84,20 @@ async def start(
     source = FakeSource(events, config.batching.max_batch_size, config.batching.max_delay_ms / 1000)
     sinks = [FakeSink(t, events, delay_s=sink_delay_s) for t in config.outputs]
     dead_letter = FakeSink(DLQ, events)
+    retry = FakeSink(config.input.topic, events)
     embedder = await fake_embedder(backend)
     stage = await create_stage(
         StageContext(config.stage, config.stage_type, config.params, embedder)
     )
     metrics = create_metrics("p", "s")
     attempts = attempts or FakeAttemptLog()
-    worker = Worker(config, source, sinks, dead_letter, stage, metrics, backend.ready, attempts)
+    worker = Worker(
+        config, source, sinks, dead_letter, retry, stage, metrics, backend.ready, attempts
+    )
     task = asyncio.create_task(worker.run())
-    return Harness(worker, source, sinks, dead_letter, backend, metrics, events, attempts, task)
+    return Harness(
+        worker, source, sinks, dead_letter, retry, backend, metrics, events, attempts, task
+    )
 
 
 def item(i: int, **fields: Any) -> dict[str, Any]:

@@ -214,7 +214,7 @@ async def test_worker_dead_letters_only_that_item_when_its_result_cannot_be_enco
     assert sorted(o["id"] for o in h.sinks[0].items()) == ["item-0", "item-1", "item-3"]
 
 
-async def test_worker_nacks_every_message_of_a_batch_when_it_fails_unexpectedly(
+async def test_worker_retries_every_message_of_a_batch_later_when_it_fails_unexpectedly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls = 0
@@ -230,12 +230,13 @@ async def test_worker_nacks_every_message_of_a_batch_when_it_fails_unexpectedly(
     monkeypatch.setattr(worker_module, "decode", decode)
     config = make_config(batching={"maxBatchSize": 3, "maxDelayMs": 50})
     h = await start(config)
-    first = [h.source.publish(item(i)) for i in range(3)]
+    for i in range(3):
+        h.source.publish(item(i))
     await h.wait_settled(3)
     later = h.source.publish(item(9))
     await wait_for(lambda: later in h.source.acked)
     await h.stop()
-    assert sorted(h.source.nacked) == sorted(first)
+    assert sorted(h.retry.items(), key=str) == sorted([item(i) for i in range(3)], key=str)
     assert h.metric("messages_failed_total", reason="batch-failed") == 3
     assert h.metric("in_flight_messages") == 0
 
@@ -254,7 +255,7 @@ async def test_worker_is_not_live_when_a_message_stays_in_flight_too_long() -> N
     await h.stop()
 
 
-async def test_worker_isolates_and_nacks_poison_message_when_model_rejects_batch() -> None:
+async def test_worker_isolates_and_retries_poison_message_later_when_model_rejects_batch() -> None:
     backend = FakeBackend(failures=[InferenceFailed("bad input"), None, InferenceFailed("bad")])
     config = make_config(batching={"maxBatchSize": 2, "maxDelayMs": 200})
     h = await start(config, backend=backend)
@@ -262,8 +263,12 @@ async def test_worker_isolates_and_nacks_poison_message_when_model_rejects_batch
     poison = h.source.publish(item(2))
     await h.wait_settled(2)
     await h.stop()
-    assert h.source.acked == [ok]
-    assert h.source.nacked == [poison]
+    assert sorted(h.source.acked) == sorted([ok, poison])
+    assert h.source.nacked == []
+    (retried,) = h.retry.sent  # re-published for a later delivery: no batch-entry redelivery
+    assert json.loads(retried.payload)["id"] == "item-2"
+    assert retried.properties["streamvane-deliveries"] == "1"
+    assert retried.deliver_after_ms == 1000  # negativeAckDelayMs
 
 
 async def test_worker_dead_letters_poison_message_when_on_its_last_delivery() -> None:
@@ -276,6 +281,15 @@ async def test_worker_dead_letters_poison_message_when_on_its_last_delivery() ->
     properties = h.dead_letter.sent[0].properties
     assert properties[ERROR_PROPERTY] == "inference-failed"
     assert "model rejected input" in properties["streamvane-error-detail"]
+
+
+async def test_worker_dead_letters_when_a_retried_message_carries_a_spent_budget() -> None:
+    h = await start()
+    spent = h.source.publish(item(1), properties={"streamvane-deliveries": "5"})
+    await h.wait_settled(1)
+    await h.stop()
+    assert h.dead_letter.sent[0].properties[ERROR_PROPERTY] == "max-redeliveries"
+    assert h.source.acked == [spent]
 
 
 async def test_worker_dead_letters_at_once_when_redelivery_budget_is_spent() -> None:

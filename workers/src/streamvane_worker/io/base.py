@@ -32,6 +32,8 @@ class Outgoing:
     payload: bytes
     properties: dict[str, str]
     key: str | None
+    deliver_after_ms: int = 0
+    """Delayed delivery (Shared subscriptions; others deliver at once)."""
 
 
 class Source(Protocol):

@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 import pulsar
 import structlog
@@ -192,6 +193,9 @@ class PulsarSink:
                     callback(index),
                     properties=message.properties,
                     partition_key=message.key,
+                    deliver_after=timedelta(milliseconds=message.deliver_after_ms)
+                    if message.deliver_after_ms
+                    else None,
                 )
             except pulsar.PulsarException as e:
                 settled(index, from_pulsar(e, what=what))

@@ -130,6 +130,11 @@ async def serve(config: WorkerConfig) -> None:
             config.startup_timeout_s,
             lambda: PulsarSink.create(client, config.delivery.dead_letter_topic, name),
         )
+        retry = await _retrying(
+            what,
+            config.startup_timeout_s,
+            lambda: PulsarSink.create(client, config.input.topic, name),
+        )
         attempts = await _retrying(
             what,
             config.startup_timeout_s,
@@ -143,6 +148,7 @@ async def serve(config: WorkerConfig) -> None:
             source,
             sinks,
             dead_letter,
+            retry,
             stage,
             metrics,
             backend_ready=embedder.backend.ready if embedder else _always_ready,

@@ -32,7 +32,9 @@ Delivery guarantees (at-least-once):
   no new batch of a stage that needs the model is started; when draining, what is still held
   is handed back unsettled (the broker redelivers it without counting);
 - a failure attributable to the message itself (the model rejects it, a stage bug) is retried
-  through redelivery; on its last allowed delivery it is dead-lettered with the reason;
+  later: re-published to the input topic with its delivery count, the original acked (a nack
+  would redeliver its whole producer batch); on its last allowed delivery it is dead-lettered
+  with the reason;
 - each batch is journaled before work starts (``AttemptLog``); a message whose earlier attempts
   ended with the worker dying ``maxCrashes`` times is quarantined as ``crash-loop``;
 - the consumer's ack timeout and Pulsar DeadLetterPolicy back this up.
@@ -75,6 +77,7 @@ SOURCE_TOPIC_PROPERTY = "streamvane-source-topic"
 SOURCE_ID_PROPERTY = "streamvane-source-message-id"
 REDELIVERY_PROPERTY = "streamvane-redelivery-count"
 CRASHES_PROPERTY = "streamvane-crash-count"
+DELIVERIES_PROPERTY = "streamvane-deliveries"
 ITEM_ID_PROPERTY = "streamvane-item-id"
 
 READINESS_INTERVAL_S = 1.0
@@ -126,6 +129,7 @@ class Worker:
         source: Source,
         sinks: Sequence[Sink],
         dead_letter: Sink,
+        retry: Sink,
         stage: Stage,
         metrics: Metrics,
         backend_ready: Callable[[], Awaitable[bool]],
@@ -139,6 +143,8 @@ class Worker:
         self._source = source
         self._sinks = sinks
         self._dead_letter = dead_letter
+        self._retry = retry
+        """A producer on the input topic, for messages retried later (``_retry_later``)."""
         self._stage = stage
         self._attempts = attempts
         self._backend_ready = backend_ready
@@ -248,7 +254,12 @@ class Worker:
         except Exception as e:  # noqa: BLE001 - whatever happened, settle every message
             unsettled = [m for m in batch if id(m) in self._received_at]
             log.error("batch_failed", error=repr(e)[:500], unsettled=len(unsettled))
-            self._nack([(m, Failure("batch-failed", repr(e)[:500])) for m in unsettled])
+            failure = Failure("batch-failed", repr(e)[:500])
+            try:
+                await self._retry_later([(m, failure) for m in unsettled])
+            except Exception:  # noqa: BLE001 - last resort: the broker redelivers on nack
+                self._source.nack(unsettled)
+                self._settled(unsettled)
             self._attempts.end(batch)
         finally:
             turn.mine.set()  # never hold up later batches, whatever happened to this one
@@ -305,8 +316,8 @@ class Worker:
             item = decode(message.payload, self._limits)
             if isinstance(item, Malformed):
                 outcome.dead_letter.append((message, Failure(item.reason, item.detail)))
-            elif message.redelivery_count >= delivery.max_redeliveries:
-                detail = f"delivered {message.redelivery_count + 1} times"
+            elif deliveries(message) >= delivery.max_redeliveries:
+                detail = f"delivered {deliveries(message) + 1} times"
                 outcome.dead_letter.append((message, Failure("max-redeliveries", detail)))
             else:
                 decoded.append((message, item))
@@ -316,7 +327,7 @@ class Worker:
         await self._publish(outcome, issued=turn.mine)
         turn.mine.set()
         await self._send_dead_letters(outcome.dead_letter, outcome)
-        self._nack(outcome.nack)
+        await self._retry_later(outcome.nack)
         self._release(outcome.release)
         self._attempts.end(batch)
 
@@ -366,7 +377,7 @@ class Worker:
         reason = "inference-failed" if isinstance(error, InferenceError) else "stage-error"
         log.warning("message_failed", message_id=message.message_id, error=str(error)[:300])
         failure = Failure(reason, f"{type(error).__name__}: {error}"[:500])
-        last = message.redelivery_count + 1 >= self._config.delivery.max_redeliveries
+        last = deliveries(message) + 1 >= self._config.delivery.max_redeliveries
         (outcome.dead_letter if last else outcome.nack).append((message, failure))
 
     async def _retrying(self, reason: str, step: Callable[[], Awaitable[T]]) -> T | None:
@@ -523,21 +534,45 @@ class Worker:
             PIPELINE_PROPERTY: self._config.pipeline,
             SOURCE_TOPIC_PROPERTY: message.topic,
             SOURCE_ID_PROPERTY: message.message_id,
-            REDELIVERY_PROPERTY: str(message.redelivery_count),
+            REDELIVERY_PROPERTY: str(deliveries(message)),
             **failure.properties,
         }
 
-    def _nack(self, failed: list[tuple[Received, Failure]]) -> None:
-        for message, failure in failed:
+    async def _retry_later(self, failed: list[tuple[Received, Failure]]) -> None:
+        """Redeliver a message whose failure is its own, after ``negativeAckDelayMs``: it is
+        re-published to the input topic with its delivery count in ``streamvane-deliveries``
+        and the original is acked. Unlike a nack, this survives reconnects (the broker's
+        redelivery count does not) and never redelivers the other messages of the original's
+        producer batch (a nack redelivers the whole batch entry). If the re-publish fails,
+        the original is nacked."""
+        if not failed:
+            return
+        delay = self._config.delivery.negative_ack_delay_ms
+        outgoing = [
+            Outgoing(
+                message.payload,
+                {**message.properties, DELIVERIES_PROPERTY: str(deliveries(message) + 1)},
+                message.key,
+                deliver_after_ms=delay,
+            )
+            for message, _ in failed
+        ]
+        results = await self._retry.send_batch(outgoing)
+        requeued: list[Received] = []
+        nacked: list[Received] = []
+        for (message, failure), error in zip(failed, results, strict=True):
             self._failed.labels(**self._labels, reason=failure.reason).inc()
             log.warning(
-                "message_nacked",
+                "message_retried_later",
                 message_id=message.message_id,
                 reason=failure.reason,
-                redelivery_count=message.redelivery_count,
+                deliveries=deliveries(message) + 1,
+                requeued=error is None,
             )
-        self._source.nack([message for message, _ in failed])
-        self._settled([message for message, _ in failed])
+            (requeued if error is None else nacked).append(message)
+        self._ack(requeued)
+        self._source.nack(nacked)
+        self._settled(nacked)
 
     def _ack(self, messages: list[Received]) -> None:
         self._source.ack(messages)
@@ -582,13 +617,23 @@ class Worker:
 
     async def _close(self) -> None:
         closables: list[Sink | Source | AttemptLog] = [
-            *self._sinks, self._dead_letter, self._attempts, self._source
+            *self._sinks, self._dead_letter, self._retry, self._attempts, self._source
         ]  # fmt: skip
         for closable in closables:
             try:
                 await closable.close()
             except PulsarError as e:
                 log.warning("close_failed", error=str(e))
+
+
+def deliveries(message: Received) -> int:
+    """Earlier deliveries of a message: the broker's redelivery count, or the count carried by
+    a message the worker re-published for a later retry, whichever is higher."""
+    try:
+        carried = int(message.properties.get(DELIVERIES_PROPERTY, "0"))
+    except ValueError:
+        carried = 0
+    return max(message.redelivery_count, carried)
 
 
 async def _first(*waits: Awaitable[object]) -> None:

@@ -58,8 +58,9 @@ def worker_config(
 
 
 WORKER_COMMAND = [sys.executable, "-m", "streamvane_worker"]
-CRASHING_WORKER_COMMAND = [sys.executable, str(Path(__file__).with_name("crashing_worker.py"))]
-"""A worker whose passthrough stage SIGKILLs its own process on items with id ``crash-*``."""
+FAULTY_WORKER_COMMAND = [sys.executable, str(Path(__file__).with_name("faulty_worker.py"))]
+"""A worker whose passthrough stage SIGKILLs its own process on items with id ``crash-*`` and
+raises on items with id ``fail-*``."""
 
 
 @dataclass

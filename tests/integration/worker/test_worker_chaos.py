@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 GOOD = 3000
 BAD_PER_KIND = 100
 KILLS = 5
+START_TIMEOUT_S = 180  # a worker starts in seconds; far longer on a machine shared by many
 
 
 def hostile(i: int) -> dict[bytes, str]:
@@ -77,7 +78,7 @@ def test_worker_loses_no_good_message_when_sigkilled_repeatedly_amid_hostile_pay
     for kill in range(KILLS + 1):
         worker = WorkerProcess(config, tmp_path).start()
         workers.append(worker)
-        worker.wait_started()
+        worker.wait_started(timeout=START_TIMEOUT_S)
         if kill == KILLS:
             break
         seen = len(out.messages)
@@ -110,7 +111,7 @@ def test_worker_loses_no_good_message_when_the_broker_restarts_mid_stream(
         publish(pulsar_client, topics.input, stream)
         worker = WorkerProcess(config, tmp_path).start()
         workers.append(worker)
-        worker.wait_started()
+        worker.wait_started(timeout=START_TIMEOUT_S)
         out.until(500, timeout=30)
         private_pulsar.daemon.stop()
         private_pulsar.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pulsar
 import pytest
 
 from .pipeline import (
-    CRASHING_WORKER_COMMAND,
+    FAULTY_WORKER_COMMAND,
     Collector,
     Topics,
     WorkerProcess,
@@ -34,7 +35,7 @@ def test_worker_quarantines_a_message_that_kills_it_as_crash_loop_when_restarted
     crashes = 0
     deadline = time.monotonic() + 120
     while not dead.messages and time.monotonic() < deadline:
-        worker = WorkerProcess(config, tmp_path, command=CRASHING_WORKER_COMMAND).start()
+        worker = WorkerProcess(config, tmp_path, command=FAULTY_WORKER_COMMAND).start()
         workers.append(worker)  # restarted like a pod, each time it dies
         assert worker.proc is not None
         while worker.proc.poll() is None and not dead.until(1, timeout=0.5):
@@ -52,3 +53,26 @@ def test_worker_quarantines_a_message_that_kills_it_as_crash_loop_when_restarted
         in (metrics)
     )
     assert workers[-1].terminate() == 0
+
+
+def test_worker_redelivers_only_the_failing_message_when_it_sits_in_a_producer_batch(
+    stack: Any, pulsar_client: pulsar.Client, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    topics = Topics.unique("it-retry")
+    config = worker_config(stack, topics, "passthrough", delivery={"maxRedeliveries": 3})
+    out = Collector(pulsar_client, topics.output)
+    dead = Collector(pulsar_client, topics.dead_letter)
+    worker = WorkerProcess(config, tmp_path, command=FAULTY_WORKER_COMMAND).start()
+    workers.append(worker)
+    worker.wait_started(timeout=180)
+    failing = {"id": "fail-1", "title": "the stage raises on it"}
+    publish(pulsar_client, topics.input, [*items(500), failing, *items(500, start=500)])
+    (dead_lettered,) = dead.until(1, timeout=120)
+    assert dead_lettered.properties()["streamvane-error"] == "stage-error"
+    assert dead_lettered.properties()["streamvane-redelivery-count"] == "2"
+    assert out.until_ids({f"item-{i}" for i in range(1000)}, timeout=60) == set()
+    out.until(len(out.messages) + 1, timeout=3)  # anything redelivered late
+    duplicates = sum(n - 1 for n in Counter(out.ids()).values())
+    print(f"one failing message among 1000 producer-batched items: {duplicates} duplicates")
+    assert duplicates == 0
+    assert worker.terminate() == 0

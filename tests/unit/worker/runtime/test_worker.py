@@ -274,7 +274,7 @@ async def test_worker_isolates_and_retries_poison_message_later_when_model_rejec
 async def test_worker_dead_letters_poison_message_when_on_its_last_delivery() -> None:
     backend = FakeBackend(failures=[InferenceFailed("model rejected input")])
     h = await start(backend=backend)
-    poison = h.source.publish(item(1), redelivery_count=4)  # 5th delivery, maxRedeliveries 5
+    poison = h.source.publish(item(1), properties={"streamvane-deliveries": "4"})  # 5th of 5
     await h.wait_settled(1)
     await h.stop()
     assert h.source.acked == [poison]
@@ -292,14 +292,15 @@ async def test_worker_dead_letters_when_a_retried_message_carries_a_spent_budget
     assert h.source.acked == [spent]
 
 
-async def test_worker_dead_letters_at_once_when_redelivery_budget_is_spent() -> None:
+async def test_worker_ignores_the_broker_redelivery_count_when_a_worker_died_holding_it() -> None:
     h = await start()
-    spent = h.source.publish(item(1), redelivery_count=5)
+    held = h.source.publish(item(1), redelivery_count=12)  # prefetched by workers that died
     await h.wait_settled(1)
     await h.stop()
-    assert h.dead_letter.sent[0].properties[ERROR_PROPERTY] == "max-redeliveries"
-    assert h.source.acked == [spent]
-    assert h.backend.calls == []
+    assert h.source.acked == [held]
+    assert h.dead_letter.sent == []
+    assert [o["id"] for o in h.sinks[0].items()] == ["item-1"]
+    assert h.metric("redeliveries_total") == 1
 
 
 async def test_worker_resends_only_what_failed_without_nacking_when_a_send_fails() -> None:

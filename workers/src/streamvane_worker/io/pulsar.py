@@ -6,10 +6,11 @@
 - Sending uses ``send_async``; the C++ callbacks count down and the last one of a batch wakes
   the loop. Producers batch for a few ms, as a stage publishes a whole micro-batch at once.
 - Acks and nacks are non-blocking calls into the client (acks are grouped by the client).
-- The consumer carries the stage's DeadLetterPolicy, so a message nacked more than
-  ``maxRedeliveries`` times is moved to the dead-letter topic by the client even if the worker
-  never got to dead-letter it itself; batch-index acks keep a restart from redelivering the
-  already-acked messages of a producer batch (the broker must enable them too).
+- The consumer has no DeadLetterPolicy: the worker counts a message's own failures itself
+  (``runtime.worker.deliveries``); the broker's redelivery count also grows when a worker dies
+  holding prefetched messages. Batch-index acks keep a restart from redelivering the
+  already-acked messages of a producer batch (the broker must enable them too); an ack
+  timeout (``ackTimeoutMs``) redelivers anything left unsettled.
 """
 
 from __future__ import annotations
@@ -75,10 +76,6 @@ class PulsarSource:
                 receiver_queue_size=settings.receiver_queue_size,
                 negative_ack_redelivery_delay_ms=delivery.negative_ack_delay_ms,
                 initial_position=pulsar.InitialPosition.Earliest,
-                dead_letter_policy=pulsar.ConsumerDeadLetterPolicy(
-                    max_redeliver_count=delivery.max_redeliveries,
-                    dead_letter_topic=delivery.dead_letter_topic,
-                ),
                 batch_receive_policy=pulsar.ConsumerBatchReceivePolicy(
                     batching.max_batch_size, -1, max(batching.max_delay_ms, 1)
                 ),

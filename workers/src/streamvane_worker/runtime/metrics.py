@@ -48,7 +48,9 @@ def create_metrics(pipeline: str, stage: str) -> Metrics:
         messages_in=counter("messages_in", "Messages received from the input topic."),
         messages_out=counter("messages_out", "Results acknowledged by the broker."),
         messages_failed=counter(
-            "messages_failed", "Messages negatively acknowledged for redelivery.", ("reason",)
+            "messages_failed",
+            "Messages that failed and are delivered again later (re-published or nacked).",
+            ("reason",),
         ),
         messages_dead_lettered=counter(
             "messages_dead_lettered", "Messages published to the dead-letter topic.", ("reason",)

@@ -37,7 +37,8 @@ Delivery guarantees (at-least-once):
   with the reason;
 - each batch is journaled before work starts (``AttemptLog``); a message whose earlier attempts
   ended with the worker dying ``maxCrashes`` times is quarantined as ``crash-loop``;
-- the consumer's ack timeout and Pulsar DeadLetterPolicy back this up.
+- the consumer's ack timeout backs this up (no Pulsar DeadLetterPolicy: it counts with the
+  broker's redelivery count, which also counts what a dying worker held or had prefetched).
 """
 
 from __future__ import annotations
@@ -627,13 +628,14 @@ class Worker:
 
 
 def deliveries(message: Received) -> int:
-    """Earlier deliveries of a message: the broker's redelivery count, or the count carried by
-    a message the worker re-published for a later retry, whichever is higher."""
+    """Earlier deliveries of a message that failed through its own fault: the count it carries
+    since the worker re-published it for a later retry. The broker's redelivery count is not
+    used: it restarts when a consumer reconnects, and counts redeliveries after a worker died
+    or prefetched messages it never touched, which are not the message's fault."""
     try:
-        carried = int(message.properties.get(DELIVERIES_PROPERTY, "0"))
+        return max(int(message.properties.get(DELIVERIES_PROPERTY, "0")), 0)
     except ValueError:
-        carried = 0
-    return max(message.redelivery_count, carried)
+        return 0
 
 
 async def _first(*waits: Awaitable[object]) -> None:

@@ -1,6 +1,7 @@
-"""A worker process whose passthrough stage kills its own process (SIGKILL) on any item whose
-id starts with ``crash-``: the stage the crash-loop tests run. Test-only: it is registered here,
-in the process this script starts, never in the worker package."""
+"""A worker process whose passthrough stage misbehaves on marker items: it kills its own process
+(SIGKILL) on an item whose id starts with ``crash-`` and raises on one whose id starts with
+``fail-``. The stage the crash-loop and retry tests run. Test-only: it is registered here, in
+the process this script starts, never in the worker package."""
 
 from __future__ import annotations
 
@@ -14,20 +15,23 @@ from streamvane_worker.stages.base import Stage, StageContext, StageResult
 from streamvane_worker.stages.item import ContentItem
 
 CRASH_PREFIX = "crash-"
+FAIL_PREFIX = "fail-"
 
 
-class Crashing:
+class Faulty:
     def __init__(self, inner: Stage) -> None:
         self._inner = inner
 
     async def process(self, items: list[ContentItem]) -> StageResult:
         if any(item.id.startswith(CRASH_PREFIX) for item in items):
             os.kill(os.getpid(), signal.SIGKILL)
+        if any(item.id.startswith(FAIL_PREFIX) for item in items):
+            raise ValueError("stage bug on a marker item")
         return await self._inner.process(items)
 
 
 async def create(ctx: StageContext) -> Stage:
-    return Crashing(await passthrough.create(ctx))
+    return Faulty(await passthrough.create(ctx))
 
 
 if __name__ == "__main__":

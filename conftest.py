@@ -21,7 +21,7 @@ import pytest
 
 from streamvane_stack import Endpoints, Stack
 from streamvane_stack.pki import ServingCert
-from streamvane_stack.stack import SecurePulsar, StackError, Triton
+from streamvane_stack.stack import Pulsar, SecurePulsar, StackError, Triton
 
 
 @pytest.fixture(scope="session")
@@ -107,4 +107,26 @@ def secure_pulsar() -> Iterator[SecurePulsar]:
         yield pulsar
     finally:
         pulsar.daemon.stop()
+
+
+@pytest.fixture
+def private_pulsar(stack: Endpoints) -> Iterator[Pulsar]:
+    """A second Pulsar standalone on free ports and its own run directory, which a test may
+    stop and restart (``daemon.stop()``, ``start()``, ``wait_ready``) without disturbing the
+    stack's broker; its URL is ``pulsar://127.0.0.1:<settings.pulsar_port>``."""
+    settings = dataclasses.replace(
+        Stack().settings,
+        run_name=f"run-pulsar-{uuid.uuid4().hex[:8]}",
+        pulsar_port=_free_port(),
+        pulsar_admin_port=_free_port(),
+    )
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    broker = Pulsar(settings)
+    broker.prepare(lambda _: None)
+    try:
+        broker.start()
+        broker.wait_ready(lambda _: None)
+        yield broker
+    finally:
+        broker.daemon.stop()
         shutil.rmtree(settings.run_dir, ignore_errors=True)

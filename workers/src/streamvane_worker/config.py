@@ -112,6 +112,47 @@ class DeliverySettings(_Model):
     max_message_bytes: int = Field(
         1_048_576, ge=1, description="Larger payloads are dead-lettered as oversize."
     )
+    max_nesting_depth: int = Field(
+        32,
+        ge=2,
+        le=500,
+        description="Deeper JSON (arrays/objects within each other) is dead-lettered as too-deep.",
+    )
+    max_number_digits: int = Field(
+        64,
+        ge=1,
+        le=4000,
+        description="Integers with more digits are dead-lettered as number-too-large.",
+    )
+    max_crashes: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Deliveries of a message that ended without an outcome (the worker died "
+        "holding it) before it is quarantined in the dead-letter topic as crash-loop.",
+    )
+    attempts_topic: str | None = Field(
+        None,
+        pattern=TOPIC_PATTERN,
+        description="Journal of delivery attempts that survives restarts; default "
+        "<deadLetterTopic>-attempts.",
+    )
+    ack_timeout_ms: int = Field(
+        600_000,
+        ge=10_000,
+        le=86_400_000,
+        description="Backstop: a message neither acked nor nacked for this long is redelivered.",
+    )
+    max_in_flight_age_s: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="/healthz fails (the worker is restarted) when a message has been in flight "
+        "longer than this while Pulsar and the model backend are up.",
+    )
+
+    def attempts_topic_name(self) -> str:
+        return self.attempts_topic or f"{self.dead_letter_topic}-attempts"
 
 
 class InferenceSettings(_Model):
@@ -194,6 +235,10 @@ PARAMS_BY_STAGE: dict[StageType, type[_Model]] = {
 """Which params model each stage type takes; the operator validates specs against it."""
 
 STAGES_NEEDING_MODEL = frozenset({StageType.TEXT_EMBEDDING, StageType.TAGGING, StageType.SAFETY})
+
+STAGES_NEEDING_MODEL_PER_ITEM = frozenset({StageType.TEXT_EMBEDDING})
+"""Stage types that call the model for every item; tagging and safety need it at start (their
+prototypes) and otherwise only for items that arrive without an upstream embedding."""
 
 
 class WorkerConfig(_Model):

@@ -6,10 +6,11 @@
 - Sending uses ``send_async``; the C++ callbacks count down and the last one of a batch wakes
   the loop. Producers batch for a few ms, as a stage publishes a whole micro-batch at once.
 - Acks and nacks are non-blocking calls into the client (acks are grouped by the client).
-- The consumer carries the stage's DeadLetterPolicy, so a message nacked more than
-  ``maxRedeliveries`` times is moved to the dead-letter topic by the client even if the worker
-  never got to dead-letter it itself; batch-index acks keep a restart from redelivering the
-  already-acked messages of a producer batch (the broker must enable them too).
+- The consumer has no DeadLetterPolicy: the worker counts a message's own failures itself
+  (``runtime.worker.deliveries``); the broker's redelivery count also grows when a worker dies
+  holding prefetched messages. Batch-index acks keep a restart from redelivering the
+  already-acked messages of a producer batch (the broker must enable them too); an ack
+  timeout (``ackTimeoutMs``) redelivers anything left unsettled.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import socket
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -48,6 +50,12 @@ _CONSUMER_TYPES = {
 }
 
 CONNECT_TIMEOUT_S = 10
+ATTEMPT_WINDOW_S = 900.0
+"""How far back the attempt journal is read at start, and how long an unfinished attempt is
+remembered: a message whose worker died is redelivered within seconds, so crash counts only
+need to survive the restarts of a crash loop."""
+ATTEMPT_READ_TIMEOUT_MS = 500
+ATTEMPT_BEGIN_TIMEOUT_S = 30.0
 PRODUCER_BATCH_DELAY_MS = 2
 MAX_PENDING_SENDS = 10_000
 TLS_PORT = 6651
@@ -161,14 +169,11 @@ class PulsarSource:
                 receiver_queue_size=settings.receiver_queue_size,
                 negative_ack_redelivery_delay_ms=delivery.negative_ack_delay_ms,
                 initial_position=pulsar.InitialPosition.Earliest,
-                dead_letter_policy=pulsar.ConsumerDeadLetterPolicy(
-                    max_redeliver_count=delivery.max_redeliveries,
-                    dead_letter_topic=delivery.dead_letter_topic,
-                ),
                 batch_receive_policy=pulsar.ConsumerBatchReceivePolicy(
                     batching.max_batch_size, -1, max(batching.max_delay_ms, 1)
                 ),
                 batch_index_ack_enabled=True,
+                unacked_messages_timeout_ms=delivery.ack_timeout_ms,
                 consumer_name=f"{config.pipeline}.{config.stage}",
             )
         except pulsar.PulsarException as e:
@@ -278,6 +283,9 @@ class PulsarSink:
                     callback(index),
                     properties=message.properties,
                     partition_key=message.key,
+                    deliver_after=timedelta(milliseconds=message.deliver_after_ms)
+                    if message.deliver_after_ms
+                    else None,
                 )
             except pulsar.PulsarException as e:
                 settled(index, from_pulsar(e, what=what))
@@ -293,6 +301,151 @@ class PulsarSink:
             await asyncio.to_thread(self._producer.close)
         except pulsar.PulsarException as e:
             raise from_pulsar(e, what=f"close producer on {self.topic}") from e
+
+
+class PulsarAttemptLog:
+    """The attempt journal on a topic of its own: one entry per batch, ``{"begin": [ids],
+    "nonce": n}`` before the batch is worked on and ``{"end": [ids]}`` once it is settled
+    (``{"undo": [ids]}`` takes one begun attempt back).
+
+    Every replica tails the journal with a reader (from ``ATTEMPT_WINDOW_S`` ago at start) and
+    keeps the message ids whose attempts began and never ended, with how many. ``begin``
+    publishes its entry and waits until its own reader reaches it, so the count it returns
+    includes every attempt journaled before (by any replica, including one that just died:
+    it persisted its entry before it touched the message). Memory holds only open attempts.
+    """
+
+    def __init__(self, producer: pulsar.Producer, reader: pulsar.Reader, topic: str) -> None:
+        self._producer = producer
+        self._reader = reader
+        self.topic = topic
+        self._open: dict[str, tuple[int, int]] = {}
+        """message id -> (attempts begun and not ended, publish time (ms) of the latest)."""
+        self._waiters: dict[str, tuple[list[str], asyncio.Future[list[int]]]] = {}
+        self._entries = 0
+        self._closing = False
+        self._tail: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def create(cls, client: pulsar.Client, topic: str, name: str) -> PulsarAttemptLog:
+        try:
+            producer = await asyncio.to_thread(
+                client.create_producer,
+                topic,
+                batching_enabled=True,
+                batching_max_publish_delay_ms=1,
+                block_if_queue_full=False,
+                properties={"streamvane-stage": name},
+            )
+            reader = await asyncio.to_thread(client.create_reader, topic, pulsar.MessageId.earliest)
+            since_ms = int((time.time() - ATTEMPT_WINDOW_S) * 1000)
+            await asyncio.to_thread(reader.seek, since_ms)
+        except pulsar.PulsarException as e:
+            raise PulsarUnavailable(f"cannot open the attempt journal {topic}: {e}") from e
+        journal = cls(producer, reader, topic)
+        journal._tail = asyncio.create_task(journal._follow(), name="attempt-journal")
+        return journal
+
+    async def begin(self, messages: Sequence[Received]) -> list[int]:
+        ids = [m.message_id for m in messages]
+        nonce = uuid.uuid4().hex
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._waiters[nonce] = (ids, future)
+        try:
+            entry = json.dumps({"begin": ids, "nonce": nonce}).encode()
+            await self._send(entry)
+            return await asyncio.wait_for(asyncio.shield(future), ATTEMPT_BEGIN_TIMEOUT_S)
+        except TimeoutError as e:
+            raise PulsarUnavailable(f"attempt journal {self.topic} not read back in time") from e
+        finally:
+            self._waiters.pop(nonce, None)
+
+    def undo(self, messages: Sequence[Received]) -> None:
+        self._note("undo", messages)
+
+    def end(self, messages: Sequence[Received]) -> None:
+        self._note("end", messages)
+
+    def _note(self, kind: str, messages: Sequence[Received]) -> None:
+        if not messages or self._closing:
+            return
+        entry = json.dumps({kind: [m.message_id for m in messages]}).encode()
+        try:
+            self._producer.send_async(entry, lambda result, _: None)
+        except pulsar.PulsarException as e:
+            log.warning("attempt_end_not_journaled", error=str(e))
+
+    async def _send(self, payload: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        sent: asyncio.Future[pulsar.Result] = loop.create_future()
+
+        def on_sent(result: pulsar.Result, _: object) -> None:
+            loop.call_soon_threadsafe(_set_result, sent, result)
+
+        try:
+            self._producer.send_async(payload, on_sent)
+        except pulsar.PulsarException as e:
+            raise from_pulsar(e, what=f"journal to {self.topic}") from e
+        result = await sent
+        if result != pulsar.Result.Ok:
+            raise from_result(result, what=f"journal to {self.topic}")
+
+    async def _follow(self) -> None:
+        while not self._closing:
+            try:
+                message = await asyncio.to_thread(self._reader.read_next, ATTEMPT_READ_TIMEOUT_MS)
+            except pulsar.Timeout:
+                continue
+            except pulsar.PulsarException as e:
+                if self._closing:
+                    return
+                log.warning("attempt_journal_read_failed", error=str(e))
+                await asyncio.sleep(1.0)
+                continue
+            self._apply(message.data(), message.publish_timestamp())
+
+    def _apply(self, data: bytes, published_ms: int) -> None:
+        try:
+            entry = json.loads(data)
+            begun: list[str] = entry.get("begin", [])
+            undone: list[str] = entry.get("undo", [])
+            ended: list[str] = entry.get("end", [])
+        except (ValueError, AttributeError):
+            log.warning("attempt_journal_entry_ignored", size=len(data))
+            return
+        waiter = self._waiters.get(str(entry.get("nonce")))
+        if waiter is not None and not waiter[1].done():
+            waiter[1].set_result([self._open.get(i, (0, 0))[0] for i in waiter[0]])
+        for message_id in begun:
+            self._open[message_id] = (self._open.get(message_id, (0, 0))[0] + 1, published_ms)
+        for message_id in undone:
+            count, published = self._open.get(message_id, (0, 0))
+            if count > 1:
+                self._open[message_id] = (count - 1, published)
+            else:
+                self._open.pop(message_id, None)
+        for message_id in ended:
+            self._open.pop(message_id, None)
+        self._entries += 1
+        if self._entries % 1000 == 0:
+            oldest = int((time.time() - ATTEMPT_WINDOW_S) * 1000)
+            self._open = {k: v for k, v in self._open.items() if v[1] >= oldest}
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._tail is not None:
+            await asyncio.gather(self._tail, return_exceptions=True)
+        try:
+            await asyncio.to_thread(self._producer.flush)
+            await asyncio.to_thread(self._producer.close)
+            await asyncio.to_thread(self._reader.close)
+        except pulsar.PulsarException as e:
+            raise from_pulsar(e, what=f"close the attempt journal {self.topic}") from e
+
+
+def _set_result(future: asyncio.Future[pulsar.Result], result: pulsar.Result) -> None:
+    if not future.done():
+        future.set_result(result)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

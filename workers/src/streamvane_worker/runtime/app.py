@@ -25,16 +25,13 @@ from streamvane_worker.inference.onnx import OnnxBackend
 from streamvane_worker.inference.tokenizer import TextTokenizer
 from streamvane_worker.inference.triton import TritonBackend, TritonTls
 from streamvane_worker.io.errors import PulsarError, PulsarUnavailable
-from streamvane_worker.io.pulsar import PulsarSink, PulsarSource, connect
+from streamvane_worker.io.pulsar import PulsarAttemptLog, PulsarSink, PulsarSource, connect
 from streamvane_worker.runtime.health import HealthServer
 from streamvane_worker.runtime.metrics import create_metrics
 from streamvane_worker.runtime.worker import Worker
 from streamvane_worker.stages import StageContext, create_stage
 
 log = structlog.get_logger(__name__)
-
-RETRY_WINDOW_S = 30.0
-"""How long one batch retries an unavailable Triton before it is negatively acknowledged."""
 
 T = TypeVar("T")
 
@@ -52,7 +49,6 @@ def build_backend(settings: InferenceSettings) -> EmbeddingBackend:
         settings.model_name,
         settings.model_version,
         timeout_s=settings.timeout_ms / 1000,
-        retry_window_s=RETRY_WINDOW_S,
         tls=TritonTls(settings.tls_ca_file) if settings.tls else None,
     )
 
@@ -91,7 +87,10 @@ async def serve(config: WorkerConfig) -> None:
     metrics = create_metrics(config.pipeline, config.stage)
     worker: Worker | None = None
     health = HealthServer(
-        config.health_port, metrics.registry, lambda: bool(worker and worker.ready)
+        config.health_port,
+        metrics.registry,
+        ready=lambda: bool(worker and worker.ready),
+        live=lambda: worker is None or worker.live(),
     )
     health.start()
     log.info("health_listening", port=health.port)
@@ -134,6 +133,16 @@ async def serve(config: WorkerConfig) -> None:
             config.startup_timeout_s,
             lambda: PulsarSink.create(client, config.delivery.dead_letter_topic, name),
         )
+        retry = await _retrying(
+            what,
+            config.startup_timeout_s,
+            lambda: PulsarSink.create(client, config.input.topic, name),
+        )
+        attempts = await _retrying(
+            what,
+            config.startup_timeout_s,
+            lambda: PulsarAttemptLog.create(client, config.delivery.attempts_topic_name(), name),
+        )
         stage = await create_stage(
             StageContext(config.stage, config.stage_type, config.params, embedder)
         )
@@ -142,9 +151,11 @@ async def serve(config: WorkerConfig) -> None:
             source,
             sinks,
             dead_letter,
+            retry,
             stage,
             metrics,
             backend_ready=embedder.backend.ready if embedder else _always_ready,
+            attempts=attempts,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -179,7 +179,7 @@ def _reconcile(
         generation,
         previous_status,
         observed,
-        _pods(deps.kube, owner),
+        _pods(deps.kube, owner) if observed else [],  # no workers without their Deployments
         topo,
         desired,
         lag,

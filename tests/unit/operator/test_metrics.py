@@ -110,7 +110,7 @@ def test_reconcile_counts_success_duration_and_admin_calls_when_pipeline_converg
         operation="PUT persistent/{tenant}/{namespace}/{topic}",
         status="204",
     )
-    assert created == 3  # items, embedded and the dead-letter topic
+    assert created == 4  # items, embedded, the dead-letter topic and its attempts journal
 
 
 def test_reconcile_counts_error_by_reason_when_pulsar_is_unreachable(world: World) -> None:

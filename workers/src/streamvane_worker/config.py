@@ -98,6 +98,12 @@ class BatchingSettings(_Model):
     )
 
 
+def attempts_topic_of(dead_letter_topic: str) -> str:
+    """The default journal of delivery attempts next to a stage's dead-letter topic (the
+    operator creates it with the Pipeline's other topics)."""
+    return f"{dead_letter_topic}-attempts"
+
+
 class DeliverySettings(_Model):
     max_redeliveries: int = Field(
         5, ge=1, le=100, description="Deliveries of a failing message before it is dead-lettered."
@@ -152,7 +158,7 @@ class DeliverySettings(_Model):
     )
 
     def attempts_topic_name(self) -> str:
-        return self.attempts_topic or f"{self.dead_letter_topic}-attempts"
+        return self.attempts_topic or attempts_topic_of(self.dead_letter_topic)
 
 
 class InferenceSettings(_Model):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from streamvane_operator.api.pipeline import PipelineSpec
 from streamvane_operator.api.validation import dead_letter_topic, subscription_name
+from streamvane_worker.config import attempts_topic_of
 
 
 def qualified(tenant: str, namespace: str, topic: str) -> str:
@@ -56,8 +57,10 @@ def topology(namespace: str, pipeline: str, spec: PipelineSpec) -> Topology:
         data[stage.input.topic] = None
         data.update(dict.fromkeys(stage.outputs))
     dead_letters = dict.fromkeys(dead_letter_topic(pipeline, s) for s in spec.stages)
+    # Dead-letter topics and the workers' attempt journals beside them.
+    worker_topics = dead_letters | dict.fromkeys(attempts_topic_of(d) for d in dead_letters)
     topics = [Topic(name, spec.topics.partitions) for name in data] + [
-        Topic(name, 0) for name in dead_letters if name not in data
+        Topic(name, 0) for name in worker_topics if name not in data
     ]
     return Topology(
         tenant=spec.pulsar.tenant,
@@ -71,5 +74,5 @@ def topology(namespace: str, pipeline: str, spec: PipelineSpec) -> Topology:
         ),
         retention_minutes=spec.topics.retention_minutes,
         retention_size_mb=spec.topics.retention_size_mb,
-        produced=frozenset(t for s in spec.stages for t in s.outputs) | frozenset(dead_letters),
+        produced=frozenset(t for s in spec.stages for t in s.outputs) | frozenset(worker_topics),
     )

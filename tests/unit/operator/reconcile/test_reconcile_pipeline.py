@@ -125,6 +125,7 @@ def test_reconcile_creates_topics_and_subscriptions_before_workloads(world: Worl
         TOPIC.format("items"),
         TOPIC.format("embedded"),
         TOPIC.format("cu-embed-dlq"),
+        TOPIC.format("cu-embed-dlq-attempts"),
     }
     assert world.pulsar.retention[TOPIC.format("items")] == {
         "retentionTimeInMinutes": 1440,

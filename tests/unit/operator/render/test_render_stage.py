@@ -198,6 +198,7 @@ def test_topology_lists_data_topics_then_non_partitioned_dead_letters_when_rende
         ("items", 4),
         ("embedded", 4),
         ("cu-embed-dlq", 0),
+        ("cu-embed-dlq-attempts", 0),
     ]
     (sub,) = topo.subscriptions
     assert (sub.stage, sub.topic, sub.name) == ("embed", "items", "media.cu-embed")

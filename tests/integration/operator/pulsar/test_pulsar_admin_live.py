@@ -74,7 +74,10 @@ def test_ensure_topology_creates_everything_once_when_run_twice(
 
     assert f"namespace {tenant}/{ns}" in first.created
     assert second.created == [] and second.notes == []
-    assert admin.topics(tenant, ns) == {"in": 0, "mid": 0, "out": 0, "p-a-dlq": 0, "p-b-dlq": 0}
+    assert admin.topics(tenant, ns) == {
+        "in": 0, "mid": 0, "out": 0,
+        "p-a-dlq": 0, "p-a-dlq-attempts": 0, "p-b-dlq": 0, "p-b-dlq-attempts": 0,
+    }  # fmt: skip
     assert admin.subscriptions(TopicName(tenant, ns, "in")) == ["k8s.p-a"]
     assert admin.retention(TopicName(tenant, ns, "mid")) == Retention(60, -1)
     assert admin.topic_properties(TopicName(tenant, ns, "mid")) == {OWNER_PROPERTY: ME}
@@ -202,7 +205,9 @@ def test_delete_created_removes_only_own_topics_and_keeps_those_others_read(
 
     cleanup = delete_created(admin, ME, changes.owned_topics, subscriptions)
 
-    assert sorted(admin.topics(tenant, ns)) == ["in", "mid", "q-a-dlq", "q-b-dlq", "q-mid", "q-out"]
+    assert sorted(admin.topics(tenant, ns)) == [
+        "in", "mid", "q-a-dlq", "q-a-dlq-attempts", "q-b-dlq", "q-b-dlq-attempts", "q-mid", "q-out",
+    ]  # fmt: skip
     assert cleanup.kept == [f"topic {topo.topic('mid')}: still read by subscriptions k8s.q-b"]
     assert admin.subscriptions(TopicName(tenant, ns, "in")) == ["k8s.q-a"]
 

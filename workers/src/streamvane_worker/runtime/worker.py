@@ -347,7 +347,8 @@ class Worker:
                 if overloaded:
                     self._limit.overloaded()
                     self._limit_gauge.set(self._limit.limit)
-                else:
+                elif self._backend_up.is_set():
+                    log.warning("backend_down", error=str(e)[:300])
                     self._backend_up.clear()
                 self._retries.labels(**self._labels, reason=reason).inc()
                 log.warning("stage_retry", reason=reason, attempt=attempt, error=str(e)[:300])

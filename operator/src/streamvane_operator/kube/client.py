@@ -164,12 +164,17 @@ class KubeClient:
     def list(
         self, api_version: str, kind: str, namespace: str, selector: str | None = None
     ) -> list[Manifest]:
-        result = self._call(
-            f"list {kind} in {namespace}",
-            lambda: self._client().get(
-                self._resource(api_version, kind), namespace=namespace, label_selector=selector
-            ),
-        )
+        try:
+            result = self._call(
+                f"list {kind} in {namespace}",
+                lambda: self._client().get(
+                    self._resource(api_version, kind), namespace=namespace, label_selector=selector
+                ),
+            )
+        except KubeNotFound as e:
+            # Discovery still lists a kind whose CRD was just removed: not served either.
+            self._not_served[(api_version, kind)] = self._clock() + NOT_SERVED_TTL_S
+            raise KubeNotServed(f"{api_version} {kind} is not served (CRD installed?)", 404) from e
         items = result.to_dict().get("items") or []
         for item in items:
             # List items omit their type; callers treat them like single objects.

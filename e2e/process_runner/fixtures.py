@@ -68,9 +68,11 @@ class Cluster:
         )
         return json.loads(result.stdout) if result.returncode == 0 else None
 
-    def items(self, kind: str, selector: str | None = None) -> dict[str, dict[str, Any]]:
+    def items(
+        self, kind: str, selector: str | None = None, namespace: str | None = None
+    ) -> dict[str, dict[str, Any]]:
         args = ["get", kind, "-o", "json", *(["-l", selector] if selector else [])]
-        result = self.kubectl(*args)
+        result = self.kubectl(*args, namespace=namespace)
         assert result.returncode == 0, result.stderr
         return {i["metadata"]["name"]: i for i in json.loads(result.stdout)["items"]}
 

@@ -75,7 +75,11 @@ class MultiRegion:
         return str((member["metadata"].get("labels") or {}).get("streamvane.io/revision", ""))
 
     def rollout(self, name: str) -> dict[str, Any]:
-        return dict((self.pipeline(name).get("status") or {}).get("rollout") or {})
+        """The hub Pipeline's status.rollout; empty before the Pipeline exists."""
+        result = self.hub_kubectl("get", "pipelines", name, "-n", self.namespace, "-o", "json")
+        if result.returncode != 0:
+            return {}
+        return dict((json.loads(result.stdout).get("status") or {}).get("rollout") or {})
 
     def wait(self, what: str, check: Callable[[], T], timeout_s: float) -> T:
         try:

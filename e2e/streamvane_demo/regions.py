@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -36,11 +36,20 @@ MISSING_MODEL = {"backend": "triton-local", "name": "no-such-model"}
 
 
 def _stage(
-    world: MultiRegion, timeline: Timeline, label: str, done: str, timeout_s: float
+    world: MultiRegion,
+    timeline: Timeline,
+    doc: dict[str, Any],
+    label: str,
+    done: str,
+    timeout_s: float,
 ) -> float:
+    """Apply ``doc`` to the hub and wait until its rollout is in one of ``done``'s phases
+    for a revision other than the one before; seconds it took."""
+    before = world.rollout(doc["metadata"]["name"]).get("revision", "")
     started = time.monotonic()
+    world.apply(doc)
     with console.status(label):
-        timeline.until(label, phase_is(*done.split("|")), timeout_s)
+        timeline.until(label, phase_is(*done.split("|"), after=before), timeout_s)
     return time.monotonic() - started
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from streamvane_worker.config import InferenceSettings
+from streamvane_worker.config import InferenceSettings, UserProfileParams, WorkerConfig
 
 
 def test_inference_accepts_a_ca_file_when_tls_is_on() -> None:
@@ -16,3 +16,36 @@ def test_inference_accepts_a_ca_file_when_tls_is_on() -> None:
 def test_inference_rejects_a_ca_file_when_tls_is_off() -> None:
     with pytest.raises(ValidationError, match="tlsCaFile is set but inference.tls is false"):
         InferenceSettings.model_validate({"tlsCaFile": "/etc/ca.crt"})
+
+
+def _profile_config(**overrides: object) -> dict[str, object]:
+    return {
+        "pipeline": "p",
+        "stage": "profiles",
+        "stageType": "user-profile",
+        "input": {
+            "topic": "persistent://t/n/engagements",
+            "subscription": "s",
+            "subscriptionType": "Key_Shared",
+        },
+        "delivery": {"deadLetterTopic": "persistent://t/n/dlq"},
+        "state": {"topic": "persistent://t/n/profiles-state"},
+        "params": {"catalogueTopic": "persistent://t/c/enriched"},
+        **overrides,
+    }
+
+
+def test_worker_config_accepts_a_user_profile_stage_when_it_has_state_and_a_keyed_input() -> None:
+    config = WorkerConfig.model_validate(_profile_config())
+    assert isinstance(config.typed_params(), UserProfileParams)
+
+
+def test_worker_config_rejects_a_stateful_stage_when_it_has_no_state_topic() -> None:
+    with pytest.raises(ValidationError, match="needs a 'state' section"):
+        WorkerConfig.model_validate(_profile_config(state=None))
+
+
+def test_worker_config_rejects_a_stateful_stage_when_its_subscription_is_shared() -> None:
+    shared = {"topic": "persistent://t/n/e", "subscription": "s", "subscriptionType": "Shared"}
+    with pytest.raises(ValidationError, match="Key_Shared or Failover"):
+        WorkerConfig.model_validate(_profile_config(input=shared))

@@ -8,7 +8,10 @@ model name or mismatching tensors fail at once: retrying cannot fix a deployment
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
@@ -26,10 +29,12 @@ from streamvane_worker.inference.tokenizer import TextTokenizer
 from streamvane_worker.inference.triton import TritonBackend, TritonTls
 from streamvane_worker.io.errors import PulsarError, PulsarUnavailable
 from streamvane_worker.io.pulsar import PulsarSink, PulsarSource, connect
+from streamvane_worker.io.pulsar_reader import PulsarReader
 from streamvane_worker.runtime.health import HealthServer
 from streamvane_worker.runtime.metrics import create_metrics
 from streamvane_worker.runtime.worker import Worker
 from streamvane_worker.stages import StageContext, create_stage
+from streamvane_worker.stages.base import Closable, Topics
 
 log = structlog.get_logger(__name__)
 
@@ -115,6 +120,7 @@ async def serve(config: WorkerConfig) -> None:
         )
     client = connect(config)
     what = f"Pulsar at {config.pulsar.service_url}"
+    closables: list[Closable] = []
     try:
         source = await _retrying(
             what, config.startup_timeout_s, lambda: PulsarSource.subscribe(client, config)
@@ -131,8 +137,29 @@ async def serve(config: WorkerConfig) -> None:
             config.startup_timeout_s,
             lambda: PulsarSink.create(client, config.delivery.dead_letter_topic, name),
         )
+        topics = Topics(
+            reader=lambda topic, after: _retrying(
+                what,
+                config.startup_timeout_s,
+                lambda: PulsarReader.open(client, topic, after, name),
+            ),
+            sink=lambda topic: _retrying(
+                what, config.startup_timeout_s, partial(PulsarSink.create, client, topic, name)
+            ),
+        )
         stage = await create_stage(
-            StageContext(config.stage, config.stage_type, config.params, embedder)
+            StageContext(
+                config.stage,
+                config.stage_type,
+                config.params,
+                embedder,
+                pipeline=config.pipeline,
+                topics=topics,
+                state_topic=config.state.topic if config.state else None,
+                registry=metrics.registry,
+                identity=f"{name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}",
+                closables=closables,
+            )
         )
         worker = Worker(
             config,
@@ -149,6 +176,7 @@ async def serve(config: WorkerConfig) -> None:
         log.info("worker_started", input=config.input.topic, outputs=config.outputs)
         await worker.run()
     finally:
+        await _close_all(closables)
         if embedder is not None:
             await embedder.close()
         await asyncio.to_thread(client.close)
@@ -157,3 +185,12 @@ async def serve(config: WorkerConfig) -> None:
 
 async def _always_ready() -> bool:
     return True
+
+
+async def _close_all(closables: list[Closable]) -> None:
+    """Close what the stage opened, last opened first."""
+    for closable in reversed(closables):
+        try:
+            await closable.close()
+        except PulsarError as e:
+            log.warning("close_failed", error=str(e))

@@ -1,13 +1,16 @@
-"""Input message -> content item, or the reason it is malformed (pure)."""
+"""Input payload -> the stage's input message model, or the reason it is malformed (pure)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pydantic import ValidationError
 
-from streamvane_worker.stages.item import ContentItem
+from streamvane_worker.stages.message import Message
+
+M = TypeVar("M", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -17,7 +20,7 @@ class Malformed:
     detail: str
 
 
-def decode(payload: bytes, max_bytes: int) -> ContentItem | Malformed:
+def decode(payload: bytes, max_bytes: int, model: type[M]) -> M | Malformed:
     if len(payload) > max_bytes:
         return Malformed("oversize", f"{len(payload)} bytes > maxMessageBytes {max_bytes}")
     try:
@@ -25,7 +28,7 @@ def decode(payload: bytes, max_bytes: int) -> ContentItem | Malformed:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         return Malformed("not-json", str(e)[:500])
     try:
-        return ContentItem.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         return Malformed("schema", _summary(e))
 
@@ -38,5 +41,5 @@ def _summary(error: ValidationError) -> str:
     return "; ".join(parts)[:500]
 
 
-def encode(item: ContentItem) -> bytes:
-    return item.model_dump_json(by_alias=True, exclude_none=True).encode()
+def encode(message: Message) -> bytes:
+    return message.model_dump_json(by_alias=True, exclude_none=True).encode()

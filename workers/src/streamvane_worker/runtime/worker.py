@@ -38,6 +38,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -52,8 +53,9 @@ from streamvane_worker.io.errors import PublishRejected, PulsarError
 from streamvane_worker.runtime.decode import Malformed, decode, encode
 from streamvane_worker.runtime.metrics import Metrics
 from streamvane_worker.runtime.trace import TRACEPARENT, child_traceparent
+from streamvane_worker.stages import input_model
 from streamvane_worker.stages.base import Stage
-from streamvane_worker.stages.item import ContentItem
+from streamvane_worker.stages.message import Message
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +95,7 @@ class Turn:
 class Outcome:
     """What to do with each message of a batch, filled in by the stage step."""
 
-    publish: list[tuple[Received, ContentItem]]
+    publish: list[tuple[Received, Message]]
     dead_letter: list[tuple[Received, Failure]]
     nack: list[tuple[Received, Failure]]
 
@@ -105,7 +107,7 @@ class Worker:
         source: Source,
         sinks: Sequence[Sink],
         dead_letter: Sink,
-        stage: Stage,
+        stage: Stage[Any],
         metrics: Metrics,
         backend_ready: Callable[[], Awaitable[bool]],
     ) -> None:
@@ -114,6 +116,7 @@ class Worker:
         self._sinks = sinks
         self._dead_letter = dead_letter
         self._stage = stage
+        self._input_model = input_model(config.stage_type)
         self._backend_ready = backend_ready
         labels = {"pipeline": config.pipeline, "stage": config.stage}
         self._m = metrics
@@ -194,9 +197,11 @@ class Worker:
     async def _process_in_turn(self, batch: list[Received], turn: Turn) -> None:
         self._batch_size.observe(len(batch))
         outcome = Outcome(publish=[], dead_letter=[], nack=[])
-        decoded: list[tuple[Received, ContentItem]] = []
+        decoded: list[tuple[Received, Message]] = []
         for message in batch:
-            item = decode(message.payload, self._config.delivery.max_message_bytes)
+            item = decode(
+                message.payload, self._config.delivery.max_message_bytes, self._input_model
+            )
             if isinstance(item, Malformed):
                 outcome.dead_letter.append((message, Failure(item.reason, item.detail, False)))
             elif message.redelivery_count >= self._config.delivery.max_redeliveries:
@@ -215,9 +220,7 @@ class Worker:
         await self._send_dead_letters(outcome.dead_letter)
         self._nack(outcome.nack)
 
-    async def _run_stage(
-        self, decoded: list[tuple[Received, ContentItem]], outcome: Outcome
-    ) -> None:
+    async def _run_stage(self, decoded: list[tuple[Received, Message]], outcome: Outcome) -> None:
         try:
             result = await self._stage.process([item for _, item in decoded])
         except BackendUnavailable as e:
@@ -248,7 +251,7 @@ class Worker:
 
     async def _publish(
         self,
-        outputs: list[tuple[Received, ContentItem]],
+        outputs: list[tuple[Received, Message]],
         nack: list[tuple[Received, Failure]],
         issued: asyncio.Event,
     ) -> list[tuple[Received, Failure]]:
@@ -282,15 +285,15 @@ class Worker:
                 self._latency.observe(max(now_ms - message.publish_time_ms, 0.0) / 1000)
         return rejected
 
-    def _outgoing(self, message: Received, item: ContentItem) -> Outgoing:
+    def _outgoing(self, message: Received, item: Message) -> Outgoing:
         properties = {
             TRACEPARENT: child_traceparent(message.properties.get(TRACEPARENT)),
-            ITEM_ID_PROPERTY: item.id,
+            ITEM_ID_PROPERTY: item.routing_key(),
             STAGE_PROPERTY: self._config.stage,
             SOURCE_TOPIC_PROPERTY: message.topic,
             SOURCE_ID_PROPERTY: message.message_id,
         }
-        return Outgoing(encode(item), properties, message.key or item.id)
+        return Outgoing(encode(item), properties, message.key or item.routing_key())
 
     async def _send_dead_letters(self, failed: list[tuple[Received, Failure]]) -> None:
         """Publish to the dead-letter topic with the reason; ack what was persisted."""

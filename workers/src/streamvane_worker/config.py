@@ -276,6 +276,17 @@ PARAMS_BY_STAGE: dict[StageType, type[_Model]] = {
 
 STAGES_NEEDING_MODEL = frozenset({StageType.TEXT_EMBEDDING, StageType.TAGGING, StageType.SAFETY})
 
+MESSAGES_BY_STAGE: dict[StageType, tuple[str, str]] = {
+    StageType.PASSTHROUGH: ("ContentItem", "ContentItem"),
+    StageType.TEXT_EMBEDDING: ("ContentItem", "ContentItem"),
+    StageType.TAGGING: ("ContentItem", "ContentItem"),
+    StageType.SAFETY: ("ContentItem", "ContentItem"),
+    StageType.USER_PROFILE: ("Engagement", "UserProfile"),
+    StageType.CANDIDATE_RETRIEVAL: ("UserProfile", "Candidates"),
+}
+"""Names of the message models each stage type reads and writes, for the operator to check
+that a stage reads what the stage feeding it writes (the stage registry holds the models)."""
+
 STATEFUL_STAGES = frozenset({StageType.USER_PROFILE})
 """Stage types keeping keyed state: they need a ``state`` topic and a keyed subscription."""
 

@@ -29,6 +29,7 @@ class FakePulsar:
     topics: dict[str, int] = field(default_factory=dict)
     """Fully qualified name -> partitions (0: non-partitioned)."""
     retention: dict[str, dict[str, int]] = field(default_factory=dict)
+    compaction_threshold: dict[str, int] = field(default_factory=dict)
     subscriptions: dict[str, set[str]] = field(default_factory=dict)
     backlog: dict[tuple[str, str], int] = field(default_factory=dict)
     consumers: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -84,6 +85,12 @@ class FakePulsar:
             (_TOPIC, "DELETE", self._delete_topic),
             (_TOPIC + "/retention", "GET", lambda m, b: _ok(self.retention.get(_name(m)))),
             (_TOPIC + "/retention", "POST", self._set_retention),
+            (
+                _TOPIC + "/compactionThreshold",
+                "GET",
+                lambda m, b: _ok(self.compaction_threshold.get(_name(m))),
+            ),
+            (_TOPIC + "/compactionThreshold", "POST", self._set_compaction_threshold),
             (
                 _TOPIC + "/subscriptions",
                 "GET",
@@ -144,6 +151,11 @@ class FakePulsar:
     def _set_retention(self, m: re.Match[str], body: object) -> httpx.Response:
         assert isinstance(body, dict)
         self.retention[_name(m)] = body
+        return httpx.Response(204)
+
+    def _set_compaction_threshold(self, m: re.Match[str], body: object) -> httpx.Response:
+        assert isinstance(body, int)
+        self.compaction_threshold[_name(m)] = body
         return httpx.Response(204)
 
     def _create_subscription(self, m: re.Match[str], body: object) -> httpx.Response:

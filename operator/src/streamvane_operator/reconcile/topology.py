@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 
 from streamvane_operator.pulsar.admin import PulsarAdmin, Retention, SubscriptionStats, TopicName
 from streamvane_operator.pulsar.errors import PulsarNotFound
-from streamvane_operator.render.topology import Topology
+from streamvane_operator.render.topology import STATE_COMPACTION_THRESHOLD_BYTES, Topology
+
+STATE_RETENTION = Retention(-1, -1)
+"""State topics keep everything: compaction, not retention, bounds them."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ def ensure_topology(admin: PulsarAdmin, topo: Topology) -> TopologyChanges:
     existing = admin.topics(topo.tenant, topo.namespace)
     retention = Retention(topo.retention_minutes, topo.retention_size_mb)
     for topic in topo.topics:
+        wanted = STATE_RETENTION if topic.state else retention
         name = TopicName(topo.tenant, topo.namespace, topic.name)
         have = existing.get(topic.name)
         if have is None:
@@ -55,8 +59,11 @@ def ensure_topology(admin: PulsarAdmin, topo: Topology) -> TopologyChanges:
                 f"{topic.partitions}"
             )
         # Written only on change: each write is a message on Pulsar's policy system topic.
-        if admin.retention(name) != retention:
-            admin.set_retention(name, retention)
+        if admin.retention(name) != wanted:
+            admin.set_retention(name, wanted)
+        if topic.state and admin.compaction_threshold(name) != STATE_COMPACTION_THRESHOLD_BYTES:
+            admin.set_compaction_threshold(name, STATE_COMPACTION_THRESHOLD_BYTES)
+            created.append(f"compaction of {name}")
     for sub in topo.subscriptions:
         name = TopicName(topo.tenant, topo.namespace, sub.topic)
         if sub.name not in admin.subscriptions(name):

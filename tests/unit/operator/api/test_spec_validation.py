@@ -129,3 +129,37 @@ def test_parse_locates_errors_like_kubectl_when_spec_is_invalid() -> None:
 def test_tls_spec_refuses_a_ca_when_tls_is_disabled() -> None:
     with pytest.raises(ValidationError, match="caSecretRef needs enabled: true"):
         TLSSpec.model_validate({"caSecretRef": {"name": "triton-ca"}})
+
+
+def test_pipeline_problems_refuses_a_stage_when_its_input_gets_another_message_type() -> None:
+    catalogue = {"catalogueTopic": "persistent://t/n/c"}
+    chain = spec(
+        stage(
+            "embed", "in", "items", type="text-embedding", model={"backend": "triton", "name": "m"}
+        ),
+        stage("retrieve", "items", "out", type="candidate-retrieval", params=catalogue),
+    )
+
+    (problem,) = pipeline_problems("p", chain, BACKENDS)
+
+    assert "stage 'retrieve' (candidate-retrieval) reads UserProfile messages" in problem
+    assert "gets ContentItem messages from stage 'embed' (text-embedding)" in problem
+
+
+def test_pipeline_problems_accepts_profiles_feeding_retrieval_when_types_match() -> None:
+    catalogue = {"catalogueTopic": "persistent://t/n/c"}
+    chain = spec(
+        stage(
+            "profiles",
+            "engagements",
+            "user-profiles",
+            type="user-profile",
+            input={"topic": "engagements", "subscriptionType": "Key_Shared"},
+            params=catalogue,
+        ),
+        stage(
+            "retrieve", "user-profiles", "candidates", type="candidate-retrieval", params=catalogue
+        ),
+    )
+
+    assert pipeline_problems("p", chain, BACKENDS) == []

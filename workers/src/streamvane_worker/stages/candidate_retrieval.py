@@ -11,8 +11,8 @@ thread here (catalogue changes are applied by ``Catalogue.follow`` on the loop, 
 ``process``), so they never overlap; the same holds for snapshots.
 
 With ``snapshotDir`` set, the index is saved there with the catalogue position it reflects,
-after the initial catch-up and then at most every ``snapshotIntervalS`` while it changes; a
-restarted replica loads it and reads the catalogue only after that position.
+after the initial catch-up, then at most every ``snapshotIntervalS`` while it changes, and when
+the worker stops; a restarted replica loads it and reads the catalogue only after that position.
 """
 
 from __future__ import annotations
@@ -160,24 +160,37 @@ class ItemIndex:
 
 
 class Snapshots:
-    """Saves the index to ``directory`` when it changed and ``interval_s`` passed."""
+    """Saves the index to ``directory`` when it changed and ``interval_s`` passed, and a last
+    time on ``close``."""
 
-    def __init__(self, directory: Path | None, interval_s: float) -> None:
+    def __init__(
+        self, directory: Path | None, interval_s: float, index: ItemIndex, catalogue: Catalogue
+    ) -> None:
         self._directory = directory
         self._interval_s = interval_s
+        self._index = index
+        self._catalogue = catalogue
         self._saved_changes = -1
         self._saved_at = 0.0
 
-    def maybe_save(self, index: ItemIndex, catalogue: Catalogue, *, force: bool = False) -> None:
+    def maybe_save(self, *, force: bool = False) -> None:
+        index = self._index
         if self._directory is None or index.changes == self._saved_changes:
             return
         if not force and time.monotonic() - self._saved_at < self._interval_s:
             return
         started = time.perf_counter()
-        index.save(self._directory, catalogue.position)
+        index.save(self._directory, self._catalogue.position)
         self._saved_changes = index.changes
         self._saved_at = time.monotonic()
-        log.info("index_snapshot_saved", items=len(index), seconds=time.perf_counter() - started)
+        log.info(
+            "index_snapshot_saved",
+            items=len(index),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    async def close(self) -> None:
+        self.maybe_save(force=True)
 
 
 class CandidateRetrieval:
@@ -219,7 +232,7 @@ class CandidateRetrieval:
                 retrieved_at=now,
             )
         self._size.set(len(self._index))
-        self._snapshots.maybe_save(self._index, self._catalogue)
+        self._snapshots.maybe_save()
         return StageResult(outputs=outputs)
 
 
@@ -253,9 +266,10 @@ async def create(ctx: StageContext) -> Stage[UserProfile]:
         items=len(index),
         seconds=round(time.perf_counter() - started, 3),
     )
-    snapshots = Snapshots(directory, params.snapshot_interval_s)
-    snapshots.maybe_save(index, catalogue, force=True)
+    snapshots = Snapshots(directory, params.snapshot_interval_s, index, catalogue)
+    snapshots.maybe_save(force=True)
     ctx.closables.append(Following(catalogue))
+    ctx.closables.append(snapshots)  # closed first: saved while the catalogue still follows
     size = _index_size_gauge(ctx.registry, ctx.pipeline, ctx.name)
     size.set(len(index))
     return CandidateRetrieval(params, index, catalogue, snapshots, size)

@@ -101,7 +101,7 @@ def test_user_profile_loses_no_update_and_applies_none_twice_when_its_worker_is_
     out = Collector(pulsar_client, _topic(base, "out"))
     worker = WorkerProcess(config, tmp_path).start()
     workers.append(worker)
-    worker.wait_started()
+    worker.wait_started(timeout=180)
 
     t0 = time.time()
     kinds = ["view", "like", "share", "skip", "impression"]
@@ -135,7 +135,7 @@ def test_user_profile_loses_no_update_and_applies_none_twice_when_its_worker_is_
     _compact(stack, state)
     restarted = WorkerProcess(config, tmp_path).start()
     workers.append(restarted)
-    restarted.wait_started()
+    restarted.wait_started(timeout=180)
     publisher.join(60)
     producer.close()
 
@@ -218,7 +218,7 @@ def test_candidate_retrieval_excludes_blocked_seen_and_deleted_items_and_resumes
     out = Collector(pulsar_client, _topic(base, "out"))
     worker = WorkerProcess(config, tmp_path).start()
     workers.append(worker)
-    worker.wait_started()
+    worker.wait_started(timeout=180)
     query = _vector(0)  # nearest to the blocked item-0
     profiles = _topic(base, "in")
 
@@ -233,7 +233,7 @@ def test_candidate_retrieval_excludes_blocked_seen_and_deleted_items_and_resumes
     assert worker.terminate() == 0
     restarted = WorkerProcess(config, tmp_path).start()
     workers.append(restarted)
-    restarted.wait_started()
+    restarted.wait_started(timeout=180)
     (indexed,) = restarted.events("catalogue_indexed")
     assert indexed["from_snapshot"] and indexed["records_read"] == 0
     after = _candidates_for(pulsar_client, profiles, out, query, recent=[])

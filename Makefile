@@ -125,6 +125,10 @@ kind-e2e: ## Images + chart + a pipeline on a kind cluster (needs Docker; skips 
 bench-recs: install ## Retrieval index: recall@10 vs brute force, queries/s per core, index size at 10k and 100k items
 	$(PY) -m bench.bench_recs
 
+.PHONY: bench-autoscale
+bench-autoscale: install models ## Autoscaling: our policy vs KEDA+HPA and Numaflow (simulated), then a burst on the local stack
+	$(PY) -m bench.bench_autoscale
+
 .PHONY: bench-workers
 bench-workers: install models ## Triton alone vs Pulsar -> worker -> Triton -> Pulsar vs a naive consumer (medians, ratios)
 	$(PY) -m bench.bench_workers
@@ -134,3 +138,7 @@ bench-workers: install models ## Triton alone vs Pulsar -> worker -> Triton -> P
 .PHONY: demo
 demo: install system-deps models ## The main job: local stack + operator + sample pipeline + content items, with a summary
 	$(PY) -m streamvane_demo
+
+.PHONY: demo-regions
+demo-regions: install system-deps models ## One Pipeline in three regions: waves, bake, a bad revision caught and rolled back (multi-region stack)
+	STREAMVANE_REGIONS=$${STREAMVANE_REGIONS:-3} $(PY) -m streamvane_demo.regions

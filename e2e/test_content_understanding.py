@@ -66,7 +66,7 @@ def test_content_pipeline_enriches_every_item_when_applied_with_kubectl(cluster:
     assert {"content-items", "content-embedded", "content-tagged", "content-enriched"} <= set(
         topics
     )
-    assert cluster.subscriptions("content-items") == [f"{PIPELINE}-embed"]
+    assert cluster.subscriptions("content-items") == [f"{cluster.namespace}.{PIPELINE}-embed"]
     for stage in pipeline["spec"]["stages"]:
         config_map = cluster.get("configmap", f"{PIPELINE}-{stage['name']}")
         assert config_map is not None

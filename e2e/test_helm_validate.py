@@ -13,48 +13,57 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from process_runner.harness import wait_for
 from streamvane_stack import Endpoints
-from tools.chart import CI_VALUES, PULSAR_METRICS, REPO, template, tool
+from tools.chart import CHART, CI_VALUES, REPO, template, tool
 from tools.cluster import kubectl, namespaces, openapi_documents, unique_name
 from tools.kubeschemas import resource_schemas, schema_location, write_schemas
 
 pytestmark = pytest.mark.integration
 
-MONITORING_KINDS = {("monitoring.coreos.com", "v1", "PodMonitor")}
+SERVED_KINDS = {
+    ("kopf.dev", "v1", "KopfPeering"),
+    ("kopf.dev", "v1", "ClusterKopfPeering"),
+    ("monitoring.coreos.com", "v1", "PodMonitor"),
+    ("monitoring.coreos.com", "v1", "PrometheusRule"),
+}
+"""Custom kinds the chart renders objects of; their CRDs must be served before validating."""
 
 
 @pytest.fixture(scope="module")
-def monitoring_crds(stack: Endpoints) -> None:
-    """The PodMonitor CRD in the server, so the chart's PodMonitor validates for real."""
+def served_crds(stack: Endpoints) -> None:
+    """The chart's own CRDs and the prometheus-operator CRDs in the server, so the custom
+    resources the chart renders (KopfPeering, PodMonitor, PrometheusRule) validate for real."""
     script = REPO / "e2e" / "tools" / "prometheus-operator-crds.sh"
     paths = subprocess.run([str(script)], check=True, capture_output=True, text=True).stdout
-    for path in paths.split():
+    for path in [str(CHART / "crds"), *paths.split()]:
         kubectl(stack.kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", path)
     kubectl(
         stack.kubeconfig,
         "wait",
         "--for=condition=Established",
+        "crd/kopfpeerings.kopf.dev",
+        "crd/clusterkopfpeerings.kopf.dev",
         "crd/podmonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
     )
 
 
 @pytest.fixture(scope="module")
 def schema_dir(
-    stack: Endpoints, monitoring_crds: None, tmp_path_factory: pytest.TempPathFactory
+    stack: Endpoints, served_crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     directory = tmp_path_factory.mktemp("kube-schemas")
 
     def served() -> dict[tuple[str, str, str], Any] | None:
         # The server publishes a new CRD's OpenAPI a moment after it is Established.
         schemas = resource_schemas(openapi_documents(stack.kubeconfig))
-        return schemas if schemas.keys() >= MONITORING_KINDS else None
+        return schemas if schemas.keys() >= SERVED_KINDS else None
 
-    schemas = wait_for("the PodMonitor schema in the server's OpenAPI", served, timeout_s=60)
+    schemas = wait_for("the custom kinds' schemas in the server's OpenAPI", served, timeout_s=60)
     assert isinstance(schemas, dict)
     write_schemas(schemas, directory)
     return directory
@@ -107,7 +116,7 @@ def test_rendered_chart_passes_kubeconform_when_schemas_come_from_the_server(
 
 
 def test_rendered_chart_is_accepted_when_applied_with_server_dry_run(
-    rendered: str, stack: Endpoints, monitoring_crds: None
+    rendered: str, stack: Endpoints, served_crds: None
 ) -> None:
     output = kubectl(
         stack.kubeconfig,
@@ -122,18 +131,3 @@ def test_rendered_chart_is_accepted_when_applied_with_server_dry_run(
     )
     applied = [line for line in output.splitlines() if "(server dry run)" in line]
     assert len(applied) == len([d for d in yaml.safe_load_all(rendered) if d]), output
-
-
-def test_broker_exports_the_backlog_metric_when_a_subscription_exists(stack: Endpoints) -> None:
-    """The dashboard's backlog panel reads a Pulsar broker metric; prove the name on a real broker."""
-    topic = f"persistent/public/default/{unique_name('helm-dashboard')}"
-    admin = stack.pulsar_admin_url.rstrip("/")
-    with httpx.Client(base_url=admin, timeout=30) as client:
-        client.put(f"/admin/v2/{topic}").raise_for_status()
-        try:
-            client.put(f"/admin/v2/{topic}/subscription/backlog-probe").raise_for_status()
-            metrics = client.get("/metrics/").text
-        finally:
-            client.delete(f"/admin/v2/{topic}", params={"force": "true"})
-    series = [line for line in metrics.splitlines() if topic.split("/")[-1] in line]
-    assert any(line.startswith(f"{name}{{") for line in series for name in PULSAR_METRICS), series

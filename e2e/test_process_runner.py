@@ -18,12 +18,16 @@ import yaml
 from process_runner import harness
 from process_runner.kubectl import kubectl
 from process_runner.pod import (
+    ContainerRun,
+    Terminated,
     UnsupportedTemplate,
     local_argv,
     local_json,
     local_path,
     plan_pod,
+    pod_status,
     template_hash,
+    termination_message,
 )
 
 # Serves /readyz with the content of the mounted file named by $GREETING_FILE, on $PORT; on
@@ -43,6 +47,9 @@ SERVER = textwrap.dedent(
     """
 )
 SELECTOR = "e2e.streamvane.io/runner-test=yes"
+# Leaves a message where kubelet would read it (the container's terminationMessagePath,
+# named by $MESSAGE_FILE), then exits 3: a worker that cannot start.
+CRASHER = "import os, sys; open(os.environ['MESSAGE_FILE'], 'w').write('no broker'); sys.exit(3)"
 
 
 def deployment(name: str, greeting: str, replicas: int) -> dict[str, Any]:
@@ -117,6 +124,11 @@ class Env:
         )
         return dict(json.loads(result.stdout).get("status") or {})
 
+    def pods(self) -> dict[str, dict[str, Any]]:
+        result = kubectl(self.kubeconfig, "get", "pods", "-n", self.namespace, "-o", "json")
+        assert result.returncode == 0, result.stderr
+        return {p["metadata"]["name"]: p for p in json.loads(result.stdout)["items"]}
+
     def wait_status(self, name: str, **expected: int) -> dict[str, Any]:
         def matches() -> dict[str, Any] | None:
             status = self.status(name)
@@ -151,7 +163,7 @@ def env(stack: Any, tmp_path: Path) -> Iterator[Env]:
         kubectl(
             stack.kubeconfig,
             "delete",
-            "deployments,configmaps",
+            "deployments,configmaps,pods",
             "--all",
             "-n",
             namespace,
@@ -186,6 +198,59 @@ def test_runner_follows_scale_template_and_deletion_when_deployment_changes(env:
     result = kubectl(env.kubeconfig, "delete", "deployment", "web", "-n", env.namespace)
     assert result.returncode == 0
     harness.wait_for("replicas stopped", lambda: "deployment deleted" in env.runner.tail(400), 15)
+
+
+@pytest.mark.e2e
+def test_runner_reports_pods_like_kubelet_when_replicas_run_and_crash(env: Env) -> None:
+    env.apply(config_map("web", "hi"), deployment("web", "hi", replicas=1))
+    env.wait_status("web", readyReplicas=1)
+
+    def running() -> dict[str, Any] | None:
+        pods = list(env.pods().values())
+        statuses = [c for p in pods for c in p.get("status", {}).get("containerStatuses", [])]
+        return pods[0] if len(pods) == 1 and statuses and statuses[0]["ready"] else None
+
+    pod = harness.wait_for("a ready Pod", running, 15)
+    assert pod["metadata"]["labels"]["app"] == "web"
+    assert pod["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
+    assert pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+
+    crasher = deployment("crash", "x", replicas=1)
+    container = crasher["spec"]["template"]["spec"]["containers"][0]
+    container.update(
+        command=["python", "-c", CRASHER],
+        env=[{"name": "MESSAGE_FILE", "value": "/dev/termination-log"}],
+    )
+    del container["readinessProbe"], container["volumeMounts"]
+    del crasher["spec"]["template"]["spec"]["volumes"]
+    env.apply(crasher)
+
+    def crash_looping() -> dict[str, Any] | None:
+        for p in env.pods().values():
+            if p["metadata"]["labels"]["app"] != "crash":
+                continue
+            (status,) = p.get("status", {}).get("containerStatuses") or [{}]
+            waiting = status.get("state", {}).get("waiting", {})
+            if waiting.get("reason") == "CrashLoopBackOff" and status["restartCount"] >= 1:
+                return p
+        return None
+
+    crashed = harness.wait_for("a Pod in CrashLoopBackOff, restarted", crash_looping, 30)
+    (status,) = crashed["status"]["containerStatuses"]
+    terminated = status["lastState"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (3, "Error")
+    assert terminated["message"] == "no broker"
+    assert status["ready"] is False
+    # Restarted in the same Pod (restartCount counts there), as kubelet does: one Pod for
+    # the one replica.
+    assert [p for p in env.pods() if p.startswith("crash-")] == [crashed["metadata"]["name"]]
+
+    kubectl(env.kubeconfig, "delete", "deployment", "crash", "-n", env.namespace)
+    harness.wait_for(
+        "the crashed Pod deleted with its Deployment",
+        lambda: not [p for p in env.pods() if p.startswith("crash-")],
+        15,
+    )
 
 
 @pytest.mark.e2e
@@ -266,3 +331,27 @@ def test_template_hash_changes_only_when_template_changes() -> None:
     changed["metadata"]["annotations"] = {"rev": "2"}
 
     assert template_hash(template) == template_hash(same) != template_hash(changed)
+
+
+def test_termination_message_falls_back_to_the_log_when_policy_says_so_and_file_is_empty() -> None:
+    log = b"".join(f"line {i}\n".encode() for i in range(200))
+
+    assert termination_message(b"why", log, 3, "FallbackToLogsOnError") == "why"
+    assert termination_message(b"", log, 3, "File") == ""
+    fallback = termination_message(b"", log, 3, "FallbackToLogsOnError")
+    assert fallback.startswith("line 120\n") and fallback.endswith("line 199\n")
+    assert termination_message(b"", log, 0, "FallbackToLogsOnError") == ""
+
+
+def test_pod_status_waits_in_crash_loop_with_last_termination_when_container_is_down() -> None:
+    plan = plan_pod(deployment("web", "x", replicas=1)["spec"]["template"])
+    last = Terminated(3, "no broker", "2026-01-01T00:00:00Z", "2026-01-01T00:00:05Z")
+
+    status = pod_status(plan.container, "img", ContainerRun(None, False, True, 2, last, 4))
+
+    (container,) = status["containerStatuses"]
+    assert container["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    assert container["restartCount"] == 2 and container["started"] is False
+    assert container["lastState"]["terminated"]["exitCode"] == 3
+    assert container["lastState"]["terminated"]["message"] == "no broker"
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "False"

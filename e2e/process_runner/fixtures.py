@@ -9,7 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,9 +42,13 @@ class Cluster:
     operator: harness.Background
     runner: harness.Background
     replica_logs: Path
+    others: list[str] = field(default_factory=list)
+    """More namespaces the operator watches (Pipelines of other tenants)."""
+    pulsar_client_options: dict[str, Any] = field(default_factory=dict)
+    """Extra ``pulsar.Client`` arguments (token, CA) of ``publish`` and ``consume``."""
 
-    def kubectl(self, *args: str, stdin: str | None = None) -> Any:
-        return kubectl(self.kubeconfig, *args, "-n", self.namespace, stdin=stdin)
+    def kubectl(self, *args: str, stdin: str | None = None, namespace: str | None = None) -> Any:
+        return kubectl(self.kubeconfig, *args, "-n", namespace or self.namespace, stdin=stdin)
 
     def sample(self, name: str) -> dict[str, Any]:
         """A sample from crds/samples, pointed at this stack and this test's Pulsar namespace."""
@@ -53,11 +57,11 @@ class Cluster:
             doc["spec"]["pulsar"].update(tenant=TENANT, namespace=self.pulsar_namespace)
         return doc
 
-    def apply(self, doc: dict[str, Any]) -> Any:
-        return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc))
+    def apply(self, doc: dict[str, Any], namespace: str | None = None) -> Any:
+        return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc), namespace=namespace)
 
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        result = self.kubectl("get", kind, name, "-o", "json")
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        result = self.kubectl("get", kind, name, "-o", "json", namespace=namespace)
         return json.loads(result.stdout) if result.returncode == 0 else None
 
     def items(self, kind: str, selector: str | None = None) -> dict[str, dict[str, Any]]:
@@ -69,16 +73,20 @@ class Cluster:
     def topic(self, local: str) -> str:
         return f"persistent://{TENANT}/{self.pulsar_namespace}/{local}"
 
-    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
-        pipeline = self.get("pipelines", name) or {}
+    def condition(
+        self, name: str, type_: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        pipeline = self.get("pipelines", name, namespace) or {}
         conditions = (pipeline.get("status") or {}).get("conditions") or []
         return next((c for c in conditions if c["type"] == type_), None)
 
-    def wait_ready(self, name: str, timeout_s: float = 120) -> dict[str, Any]:
+    def wait_ready(
+        self, name: str, timeout_s: float = 120, namespace: str | None = None
+    ) -> dict[str, Any]:
         """Until Ready=True for the current generation; returns the Pipeline."""
 
         def ready() -> dict[str, Any] | None:
-            pipeline = self.get("pipelines", name)
+            pipeline = self.get("pipelines", name, namespace)
             if pipeline is None:
                 return None
             status = pipeline.get("status") or {}
@@ -120,7 +128,7 @@ class Cluster:
 
     def publish(self, local: str, docs: Iterable[dict[str, Any]]) -> None:
         """Each document as one JSON message on topic ``local``."""
-        client = pulsar.Client(self.pulsar_url)
+        client = pulsar.Client(self.pulsar_url, **self.pulsar_client_options)
         try:
             producer = client.create_producer(self.topic(local))
             for doc in docs:
@@ -132,7 +140,7 @@ class Cluster:
     def consume(self, local: str, count: int, timeout_s: float = 60) -> list[dict[str, Any]]:
         """Up to ``count`` JSON messages of topic ``local``, read from its beginning on a new
         subscription; fewer when ``timeout_s`` passes first."""
-        client = pulsar.Client(self.pulsar_url)
+        client = pulsar.Client(self.pulsar_url, **self.pulsar_client_options)
         docs: list[dict[str, Any]] = []
         try:
             consumer = client.subscribe(
@@ -156,13 +164,26 @@ class Cluster:
 @pytest.fixture(name="cluster")
 def cluster_fixture(stack: Endpoints, tmp_path: Path) -> Iterator[Cluster]:
     """A fresh namespace with CRDs installed, the operator and the process runner running."""
+    with running_cluster(stack, tmp_path) as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def running_cluster(
+    stack: Endpoints, tmp_path: Path, other_namespaces: int = 0
+) -> Iterator[Cluster]:
+    """A fresh namespace (and ``other_namespaces`` more, in ``Cluster.others``) with CRDs
+    installed, the operator and the process runner watching all of them."""
     namespace = f"e2e-{uuid.uuid4().hex[:8]}"
+    others = [f"e2e-{uuid.uuid4().hex[:8]}" for _ in range(other_namespaces)]
     crds = kubectl(
         stack.kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds")
     )
     assert crds.returncode == 0, crds.stderr
-    assert kubectl(stack.kubeconfig, "create", "namespace", namespace).returncode == 0
+    for name in (namespace, *others):
+        assert kubectl(stack.kubeconfig, "create", "namespace", name).returncode == 0
     logs = tmp_path / "logs"
+    watched = [namespace, *others]
     cluster = Cluster(
         stack=stack,
         kubeconfig=stack.kubeconfig,
@@ -170,38 +191,59 @@ def cluster_fixture(stack: Endpoints, tmp_path: Path) -> Iterator[Cluster]:
         pulsar_namespace=namespace,
         pulsar_url=stack.pulsar_url,
         pulsar_admin_url=stack.pulsar_admin_url,
-        operator=harness.operator(stack.kubeconfig, [namespace], logs / "operator.log"),
-        runner=harness.runner(
-            stack.kubeconfig, [namespace], logs / "runner.log", logs / "replicas"
-        ),
+        operator=harness.operator(stack.kubeconfig, watched, logs / "operator.log"),
+        runner=harness.runner(stack.kubeconfig, watched, logs / "runner.log", logs / "replicas"),
         replica_logs=logs / "replicas",
+        others=others,
     )
     cluster.operator.start()
     cluster.runner.start()
     try:
         yield cluster
     finally:
-        _teardown(cluster)
+        teardown(cluster)
 
 
-def _teardown(cluster: Cluster) -> None:
+def teardown(cluster: Cluster) -> None:
     """Delete Pipelines while the operator runs (it stops their workers), then the rest."""
     if not cluster.operator.running:
         cluster.operator.start()
-    cluster.kubectl("delete", "pipelines,inferencebackends", "--all", "--wait=false")
-    with contextlib.suppress(AssertionError):
-        harness.wait_for(
-            "pipelines deleted",
-            lambda: cluster.items("pipelines") == {} and cluster.items("inferencebackends") == {},
-            timeout_s=60,
+    namespaces = [cluster.namespace, *cluster.others]
+    for ns in namespaces:
+        cluster.kubectl(
+            "delete", "pipelines,inferencebackends", "--all", "--wait=false", namespace=ns
         )
+
+    def deleted() -> bool:
+        listed = [
+            cluster.kubectl("get", "pipelines,inferencebackends", "-o", "name", namespace=ns)
+            for ns in namespaces
+        ]
+        return not any(r.stdout.strip() for r in listed)
+
+    with contextlib.suppress(AssertionError):
+        harness.wait_for("pipelines deleted", deleted, timeout_s=60)
     cluster.runner.stop()
     cluster.operator.stop()
-    for kind in ("pipelines", "inferencebackends"):
-        for obj in cluster.kubectl("get", kind, "-o", "name").stdout.split():
-            cluster.kubectl("patch", obj, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
-    cluster.kubectl("delete", "deployments,configmaps,services,pdb", "--all", "--wait=false")
-    kubectl(cluster.kubeconfig, "delete", "namespace", cluster.namespace, "--wait=false")
+    for ns in namespaces:
+        for kind in ("pipelines", "inferencebackends"):
+            for obj in cluster.kubectl("get", kind, "-o", "name", namespace=ns).stdout.split():
+                cluster.kubectl(
+                    "patch",
+                    obj,
+                    "--type=merge",
+                    "-p",
+                    '{"metadata":{"finalizers":null}}',
+                    namespace=ns,
+                )
+        cluster.kubectl(
+            "delete",
+            "deployments,configmaps,services,pdb,pods",
+            "--all",
+            "--wait=false",
+            namespace=ns,
+        )
+        kubectl(cluster.kubeconfig, "delete", "namespace", ns, "--wait=false")
     base = cluster.pulsar_admin_url.rstrip("/")
     with httpx.Client(base_url=base, timeout=30) as http:
         for kind, suffix in (("/partitioned", "/partitions"), ("", "")):

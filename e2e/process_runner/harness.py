@@ -81,6 +81,8 @@ def operator(
     *,
     resync_s: float = 5,
     retry_s: float = 2,
+    autoscale_s: float = 2,
+    extra_args: Sequence[str] = (),
 ) -> Background:
     """``python -m streamvane_operator`` watching ``namespaces`` of the local stack."""
     argv = [
@@ -90,9 +92,11 @@ def operator(
         f"--kubeconfig={kubeconfig}",
         f"--resync-seconds={resync_s}",
         f"--retry-seconds={retry_s}",
+        f"--autoscale-interval-seconds={autoscale_s}",
         "--worker-log-format=console",
         "--log-format=plain",
         *(f"--namespace={ns}" for ns in namespaces),
+        *extra_args,
     ]
     return Background(argv, log)
 

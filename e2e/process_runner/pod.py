@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 PYTHONS = frozenset({"python", "python3"})
+DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+TERMINATION_MESSAGE_LIMIT = 4096
+"""Kubelet keeps at most this many bytes of a termination message."""
+FALLBACK_LOG_LINES = 80
+FALLBACK_LOG_BYTES = 2048
+"""FallbackToLogsOnError: kubelet's message is the log's last 80 lines, at most 2 KiB."""
 
 
 class UnsupportedTemplate(ValueError):
@@ -46,6 +52,10 @@ class Container:
     readiness: HttpProbe | None
     liveness: HttpProbe | None
     startup: HttpProbe | None
+    image: str = ""
+    termination_message_path: str = DEFAULT_TERMINATION_MESSAGE_PATH
+    """Where the container may leave a message that its status shows after it ends."""
+    termination_message_policy: str = "File"
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,10 @@ def plan_pod(template: dict[str, Any]) -> PodPlan:
         readiness=_probe(raw.get("readinessProbe")),
         liveness=_probe(raw.get("livenessProbe")),
         startup=_probe(raw.get("startupProbe")),
+        image=str(raw.get("image") or ""),
+        termination_message_path=raw.get("terminationMessagePath")
+        or DEFAULT_TERMINATION_MESSAGE_PATH,
+        termination_message_policy=raw.get("terminationMessagePolicy") or "File",
     )
     return PodPlan(container, volumes, float(spec.get("terminationGracePeriodSeconds", 30)))
 
@@ -157,3 +171,115 @@ def expand_env_refs(arg: str, env: Mapping[str, str]) -> str:
         return env.get(match[1], match[0])
 
     return _ENV_REF.sub(replace, arg)
+
+
+@dataclass(frozen=True)
+class Terminated:
+    """A container run that ended, as kubelet reports it in ``lastState.terminated``."""
+
+    exit_code: int
+    message: str
+    started_at: str
+    finished_at: str
+
+    def as_state(self) -> dict[str, Any]:
+        return {
+            "terminated": {
+                "exitCode": self.exit_code,
+                "reason": "Completed" if self.exit_code == 0 else "Error",
+                "message": self.message,
+                "startedAt": self.started_at,
+                "finishedAt": self.finished_at,
+            }
+        }
+
+
+@dataclass(frozen=True)
+class ContainerRun:
+    """What the runner knows of one pod's container now."""
+
+    running_since: str | None
+    """None: not running (waiting to be restarted)."""
+    ready: bool
+    started: bool
+    restarts: int
+    last: Terminated | None
+    backoff_s: float = 0.0
+    """How long a waiting container waits before its restart."""
+
+
+def termination_message(written: bytes, log_tail: bytes, exit_code: int, policy: str | None) -> str:
+    """Kubelet's rule: the file's content; with FallbackToLogsOnError and an empty file after
+    a failure, the end of the container's log instead."""
+    if not written.strip() and exit_code != 0 and policy == "FallbackToLogsOnError":
+        lines = log_tail.splitlines(keepends=True)[-FALLBACK_LOG_LINES:]
+        written = b"".join(lines)[-FALLBACK_LOG_BYTES:]
+    return written[:TERMINATION_MESSAGE_LIMIT].decode(errors="replace")
+
+
+def pod_object(
+    deployment: dict[str, Any], name: str, template: dict[str, Any], node: str
+) -> dict[str, Any]:
+    """The Pod a ReplicaSet would create for ``deployment``, bound to ``node``."""
+    meta = deployment["metadata"]
+    template_meta = template.get("metadata") or {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": dict(template_meta.get("labels") or {}),
+            "annotations": dict(template_meta.get("annotations") or {}),
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {**(template.get("spec") or {}), "nodeName": node},
+    }
+
+
+def pod_status(container: Container, image: str, run: ContainerRun) -> dict[str, Any]:
+    """``status`` of a Pod whose single container is in ``run`` (restartPolicy Always: the
+    phase stays Running while kubelet restarts a crashed container)."""
+    state: dict[str, Any]
+    if run.running_since is not None:
+        state = {"running": {"startedAt": run.running_since}}
+    else:
+        state = {
+            "waiting": {
+                "reason": "CrashLoopBackOff",
+                "message": f"back-off {run.backoff_s:.0f}s restarting failed container="
+                f"{container.name}",
+            }
+        }
+    ready = "True" if run.ready else "False"
+    return {
+        "phase": "Running",
+        "hostIP": "127.0.0.1",
+        "podIP": "127.0.0.1",
+        "conditions": [
+            {"type": "PodScheduled", "status": "True"},
+            {"type": "Initialized", "status": "True"},
+            {"type": "ContainersReady", "status": ready},
+            {"type": "Ready", "status": ready},
+        ],
+        "containerStatuses": [
+            {
+                "name": container.name,
+                "image": image,
+                "imageID": "",
+                "ready": run.ready,
+                "started": run.started and run.running_since is not None,
+                "restartCount": run.restarts,
+                "state": state,
+                "lastState": run.last.as_state() if run.last else {},
+            }
+        ],
+    }

@@ -1,9 +1,14 @@
-"""The loop: Deployments in, local processes out, Deployment status back.
+"""The loop: Deployments in, local processes out, Deployment and Pod status back.
 
 For tests and the demo only (see the package docstring). Each replica is a process group
 started with the container's command and env, its ConfigMap/Secret volumes written to a
 temporary directory, and its own free port in ``port_env`` so replicas on one host do not
 collide; its readiness probe is polled over HTTP on that port.
+
+Each replica is also a Pod object, as a ReplicaSet and kubelet would keep it: a crashed
+container is restarted in the same Pod after a back-off (restartCount, ``waiting:
+CrashLoopBackOff``, ``lastState.terminated`` with the exit code and the termination message
+the process left in the file named by ``termination_message_env``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +36,26 @@ import structlog
 from kubernetes import client as k8s
 
 from process_runner.pod import (
+    ContainerRun,
     HttpProbe,
     PodPlan,
+    Terminated,
     UnsupportedTemplate,
     local_argv,
     local_json,
     local_path,
     plan_pod,
+    pod_object,
+    pod_status,
     template_hash,
+    termination_message,
 )
 
 log = structlog.get_logger("process_runner")
 
 PR_SET_PDEATHSIG = 1
+MESSAGE_FILE = "termination-log"
+"""In a replica's directory: stands in for its container's terminationMessagePath."""
 Key = tuple[str, str, str]
 """(namespace, name, uid): a Deployment deleted and re-created under its name is a new one."""
 
@@ -64,6 +77,11 @@ class RunnerConfig:
     max_grace_s: float = 10.0
     """SIGKILL after min(terminationGracePeriodSeconds, this)."""
     max_restart_backoff_s: float = 10.0
+    termination_message_env: str = "STREAMVANE_TERMINATION_MESSAGE_PATH"
+    """Env var naming the local file that stands in for the container's
+    terminationMessagePath (any env value equal to that path is mapped to it too)."""
+    node_name: str = "process-runner"
+    """``spec.nodeName`` of the Pods the runner reports."""
 
 
 @dataclass
@@ -84,6 +102,29 @@ class Replica:
     next_probe_at: float = 0.0
     stopping_since: float | None = None
     log_file: Any = None
+    restarts: int = 0
+    last: Terminated | None = None
+    """How the previous container of this Pod ended."""
+    started_wall: str = ""
+    restarting: bool = False
+    """Stopped by a failed probe: kubelet restarts the container in the same Pod."""
+
+    @property
+    def message_file(self) -> Path:
+        return self.workdir / MESSAGE_FILE
+
+
+@dataclass
+class CrashedPod:
+    """A Pod whose container ended and waits for its restart (CrashLoopBackOff)."""
+
+    key: Key
+    pod: str
+    template: str
+    plan: PodPlan
+    restarts: int
+    last: Terminated
+    backoff_s: float
 
 
 @dataclass
@@ -100,6 +141,9 @@ class Runner:
     replicas: list[Replica] = field(default_factory=list)
     crashes: dict[Key, Crashes] = field(default_factory=dict)
     written: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    crashed: list[CrashedPod] = field(default_factory=list)
+    pods: dict[tuple[Key, str], dict[str, Any]] = field(default_factory=dict)
+    """Pods created, by (Deployment, Pod name) -> the status last written."""
     clock: Callable[[], float] = time.monotonic
 
     def run(self, stop: threading.Event) -> None:
@@ -124,11 +168,15 @@ class Runner:
             if replica.key not in deployments:
                 self._stop(replica, "deployment deleted")
         self._probe_all()
+        self.crashed = [c for c in self.crashed if c.key in deployments]
         for key, deployment in deployments.items():
             self._write_status(key, deployment)
+            self._write_pods(key, deployment)
         for cache in (self.written, self.crashes):
             for key in [k for k in cache if k not in deployments]:
                 del cache[key]
+        for pod_key in [k for k in self.pods if k[0] not in deployments]:
+            self._delete_pod(*pod_key)
 
     def shutdown(self) -> None:
         for replica in self.replicas:
@@ -141,6 +189,9 @@ class Runner:
             _signal(replica, signal.SIGKILL)
             replica.process.wait()
             self._forget(replica)
+        for pod_key in list(self.pods):
+            with contextlib.suppress(k8s.ApiException):
+                self._delete_pod(*pod_key)
         log.info("runner_stopped")
 
     # desired state
@@ -153,14 +204,22 @@ class Runner:
         current = [r for r in live if r.template == current_hash]
         old = [r for r in live if r.template != current_hash]
         crashes = self.crashes.get(key, Crashes())
+        # A crashed Pod of an old template is replaced, not restarted; beyond the desired
+        # count it goes (scale-down).
+        waiting = [c for c in self.crashed if c.key == key and c.template == current_hash]
+        keep = waiting[: max(0, desired - len(current))]
+        self.crashed = [c for c in self.crashed if c.key != key or c in keep]
         if len(current) < desired and self.clock() >= crashes.retry_at:
             try:
                 plan = plan_pod(template)
             except UnsupportedTemplate as e:
                 log.error("unsupported_template", deployment=f"{key[0]}/{key[1]}", error=str(e))
                 return
-            for _ in range(desired - len(current)):
-                self.replicas.append(self._start(key, current_hash, plan, deployment))
+            for i in range(desired - len(current)):
+                restart = keep[i] if i < len(keep) else None
+                if restart is not None:
+                    self.crashed.remove(restart)
+                self.replicas.append(self._start(key, current_hash, plan, restart))
         for replica in _not_ready_first(current)[: max(0, len(current) - desired)]:
             self._stop(replica, "scaled down")
         # Rolling: an old replica stops only once a new one is ready to take its place.
@@ -171,16 +230,21 @@ class Runner:
 
     # processes
 
-    def _start(self, key: Key, template: str, plan: PodPlan, deployment: dict[str, Any]) -> Replica:
+    def _start(self, key: Key, template: str, plan: PodPlan, restart: CrashedPod | None) -> Replica:
+        """A new Pod's first container, or the next container of ``restart``'s Pod."""
         namespace, name, _ = key
-        pod = f"{name}-{template[:10]}-{secrets.token_hex(3)}"
+        pod = restart.pod if restart else f"{name}-{template[:10]}-{secrets.token_hex(3)}"
         workdir = Path(tempfile.mkdtemp(prefix=f"{pod}-"))
         mounts = self._materialize(namespace, plan, workdir)
+        message_file = workdir / MESSAGE_FILE
+        message_file.touch()  # kubelet creates it before the container starts
+        mounts[plan.container.termination_message_path] = message_file
         port = _free_port()
         env = {
             **os.environ,
             **self._env(namespace, pod, plan, mounts),
             self.config.port_env: str(port),
+            self.config.termination_message_env: str(message_file),
         }
         argv = local_argv(plan.container.argv, mounts, env)
         log_file = (self.config.log_dir / f"{namespace}_{pod}.log").open("ab")
@@ -208,6 +272,9 @@ class Runner:
             started=plan.container.startup is None,
             next_probe_at=now,
             log_file=log_file,
+            restarts=restart.restarts + 1 if restart else 0,
+            last=restart.last if restart else None,
+            started_wall=_timestamp(),
         )
 
     def _stop(self, replica: Replica, reason: str) -> None:
@@ -237,9 +304,36 @@ class Runner:
                 backoff = min(2.0 ** (crashes.count - 1), self.config.max_restart_backoff_s)
                 crashes.retry_at = self.clock() + backoff
                 log.warning("replica_exited", pod=replica.pod, code=code, restart_in_s=backoff)
+                self._crashed(replica, code, backoff)
+            elif replica.restarting:
+                crashes = self.crashes.get(replica.key, Crashes())
+                self._crashed(replica, code, max(0.0, crashes.retry_at - self.clock()))
             else:
                 log.info("replica_stopped", pod=replica.pod, code=code)
             self._forget(replica)
+
+    def _crashed(self, replica: Replica, code: int, backoff_s: float) -> None:
+        """Keep the replica's Pod, waiting for its restart, with how its container ended."""
+        replica.log_file.flush()
+        log_path = Path(replica.log_file.name)
+        message = termination_message(
+            replica.message_file.read_bytes() if replica.message_file.exists() else b"",
+            _tail(log_path),
+            code,
+            replica.plan.container.termination_message_policy,
+        )
+        terminated = Terminated(code, message, replica.started_wall, _timestamp())
+        self.crashed.append(
+            CrashedPod(
+                replica.key,
+                replica.pod,
+                replica.template,
+                replica.plan,
+                replica.restarts,
+                terminated,
+                backoff_s,
+            )
+        )
 
     def _forget(self, replica: Replica) -> None:
         self.replicas.remove(replica)
@@ -298,6 +392,7 @@ class Runner:
         crashes = self.crashes.setdefault(replica.key, Crashes())
         crashes.count += 1
         crashes.retry_at = self.clock() + min(2.0**crashes.count, self.config.max_restart_backoff_s)
+        replica.restarting = True
         self._stop(replica, reason)
 
     # status
@@ -327,6 +422,43 @@ class Runner:
             return
         self.written[key] = status
         log.info("status_written", deployment=f"{namespace}/{name}", **status)
+
+    def _write_pods(self, key: Key, deployment: dict[str, Any]) -> None:
+        """Create, update and delete the Deployment's Pods as its replicas are now."""
+        template = deployment["spec"]["template"]
+        runs: dict[str, tuple[PodPlan, ContainerRun]] = {}
+        for r in self.replicas:
+            if r.key == key:
+                run = ContainerRun(r.started_wall, r.ready, r.started, r.restarts, r.last)
+                runs[r.pod] = (r.plan, run)
+        for c in self.crashed:
+            if c.key == key:
+                run = ContainerRun(None, False, False, c.restarts, c.last, c.backoff_s)
+                runs[c.pod] = (c.plan, run)
+        for pod, (plan, run) in runs.items():
+            status = pod_status(plan.container, plan.container.image, run)
+            if self.pods.get((key, pod)) == status:
+                continue
+            if (key, pod) not in self.pods:
+                body = pod_object(deployment, pod, template, self.config.node_name)
+                try:
+                    self.core.create_namespaced_pod(key[0], body)
+                except k8s.ApiException as e:
+                    if e.status != 409:
+                        raise
+            patch = [{"op": "add", "path": "/status", "value": status}]
+            self.core.patch_namespaced_pod_status(pod, key[0], patch)
+            self.pods[(key, pod)] = status
+        for pod_key in [k for k in self.pods if k[0] == key and k[1] not in runs]:
+            self._delete_pod(*pod_key)
+
+    def _delete_pod(self, key: Key, pod: str) -> None:
+        try:
+            self.core.delete_namespaced_pod(pod, key[0], grace_period_seconds=0)
+        except k8s.ApiException as e:
+            if e.status != 404:
+                raise
+        del self.pods[(key, pod)]
 
     # Kubernetes reads
 
@@ -423,6 +555,17 @@ class Runner:
 def _key(deployment: dict[str, Any]) -> Key:
     meta = deployment["metadata"]
     return meta["namespace"], meta["name"], meta["uid"]
+
+
+def _timestamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _tail(path: Path, size: int = 16_384) -> bytes:
+    """The end of a log file (enough for kubelet's fallback message)."""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - size))
+        return f.read()
 
 
 def _not_ready_first(replicas: list[Replica]) -> list[Replica]:

@@ -63,6 +63,11 @@ def status() -> None:
     out = Console(width=160)  # wide enough for addresses and log paths, even when piped
     out.print(table)
     out.print(f"kubeconfig: {stack.settings.kubeconfig}")
+    for region in stack.endpoints.regions:
+        out.print(
+            f"{region.name}: kubeconfig {region.kubeconfig}, Pulsar {region.pulsar_cluster} "
+            f"at {region.pulsar_url}"
+        )
     if not all(s.ready for s in statuses):
         raise typer.Exit(1)
 

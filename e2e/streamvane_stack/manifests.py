@@ -9,6 +9,7 @@ from streamvane_stack.stack import Endpoints
 
 LOCAL_TRITON = "127.0.0.1:8001"
 """The Triton address the local samples name; other addresses (cluster DNS) are left alone."""
+LOCAL_TRITON_METRICS = "http://127.0.0.1:8002/metrics"
 
 
 def for_stack(doc: dict[str, Any], stack: Endpoints) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Local certificates (apiserver, TLS Triton), and the apiserver's service-account keys,
-token file and kubeconfig."""
+"""Local certificates (apiserver, TLS Triton and Pulsar), the apiserver's service-account keys,
+token file and kubeconfig, and the JWT signing key of a token-auth Pulsar."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import jwt
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -69,6 +70,48 @@ class ServingCert:
         self.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
         self.cert.write_bytes(serving.public_bytes(serialization.Encoding.PEM))
         _write_key(self.key, serving_key)
+
+
+@dataclass(frozen=True)
+class PulsarTokens:
+    """The HS256 secret key a token-auth Pulsar verifies JWTs with, and tokens signed by it."""
+
+    directory: Path
+
+    SUPERUSER = "streamvane-admin"
+    """The role the broker's own client, the operator and the workers authenticate as."""
+
+    @property
+    def secret_key(self) -> Path:
+        """Raw key bytes, as ``tokenSecretKey=file://...`` reads them."""
+        return self.directory / "token-secret.key"
+
+    @property
+    def broker_token(self) -> Path:
+        """The superuser token of the broker's internal client."""
+        return self.directory / "broker.token"
+
+    def ensure(self) -> None:
+        if self.broker_token.exists():
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.secret_key.write_bytes(secrets.token_bytes(32))
+        self.secret_key.chmod(0o600)
+        self.broker_token.write_text(self.token())
+        self.broker_token.chmod(0o600)
+
+    def token(
+        self,
+        role: str = SUPERUSER,
+        *,
+        expires_in: datetime.timedelta | None = None,
+        key: bytes | None = None,
+    ) -> str:
+        """A JWT for ``role``; ``key`` signs it with another key (the broker refuses it)."""
+        claims: dict[str, object] = {"sub": role}
+        if expires_in is not None:
+            claims["exp"] = datetime.datetime.now(datetime.UTC) + expires_in
+        return jwt.encode(claims, key or self.secret_key.read_bytes(), algorithm="HS256")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,12 @@ class StackSettings:
     run_name: str = "run"
     """Directory under the cache for this stack's runtime state: stacks side by side share the
     cache's downloads and builds but need their own run name (and ports)."""
+    regions: int = 0
+    """Member regions besides the hub (``STREAMVANE_REGIONS``): each one more kube-apiserver
+    with its own etcd; with any, a second Pulsar standalone (another cluster name) too."""
+    region_port_base: int = 7100
+    """Ports of the multi-region parts: the second Pulsar at base, base+1; region i at
+    base+10*i (etcd), +1 (etcd peer), +2 (kube-apiserver)."""
 
     @property
     def run_dir(self) -> Path:
@@ -61,4 +67,6 @@ class StackSettings:
             triton_grpc_port=_port("STREAMVANE_TRITON_GRPC_PORT", 8001),
             triton_metrics_port=_port("STREAMVANE_TRITON_METRICS_PORT", 8002),
             run_name=os.environ.get("STREAMVANE_RUN_NAME", "run"),
+            regions=_port("STREAMVANE_REGIONS", 0),
+            region_port_base=_port("STREAMVANE_REGION_PORT_BASE", 7100),
         )

@@ -7,6 +7,7 @@ bounded by the slowest component, not their sum.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import ssl
@@ -20,7 +21,7 @@ import httpx
 
 from streamvane_stack import fetch
 from streamvane_stack.fetch import Report
-from streamvane_stack.pki import ApiserverPki, ServingCert
+from streamvane_stack.pki import ApiserverPki, PulsarTokens, ServingCert
 from streamvane_stack.process import Daemon
 from streamvane_stack.settings import StackSettings
 
@@ -43,6 +44,17 @@ class Endpoints:
     triton_metrics_url: str
     model_repository: Path
     cache: Path
+    regions: tuple[RegionEndpoints, ...] = ()
+    """Member regions (multi-region stack); the hub is ``kubeconfig``."""
+
+
+@dataclass(frozen=True)
+class RegionEndpoints:
+    name: str
+    kubeconfig: Path
+    pulsar_cluster: str
+    pulsar_url: str
+    pulsar_admin_url: str
 
 
 @dataclass(frozen=True)
@@ -59,8 +71,9 @@ class Component:
     name: str
     startup_timeout_s: float = 180.0
 
-    def __init__(self, settings: StackSettings) -> None:
+    def __init__(self, settings: StackSettings, name: str | None = None) -> None:
         self.settings = settings
+        self.name = name or self.name
         self.daemon = Daemon(self.name, settings.run_dir)
 
     @property
@@ -108,6 +121,13 @@ def _http_ok(url: str, **kwargs: object) -> bool:
 
 class Pulsar(Component):
     name = "pulsar"
+    cluster = "standalone"
+
+    def __init__(
+        self, settings: StackSettings, name: str | None = None, cluster: str | None = None
+    ) -> None:
+        super().__init__(settings, name)
+        self.cluster = cluster or self.cluster
 
     @property
     def address(self) -> str:
@@ -116,26 +136,25 @@ class Pulsar(Component):
     def prepare(self, report: Report) -> None:
         self.home = fetch.pulsar_home(self.settings.cache, self.settings.pulsar_version, report)
 
-    def start(self) -> None:
+    def broker_settings(self) -> dict[str, str]:
+        """standalone.conf keys this stack sets."""
         s = self.settings
-        conf_dir = s.run_dir / "pulsar-conf"
-        conf_dir.mkdir(parents=True, exist_ok=True)
-        broker_conf = _override(
-            (self.home / "conf" / "standalone.conf").read_text(),
-            {
-                "bindAddress": HOST,
-                "advertisedAddress": HOST,
-                "brokerServicePort": str(s.pulsar_port),
-                "webServicePort": str(s.pulsar_admin_port),
-                # Topics with no producers or consumers must survive: Retain means retain.
-                "brokerDeleteInactiveTopicsEnabled": "false",
-                # Workers ack and nack single messages of producer batches; without this the
-                # broker redelivers a nacked message's whole batch, acked neighbours included.
-                "acknowledgmentAtBatchIndexLevelEnabled": "true",
-            },
-            separator="=",
-        )
-        (conf_dir / "standalone.conf").write_text(broker_conf)
+        return {
+            "bindAddress": HOST,
+            "advertisedAddress": HOST,
+            "brokerServicePort": str(s.pulsar_port),
+            "webServicePort": str(s.pulsar_admin_port),
+            # Geo-replication tells clusters apart by name.
+            "clusterName": self.cluster,
+            # Topics with no producers or consumers must survive: Retain means retain.
+            "brokerDeleteInactiveTopicsEnabled": "false",
+            # Workers ack and nack single messages of producer batches; without this the
+            # broker redelivers a nacked message's whole batch, acked neighbours included.
+            "acknowledgmentAtBatchIndexLevelEnabled": "true",
+        }
+
+    def standalone_args(self, conf_dir: Path) -> list[str]:
+        s = self.settings
         worker_conf = _override(
             (self.home / "conf" / "functions_worker.yml").read_text(),
             {
@@ -146,18 +165,30 @@ class Pulsar(Component):
             separator=": ",
         )
         (conf_dir / "functions_worker.yml").write_text(worker_conf)
+        return ["--functions-worker-conf", str(conf_dir / "functions_worker.yml")]
+
+    def start(self) -> None:
+        s = self.settings
+        conf_dir = s.run_dir / "pulsar-conf"
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        broker_conf = _override(
+            (self.home / "conf" / "standalone.conf").read_text(),
+            self.broker_settings(),
+            separator="=",
+        )
+        (conf_dir / "standalone.conf").write_text(broker_conf)
         data = s.run_dir / "pulsar-data"
         self.daemon.start(
             [
                 str(self.home / "bin" / "pulsar"), "standalone",
                 "--config", str(conf_dir / "standalone.conf"),
-                "--functions-worker-conf", str(conf_dir / "functions_worker.yml"),
+                *self.standalone_args(conf_dir),
                 "--no-stream-storage",
                 "--metadata-dir", str(data / "metadata"),
                 "--bookkeeper-dir", str(data / "bookkeeper"),
             ],
             env={
-                "PULSAR_MEM": "-Xms512m -Xmx1g -XX:MaxDirectMemorySize=1g",
+                "PULSAR_MEM": self.memory,
                 "PULSAR_GC": "-XX:+UseG1GC -XX:+PerfDisableSharedMem",
                 "PULSAR_LOG_DIR": str(s.log_dir),
                 # The embedded bookie is configured in code and binds 0.0.0.0 unless told a
@@ -172,10 +203,97 @@ class Pulsar(Component):
             cwd=data.parent,
         )  # fmt: skip
 
+    memory = "-Xms512m -Xmx1g -XX:MaxDirectMemorySize=1g"
+
     def probe(self) -> bool:
+        """Ready once the standalone created ``public/default``, the namespace clients use: it
+        answers for its cluster a moment before that, and a subscribe then fails with
+        TopicNotFound (namespace not found)."""
         try:
             r = httpx.get(
-                f"http://{HOST}:{self.settings.pulsar_admin_port}/admin/v2/clusters", timeout=2.0
+                f"http://{HOST}:{self.settings.pulsar_admin_port}/admin/v2/namespaces/public",
+                timeout=2.0,
+            )
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200 and "public/default" in r.json()
+
+
+class SecurePulsar(Pulsar):
+    """A Pulsar standalone that speaks TLS only (certificate from a local CA) and requires a
+    JWT (token auth with authorization; ``tokens.SUPERUSER`` is the superuser role).
+
+    No functions worker: nothing here uses Pulsar Functions, and it halves start-up time. The
+    plain ports of ``settings`` stay unbound; the TLS ones are ``tls_port`` and
+    ``admin_tls_port``.
+    """
+
+    name = "pulsar-secure"
+    memory = "-Xms256m -Xmx512m -XX:MaxDirectMemorySize=512m"
+
+    AUTH_REFRESH_CHECK_S = 2
+    """How often the broker checks whether a connection's token expired (default 60 s) and
+    challenges the client for a fresh one: tests rotate short-lived tokens."""
+
+    def __init__(self, settings: StackSettings, tls_port: int, admin_tls_port: int) -> None:
+        super().__init__(settings)
+        self.tls_port = tls_port
+        self.admin_tls_port = admin_tls_port
+        self.tls = ServingCert(settings.run_dir / "pulsar-tls", "pulsar")
+        self.tokens = PulsarTokens(settings.run_dir / "pulsar-auth")
+
+    @property
+    def service_url(self) -> str:
+        return f"pulsar+ssl://{HOST}:{self.tls_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"https://{HOST}:{self.admin_tls_port}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.service_url} (admin {self.admin_url})"
+
+    def prepare(self, report: Report) -> None:
+        super().prepare(report)
+        self.tls.ensure()
+        self.tokens.ensure()
+
+    def broker_settings(self) -> dict[str, str]:
+        tls, tokens = self.tls, self.tokens
+        return {
+            **super().broker_settings(),
+            "brokerServicePort": "",
+            "webServicePort": "",
+            "brokerServicePortTls": str(self.tls_port),
+            "webServicePortTls": str(self.admin_tls_port),
+            "tlsCertificateFilePath": str(tls.cert),
+            "tlsKeyFilePath": str(tls.key),
+            "tlsTrustCertsFilePath": str(tls.ca_cert),
+            "authenticationEnabled": "true",
+            "authorizationEnabled": "true",
+            "authenticationProviders": "org.apache.pulsar.broker.authentication.AuthenticationProviderToken",
+            "tokenSecretKey": f"file://{tokens.secret_key}",
+            "superUserRoles": tokens.SUPERUSER,
+            "authenticationRefreshCheckSeconds": str(self.AUTH_REFRESH_CHECK_S),
+            # The broker's own client (system topics, namespace setup) goes through TLS too.
+            "brokerClientTlsEnabled": "true",
+            "brokerClientTrustCertsFilePath": str(tls.ca_cert),
+            "brokerClientAuthenticationPlugin": "org.apache.pulsar.client.impl.auth.AuthenticationToken",
+            "brokerClientAuthenticationParameters": f"file://{tokens.broker_token}",
+        }
+
+    def standalone_args(self, conf_dir: Path) -> list[str]:
+        return ["--no-functions-worker"]
+
+    def probe(self) -> bool:
+        context = ssl.create_default_context(cafile=str(self.tls.ca_cert))
+        try:
+            r = httpx.get(
+                f"{self.admin_url}/admin/v2/clusters",
+                timeout=2.0,
+                verify=context,
+                headers={"Authorization": f"Bearer {self.tokens.broker_token.read_text()}"},
             )
         except httpx.HTTPError:
             return False
@@ -365,6 +483,44 @@ class Stack:
         self.apiserver = KubeApiserver(self.settings)
         self.triton = Triton(self.settings)
         self.components: list[Component] = [self.pulsar, self.etcd, self.apiserver, self.triton]
+        self.region_pulsar: Pulsar | None = None
+        self.region_etcds: list[Etcd] = []
+        self.region_apiservers: list[KubeApiserver] = []
+        if self.settings.regions or self._regions_running():
+            self._add_regions()
+
+    def _regions_running(self) -> int:
+        """Regions a multi-region ``up`` started (so that ``down`` and ``status`` without
+        STREAMVANE_REGIONS still see them): the number of region dirs with a pid file."""
+        running = [d for d in self.settings.run_dir.glob("region-*") if any(d.glob("*.pid"))]
+        if running:
+            self.settings = dataclasses.replace(self.settings, regions=len(running))
+        return len(running)
+
+    def _add_regions(self) -> None:
+        """One kube-apiserver (own etcd) per region and a second Pulsar: region 1 uses the
+        first Pulsar, the others the second (two Pulsar clusters to replicate between)."""
+        s, base = self.settings, self.settings.region_port_base
+        second = dataclasses.replace(
+            s, run_name=f"{s.run_name}/pulsar-2", pulsar_port=base, pulsar_admin_port=base + 1
+        )
+        self.region_pulsar = Pulsar(second, "pulsar-2", cluster="standalone-2")
+        self.components.insert(1, self.region_pulsar)
+        for i in range(1, s.regions + 1):
+            region = self.region_settings(i)
+            self.region_etcds.append(Etcd(region, f"etcd-region-{i}"))
+            self.region_apiservers.append(KubeApiserver(region, f"kube-apiserver-region-{i}"))
+        self.components += [*self.region_etcds, *self.region_apiservers]
+
+    def region_settings(self, i: int) -> StackSettings:
+        s, port = self.settings, self.settings.region_port_base + 10 * i
+        return dataclasses.replace(
+            s,
+            run_name=f"{s.run_name}/region-{i}",
+            etcd_port=port,
+            etcd_peer_port=port + 1,
+            apiserver_port=port + 2,
+        )
 
     @property
     def endpoints(self) -> Endpoints:
@@ -378,7 +534,24 @@ class Stack:
             triton_metrics_url=f"http://{HOST}:{s.triton_metrics_port}/metrics",
             model_repository=s.model_repository,
             cache=s.cache,
+            regions=tuple(self._region_endpoints()),
         )
+
+    def _region_endpoints(self) -> list[RegionEndpoints]:
+        regions = []
+        for i, apiserver in enumerate(self.region_apiservers, start=1):
+            pulsar = self.pulsar if i == 1 or self.region_pulsar is None else self.region_pulsar
+            ps = pulsar.settings
+            regions.append(
+                RegionEndpoints(
+                    name=f"region-{i}",
+                    kubeconfig=apiserver.settings.kubeconfig,
+                    pulsar_cluster=pulsar.cluster,
+                    pulsar_url=f"pulsar://{HOST}:{ps.pulsar_port}",
+                    pulsar_admin_url=f"http://{HOST}:{ps.pulsar_admin_port}",
+                )
+            )
+        return regions
 
     def statuses(self) -> list[ComponentStatus]:
         return [c.status() for c in self.components]
@@ -391,10 +564,14 @@ class Stack:
         for component in self.components:
             component.prepare(report)
         try:
-            self._start([self.pulsar, self.triton, self.etcd], report)
-            self.etcd.wait_ready(report)
-            self._start([self.apiserver], report)
-            for component in (self.apiserver, self.triton, self.pulsar):
+            pulsars = [self.pulsar, *([self.region_pulsar] if self.region_pulsar else [])]
+            etcds = [self.etcd, *self.region_etcds]
+            apiservers = [self.apiserver, *self.region_apiservers]
+            self._start([*pulsars, self.triton, *etcds], report)
+            for etcd in etcds:
+                etcd.wait_ready(report)
+            self._start(apiservers, report)
+            for component in (*apiservers, self.triton, *pulsars):
                 component.wait_ready(report)
         except BaseException:
             self.down(report)
@@ -421,5 +598,6 @@ class Stack:
 
     def wipe(self) -> None:
         """Remove runtime data (not the cached downloads and builds). The stack must be down."""
-        for data in ("pulsar-data", "etcd-data"):
-            shutil.rmtree(self.settings.run_dir / data, ignore_errors=True)
+        for component in self.components:
+            for data in ("pulsar-data", "etcd-data"):
+                shutil.rmtree(component.settings.run_dir / data, ignore_errors=True)

@@ -15,8 +15,6 @@ CHART = REPO / "charts" / "streamvane"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 """Values files every check runs against (lint, kubeconform, server dry-run)."""
 DASHBOARD = CHART / "dashboards" / "streamvane-pipelines.json"
-PULSAR_METRICS = frozenset({"pulsar_subscription_back_log"})
-"""Broker metrics the dashboard reads; e2e/test_helm_validate.py finds them on a live broker."""
 
 Manifest = dict[str, Any]
 

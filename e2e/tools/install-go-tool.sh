@@ -27,8 +27,19 @@ if ! command -v go >/dev/null; then
   exit 1
 fi
 
-# Build into a staging dir and rename, so an interrupted build never leaves a half-written tool.
+# One build at a time per tool version: stacks and test runs side by side wait for it.
 mkdir -p "$bindir"
+exec 9>"$bindir/.lock"
+if ! flock -n 9; then
+  echo "$name $version: another build is running; waiting for it" >&2
+  flock 9
+fi
+if [[ -x "$binary" ]]; then
+  echo "$binary"
+  exit 0
+fi
+
+# Build into a staging dir and rename, so an interrupted build never leaves a half-written tool.
 staging="$(mktemp -d "$bindir/.build.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
 echo "$name $version: go install $package@$version ($(go env GOVERSION); once, may take minutes)" >&2

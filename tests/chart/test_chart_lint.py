@@ -23,13 +23,15 @@ def test_helm_lint_passes_when_values_file_is_from_ci(values: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_ci_values_cover_both_watch_modes_and_monitoring() -> None:
+def test_ci_values_cover_both_watch_modes_monitoring_and_leader_election() -> None:
     names = {values.name for values in CI_VALUES}
     assert {
         "default-values.yaml",
         "namespaced-values.yaml",
         "cluster-values.yaml",
         "monitoring-values.yaml",
+        "ha-values.yaml",
+        "cluster-ha-values.yaml",
     } <= names
 
 

@@ -96,11 +96,18 @@ def test_monitoring_objects_are_absent_when_not_enabled() -> None:
     assert not kinds & {"PodMonitor", "ConfigMap"}
 
 
+def _monitor(objects: list[Manifest], component: str) -> Manifest:
+    (monitor,) = [
+        m for m in of_kind(objects, "PodMonitor") if m["metadata"]["name"].endswith(component)
+    ]
+    return monitor
+
+
 def test_pod_monitor_selects_workers_in_watched_namespaces_when_enabled() -> None:
     objects = render(
         CHART / "ci" / "monitoring-values.yaml", sets=["watch.namespaces={team-a,team-b}"]
     )
-    (monitor,) = of_kind(objects, "PodMonitor")
+    monitor = _monitor(objects, "-workers")
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
     assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "worker"
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
@@ -115,9 +122,73 @@ def test_dashboard_config_map_carries_grafana_label_and_valid_json_when_enabled(
 
 
 def test_pod_monitor_selector_matches_the_labels_the_operator_puts_on_workers() -> None:
-    (monitor,) = of_kind(render(CHART / "ci" / "monitoring-values.yaml"), "PodMonitor")
+    monitor = _monitor(render(CHART / "ci" / "monitoring-values.yaml"), "-workers")
     selector = monitor["spec"]["selector"]["matchLabels"]
     assert selector.items() <= stage_labels("pipeline", "stage").items()
+
+
+def test_operator_pod_monitor_scrapes_the_metrics_port_keeping_stage_namespaces() -> None:
+    objects = render(CHART / "ci" / "monitoring-values.yaml")
+    monitor = _monitor(objects, "-operator")
+    (deployment,) = of_kind(objects, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["honorLabels"] is True
+    ports = {p["name"]: p["containerPort"] for p in _operator_container(objects)["ports"]}
+    assert ports == {"health": 8080, "metrics": 8081}
+    assert "--metrics-port=8081" in _args(_operator_container(objects))
+
+
+def test_prometheus_rule_is_rendered_with_its_labels_when_enabled() -> None:
+    (rule,) = of_kind(render(CHART / "ci" / "monitoring-values.yaml"), "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    groups = {g["name"] for g in rule["spec"]["groups"]}
+    assert groups == {"streamvane.pipelines", "streamvane.operator"}
+
+
+def test_replicas_run_with_peering_and_meet_in_each_watched_namespace_when_ha() -> None:
+    objects = render(CHART / "ci" / "ha-values.yaml")
+    (deployment,) = of_kind(objects, "Deployment")
+    container = _operator_container(objects)
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert {"--peering=streamvane", "--peering-lifetime=20"} <= set(_args(container))
+    pod_id = next(v for v in container["env"] if v["name"] == "POD_ID")
+    assert pod_id["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    peerings = of_kind(objects, "KopfPeering")
+    assert [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in peerings] == [
+        ("streamvane-ha", "streamvane")
+    ]
+
+
+def test_replicas_meet_in_one_cluster_peering_when_cluster_mode_ha() -> None:
+    objects = render(CHART / "ci" / "cluster-ha-values.yaml")
+    assert not of_kind(objects, "KopfPeering")
+    (peering,) = of_kind(objects, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "streamvane"
+
+
+def test_one_replica_runs_standalone_and_recreated_when_defaults_are_used() -> None:
+    objects = render()
+    (deployment,) = of_kind(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert not any(a.startswith("--peering") for a in _args(_operator_container(objects)))
+    assert not of_kind(objects, "KopfPeering") and not of_kind(objects, "NetworkPolicy")
+
+
+def test_network_policy_admits_only_the_metrics_port_and_listed_egress_when_enabled() -> None:
+    (policy,) = of_kind(render(CHART / "ci" / "ha-values.yaml"), "NetworkPolicy")
+    spec = policy["spec"]
+    assert policy["metadata"]["namespace"] == "streamvane-ha"
+    assert spec["podSelector"]["matchLabels"].items() <= stage_labels("p", "s").items()
+    (ingress,) = spec["ingress"]
+    assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert ingress["from"][0]["namespaceSelector"]
+    dns, pulsar_and_triton = spec["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert {p["port"] for p in pulsar_and_triton["ports"]} == {6651, 8001}
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
@@ -127,5 +198,6 @@ def test_operator_cli_accepts_rendered_args_when_parsed(values: Path) -> None:
     # Parsing only: options and their types are checked; nothing runs.
     context = command.make_context("streamvane_operator", list(args))
     assert context.params["liveness_port"] == 8080
+    assert context.params["metrics_port"] == 8081
     watched = [a.removeprefix("--namespace=") for a in args if a.startswith("--namespace=")]
     assert list(context.params["namespace"] or []) == watched

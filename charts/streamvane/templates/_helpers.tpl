@@ -87,6 +87,11 @@ app.kubernetes.io/component: operator
 - --worker-image={{ include "streamvane.workerImage" . }}
 - --worker-log-format={{ .Values.workers.logFormat }}
 - --liveness-port=$(STREAMVANE_OPERATOR_LIVENESS_PORT)
+- --metrics-port=$(STREAMVANE_OPERATOR_METRICS_PORT)
+{{- if .Values.leaderElection.enabled }}
+- --peering={{ .Values.leaderElection.name }}
+- --peering-lifetime={{ .Values.leaderElection.lifetimeSeconds }}
+{{- end }}
 - --resync-seconds={{ .Values.operator.resyncSeconds }}
 - --log-format={{ .Values.operator.logFormat }}
 {{- if .Values.operator.verbose }}

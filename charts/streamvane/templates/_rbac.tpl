@@ -16,17 +16,32 @@ tests/chart/test_chart_rbac.py fails when the two differ in any group, resource 
 - apiGroups: ["streamvane.io"]
   resources: ["pipelines/status", "inferencebackends/status"]
   verbs: ["patch"]
-# Worker children: listed by label, server-side applied, deleted; Deployments also watched.
+# Worker children: listed by label, read by name before the first apply (someone else's
+# object is never taken over), server-side applied, deleted; Deployments also watched.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The autoscaler writes replicas of autoscaled stages through the scale subresource.
+- apiGroups: ["apps"]
+  resources: ["deployments/scale"]
+  verbs: ["patch"]
+# engine: KEDA stages: a ScaledObject each, a TriggerAuthentication for the Pulsar token.
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects", "triggerauthentications"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["configmaps", "services"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["list", "create", "patch", "delete"]
-# The Pulsar token a Pipeline names (spec.pulsar.authSecretRef), read by name only.
+  verbs: ["get", "list", "create", "patch", "delete"]
+# Worker pods: container statuses (crash loops, termination messages) reported in the
+# Pipeline's status; watched to report a crash at once.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+# The Pulsar token a Pipeline names (spec.pulsar.authSecretRef) and the CA of a TLS Triton
+# (preflight), read by name only.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
@@ -34,6 +49,10 @@ tests/chart/test_chart_rbac.py fails when the two differ in any group, resource 
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# Leader election (several replicas): kopf watches the KopfPeering and patches keep-alives in.
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["list", "watch", "patch"]
 {{- end }}
 
 {{/* Cluster-scoped rules, granted only in cluster mode: kopf notices CRDs and namespaces. */}}
@@ -44,4 +63,8 @@ tests/chart/test_chart_rbac.py fails when the two differ in any group, resource 
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+# Leader election when watching all namespaces: one ClusterKopfPeering.
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["list", "watch", "patch"]
 {{- end }}

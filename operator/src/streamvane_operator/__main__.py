@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,15 +11,25 @@ from typing import Annotated
 import kopf
 import typer
 
-from streamvane_operator import handlers
+from streamvane_operator import handlers, hub_handlers
 from streamvane_operator.config import OperatorConfig
 from streamvane_operator.kube.client import KubeClient, api_client
+from streamvane_operator.kube.remote import MemberClients
+from streamvane_operator.metrics import OperatorMetrics
 from streamvane_operator.pulsar.admin import AdminPool
 from streamvane_operator.reconcile.common import Deps
+from streamvane_operator.reconcile.hub import HubDeps
 from streamvane_operator.render.labels import FIELD_MANAGER
 from streamvane_operator.render.worker import WorkerDefaults
+from streamvane_operator.rollout.member import HUB_MANAGER
+from streamvane_operator.scaling.signals import MetricsReader
 
 DEFAULTS = OperatorConfig()
+
+
+class Mode(StrEnum):
+    MEMBER = "member"
+    HUB = "hub"
 
 
 class LogFormat(StrEnum):
@@ -37,7 +48,8 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 @app.command(
     help=(
         "Reconcile Pipeline and InferenceBackend resources into Pulsar topics and "
-        "subscriptions plus worker Deployments. Runs standalone (one active replica)."
+        "subscriptions plus worker Deployments. Standalone by default; with --peering, "
+        "replicas elect one active operator (the live one with the highest --priority)."
     )
 )
 def run(
@@ -58,15 +70,57 @@ def run(
     resync_seconds: Annotated[
         float, typer.Option(help="Period of the drift-repair and status refresh.")
     ] = DEFAULTS.resync_s,
+    autoscale_interval_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.5, help="Period of the autoscaler: read backlog, rates, Triton queue time, scale."
+        ),
+    ] = DEFAULTS.autoscale_interval_s,
     retry_seconds: Annotated[
         float, typer.Option(help="Retry delay while Pulsar or the API server is unreachable.")
     ] = DEFAULTS.retry_transient_s,
     liveness_port: Annotated[
         int | None, typer.Option(help="Serve kopf's /healthz on this port.")
     ] = DEFAULTS.liveness_port,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics on this port.")
+    ] = DEFAULTS.metrics_port,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address the /metrics endpoint listens on.")
+    ] = DEFAULTS.metrics_host,
+    peering: Annotated[
+        str | None,
+        typer.Option(
+            help="kopf peering object (KopfPeering in each watched namespace, or "
+            "ClusterKopfPeering when watching all) shared by the replicas; one reconciles."
+        ),
+    ] = DEFAULTS.peering,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            help="Peering priority; default: random, so replicas never tie (kopf pauses "
+            "every replica of equal priority)."
+        ),
+    ] = None,
+    peering_lifetime: Annotated[
+        int,
+        typer.Option(
+            min=5, help="Seconds without a keep-alive after which a replica counts as gone."
+        ),
+    ] = DEFAULTS.peering_lifetime_s,
     log_format: Annotated[LogFormat, typer.Option(help="Format of the operator's logs.")] = (
         LogFormat.JSON
     ),
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            help="member: reconcile Pipelines here (default). hub: place Pipelines that have "
+            "spec.placement in their Regions and roll them out wave by wave."
+        ),
+    ] = Mode.MEMBER,
+    hub_tick_seconds: Annotated[
+        float, typer.Option(help="Hub: interval of the rollout step.")
+    ] = DEFAULTS.hub_tick_s,
     verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
 ) -> None:
     config = OperatorConfig(
@@ -74,9 +128,17 @@ def run(
         worker_image=worker_image,
         worker_log_format=worker_log_format.value,
         resync_s=resync_seconds,
+        autoscale_interval_s=autoscale_interval_seconds,
         retry_transient_s=retry_seconds,
         kubeconfig=kubeconfig,
         liveness_port=liveness_port,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        peering=peering,
+        priority=priority if priority is not None else 1 + secrets.randbelow(2**31 - 1),
+        peering_lifetime_s=peering_lifetime,
+        hub=mode is Mode.HUB,
+        hub_tick_s=hub_tick_seconds,
     )
     kopf.configure(
         verbose=verbose,
@@ -84,7 +146,15 @@ def run(
     )
     # One line per Pulsar admin request is noise; failures surface as events and status.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    pulsar = AdminPool(timeout_s=config.pulsar_timeout_s, attempts=config.pulsar_attempts)
+    metrics = OperatorMetrics()
+    if config.metrics_port is not None:
+        metrics.serve(config.metrics_port, config.metrics_host)
+    pulsar = AdminPool(
+        timeout_s=config.pulsar_timeout_s,
+        attempts=config.pulsar_attempts,
+        observer=metrics.pulsar_request,
+    )
+    triton_metrics = MetricsReader()
     client = api_client(config.kubeconfig)
     deps = Deps(
         kube=KubeClient(client, FIELD_MANAGER),
@@ -92,13 +162,24 @@ def run(
         defaults=WorkerDefaults(config.worker_image, config.worker_log_format),
         retry_transient_s=config.retry_transient_s,
         retry_rejected_s=config.retry_rejected_s,
+        metrics=metrics,
+        triton_metrics=triton_metrics,
     )
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, deps, config, client.configuration)
+    if config.hub:
+        hub_deps = HubDeps(
+            kube=deps.kube, members=MemberClients(HUB_MANAGER), pulsar=pulsar,
+            retry_s=config.hub_tick_s,
+        )  # fmt: skip
+        hub_handlers.register(registry, hub_deps, config, client.configuration)
+    else:
+        handlers.register(registry, deps, config, client.configuration)
     try:
         kopf.run(
             registry=registry,
-            standalone=True,
+            standalone=config.peering is None,
+            peering_name=config.peering,
+            priority=config.priority,
             clusterwide=not config.namespaces,
             namespaces=config.namespaces,
             liveness_endpoint=(
@@ -109,6 +190,7 @@ def run(
         )
     finally:
         pulsar.close()
+        triton_metrics.close()
 
 
 def main() -> None:

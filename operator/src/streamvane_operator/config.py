@@ -16,6 +16,8 @@ class OperatorConfig:
     """Log format rendered into every WorkerConfig (json in clusters, console locally)."""
     resync_s: float = 30.0
     """Interval of the periodic reconcile that repairs drift and refreshes status."""
+    autoscale_interval_s: float = 5.0
+    """Period of the autoscaler's tick: one read of each Pipeline's signals, then decisions."""
     retry_transient_s: float = 10.0
     """Delay before retrying when Pulsar or the API server was unreachable."""
     retry_rejected_s: float = 60.0
@@ -30,3 +32,17 @@ class OperatorConfig:
     """Port of kopf's /healthz probe endpoint; None disables it."""
     max_workers: int = 8
     """Threads running synchronous handlers at once."""
+    metrics_port: int | None = None
+    """Port of the Prometheus ``/metrics`` endpoint; None disables it."""
+    metrics_host: str = "0.0.0.0"
+    """Address the metrics endpoint listens on."""
+    peering: str | None = None
+    """kopf peering object shared by the replicas (leader election); None runs standalone."""
+    priority: int = 0
+    """This replica's peering priority: the live replica with the highest one reconciles."""
+    peering_lifetime_s: int = 60
+    """Seconds after its last keep-alive that a silent replica counts as gone."""
+    hub: bool = False
+    """Run as the hub: place Pipelines in Regions and roll them out (else: a member)."""
+    hub_tick_s: float = 5.0
+    """Hub: interval of the rollout step (waits, bakes, deadlines and gates are polled)."""

@@ -16,18 +16,33 @@ from pydantic import BaseModel
 from streamvane_operator.api.common import API_VERSION, GROUP, VERSION
 from streamvane_operator.api.pipeline import PipelineStatus
 from streamvane_operator.config import OperatorConfig
+from streamvane_operator.diffbase import DigestDiffBaseStorage
 from streamvane_operator.kube.client import ObjectRef
-from streamvane_operator.reconcile import backend, pipeline
+from streamvane_operator.reconcile import autoscale, backend, pipeline
 from streamvane_operator.reconcile.common import Deps, Events, Outcome, RetryLater
+from streamvane_operator.reconcile.status import stage_of, worker_failure
 from streamvane_operator.render.labels import MANAGED_BY, PIPELINE_LABEL
 
 PIPELINES = (GROUP, VERSION, "pipelines")
 BACKENDS = (GROUP, VERSION, "inferencebackends")
 WORKER_DEPLOYMENTS = ("apps", "v1", "deployments")
+MAX_ERROR_MESSAGE = 4096
+WORKER_PODS = ("", "v1", "pods")
+INDEX = "pipelines_by_backend"
+"""kopf index: (namespace, InferenceBackend name) -> Pipelines whose stages use it."""
 WORKER_LABELS: dict[str, Any] = {
     "app.kubernetes.io/managed-by": MANAGED_BY,
     PIPELINE_LABEL: kopf.PRESENT,
 }
+
+
+def placed(spec: kopf.Spec, **_: Any) -> bool:
+    """A Pipeline with placement belongs to the hub (``--mode hub``); members run the rest."""
+    return bool(spec.get("placement"))
+
+
+def local(spec: kopf.Spec, **_: Any) -> bool:
+    return not placed(spec)
 
 
 def register(
@@ -44,12 +59,14 @@ def register(
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # Progress and diff-base live in annotations: the status schema stays strict.
+        # Progress and diff-base live in annotations: the status schema stays strict. The
+        # diff-base is a digest, so a large spec cannot push annotations over their limit.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        settings.persistence.diffbase_storage = DigestDiffBaseStorage(
             prefix=GROUP, key="last-handled-configuration"
         )
         settings.persistence.finalizer = f"{GROUP}/finalizer"
+        settings.peering.lifetime = config.peering_lifetime_s
         settings.execution.max_workers = config.max_workers
         # Watching named namespaces needs no cluster-wide namespace/CRD scans: skipping them
         # avoids a minute of Forbidden retries under namespaced RBAC.
@@ -73,9 +90,9 @@ def register(
         patch.status.update(_dump(outcome.status))
         return outcome
 
-    @kopf.on.resume(*PIPELINES, registry=registry)
-    @kopf.on.create(*PIPELINES, registry=registry)
-    @kopf.on.update(*PIPELINES, field="spec", registry=registry)
+    @kopf.on.resume(*PIPELINES, when=local, registry=registry)
+    @kopf.on.create(*PIPELINES, when=local, registry=registry)
+    @kopf.on.update(*PIPELINES, field="spec", when=local, registry=registry)
     def pipeline_changed(
         body: kopf.Body,
         spec: kopf.Spec,
@@ -88,7 +105,11 @@ def register(
         _finish(body, pipeline_outcome(spec, meta, status, patch), logger)
 
     @kopf.timer(
-        *PIPELINES, interval=config.resync_s, initial_delay=config.resync_s, registry=registry
+        *PIPELINES,
+        interval=config.resync_s,
+        initial_delay=config.resync_s,
+        when=local,
+        registry=registry,
     )
     def pipeline_resync(
         body: kopf.Body,
@@ -102,29 +123,51 @@ def register(
         # Repairs drift and refreshes status.
         _finish(body, pipeline_outcome(spec, meta, status, patch), logger, timer=True)
 
-    @kopf.on.delete(*PIPELINES, registry=registry)
+    @kopf.timer(*PIPELINES, interval=config.autoscale_interval_s, when=local, registry=registry)
+    def pipeline_autoscale(
+        body: kopf.Body,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        memo: kopf.Memo,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        # Per Pipeline: read its signals, scale its autoscaled stages; memory between ticks
+        # (counters, smoothed rates, stabilization) lives in the Pipeline's own memo.
+        if meta.get("deletionTimestamp"):
+            return
+        owner = pipeline.owner_of(meta["name"], meta["namespace"], meta["uid"])
+        outcome = autoscale.autoscale_pipeline(
+            deps, owner, dict(spec), dict(status), memo.get("autoscale", {})
+        )
+        memo["autoscale"] = outcome.memory
+        patch.status.update(autoscale.status_patch(dict(status), outcome, deps.clock()))
+        _post(body, outcome.events, logger)
+
+    @kopf.on.delete(*PIPELINES, when=local, registry=registry)
     def delete_pipeline(
-        body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, logger: kopf.Logger, **_: Any
+        body: kopf.Body,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        logger: kopf.Logger,
+        **_: Any,
     ) -> None:
         owner = pipeline.owner_of(meta["name"], meta["namespace"], meta["uid"])
         try:
-            events = pipeline.delete_pipeline(deps, owner, dict(spec))
+            events = pipeline.delete_pipeline(
+                deps, owner, dict(spec), dict(status), dict(meta.annotations)
+            )
         except RetryLater as e:
             raise kopf.TemporaryError(str(e), delay=e.delay_s) from e
         _post(body, events, logger)
 
-    @kopf.on.event(*WORKER_DEPLOYMENTS, labels=WORKER_LABELS, registry=registry)
-    def worker_changed(
-        event: Mapping[str, Any], meta: kopf.Meta, logger: kopf.Logger, **_: Any
-    ) -> None:
-        # A worker Deployment changed or vanished: re-reconcile its Pipeline now (drift
-        # repair and fresh status) instead of waiting for the timer. The initial listing
-        # (type None) and ADDED are the operator's own doing.
-        if event.get("type") not in ("MODIFIED", "DELETED"):
-            return
-        ref = ObjectRef(
-            API_VERSION, pipeline.KIND, meta["namespace"], meta["labels"][PIPELINE_LABEL]
-        )
+    def reconcile_named(namespace: str, name: str, logger: kopf.Logger) -> None:
+        """Reconcile a Pipeline outside its own handlers (something it depends on changed)
+        and write its status."""
+        ref = ObjectRef(API_VERSION, pipeline.KIND, namespace, name)
         parent = deps.kube.get(ref)
         if parent is None or parent["metadata"].get("deletionTimestamp"):
             return
@@ -139,13 +182,85 @@ def register(
         deps.kube.patch_status(ref, _dump(outcome.status))
         _post(parent, outcome.events, logger)
 
+    @kopf.on.event(*WORKER_DEPLOYMENTS, labels=WORKER_LABELS, registry=registry)
+    def worker_changed(
+        event: Mapping[str, Any], meta: kopf.Meta, logger: kopf.Logger, **_: Any
+    ) -> None:
+        # A worker Deployment changed or vanished: re-reconcile its Pipeline now (drift
+        # repair and fresh status) instead of waiting for the timer. The initial listing
+        # (type None) and ADDED are the operator's own doing.
+        if event.get("type") not in ("MODIFIED", "DELETED"):
+            return
+        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger)
+
+    @kopf.on.event(*WORKER_PODS, labels=WORKER_LABELS, registry=registry)
+    def worker_pod_changed(
+        event: Mapping[str, Any], body: kopf.Body, meta: kopf.Meta, logger: kopf.Logger, **_: Any
+    ) -> None:
+        # A worker crashed or cannot start: report it now, in its own words. A recovery
+        # changes the Deployment's readiness, which worker_changed reports.
+        if event.get("type") != "MODIFIED":
+            return
+        if worker_failure(stage_of(dict(body)), [dict(body)]) is None:
+            return
+        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger)
+
+    @kopf.index(*PIPELINES, id=INDEX, registry=registry)
+    def pipelines_by_backend(
+        namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+    ) -> dict[tuple[str | None, str], str]:
+        """(namespace, InferenceBackend) -> the Pipelines whose stages use it."""
+        return {
+            (namespace, str(stage["model"]["backend"])): name
+            for stage in spec.get("stages") or []
+            if isinstance(stage, dict)
+            and isinstance(stage.get("model"), dict)
+            and "backend" in stage["model"]
+        }
+
+    def backend_users_changed(
+        namespace: str, backend_name: str, index: kopf.Index[Any, str], logger: kopf.Logger
+    ) -> None:
+        """An InferenceBackend appeared, changed or went: its Pipelines learn it now."""
+        for name in sorted(set(index.get((namespace, backend_name), []))):
+            reconcile_named(namespace, name, logger)
+
+    def backend_outcome(
+        body: kopf.Body,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        logger: kopf.Logger,
+    ) -> None:
+        # The schema already refuses invalid backends, so a permanent failure here is rare.
+        owner = backend.owner_of(meta["name"], meta["namespace"], meta["uid"])
+        outcome = backend.reconcile_backend(
+            deps, owner, dict(spec), int(meta.get("generation", 0)), dict(status)
+        )
+        patch.status.update(_dump(outcome.status))
+        _finish(body, outcome, logger, timer=True)
+
     @kopf.on.resume(*BACKENDS, registry=registry)
     @kopf.on.create(*BACKENDS, registry=registry)
     @kopf.on.update(*BACKENDS, field="spec", registry=registry)
+    def backend_changed(
+        body: kopf.Body,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        logger: kopf.Logger,
+        **kwargs: Any,
+    ) -> None:
+        backend_outcome(body, spec, meta, status, patch, logger)
+        # kopf passes each index as a kwarg named after its function.
+        backend_users_changed(meta["namespace"], meta["name"], kwargs[INDEX], logger)
+
     @kopf.timer(
         *BACKENDS, interval=config.resync_s, initial_delay=config.resync_s, registry=registry
     )
-    def backend_changed(
+    def backend_resync(
         body: kopf.Body,
         spec: kopf.Spec,
         meta: kopf.Meta,
@@ -154,22 +269,17 @@ def register(
         logger: kopf.Logger,
         **_: Any,
     ) -> None:
-        # The schema already refuses invalid backends, so a permanent failure here is rare;
-        # the timer keeps the status of managed Triton fresh.
-        owner = backend.owner_of(meta["name"], meta["namespace"], meta["uid"])
-        outcome = backend.reconcile_backend(
-            deps, owner, dict(spec), int(meta.get("generation", 0)), dict(status)
-        )
-        patch.status.update(_dump(outcome.status))
-        _finish(body, outcome, logger, timer=True)
+        # Keeps the status of managed Triton fresh; Pipelines have their own resync.
+        backend_outcome(body, spec, meta, status, patch, logger)
 
     @kopf.on.delete(*BACKENDS, registry=registry)
-    def delete_backend(meta: kopf.Meta, **_: Any) -> None:
+    def delete_backend(meta: kopf.Meta, logger: kopf.Logger, **kwargs: Any) -> None:
         owner = backend.owner_of(meta["name"], meta["namespace"], meta["uid"])
         try:
             backend.delete_backend(deps, owner)
         except RetryLater as e:
             raise kopf.TemporaryError(str(e), delay=e.delay_s) from e
+        backend_users_changed(meta["namespace"], meta["name"], kwargs[INDEX], logger)
 
 
 def _connection_info(c: Configuration) -> kopf.ConnectionInfo:
@@ -222,7 +332,9 @@ def _finish(
     _post(body, outcome.events, logger)
     if outcome.problem is None:
         return
+    # kopf keeps the message in a progress annotation: a bounded one.
+    message = outcome.problem.message[:MAX_ERROR_MESSAGE]
     if outcome.retry_after_s is not None:
-        raise kopf.TemporaryError(outcome.problem.message, delay=outcome.retry_after_s)
+        raise kopf.TemporaryError(message, delay=outcome.retry_after_s)
     if not timer:
-        raise kopf.PermanentError(outcome.problem.message)
+        raise kopf.PermanentError(message)

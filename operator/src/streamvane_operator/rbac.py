@@ -31,15 +31,30 @@ NAMESPACED_RULES = (
     # kopf watches and patches; the Pipeline reconciler lists them to resolve model.backend.
     Rule(("streamvane.io",), ("inferencebackends",), ("list", "watch", "patch")),
     Rule(("streamvane.io",), ("pipelines/status", "inferencebackends/status"), ("patch",)),
-    # Children: observed by label (list), server-side applied (create+patch), deleted.
+    # Children: observed by label (list), read by name before the first apply (an object of
+    # someone else's is never taken over), server-side applied (create+patch), deleted.
     # kopf watches Deployments to react to drift and readiness.
-    Rule(("apps",), ("deployments",), ("list", "watch", "create", "patch", "delete")),
-    Rule(("",), ("configmaps", "services"), ("list", "create", "patch", "delete")),
-    Rule(("policy",), ("poddisruptionbudgets",), ("list", "create", "patch", "delete")),
-    # Pulsar token for admin calls (spec.pulsar.authSecretRef), read by name.
+    Rule(("apps",), ("deployments",), ("get", "list", "watch", "create", "patch", "delete")),
+    # The autoscaler writes replicas of autoscaled stages through the scale subresource.
+    Rule(("apps",), ("deployments/scale",), ("patch",)),
+    # engine: KEDA stages: a ScaledObject each, a TriggerAuthentication for the Pulsar token.
+    Rule(
+        ("keda.sh",),
+        ("scaledobjects", "triggerauthentications"),
+        ("get", "list", "create", "patch", "delete"),
+    ),
+    Rule(("",), ("configmaps", "services"), ("get", "list", "create", "patch", "delete")),
+    Rule(("policy",), ("poddisruptionbudgets",), ("get", "list", "create", "patch", "delete")),
+    # Worker pods: their container statuses (crash loops, termination messages) go into the
+    # Pipeline's status; kopf watches them to report a crash at once.
+    Rule(("",), ("pods",), ("list", "watch")),
+    # Pulsar token for admin calls (spec.pulsar.authSecretRef) and the CA of a TLS Triton
+    # (the preflight), read by name.
     Rule(("",), ("secrets",), ("get",)),
     # Kubernetes Events on Pipelines and InferenceBackends (kopf posts core/v1 Events).
     Rule(("",), ("events",), ("create",)),
+    # Leader election (--peering): kopf watches the KopfPeering and patches its keep-alive in.
+    Rule(("kopf.dev",), ("kopfpeerings",), ("list", "watch", "patch")),
 )
 """Granted in every watched namespace (a Role each, or part of the ClusterRole)."""
 
@@ -48,5 +63,7 @@ CLUSTER_RULES = (
     # the whole cluster.
     Rule(("apiextensions.k8s.io",), ("customresourcedefinitions",), ("list", "watch")),
     Rule(("",), ("namespaces",), ("list", "watch")),
+    # Leader election (--peering) when watching all namespaces: one ClusterKopfPeering.
+    Rule(("kopf.dev",), ("clusterkopfpeerings",), ("list", "watch", "patch")),
 )
 """Granted only when the operator watches all namespaces."""

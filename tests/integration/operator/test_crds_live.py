@@ -46,6 +46,25 @@ def test_api_server_refuses_pipeline_when_min_replicas_exceed_max(
     assert "minReplicas must be <= maxReplicas" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("scaling", "message"),
+    [
+        ({"minReplicas": 2, "maxReplicas": 2, "targetLagSeconds": 30}, "targetLagSeconds needs"),
+        ({"minReplicas": 1, "maxReplicas": 1, "engine": "KEDA"}, "engine KEDA needs room"),
+    ],
+)
+def test_api_server_refuses_pipeline_when_scaling_contradicts_itself(
+    kubectl: Any, namespace: str, scaling: dict[str, Any], message: str
+) -> None:
+    doc = sample("pipeline-content-understanding.yaml")
+    doc["spec"]["stages"][0]["scaling"] = scaling
+
+    result = dry_run(kubectl, namespace, doc)
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
 def test_api_server_refuses_pipeline_when_stage_names_repeat(kubectl: Any, namespace: str) -> None:
     doc = sample("pipeline-content-understanding.yaml")
     doc["spec"]["stages"][1]["name"] = "embed"
@@ -112,7 +131,13 @@ def test_api_server_fills_defaults_when_pipeline_omits_them(kubectl: Any, namesp
         "retentionMinutes": 1440,
         "retentionSizeMB": -1,
     }
-    assert stage["scaling"] == {"minReplicas": 1, "maxReplicas": 1}
+    assert stage["scaling"] == {
+        "minReplicas": 1,
+        "maxReplicas": 1,
+        "scaleDownDelaySeconds": 60,
+        "idleSecondsBeforeZero": 120,
+        "engine": "Builtin",
+    }
     assert stage["input"]["subscriptionType"] == "Shared"
 
 
@@ -128,7 +153,17 @@ def test_kubectl_get_shows_printer_columns_when_pipelines_are_listed(
 
     result = kubectl("get", "svp", "-n", namespace)
 
-    assert result.stdout.split()[:6] == ["NAME", "READY", "STAGES", "BACKLOG", "REASON", "AGE"]
+    assert result.stdout.split()[:9] == [
+        "NAME",
+        "DEGRADED",
+        "REASON",
+        "READY",
+        "STAGES",
+        "BACKLOG",
+        "REGIONS",
+        "ROLLOUT",
+        "AGE",
+    ]
 
 
 def test_kube_client_applies_idempotently_when_object_is_unchanged(

@@ -57,11 +57,18 @@ def worker_config(
     return config
 
 
+WORKER_COMMAND = [sys.executable, "-m", "streamvane_worker"]
+FAULTY_WORKER_COMMAND = [sys.executable, str(Path(__file__).with_name("faulty_worker.py"))]
+"""A worker whose passthrough stage SIGKILLs its own process on items with id ``crash-*`` and
+raises on items with id ``fail-*``."""
+
+
 @dataclass
 class WorkerProcess:
     config: dict[str, Any]
     tmp: Path
     proc: subprocess.Popen[bytes] | None = None
+    command: list[str] = field(default_factory=lambda: list(WORKER_COMMAND))
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,9 +79,7 @@ class WorkerProcess:
         path.write_text(json.dumps(self.config))
         env = {**os.environ, CONFIG_FILE_ENV: str(path)}
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamvane_worker"], env=env, stdout=log, stderr=log
-            )
+            self.proc = subprocess.Popen(self.command, env=env, stdout=log, stderr=log)
         return self
 
     def wait_started(self, timeout: float = 60) -> None:
@@ -159,6 +164,10 @@ class Collector:
             receiver_queue_size=2000,
         )
         self.messages: list[pulsar.Message] = []
+        self._ids: list[str] = []
+        """Item ids of ``messages[: len(_ids)]``: each payload is decoded once, so waiting for
+        thousands of ids stays linear (decoding them all again per message read took minutes
+        for 3 000 on a loaded machine)."""
 
     def until(self, count: int, timeout: float) -> list[pulsar.Message]:
         deadline = time.monotonic() + timeout
@@ -171,8 +180,25 @@ class Collector:
             self.messages.append(msg)
         return self.messages
 
+    def until_ids(self, expected: set[str], timeout: float) -> set[str]:
+        """Reads until every expected item id arrived (duplicates do not count); returns the
+        ids still missing."""
+        deadline = time.monotonic() + timeout
+        missing = expected - set(self.ids())
+        while missing and time.monotonic() < deadline:
+            seen = len(self.messages)
+            self.until(seen + len(missing), timeout=min(2.0, deadline - time.monotonic()))
+            missing.difference_update(self._decoded_ids()[seen:])
+        return missing
+
     def ids(self) -> list[str]:
-        return [json.loads(m.data())["id"] for m in self.messages]
+        """The item id of every message read so far, in the order read."""
+        return list(self._decoded_ids())
+
+    def _decoded_ids(self) -> list[str]:
+        for message in self.messages[len(self._ids) :]:
+            self._ids.append(json.loads(message.data())["id"])
+        return self._ids
 
     def close(self) -> None:
         self._consumer.close()

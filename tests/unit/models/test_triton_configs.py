@@ -54,3 +54,11 @@ def test_gpu_config_uses_tensorrt_fp16_when_parsed() -> None:
     (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert accelerator.name == "tensorrt"
     assert accelerator.parameters["precision_mode"] == "FP16"
+
+
+def test_configs_reject_requests_their_client_gave_up_on_when_queued_too_long() -> None:
+    for kind in ("cpu", "gpu"):
+        policy = _load(kind).dynamic_batching.default_queue_policy
+        assert policy.timeout_action == mc.ModelQueuePolicy.REJECT
+        assert policy.allow_timeout_override
+        assert policy.default_timeout_microseconds > 0

@@ -15,7 +15,7 @@ from streamvane_operator.kube.client import VERBS, ObjectRef
 from streamvane_operator.kube.testing import FakeKube
 from streamvane_operator.pulsar.testing import FakePulsar
 from streamvane_operator.rbac import CLUSTER_RULES, NAMESPACED_RULES
-from streamvane_operator.reconcile import backend, pipeline
+from streamvane_operator.reconcile import autoscale, backend, pipeline
 from streamvane_operator.reconcile.common import Deps
 from streamvane_operator.render.worker import WorkerDefaults
 
@@ -23,17 +23,23 @@ PLURALS = {
     ("v1", "ConfigMap"): ("", "configmaps"),
     ("v1", "Service"): ("", "services"),
     ("v1", "Secret"): ("", "secrets"),
+    ("v1", "Pod"): ("", "pods"),
     ("policy/v1", "PodDisruptionBudget"): ("policy", "poddisruptionbudgets"),
     ("apps/v1", "Deployment"): ("apps", "deployments"),
+    ("keda.sh/v1alpha1", "ScaledObject"): ("keda.sh", "scaledobjects"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): ("keda.sh", "triggerauthentications"),
     (API_VERSION, "Pipeline"): ("streamvane.io", "pipelines"),
     (API_VERSION, "InferenceBackend"): ("streamvane.io", "inferencebackends"),
 }
-KOPF_ALWAYS = {("", "events", "create")}
+PEERING_VERBS = ("list", "watch", "patch")
+"""kopf's peering: a watch on the peering object, keep-alives patched into its status."""
+KOPF_ALWAYS = {("", "events", "create")} | {("kopf.dev", "kopfpeerings", v) for v in PEERING_VERBS}
 KOPF_CLUSTER_WIDE = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
     ("", "namespaces", "list"),
     ("", "namespaces", "watch"),
+    *(("kopf.dev", "clusterkopfpeerings", v) for v in PEERING_VERBS),
 }
 Permission = tuple[str, str, str]
 
@@ -59,15 +65,22 @@ def pipeline_spec() -> dict[str, Any]:
                 "input": {"topic": "items"},
                 "outputs": ["embedded"],
                 "model": {"backend": "gpu", "name": "m"},
+                "scaling": {"minReplicas": 0, "maxReplicas": 3},
             },
-            {"name": "relay", "type": "passthrough", "input": {"topic": "embedded"}},
+            {
+                "name": "relay",
+                "type": "passthrough",
+                "input": {"topic": "embedded"},
+                "scaling": {"minReplicas": 0, "maxReplicas": 2, "engine": "KEDA"},
+            },
         ],
     }
 
 
 def reconciler_calls() -> list[tuple[str, str, str]]:
-    """Every Kubernetes call of a full life cycle: managed backend, pipeline with auth,
-    a removed stage, the Deployment-event handler, deletion of both."""
+    """Every Kubernetes call of a full life cycle: managed backend, pipeline with auth, an
+    autoscaled stage and a KEDA one, an autoscaler tick, a removed stage, the Deployment-event
+    handler, deletion of both."""
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -76,7 +89,7 @@ def reconciler_calls() -> list[tuple[str, str, str]]:
     }
     kube = FakeKube([secret])
     fake_pulsar = FakePulsar()
-    deps = Deps(kube, lambda url, token: fake_pulsar.admin(url), WorkerDefaults("w:1"))
+    deps = Deps(kube, lambda url, token, ca=None: fake_pulsar.admin(url), WorkerDefaults("w:1"))
     backend_owner = backend.owner_of("gpu", "ns", "uid-b")
     managed = {"managed": {"modelRepository": {"uri": "s3://m"}}}
     kube.apply(
@@ -99,12 +112,13 @@ def reconciler_calls() -> list[tuple[str, str, str]]:
     )
     kube.calls.clear()  # the objects above stand for what users create
     pipeline.reconcile_pipeline(deps, owner, pipeline_spec(), 1, None)
+    autoscale.autoscale_pipeline(deps, owner, pipeline_spec(), None, {})
     smaller = pipeline_spec()
     smaller["stages"].pop()
     pipeline.reconcile_pipeline(deps, owner, smaller, 2, None)
     kube.objects[ObjectRef(API_VERSION, "Pipeline", "ns", "cu")]["spec"] = smaller
     worker_changed(deps, kube)
-    pipeline.delete_pipeline(deps, owner, smaller)
+    pipeline.delete_pipeline(deps, owner, smaller, None, {})
     backend.delete_backend(deps, backend_owner)
     return kube.calls
 
@@ -112,7 +126,11 @@ def reconciler_calls() -> list[tuple[str, str, str]]:
 def worker_changed(deps: Deps, kube: FakeKube) -> None:
     registry = kopf.OperatorRegistry()
     handlers.register(registry, deps, OperatorConfig())
-    (handler,) = [h for h in registry._watching.get_all_handlers()]
+    (handler,) = [
+        h
+        for h in registry._watching.get_all_handlers()
+        if h.selector is not None and resource(h.selector) == "deployments"
+    ]
     deployment = kube.objects[ObjectRef("apps/v1", "Deployment", "ns", "cu-embed")]
     handler.fn(
         event={"type": "MODIFIED", "object": deployment},
@@ -131,7 +149,7 @@ def kopf_needs() -> set[Permission]:
         registry, Deps(FakeKube(), FakePulsar().admin, WorkerDefaults("w")), OperatorConfig()
     )
     needs = set(KOPF_ALWAYS | KOPF_CLUSTER_WIDE)
-    for handler in registry._watching.get_all_handlers():
+    for handler in [*registry._watching.get_all_handlers(), *registry._indexing.get_all_handlers()]:
         selector = handler.selector
         assert selector is not None
         needs |= {(selector.group or "", resource(selector), v) for v in ("list", "watch")}
@@ -149,7 +167,8 @@ def code_needs() -> set[Permission]:
     needs = set()
     for method, api_version, kind in reconciler_calls():
         group, plural = PLURALS[(api_version, kind)]
-        resource = f"{plural}/status" if method == "patch_status" else plural
+        subresource = {"patch_status": "/status", "scale": "/scale"}.get(method, "")
+        resource = f"{plural}{subresource}"
         needs |= {(group, resource, verb) for verb in VERBS[method]}
     return needs
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from streamvane_worker.config import StageType, WorkerConfig
 from streamvane_worker.inference.testing import FakeBackend, fake_embedder
-from streamvane_worker.io.testing import Event, FakeSink, FakeSource
+from streamvane_worker.io.testing import Event, FakeAttemptLog, FakeSink, FakeSource
 from streamvane_worker.runtime.metrics import Metrics, create_metrics
 from streamvane_worker.runtime.worker import Worker
 from streamvane_worker.stages import StageContext, create_stage
@@ -43,9 +43,11 @@ class Harness:
     source: FakeSource
     sinks: list[FakeSink]
     dead_letter: FakeSink
+    retry: FakeSink
     backend: FakeBackend
     metrics: Metrics
     events: list[Event]
+    attempts: FakeAttemptLog
     task: asyncio.Task[None]
 
     async def wait_settled(self, count: int, timeout: float = 5.0) -> None:
@@ -74,6 +76,7 @@ async def start(
     config: WorkerConfig | None = None,
     backend: FakeBackend | None = None,
     sink_delay_s: float = 0.0,
+    attempts: FakeAttemptLog | None = None,
 ) -> Harness:
     config = config or make_config()
     backend = backend or FakeBackend()
@@ -81,14 +84,20 @@ async def start(
     source = FakeSource(events, config.batching.max_batch_size, config.batching.max_delay_ms / 1000)
     sinks = [FakeSink(t, events, delay_s=sink_delay_s) for t in config.outputs]
     dead_letter = FakeSink(DLQ, events)
+    retry = FakeSink(config.input.topic, events)
     embedder = await fake_embedder(backend)
     stage = await create_stage(
         StageContext(config.stage, config.stage_type, config.params, embedder)
     )
     metrics = create_metrics("p", "s")
-    worker = Worker(config, source, sinks, dead_letter, stage, metrics, backend.ready)
+    attempts = attempts or FakeAttemptLog()
+    worker = Worker(
+        config, source, sinks, dead_letter, retry, stage, metrics, backend.ready, attempts
+    )
     task = asyncio.create_task(worker.run())
-    return Harness(worker, source, sinks, dead_letter, backend, metrics, events, task)
+    return Harness(
+        worker, source, sinks, dead_letter, retry, backend, metrics, events, attempts, task
+    )
 
 
 def item(i: int, **fields: Any) -> dict[str, Any]:

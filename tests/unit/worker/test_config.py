@@ -5,7 +5,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from streamvane_worker.config import InferenceSettings, UserProfileParams, WorkerConfig
+from streamvane_worker.config import (
+    InferenceSettings,
+    PulsarSettings,
+    UserProfileParams,
+    WorkerConfig,
+)
 
 
 def test_inference_accepts_a_ca_file_when_tls_is_on() -> None:
@@ -49,3 +54,15 @@ def test_worker_config_rejects_a_stateful_stage_when_its_subscription_is_shared(
     shared = {"topic": "persistent://t/n/e", "subscription": "s", "subscriptionType": "Shared"}
     with pytest.raises(ValidationError, match="Key_Shared or Failover"):
         WorkerConfig.model_validate(_profile_config(input=shared))
+
+
+def test_pulsar_settings_accept_a_ca_file_when_the_service_url_uses_tls() -> None:
+    settings = PulsarSettings.model_validate(
+        {"serviceUrl": "pulsar+ssl://pulsar.test:6651", "tlsCaFile": "/etc/pulsar-ca/ca.crt"}
+    )
+    assert settings.tls_ca_file == Path("/etc/pulsar-ca/ca.crt")
+
+
+def test_pulsar_settings_reject_a_ca_file_when_the_service_url_is_plain() -> None:
+    with pytest.raises(ValidationError, match="serviceUrl is not pulsar\\+ssl://"):
+        PulsarSettings.model_validate({"tlsCaFile": "/etc/pulsar-ca/ca.crt"})

@@ -24,6 +24,13 @@ from streamvane_worker.config import (
 EXIT_CONFIG = 2
 EXIT_STARTUP = 3
 
+TERMINATION_MESSAGE_PATH_ENV = "STREAMVANE_TERMINATION_MESSAGE_PATH"
+"""Where a fatal startup error is written for Kubernetes (the container's
+terminationMessagePath); unset means /dev/termination-log when kubelet created it."""
+DEFAULT_TERMINATION_MESSAGE_PATH = Path("/dev/termination-log")
+TERMINATION_MESSAGE_LIMIT = 4096
+"""Kubelet reads at most this many bytes of the termination message."""
+
 
 def _field_lines(model: type[BaseModel], prefix: str = "") -> list[str]:
     """One line per config field, nested sections flattened to dotted camelCase paths."""
@@ -59,7 +66,9 @@ healthPort. Fields:
 {chr(10).join(_field_lines(WorkerConfig))}
 
 Exit codes: 0 drained after SIGTERM; {EXIT_CONFIG} invalid configuration; {EXIT_STARTUP} Pulsar or the
-model backend unreachable / wrong model (the message names which)."""
+model backend unreachable / wrong model (the message names which). Either failure is also written
+as the Kubernetes termination message: to ${TERMINATION_MESSAGE_PATH_ENV}, else to
+{DEFAULT_TERMINATION_MESSAGE_PATH} when it exists."""
 
 app = typer.Typer(
     add_completion=False, rich_markup_mode=None, context_settings={"max_content_width": 120}
@@ -94,6 +103,19 @@ def _load(config_file: Path | None) -> WorkerConfig:
         raise ValueError(f"cannot read config file {path}: {e}") from e
 
 
+def write_termination_message(message: str) -> None:
+    """Leave ``message`` where Kubernetes shows it in the pod's status (the container's
+    lastState.terminated.message); best effort, the exit code still tells the failure."""
+    configured = os.environ.get(TERMINATION_MESSAGE_PATH_ENV)
+    path = Path(configured) if configured else DEFAULT_TERMINATION_MESSAGE_PATH
+    if not configured and not path.exists():
+        return  # not in a pod: kubelet creates the file before the container starts
+    try:
+        path.write_bytes(message.encode()[:TERMINATION_MESSAGE_LIMIT])
+    except OSError as e:
+        print(f"streamvane-worker: no termination message in {path}: {e}", file=sys.stderr)
+
+
 def _parse(text: str, source: str) -> WorkerConfig:
     try:
         return WorkerConfig.model_validate_json(text)
@@ -114,6 +136,7 @@ def run(
         worker_config = load_config(config)
     except ValueError as e:
         print(f"streamvane-worker: {e}", file=sys.stderr)
+        write_termination_message(str(e))
         raise typer.Exit(EXIT_CONFIG) from e
     logs.configure(
         worker_config.log_format, pipeline=worker_config.pipeline, stage=worker_config.stage
@@ -122,6 +145,7 @@ def run(
         asyncio.run(serve(worker_config))
     except StartupError as e:
         structlog.get_logger(__name__).error("startup_failed", error=str(e))
+        write_termination_message(str(e))
         raise typer.Exit(EXIT_STARTUP) from e
 
 

@@ -25,6 +25,8 @@ HEALTH_PORT_ENV = "STREAMVANE_WORKER_HEALTH_PORT"
 process runner) each serve probes on their own port."""
 
 TOPIC_PATTERN = r"^(persistent|non-persistent)://[a-zA-Z0-9_.-]+/[a-zA-Z0-9_.-]+/[a-zA-Z0-9_.-]+$"
+MAX_TOPIC_LENGTH = 1024
+"""Longest fully qualified topic name a stage parameter takes."""
 
 
 class _Model(BaseModel):
@@ -55,8 +57,21 @@ class PulsarSettings(_Model):
         "pulsar://127.0.0.1:6650", description="Broker URL (pulsar:// or pulsar+ssl://)."
     )
     auth_token_file: Path | None = Field(
-        None, description="File holding a JWT for token authentication; none means no auth."
+        None,
+        description="File holding a JWT for token authentication, re-read whenever the client "
+        "authenticates (a rotated token is picked up without a restart); none means no auth.",
     )
+    tls_ca_file: Path | None = Field(
+        None,
+        description="CA bundle (PEM) that signed the broker's certificate (pulsar+ssl://; the "
+        "hostname is always verified); none trusts the system roots.",
+    )
+
+    @model_validator(mode="after")
+    def _ca_needs_tls(self) -> PulsarSettings:
+        if self.tls_ca_file is not None and not self.service_url.startswith("pulsar+ssl://"):
+            raise ValueError("pulsar.tlsCaFile is set but pulsar.serviceUrl is not pulsar+ssl://")
+        return self
 
 
 class InputSettings(_Model):
@@ -87,6 +102,12 @@ class BatchingSettings(_Model):
     )
 
 
+def attempts_topic_of(dead_letter_topic: str) -> str:
+    """The default journal of delivery attempts next to a stage's dead-letter topic (the
+    operator creates it with the Pipeline's other topics)."""
+    return f"{dead_letter_topic}-attempts"
+
+
 class DeliverySettings(_Model):
     max_redeliveries: int = Field(
         5, ge=1, le=100, description="Deliveries of a failing message before it is dead-lettered."
@@ -101,6 +122,47 @@ class DeliverySettings(_Model):
     max_message_bytes: int = Field(
         1_048_576, ge=1, description="Larger payloads are dead-lettered as oversize."
     )
+    max_nesting_depth: int = Field(
+        32,
+        ge=2,
+        le=500,
+        description="Deeper JSON (arrays/objects within each other) is dead-lettered as too-deep.",
+    )
+    max_number_digits: int = Field(
+        64,
+        ge=1,
+        le=4000,
+        description="Integers with more digits are dead-lettered as number-too-large.",
+    )
+    max_crashes: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Deliveries of a message that ended without an outcome (the worker died "
+        "holding it) before it is quarantined in the dead-letter topic as crash-loop.",
+    )
+    attempts_topic: str | None = Field(
+        None,
+        pattern=TOPIC_PATTERN,
+        description="Journal of delivery attempts that survives restarts; default "
+        "<deadLetterTopic>-attempts.",
+    )
+    ack_timeout_ms: int = Field(
+        600_000,
+        ge=10_000,
+        le=86_400_000,
+        description="Backstop: a message neither acked nor nacked for this long is redelivered.",
+    )
+    max_in_flight_age_s: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="/healthz fails (the worker is restarted) when a message has been in flight "
+        "longer than this while Pulsar and the model backend are up.",
+    )
+
+    def attempts_topic_name(self) -> str:
+        return self.attempts_topic or attempts_topic_of(self.dead_letter_topic)
 
 
 class InferenceSettings(_Model):
@@ -133,20 +195,26 @@ class InferenceSettings(_Model):
 
 
 class Label(_Model):
-    name: str = Field(..., min_length=1, description="Label reported in the output.")
-    description: str = Field(..., min_length=1, description="Text embedded as the label prototype.")
+    name: str = Field(
+        ..., min_length=1, max_length=128, description="Label reported in the output."
+    )
+    description: str = Field(
+        ..., min_length=1, max_length=2048, description="Text embedded as the label prototype."
+    )
 
 
 class TaggingParams(_Model):
-    labels: list[Label] = Field(..., min_length=1, description="Candidate tags.")
+    labels: list[Label] = Field(..., min_length=1, max_length=512, description="Candidate tags.")
     top_k: int = Field(3, ge=1, le=50, description="Tags returned per item.")
     min_score: float = Field(0.0, ge=-1.0, le=1.0, description="Cosine similarity floor.")
 
 
 class SafetyCategory(_Model):
-    name: str = Field(..., min_length=1)
+    name: str = Field(
+        ..., min_length=1, max_length=128, description="Category reported in the output."
+    )
     description: str = Field(
-        ..., min_length=1, description="Text embedded as the category prototype."
+        ..., min_length=1, max_length=2048, description="Text embedded as the category prototype."
     )
     review_threshold: float = Field(..., ge=-1.0, le=1.0, description="Score at or above: review.")
     block_threshold: float = Field(..., ge=-1.0, le=1.0, description="Score at or above: block.")
@@ -159,7 +227,9 @@ class SafetyCategory(_Model):
 
 
 class SafetyParams(_Model):
-    categories: list[SafetyCategory] = Field(..., min_length=1)
+    categories: list[SafetyCategory] = Field(
+        ..., min_length=1, max_length=128, description="Categories each item is scored against."
+    )
 
 
 class NoParams(_Model):
@@ -181,8 +251,9 @@ class UserProfileParams(_Model):
     catalogue_topic: str = Field(
         ...,
         pattern=TOPIC_PATTERN,
+        max_length=MAX_TOPIC_LENGTH,
         description="Fully qualified output topic of the content pipeline, read as the catalogue "
-        "of item embeddings (an empty message keyed by an item id deletes that item).",
+        "(an empty message keyed by an item id deletes that item).",
     )
     half_life_s: float = Field(
         86_400.0,
@@ -243,6 +314,7 @@ class CandidateRetrievalParams(_Model):
     catalogue_topic: str = Field(
         ...,
         pattern=TOPIC_PATTERN,
+        max_length=MAX_TOPIC_LENGTH,
         description="Fully qualified output topic of the content pipeline, read as the catalogue "
         "(an empty message keyed by an item id deletes that item).",
     )
@@ -256,6 +328,7 @@ class CandidateRetrievalParams(_Model):
     snapshot_dir: str | None = Field(
         None,
         min_length=1,
+        max_length=4096,
         description="Directory the index is snapshotted to (with its catalogue position) so a "
         "restart resumes from it instead of re-reading the catalogue; none: no snapshots.",
     )
@@ -275,6 +348,10 @@ PARAMS_BY_STAGE: dict[StageType, type[_Model]] = {
 """Which params model each stage type takes; the operator validates specs against it."""
 
 STAGES_NEEDING_MODEL = frozenset({StageType.TEXT_EMBEDDING, StageType.TAGGING, StageType.SAFETY})
+
+STAGES_NEEDING_MODEL_PER_ITEM = frozenset({StageType.TEXT_EMBEDDING})
+"""Stage types that call the model for every item; tagging and safety need it at start (their
+prototypes) and otherwise only for items that arrive without an upstream embedding."""
 
 MESSAGES_BY_STAGE: dict[StageType, tuple[str, str]] = {
     StageType.PASSTHROUGH: ("ContentItem", "ContentItem"),

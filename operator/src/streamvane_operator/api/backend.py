@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from streamvane_operator.api.common import Condition, Model, Resources, SecretKeyRef
+from streamvane_operator.api.common import (
+    HOST,
+    PORT,
+    Condition,
+    Image,
+    Model,
+    Resources,
+    SecretKeyRef,
+)
 
 TRITON_GRPC_PORT = 8001
 TRITON_HTTP_PORT = 8000
@@ -42,7 +50,11 @@ class TLSSpec(Model):
 class Timeouts(Model):
     request_ms: int = Field(10_000, ge=1, le=600_000, description="Deadline of one inference call.")
     connect_ms: int = Field(
-        5_000, ge=1, le=600_000, description="How long a worker waits for the server at start."
+        5_000,
+        ge=1,
+        le=600_000,
+        description="How long the operator's preflight waits for Triton to answer whether it "
+        "serves a model, before an edit rolls.",
     )
 
 
@@ -50,8 +62,17 @@ class EndpointSpec(Model):
     url: str = Field(
         ...,
         max_length=253,
-        pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?:[0-9]{1,5}$",
-        description="Triton gRPC address as host:port, e.g. triton.inference.svc:8001.",
+        pattern=rf"^{HOST}:{PORT}$",
+        description="Triton gRPC address as host:port (port 1-65535), e.g. "
+        "triton.inference.svc:8001.",
+    )
+    metrics_url: str | None = Field(
+        None,
+        max_length=512,
+        pattern=r"^https?://[^\s]+$",
+        description="Triton's Prometheus metrics, e.g. http://triton.inference.svc:8002/metrics. "
+        "Autoscaled stages read the queue time of their model there and do not add replicas "
+        "while the server queues requests; none: no such guard.",
     )
     tls: TLSSpec = TLSSpec()
 
@@ -76,9 +97,7 @@ class ModelRepository(Model):
 
 
 class ManagedSpec(Model):
-    image: str = Field(
-        "nvcr.io/nvidia/tritonserver:24.08-py3", max_length=512, description="Triton image."
-    )
+    image: Image = Field("nvcr.io/nvidia/tritonserver:24.08-py3", description="Triton image.")
     replicas: int = Field(1, ge=1, le=64, description="Triton replicas.")
     gpus: int = Field(1, ge=0, le=8, description="nvidia.com/gpu per replica; 0 runs on CPU.")
     model_repository: ModelRepository

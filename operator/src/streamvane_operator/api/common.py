@@ -14,13 +14,44 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""What a Service name must be: a DNS label that starts with a letter."""
+MAX_NAME = 63
+"""The longest label value, DNS label and Service name."""
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 PULSAR_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
 QUANTITY = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+"""A TCP port, 1-65535."""
+HOST = r"[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?"
+IMAGE = (
+    r"^([a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?(:[0-9]{1,5})?/)?"
+    r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"(:[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
+"""A container image reference: [registry[:port]/]path[:tag][@sha256:digest]."""
 Manifest = dict[str, Any]
 """A Kubernetes object as the API serves it."""
 
 CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+
+def url_pattern(scheme: str, hosts: bool = False) -> str:
+    """``scheme://host[:port][/path]`` with a port of 1-65535 when one is given; ``hosts``
+    allows a comma-separated list of host[:port] (Pulsar service URLs)."""
+    one = rf"{HOST}(:{PORT})?"
+    return rf"^{scheme}://{one}{f'(,{one})*' if hosts else ''}(/[^\s]*)?$"
+
+
+Image = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=512,
+        pattern=IMAGE,
+        description="Container image reference: [registry[:port]/]path[:tag][@sha256:digest].",
+    ),
+]
 
 
 class Model(BaseModel):
@@ -45,7 +76,7 @@ class SecretKeyRef(Model):
 
 
 Quantity = Annotated[
-    int | Annotated[str, Field(pattern=QUANTITY)],
+    int | Annotated[str, Field(max_length=64, pattern=QUANTITY)],
     Field(description="A Kubernetes quantity, e.g. 500m or 1Gi."),
 ]
 

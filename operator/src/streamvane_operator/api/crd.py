@@ -8,8 +8,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from streamvane_operator.api.backend import InferenceBackendSpec, InferenceBackendStatus
-from streamvane_operator.api.common import GROUP, VERSION
+from streamvane_operator.api.common import DNS_1035, GROUP, MAX_NAME, VERSION
 from streamvane_operator.api.pipeline import PipelineSpec, PipelineStatus
+from streamvane_operator.api.region import RegionSpec, RegionStatus
 from streamvane_operator.api.schema import Schema, to_structural
 
 CATEGORY = "streamvane"
@@ -26,6 +27,9 @@ class Kind:
     status: type[BaseModel]
     columns: tuple[dict[str, Any], ...]
     description: str
+    name_rules: tuple[dict[str, str], ...] = ()
+    """CEL rules on the whole object that bound the names derived from metadata.name."""
+    scope: str = "Namespaced"
 
     @property
     def singular(self) -> str:
@@ -47,11 +51,22 @@ PIPELINE = Kind(
     spec=PipelineSpec,
     status=PipelineStatus,
     description="A streaming pipeline: worker stages connected by Pulsar topics.",
+    name_rules=(
+        {
+            "rule": f"self.spec.stages.all(s, size(self.metadata.name) + size(s.name) < {MAX_NAME})",
+            "message": f"'<pipeline>-<stage>' names each stage's objects and must be at most "
+            f"{MAX_NAME} characters: shorten the Pipeline name or the stage names",
+        },
+    ),
+    # Degraded and why first: what an operator of the cluster must act on.
     columns=(
+        {"name": "Degraded", "type": "string", "jsonPath": _condition("Degraded", "status")},
+        {"name": "Reason", "type": "string", "jsonPath": _condition("Degraded", "reason")},
         {"name": "Ready", "type": "string", "jsonPath": _condition("Ready", "status")},
         {"name": "Stages", "type": "string", "jsonPath": ".status.stagesReady"},
         {"name": "Backlog", "type": "integer", "jsonPath": ".status.backlog"},
-        {"name": "Reason", "type": "string", "jsonPath": _condition("Ready", "reason")},
+        {"name": "Regions", "type": "string", "jsonPath": ".status.regionsReady"},
+        {"name": "Rollout", "type": "string", "jsonPath": ".status.rollout.summary"},
         {
             "name": "Message",
             "type": "string",
@@ -69,6 +84,13 @@ INFERENCE_BACKEND = Kind(
     spec=InferenceBackendSpec,
     status=InferenceBackendStatus,
     description="A Triton Inference Server that pipeline stages call: external or operator-managed.",
+    name_rules=(
+        {
+            "rule": f"size(self.metadata.name) <= {MAX_NAME - len('-triton')}",
+            "message": f"'<name>-triton' names a managed server's objects: the name must be at "
+            f"most {MAX_NAME - len('-triton')} characters",
+        },
+    ),
     columns=(
         {"name": "URL", "type": "string", "jsonPath": ".status.url"},
         {"name": "Ready", "type": "string", "jsonPath": _condition("Ready", "status")},
@@ -77,7 +99,32 @@ INFERENCE_BACKEND = Kind(
     ),
 )
 
-KINDS = (PIPELINE, INFERENCE_BACKEND)
+REGION = Kind(
+    kind="Region",
+    plural="regions",
+    short_names=("svr",),
+    spec=RegionSpec,
+    status=RegionStatus,
+    description="A member cluster and its Pulsar cluster, where the hub places Pipelines.",
+    scope="Cluster",
+    columns=(
+        {"name": "Pulsar", "type": "string", "jsonPath": ".spec.pulsar.cluster"},
+        {"name": "Reachable", "type": "boolean", "jsonPath": ".status.reachable"},
+        {"name": "Operator", "type": "string", "jsonPath": ".status.operatorVersion"},
+        {"name": "Probed", "type": "date", "jsonPath": ".status.lastProbeTime"},
+        {"name": "Message", "type": "string", "priority": 1, "jsonPath": ".status.message"},
+    ),
+)
+
+KINDS = (PIPELINE, INFERENCE_BACKEND, REGION)
+
+NAME = {
+    "type": "string",
+    "maxLength": MAX_NAME,
+    "pattern": DNS_1035,
+    "description": "Names Services and labels: a DNS label that starts with a letter "
+    "(lowercase letters, digits and '-', no dots).",
+}
 
 
 def schema_of(model: type[BaseModel]) -> Schema:
@@ -95,7 +142,7 @@ def crd(kind: Kind) -> dict[str, Any]:
         },
         "spec": {
             "group": GROUP,
-            "scope": "Namespaced",
+            "scope": kind.scope,
             "names": {
                 "kind": kind.kind,
                 "listKind": f"{kind.kind}List",
@@ -116,10 +163,11 @@ def crd(kind: Kind) -> dict[str, Any]:
                             "description": kind.description,
                             "type": "object",
                             "required": ["spec"],
+                            "x-kubernetes-validations": list(kind.name_rules),
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "metadata": {"type": "object", "properties": {"name": NAME}},
                                 "spec": schema_of(kind.spec),
                                 "status": schema_of(kind.status),
                             },

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from streamvane_operator.api.backend import InferenceBackendSpec
+from streamvane_operator.api.common import DNS_1035, MAX_NAME
 from streamvane_operator.api.pipeline import PipelineSpec, StageSpec
 from streamvane_worker.config import MESSAGES_BY_STAGE, PARAMS_BY_STAGE, STAGES_NEEDING_MODEL
 
 M = TypeVar("M", bound=BaseModel)
 
-MAX_NAME = 63
+LABEL_VALUE = r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?"
+
+
+MAX_PROBLEMS = 20
+"""Problems named in one message; a status condition and an event stay readable (and small)."""
 
 
 class InvalidSpecError(ValueError):
     """The spec cannot be reconciled as written; ``problems`` says what to change."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
+        shown = [p[:1000] for p in problems[:MAX_PROBLEMS]]
+        more = len(problems) - len(shown)
+        super().__init__("; ".join(shown) + (f"; and {more} more problems" if more > 0 else ""))
         self.problems = problems
 
 
@@ -44,38 +52,66 @@ def parse(model: type[M], raw: Mapping[str, object], prefix: str = "spec") -> M:
         raise InvalidSpecError(describe(e, prefix)) from e
 
 
+def name_problems(kind: str, name: str, children: Iterable[str] = ()) -> list[str]:
+    """What is wrong with ``name`` as the name of a ``kind`` whose objects are named
+    ``<name><suffix>`` for each of ``children``: it becomes label values, selectors and
+    Service names, so it is checked before anything is read or written with it."""
+    found = []
+    if len(name) > MAX_NAME or not re.fullmatch(DNS_1035, name):
+        found.append(
+            f"{kind} name {name!r} must be at most {MAX_NAME} lowercase letters, digits and "
+            "'-', start with a letter and end with a letter or digit (it names Services "
+            "and labels); re-create it under such a name"
+        )
+    for suffix in children:
+        child = f"{name}{suffix}"
+        if len(child) > MAX_NAME:
+            found.append(
+                f"{child!r} (named after the {kind}) is longer than {MAX_NAME} characters; "
+                f"shorten the {kind} name or {suffix.lstrip('-')!r}"
+            )
+    return found
+
+
+def is_label_value(value: str) -> bool:
+    """Whether ``value`` can be a label value (and so appear in a label selector)."""
+    return len(value) <= MAX_NAME and bool(re.fullmatch(LABEL_VALUE, value))
+
+
+def stage_suffixes(raw_spec: Mapping[str, object]) -> list[str]:
+    """``-<stage>`` of every stage name in a raw Pipeline spec (parsable or not)."""
+    stages = raw_spec.get("stages")
+    names = (
+        [s.get("name") for s in stages if isinstance(s, dict)] if isinstance(stages, list) else []
+    )
+    return [f"-{n}" for n in names if isinstance(n, str)]
+
+
 def pipeline_problems(
     name: str,
     spec: PipelineSpec,
     backends: Mapping[str, InferenceBackendSpec],
+    namespace: str,
 ) -> list[str]:
     """Everything wrong with a schema-valid Pipeline; empty when it can be reconciled.
 
-    ``backends`` holds the InferenceBackends that exist in the Pipeline's namespace.
+    ``backends`` holds the InferenceBackends that exist in the Pipeline's ``namespace``.
     """
     return [
         *_name_problems(name, spec),
         *_stage_problems(spec, backends),
-        *_topic_problems(name, spec),
+        *_topic_problems(namespace, name, spec),
         *_message_problems(spec),
         *_cycle_problems(spec),
     ]
 
 
 def _name_problems(name: str, spec: PipelineSpec) -> Iterator[str]:
-    if not name[:1].isalpha():
-        yield f"Pipeline name {name!r} must start with a letter (it names Services)"
+    yield from name_problems("Pipeline", name, [f"-{stage.name}" for stage in spec.stages])
     counts = Counter(stage.name for stage in spec.stages)
     for stage_name, count in counts.items():
         if count > 1:
             yield f"stage name {stage_name!r} is used {count} times; stage names must be unique"
-    for stage in spec.stages:
-        child = f"{name}-{stage.name}"
-        if len(child) > MAX_NAME:
-            yield (
-                f"stage {stage.name!r}: '<pipeline>-<stage>' ({child!r}) is longer than "
-                f"{MAX_NAME} characters; shorten the Pipeline or stage name"
-            )
 
 
 def _stage_problems(
@@ -93,7 +129,7 @@ def _stage_problems(
         if stage.model is not None:
             yield from _backend_problems(where, stage.model.backend, backends)
         try:
-            PARAMS_BY_STAGE[stage.type].model_validate(stage.params)
+            PARAMS_BY_STAGE[stage.type].model_validate(stage.typed_params())
         except ValidationError as e:
             yield from describe(e, f"{where}.params")
 
@@ -110,7 +146,7 @@ def _backend_problems(
         )
 
 
-def _topic_problems(name: str, spec: PipelineSpec) -> Iterator[str]:
+def _topic_problems(namespace: str, name: str, spec: PipelineSpec) -> Iterator[str]:
     data_topics = {s.input.topic for s in spec.stages} | {t for s in spec.stages for t in s.outputs}
     for stage in spec.stages:
         dlq = dead_letter_topic(name, stage)
@@ -119,7 +155,9 @@ def _topic_problems(name: str, spec: PipelineSpec) -> Iterator[str]:
                 f"stage {stage.name!r}: dead-letter topic {dlq!r} is also a data topic; "
                 "choose another delivery.deadLetterTopic"
             )
-    subscribers = Counter((s.input.topic, subscription_name(name, s)) for s in spec.stages)
+    subscribers = Counter(
+        (s.input.topic, subscription_name(namespace, name, s)) for s in spec.stages
+    )
     for (topic, subscription), count in subscribers.items():
         if count > 1:
             yield (
@@ -194,8 +232,19 @@ def _find_cycle(graph: Mapping[str, list[str]]) -> list[str]:
     return []
 
 
-def subscription_name(pipeline: str, stage: StageSpec) -> str:
-    return stage.input.subscription or f"{pipeline}-{stage.name}"
+def subscription_name(namespace: str, pipeline: str, stage: StageSpec) -> str:
+    """``input.subscription``, else ``<namespace>.<pipeline>-<stage>``: the Kubernetes
+    namespace makes it unique among Pipelines sharing a Pulsar namespace."""
+    return stage.input.subscription or default_subscription(namespace, pipeline, stage.name)
+
+
+def default_subscription(namespace: str, pipeline: str, stage: str) -> str:
+    return f"{namespace}.{pipeline}-{stage}"
+
+
+def legacy_subscription(pipeline: str, stage: str) -> str:
+    """The default subscription name before it held the namespace (kept by running stages)."""
+    return f"{pipeline}-{stage}"
 
 
 def dead_letter_topic(pipeline: str, stage: StageSpec) -> str:

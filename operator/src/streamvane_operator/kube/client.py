@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,7 +17,13 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from urllib3.exceptions import HTTPError
 
 from streamvane_operator.api.common import Manifest
-from streamvane_operator.kube.errors import KubeError, KubeNotFound, KubeRejected, translate
+from streamvane_operator.kube.errors import (
+    KubeError,
+    KubeNotFound,
+    KubeNotServed,
+    KubeRejected,
+    translate,
+)
 
 
 @dataclass(frozen=True)
@@ -40,9 +48,10 @@ VERBS = {
     "get": ("get",),
     "list": ("list",),
     "patch_status": ("patch",),
+    "scale": ("patch",),
 }
 """The API verbs each ``Kube`` method needs (server-side apply may create); ``patch_status``
-acts on the status subresource. ``streamvane_operator.rbac`` must grant them."""
+acts on the status subresource, ``scale`` on the scale subresource. ``streamvane_operator.rbac`` must grant them."""
 
 
 class Kube(Protocol):
@@ -66,6 +75,21 @@ class Kube(Protocol):
 
     def secret_value(self, namespace: str, name: str, key: str) -> str: ...
 
+    def scale(self, ref: ObjectRef, replicas: int, field_manager: str) -> None:
+        """Server-side apply ``replicas`` to the scale subresource of ``ref`` as
+        ``field_manager``, which then owns spec.replicas (even when the value is unchanged)."""
+        ...
+
+
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+def apply_patch(obj: Manifest) -> bytes:
+    """A server-side apply body as UTF-8 JSON (JSON is YAML). The client's own encoding
+    escapes characters beyond the BMP (emoji) as surrogate pairs, which the API server's
+    YAML decoder refuses."""
+    return json.dumps(obj, ensure_ascii=False).encode()
+
 
 def api_client(kubeconfig: Path | None) -> ApiClient:
     """From ``kubeconfig`` when given, else in-cluster, else $KUBECONFIG / ~/.kube/config."""
@@ -78,6 +102,9 @@ def api_client(kubeconfig: Path | None) -> ApiClient:
     return ApiClient()
 
 
+NOT_SERVED_TTL_S = 300.0
+
+
 class KubeClient:
     """``Kube`` over the official client's dynamic API."""
 
@@ -85,16 +112,20 @@ class KubeClient:
         self._api_client = api_client
         self._field_manager = field_manager
         self._dynamic: DynamicClient | None = None
+        self._not_served: dict[tuple[str, str], float] = {}
+        self._clock = time.monotonic
 
     def apply(self, obj: Manifest) -> Manifest:
         ref = ObjectRef.of(obj)
         result = self._call(
             f"apply {ref}",
-            lambda: self._client().server_side_apply(
+            lambda: self._client().patch(
                 self._resource(ref.api_version, ref.kind),
-                body=obj,
+                body=apply_patch(obj),
                 name=ref.name,
                 namespace=ref.namespace,
+                # With a charset the client sends the body as is (see apply_patch).
+                content_type=f"{APPLY_PATCH}; charset=utf-8",
                 field_manager=self._field_manager,
                 force_conflicts=True,
             ),
@@ -133,12 +164,17 @@ class KubeClient:
     def list(
         self, api_version: str, kind: str, namespace: str, selector: str | None = None
     ) -> list[Manifest]:
-        result = self._call(
-            f"list {kind} in {namespace}",
-            lambda: self._client().get(
-                self._resource(api_version, kind), namespace=namespace, label_selector=selector
-            ),
-        )
+        try:
+            result = self._call(
+                f"list {kind} in {namespace}",
+                lambda: self._client().get(
+                    self._resource(api_version, kind), namespace=namespace, label_selector=selector
+                ),
+            )
+        except KubeNotFound as e:
+            # Discovery still lists a kind whose CRD was just removed: not served either.
+            self._not_served[(api_version, kind)] = self._clock() + NOT_SERVED_TTL_S
+            raise KubeNotServed(f"{api_version} {kind} is not served (CRD installed?)", 404) from e
         items = result.to_dict().get("items") or []
         for item in items:
             # List items omit their type; callers treat them like single objects.
@@ -158,6 +194,25 @@ class KubeClient:
             ),
         )
 
+    def scale(self, ref: ObjectRef, replicas: int, field_manager: str) -> None:
+        body = {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {"name": ref.name, "namespace": ref.namespace},
+            "spec": {"replicas": replicas},
+        }
+        self._call(
+            f"scale {ref} to {replicas}",
+            lambda: self._client().server_side_apply(
+                self._resource(ref.api_version, ref.kind).scale,
+                body=body,
+                name=ref.name,
+                namespace=ref.namespace,
+                field_manager=field_manager,
+                force_conflicts=True,
+            ),
+        )
+
     def secret_value(self, namespace: str, name: str, key: str) -> str:
         secret = self.get(ObjectRef("v1", "Secret", namespace, name))
         if secret is None:
@@ -173,10 +228,16 @@ class KubeClient:
         return self._dynamic
 
     def _resource(self, api_version: str, kind: str) -> Any:
+        # A kind not served makes the dynamic client re-read discovery on every lookup; its
+        # absence is remembered for a while instead (a CRD installed later is found then).
+        key = (api_version, kind)
+        if self._clock() < self._not_served.get(key, 0.0):
+            raise KubeNotServed(f"{api_version} {kind} is not served (CRD installed?)", 404)
         try:
             return self._client().resources.get(api_version=api_version, kind=kind)
         except ResourceNotFoundError as e:
-            raise KubeRejected(f"{api_version} {kind} is not served (CRD installed?)", 404) from e
+            self._not_served[key] = self._clock() + NOT_SERVED_TTL_S
+            raise KubeNotServed(f"{api_version} {kind} is not served (CRD installed?)", 404) from e
 
     @staticmethod
     def _call(action: str, fn: Any) -> Any:

@@ -30,6 +30,10 @@ class KubeNotFound(KubeRejected):
     pass
 
 
+class KubeNotServed(KubeRejected):
+    """The API server does not serve this kind (its CRD is not installed)."""
+
+
 def translate(error: Exception, action: str) -> KubeError:
     """Map a kubernetes-client or urllib3 exception to ours; ``action`` says what was tried."""
     if isinstance(error, ApiException):

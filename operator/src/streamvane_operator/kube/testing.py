@@ -29,6 +29,7 @@ class FakeKube:
         self.objects: dict[ObjectRef, Manifest] = {}
         self.applied: list[ObjectRef] = []
         self.deleted: list[ObjectRef] = []
+        self.scaled: list[tuple[ObjectRef, int]] = []
         self.calls: list[tuple[str, str, str]] = []
         """(method, apiVersion, kind) of every call, e.g. for checking RBAC rules."""
         self.unavailable = False
@@ -42,8 +43,15 @@ class FakeKube:
         previous = self.objects.get(ref)
         if previous is not None and "status" in previous:
             stored["status"] = previous["status"]
+        if obj["kind"] == "Deployment" and "replicas" not in obj["spec"]:
+            # A manifest without replicas leaves them to whoever scales the object (the API
+            # server defaults a new one to 1).
+            kept = previous["spec"].get("replicas", 1) if previous is not None else 1
+            stored["spec"]["replicas"] = kept
+            if previous is not None and "managedFields" in previous["metadata"]:
+                stored["metadata"]["managedFields"] = previous["metadata"]["managedFields"]
         stored["metadata"].setdefault("generation", 1)
-        if previous is not None and previous.get("spec") != obj.get("spec"):
+        if previous is not None and previous.get("spec") != stored.get("spec"):
             stored["metadata"]["generation"] = previous["metadata"].get("generation", 1) + 1
         self.objects[ref] = stored
         self.applied.append(ref)
@@ -83,6 +91,27 @@ class FakeKube:
         if key not in secret.get("data", {}):
             raise KubeRejected(f"Secret {namespace}/{name} has no key {key!r}", 404)
         return base64.b64decode(secret["data"][key]).decode()
+
+    def scale(self, ref: ObjectRef, replicas: int, field_manager: str) -> None:
+        """Sets spec.replicas and records ``field_manager`` as its owner in managedFields."""
+        self._check("scale", ref.api_version, ref.kind)
+        if ref not in self.objects:
+            raise KubeNotFound(f"{ref} not found", 404)
+        obj = self.objects[ref]
+        obj["spec"]["replicas"] = replicas
+        owners = [
+            m for m in obj["metadata"].get("managedFields") or [] if m["manager"] != field_manager
+        ]
+        owners.append(
+            {
+                "manager": field_manager,
+                "operation": "Apply",
+                "subresource": "scale",
+                "fieldsV1": {"f:spec": {"f:replicas": {}}},
+            }
+        )
+        obj["metadata"]["managedFields"] = owners
+        self.scaled.append((ref, replicas))
 
     def set_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
         """What a controller (kubelet, the process runner) would write."""

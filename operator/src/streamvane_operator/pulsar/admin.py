@@ -6,6 +6,10 @@ Transient failures (connection, timeouts, 5xx) are retried with backoff, then ra
 
 from __future__ import annotations
 
+import ssl
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -16,6 +20,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from streamvane_operator.pulsar.errors import (
     PulsarConflict,
     PulsarError,
+    PulsarMisconfigured,
     PulsarNotFound,
     PulsarRejected,
     PulsarUnavailable,
@@ -25,11 +30,20 @@ from streamvane_operator.pulsar.errors import (
 
 EARLIEST = {"ledgerId": -1, "entryId": -1, "partitionIndex": -1}
 """MessageId.earliest as the REST API takes it: a new subscription starts at the oldest message."""
+LATEST = {"ledgerId": 2**63 - 1, "entryId": 2**63 - 1, "partitionIndex": -1}
+"""MessageId.latest: a new subscription starts after the newest message."""
 
 PARTITION_MARKER = "-partition-"
+PARTITIONED_METADATA = "application/vnd.partitioned-topic-metadata+json"
+"""The media type under which Pulsar takes a partitioned topic's partitions and properties."""
 
 PRECONDITION_FAILED = 412
 """Pulsar's answer to deleting a subscription that still has consumers connected."""
+
+RequestObserver = Callable[[str, str, str, float], None]
+"""Called after every admin request with (method, path, HTTP status or "error", seconds)."""
+REDIRECTS = frozenset({307, 308})
+MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,12 @@ class SubscriptionStats:
     """Messages not yet acknowledged."""
     consumers: int
     """Consumers connected now."""
+    rate_in: float = 0.0
+    """Messages per second published to the topic (msgRateIn)."""
+    rate_out: float = 0.0
+    """Messages per second dispatched to this subscription's consumers (msgRateOut)."""
+    earliest_backlog_ms: int | None = None
+    """Publish time (epoch ms) of the oldest unacknowledged message; None without backlog."""
 
 
 @dataclass(frozen=True)
@@ -71,20 +91,35 @@ class TopicName:
 
 
 class PulsarAdmin:
+    """``token``: a JWT sent as a bearer token; ``ca``: PEM bundle that signed the brokers'
+    certificates (https), else the system roots."""
+
     def __init__(
         self,
         admin_url: str,
         *,
         token: str | None = None,
+        ca: str | None = None,
         timeout_s: float = 10.0,
         attempts: int = 3,
         max_backoff_s: float = 2.0,
         transport: httpx.BaseTransport | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
+        self._observer = observer
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.admin_url = admin_url.rstrip("/")
+        self._scheme = httpx.URL(self.admin_url).scheme
+        try:
+            verify = ssl.create_default_context(cadata=ca) if ca else True
+        except (ssl.SSLError, ValueError) as e:
+            raise PulsarMisconfigured(f"the CA bundle for {self.admin_url} is not PEM: {e}") from e
         self._http = httpx.Client(
-            base_url=self.admin_url, headers=headers, timeout=timeout_s, transport=transport
+            base_url=self.admin_url,
+            headers=headers,
+            timeout=timeout_s,
+            transport=transport,
+            verify=verify,
         )
         self._retrying = Retrying(
             retry=retry_if_exception_type(PulsarUnavailable),
@@ -138,12 +173,26 @@ class PulsarAdmin:
         data = self._json("GET", f"{topic.path}/partitions", f"read partitions of {topic}")
         return int(data.get("partitions", 0))
 
-    def create_topic(self, topic: TopicName, partitions: int) -> None:
+    def create_topic(
+        self, topic: TopicName, partitions: int, properties: dict[str, str] | None = None
+    ) -> bool:
+        """Create ``topic`` with ``properties``; False when it existed already (kept as is)."""
         action = f"create topic {topic}"
-        if partitions > 0:
-            self._ignore_conflict("PUT", f"{topic.path}/partitions", action, partitions)
-        else:
-            self._ignore_conflict("PUT", topic.path, action)
+        try:
+            if partitions > 0:
+                body = {"partitions": partitions, "properties": properties or {}}
+                path = f"{topic.path}/partitions"
+                self._send("PUT", path, action, body, content_type=PARTITIONED_METADATA)
+            else:
+                self._send("PUT", topic.path, action, properties or {})
+        except PulsarConflict:
+            return False
+        return True
+
+    def topic_properties(self, topic: TopicName) -> dict[str, str]:
+        """The properties ``topic`` was created with (empty when it has none)."""
+        data = self._json("GET", f"{topic.path}/properties", f"read properties of {topic}")
+        return {str(k): str(v) for k, v in (data or {}).items()}
 
     def update_partitions(self, topic: TopicName, partitions: int) -> None:
         self._send("POST", f"{topic.path}/partitions", f"grow {topic}", partitions)
@@ -191,14 +240,14 @@ class PulsarAdmin:
             self._json("GET", f"{topic.path}/subscriptions", f"list subscriptions of {topic}")
         )
 
-    def create_subscription(self, topic: TopicName, subscription: str) -> None:
-        """Create ``subscription`` at the earliest message, so nothing already published is
-        skipped; an existing subscription is left where it is."""
+    def create_subscription(self, topic: TopicName, subscription: str, earliest: bool) -> None:
+        """Create ``subscription`` at the earliest message (nothing already published is
+        skipped) or the latest (history is not replayed); an existing one stays where it is."""
         self._ignore_conflict(
             "PUT",
             f"{topic.path}/subscription/{quote(subscription, safe='')}",
             f"create subscription {subscription} on {topic}",
-            EARLIEST,
+            EARLIEST if earliest else LATEST,
         )
 
     def delete_subscription(self, topic: TopicName, subscription: str) -> bool:
@@ -218,22 +267,98 @@ class PulsarAdmin:
             raise
         return True
 
+    def stats(self, topic: TopicName, partitioned: bool) -> dict[str, Any]:
+        """The topic's stats as Pulsar serves them (partitioned-stats add up the partitions):
+        msgRateIn, msgInCounter, publishers, subscriptions with msgBacklog, unackedMessages,
+        consumers (msgRateOut each), ..."""
+        suffix = "partitioned-stats" if partitioned else "stats"
+        # Pulsar reads the oldest backlog entry for its publish time (the stage's lag).
+        return dict(
+            self._json(
+                "GET",
+                f"{topic.path}/{suffix}",
+                f"read stats of {topic}",
+                params={"getEarliestTimeInBacklog": "true"},
+            )
+        )
+
     def subscription_stats(
         self, topic: TopicName, subscription: str, partitioned: bool
     ) -> SubscriptionStats | None:
-        """Backlog and connected consumers of ``subscription``; None if it does not exist."""
-        suffix = "partitioned-stats" if partitioned else "stats"
-        stats = self._json("GET", f"{topic.path}/{suffix}", f"read stats of {topic}")
+        """Backlog, rates and connected consumers of ``subscription``; None if it does not
+        exist."""
+        stats = self.stats(topic, partitioned)
         sub = (stats.get("subscriptions") or {}).get(subscription)
         if sub is None:
             return None
-        return SubscriptionStats(int(sub.get("msgBacklog", 0)), len(sub.get("consumers") or []))
+        backlog = int(sub.get("msgBacklog", 0))
+        # Pulsar answers -1 (or 0 on older brokers) when it has no time to give.
+        earliest = int(sub.get("earliestMsgPublishTimeInBacklog") or 0)
+        return SubscriptionStats(
+            backlog=backlog,
+            consumers=len(sub.get("consumers") or []),
+            rate_in=float(stats.get("msgRateIn") or 0.0),
+            rate_out=float(sub.get("msgRateOut") or 0.0),
+            earliest_backlog_ms=earliest if backlog > 0 and earliest > 0 else None,
+        )
 
     def publishers(self, topic: TopicName, partitioned: bool) -> int:
         """Producers connected to ``topic`` now."""
+        return len(self.stats(topic, partitioned).get("publishers") or [])
+
+    # stats and geo-replication (the hub)
+
+    def topic_stats(self, topic: TopicName, partitioned: bool) -> dict[str, Any] | None:
+        """Counters and subscriptions of ``topic`` (with the publish time of each
+        subscription's oldest unacknowledged message); None if the topic does not exist."""
         suffix = "partitioned-stats" if partitioned else "stats"
-        stats = self._json("GET", f"{topic.path}/{suffix}", f"read stats of {topic}")
-        return len(stats.get("publishers") or [])
+        try:
+            stats = self._json(
+                "GET",
+                f"{topic.path}/{suffix}?getEarliestTimeInBacklog=true",
+                f"read stats of {topic}",
+            )
+        except PulsarNotFound:
+            return None
+        return dict(stats)
+
+    def cluster(self, name: str) -> dict[str, Any] | None:
+        """The registration of cluster ``name`` (its URLs); None when it is not registered."""
+        try:
+            return dict(self._json("GET", f"/admin/v2/clusters/{name}", f"read cluster {name}"))
+        except PulsarNotFound:
+            return None
+
+    def register_cluster(self, name: str, admin_url: str, broker_url: str) -> None:
+        """Register (or re-point) peer cluster ``name`` so replicators can reach it."""
+        body = {"serviceUrl": admin_url, "brokerServiceUrl": broker_url}
+        action = f"register cluster {name}"
+        try:
+            self._send("PUT", f"/admin/v2/clusters/{name}", action, body)
+        except PulsarConflict:
+            self._send("POST", f"/admin/v2/clusters/{name}", action, body)
+
+    def tenant_clusters(self, tenant: str) -> list[str] | None:
+        """Allowed clusters of ``tenant``; None when the tenant does not exist."""
+        try:
+            info = self._json("GET", f"/admin/v2/tenants/{tenant}", f"read tenant {tenant}")
+        except PulsarNotFound:
+            return None
+        return list(info.get("allowedClusters") or [])
+
+    def set_tenant_clusters(self, tenant: str, clusters: list[str]) -> None:
+        body = {"allowedClusters": clusters, "adminRoles": []}
+        self._send("POST", f"/admin/v2/tenants/{tenant}", f"update tenant {tenant}", body)
+
+    def replication_clusters(self, tenant: str, namespace: str) -> list[str]:
+        path = f"/admin/v2/namespaces/{tenant}/{namespace}/replication"
+        return list(self._json("GET", path, f"read replication of {tenant}/{namespace}"))
+
+    def set_replication_clusters(self, tenant: str, namespace: str, clusters: list[str]) -> None:
+        """Replicate the namespace between ``clusters``. Pulsar deletes the namespace's topics
+        in a cluster that leaves the list."""
+        path = f"/admin/v2/namespaces/{tenant}/{namespace}/replication"
+        self._send("POST", path, f"set replication of {tenant}/{namespace}", clusters)
 
     # plumbing
 
@@ -243,8 +368,10 @@ class PulsarAdmin:
         except PulsarConflict:
             return
 
-    def _json(self, method: str, path: str, action: str) -> Any:
-        response = self._send(method, path, action)
+    def _json(
+        self, method: str, path: str, action: str, params: dict[str, str] | None = None
+    ) -> Any:
+        response = self._send(method, path, action, params=params)
         if not response.content:
             return {}
         try:
@@ -259,37 +386,90 @@ class PulsarAdmin:
         action: str,
         body: Any = None,
         params: dict[str, str] | None = None,
+        content_type: str | None = None,
     ) -> httpx.Response:
-        response: httpx.Response = self._retrying(self._once, method, path, action, body, params)
+        response: httpx.Response = self._retrying(
+            self._once, method, path, action, body, params, content_type
+        )
         return response
 
     def _once(
-        self, method: str, path: str, action: str, body: Any, params: dict[str, str] | None
+        self,
+        method: str,
+        path: str,
+        action: str,
+        body: Any,
+        params: dict[str, str] | None,
+        content_type: str | None,
     ) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, json=body, params=params)
-        except httpx.TransportError as e:
-            raise from_transport(e, f"{action} at {self.admin_url}") from e
+        headers = {"Content-Type": content_type} if content_type else None
+        url: str | httpx.URL = path
+        for _ in range(MAX_REDIRECTS + 1):
+            start = time.perf_counter()
+            try:
+                response = self._http.request(
+                    method, url, json=body, params=params, headers=headers
+                )
+            except httpx.TransportError as e:
+                self._observe(method, path, "error", start)
+                raise from_transport(e, f"{action} at {self.admin_url}") from e
+            self._observe(method, path, str(response.status_code), start)
+            target = self._redirect(response, action)
+            if target is None:
+                break
+            url, params = target, None  # the Location carries the query
         if response.is_success:
             return response
         raise from_response(response, action)
 
+    def _observe(self, method: str, path: str, status: str, start: float) -> None:
+        if self._observer is not None:
+            self._observer(method, path, status, time.perf_counter() - start)
+
+    def _redirect(self, response: httpx.Response, action: str) -> httpx.URL | None:
+        """Where a 307/308 sends the request (a multi-broker cluster redirects topic calls to
+        the broker that owns the topic), or None. Followed here rather than by httpx, which
+        would drop the Authorization header on the way to another host; the same method and
+        body are sent again. A redirect to another scheme (https -> http would leak the token)
+        is refused."""
+        location = response.headers.get("location")
+        if response.status_code not in REDIRECTS or not location:
+            return None
+        target = response.url.join(location)
+        if target.scheme != self._scheme:
+            raise PulsarRejected(
+                f"{action}: refused redirect from {self._scheme}:// to {target}",
+                response.status_code,
+            )
+        return target
+
 
 class AdminPool:
-    """One client per (admin URL, token), shared by handler threads (httpx is thread-safe)."""
+    """One client per (admin URL, token, CA), shared by handler threads (httpx is
+    thread-safe); a rotated token or CA gets a client of its own."""
 
-    def __init__(self, *, timeout_s: float, attempts: int) -> None:
+    def __init__(
+        self, *, timeout_s: float, attempts: int, observer: RequestObserver | None = None
+    ) -> None:
         self._timeout_s = timeout_s
         self._attempts = attempts
-        self._clients: dict[tuple[str, str | None], PulsarAdmin] = {}
+        self._observer = observer
+        self._clients: dict[tuple[str, str | None, str | None], PulsarAdmin] = {}
+        self._lock = threading.Lock()
 
-    def __call__(self, admin_url: str, token: str | None) -> PulsarAdmin:
-        key = (admin_url, token)
-        if key not in self._clients:
-            self._clients[key] = PulsarAdmin(
-                admin_url, token=token, timeout_s=self._timeout_s, attempts=self._attempts
-            )
-        return self._clients[key]
+    def __call__(self, admin_url: str, token: str | None, ca: str | None = None) -> PulsarAdmin:
+        key = (admin_url, token, ca)
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = PulsarAdmin(
+                    admin_url,
+                    token=token,
+                    ca=ca,
+                    timeout_s=self._timeout_s,
+                    attempts=self._attempts,
+                    observer=self._observer,
+                )
+            return self._clients[key]
 
     def close(self) -> None:
         for client in self._clients.values():

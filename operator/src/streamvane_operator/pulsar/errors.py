@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
@@ -23,6 +25,15 @@ class PulsarRejected(PulsarError):
         self.status = status
 
 
+class PulsarUnauthorized(PulsarRejected):
+    """Pulsar refused the credentials (HTTP 401: no or invalid token; 403: not permitted)."""
+
+
+class PulsarMisconfigured(PulsarError):
+    """The connection cannot work as configured: the broker's TLS certificate is not trusted,
+    or the CA bundle is unusable. Retrying does not help; the spec or its Secrets must change."""
+
+
 class PulsarNotFound(PulsarRejected):
     pass
 
@@ -36,6 +47,9 @@ def from_response(response: httpx.Response, action: str) -> PulsarError:
     detail = _reason(response)
     if status in TRANSIENT_STATUSES:
         return PulsarUnavailable(f"{action}: HTTP {status}: {detail}")
+    if status in (401, 403):
+        what = "no or invalid token" if status == 401 else "the token's role may not do this"
+        return PulsarUnauthorized(f"{action}: HTTP {status} ({what}): {detail}", status)
     if status == 404:
         return PulsarNotFound(f"{action}: not found: {detail}", status)
     if status == 409:
@@ -43,8 +57,23 @@ def from_response(response: httpx.Response, action: str) -> PulsarError:
     return PulsarRejected(f"{action}: HTTP {status}: {detail}", status)
 
 
-def from_transport(error: httpx.TransportError, action: str) -> PulsarUnavailable:
+def from_transport(error: httpx.TransportError, action: str) -> PulsarError:
+    untrusted = _certificate_error(error)
+    if untrusted is not None:
+        return PulsarMisconfigured(
+            f"{action}: the server's TLS certificate is not trusted ({untrusted})"
+        )
     return PulsarUnavailable(f"{action}: {type(error).__name__}: {error or 'no response'}")
+
+
+def _certificate_error(error: BaseException) -> str | None:
+    """The verification failure behind a transport error, if that is what it is."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or seen)
+        seen = seen.__cause__ or seen.__context__
+    return "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in str(error) else None
 
 
 def _reason(response: httpx.Response) -> str:

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 import httpx
 
-from streamvane_operator.pulsar.admin import PulsarAdmin
+from streamvane_operator.pulsar.admin import PulsarAdmin, RequestObserver
 
 Route = Callable[[re.Match[str], Any], httpx.Response]
 _TOPIC = r"/admin/v2/persistent/(?P<t>[^/]+)/(?P<ns>[^/]+)/(?P<topic>[^/]+)"
@@ -28,20 +28,42 @@ class FakePulsar:
     namespaces: set[str] = field(default_factory=set)
     topics: dict[str, int] = field(default_factory=dict)
     """Fully qualified name -> partitions (0: non-partitioned)."""
+    properties: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Fully qualified name -> the properties the topic was created with."""
     retention: dict[str, dict[str, int]] = field(default_factory=dict)
     compaction_threshold: dict[str, int] = field(default_factory=dict)
     subscriptions: dict[str, set[str]] = field(default_factory=dict)
+    positions: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(topic, subscription) -> "earliest" or "latest": where it was created."""
     backlog: dict[tuple[str, str], int] = field(default_factory=dict)
     consumers: dict[tuple[str, str], int] = field(default_factory=dict)
     """Connected consumers per (topic, subscription)."""
     publishers: dict[str, int] = field(default_factory=dict)
     """Connected producers per topic."""
+    rate_in: dict[str, float] = field(default_factory=dict)
+    """msgRateIn per topic."""
+    rate_out: dict[tuple[str, str], float] = field(default_factory=dict)
+    """msgRateOut per (topic, subscription)."""
+    earliest_backlog_ms: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Publish time of the oldest backlog message per (topic, subscription)."""
+    published: dict[str, int] = field(default_factory=dict)
+    """Messages ever published per topic (msgInCounter)."""
+    dispatched: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Messages ever dispatched per (topic, subscription) (msgOutCounter)."""
     unavailable: bool = False
     calls: list[str] = field(default_factory=list)
+    _params: httpx.QueryParams = field(default_factory=httpx.QueryParams, repr=False)
+    """Query of the request being answered."""
 
-    def admin(self, url: str = "http://pulsar.test:8080") -> PulsarAdmin:
+    def admin(
+        self, url: str = "http://pulsar.test:8080", observer: RequestObserver | None = None
+    ) -> PulsarAdmin:
         return PulsarAdmin(
-            url, transport=httpx.MockTransport(self.handle), attempts=2, max_backoff_s=0
+            url,
+            transport=httpx.MockTransport(self.handle),
+            attempts=2,
+            max_backoff_s=0,
+            observer=observer,
         )
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -53,6 +75,7 @@ class FakePulsar:
         for pattern, method, handler in self._routes():
             match = re.fullmatch(pattern, path)
             if match and request.method == method:
+                self._params = request.url.params
                 return handler(match, body)
         return httpx.Response(404, json={"reason": "no route (fake)"})
 
@@ -73,7 +96,11 @@ class FakePulsar:
                 "GET",
                 lambda m, b: self._list_topics(m, partitioned=False),
             ),
-            (_TOPIC + "/partitions", "PUT", lambda m, b: self._create_topic(m, int(b))),
+            (
+                _TOPIC + "/partitions",
+                "PUT",
+                lambda m, b: self._create_topic(m, int(b["partitions"]), b["properties"]),
+            ),
             (_TOPIC + "/partitions", "POST", self._grow),
             (
                 _TOPIC + "/partitions",
@@ -81,7 +108,16 @@ class FakePulsar:
                 lambda m, b: _ok({"partitions": self.topics.get(_name(m), 0)}),
             ),
             (_TOPIC + "/partitions", "DELETE", self._delete_topic),
-            (_TOPIC, "PUT", lambda m, b: self._create_topic(m, 0)),
+            (_TOPIC, "PUT", lambda m, b: self._create_topic(m, 0, b or {})),
+            (
+                _TOPIC + "/properties",
+                "GET",
+                lambda m, b: (
+                    _ok(self.properties.get(_name(m), {}))
+                    if _name(m) in self.topics
+                    else httpx.Response(404, json={"reason": "Topic not found"})
+                ),
+            ),
             (_TOPIC, "DELETE", self._delete_topic),
             (_TOPIC + "/retention", "GET", lambda m, b: _ok(self.retention.get(_name(m)))),
             (_TOPIC + "/retention", "POST", self._set_retention),
@@ -130,12 +166,15 @@ class FakePulsar:
         ]
         return _ok(sorted(names))
 
-    def _create_topic(self, m: re.Match[str], partitions: int) -> httpx.Response:
+    def _create_topic(
+        self, m: re.Match[str], partitions: int, properties: dict[str, str]
+    ) -> httpx.Response:
         if f"{m['t']}/{m['ns']}" not in self.namespaces:
             return httpx.Response(404, json={"reason": "Namespace does not exist"})
         if _name(m) in self.topics:
             return _conflict("This topic already exists")
         self.topics[_name(m)] = partitions
+        self.properties[_name(m)] = dict(properties)
         return httpx.Response(204)
 
     def _grow(self, m: re.Match[str], body: object) -> httpx.Response:
@@ -146,6 +185,7 @@ class FakePulsar:
         if self.topics.pop(_name(m), None) is None:
             return httpx.Response(404, json={"reason": "Topic not found"})
         self.subscriptions.pop(_name(m), None)
+        self.properties.pop(_name(m), None)
         return httpx.Response(204)
 
     def _set_retention(self, m: re.Match[str], body: object) -> httpx.Response:
@@ -163,6 +203,8 @@ class FakePulsar:
         if m["sub"] in subs:
             return _conflict("Subscription already exists for topic")
         subs.add(m["sub"])
+        earliest = isinstance(body, dict) and body.get("ledgerId") == -1
+        self.positions[(_name(m), m["sub"])] = "earliest" if earliest else "latest"
         return httpx.Response(204)
 
     def _delete_subscription(self, m: re.Match[str], body: object) -> httpx.Response:
@@ -177,16 +219,31 @@ class FakePulsar:
         return httpx.Response(204)
 
     def _stats(self, m: re.Match[str], body: object) -> httpx.Response:
-        if _name(m) not in self.topics:
+        topic = _name(m)
+        earliest = self._params.get("getEarliestTimeInBacklog") == "true"
+        if topic not in self.topics:
             return httpx.Response(404, json={"reason": "Topic not found"})
         subs = {
             sub: {
-                "msgBacklog": self.backlog.get((_name(m), sub), 0),
-                "consumers": [{}] * self.consumers.get((_name(m), sub), 0),
+                "msgBacklog": self.backlog.get((topic, sub), 0),
+                "msgRateOut": self.rate_out.get((topic, sub), 0.0),
+                "msgOutCounter": self.dispatched.get((topic, sub), 0),
+                "consumers": [{}] * self.consumers.get((topic, sub), 0),
+                # As Pulsar: -1 unless asked for, or when there is no backlog.
+                "earliestMsgPublishTimeInBacklog": (
+                    self.earliest_backlog_ms.get((topic, sub), -1) if earliest else -1
+                ),
             }
-            for sub in self.subscriptions.get(_name(m), set())
+            for sub in self.subscriptions.get(topic, set())
         }
-        return _ok({"subscriptions": subs, "publishers": [{}] * self.publishers.get(_name(m), 0)})
+        return _ok(
+            {
+                "msgRateIn": self.rate_in.get(topic, 0.0),
+                "msgInCounter": self.published.get(topic, 0),
+                "subscriptions": subs,
+                "publishers": [{}] * self.publishers.get(topic, 0),
+            }
+        )
 
 
 def _name(m: re.Match[str]) -> str:

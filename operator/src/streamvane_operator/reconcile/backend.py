@@ -7,15 +7,22 @@ from typing import Any
 
 from streamvane_operator.api.backend import InferenceBackendSpec, InferenceBackendStatus
 from streamvane_operator.api.common import API_VERSION, Manifest
-from streamvane_operator.api.validation import parse
+from streamvane_operator.api.validation import (
+    InvalidSpecError,
+    is_label_value,
+    name_problems,
+    parse,
+)
 from streamvane_operator.reconcile.common import (
     Deps,
     Events,
     Outcome,
     RetryLater,
     Stop,
+    check_conflicts,
     converge_children,
     delete_children,
+    measured,
     observe_children,
     problems,
     retry_delay,
@@ -46,6 +53,18 @@ def reconcile_backend(
     generation: int,
     previous_status: Mapping[str, Any] | None,
 ) -> Outcome[InferenceBackendStatus]:
+    return measured(
+        deps, KIND, lambda: _reconcile(deps, owner, raw_spec, generation, previous_status)
+    )
+
+
+def _reconcile(
+    deps: Deps,
+    owner: Owner,
+    raw_spec: Mapping[str, Any],
+    generation: int,
+    previous_status: Mapping[str, Any] | None,
+) -> Outcome[InferenceBackendStatus]:
     events = Events()
     problem: Problem | None = None
     url = ""
@@ -57,7 +76,11 @@ def reconcile_backend(
             url = resolve(owner.name, owner.namespace, spec).url
             managed = spec.managed is not None
             desired = render_managed(owner, spec.managed) if spec.managed is not None else []
+            bad_names = name_problems(KIND, owner.name, ["-triton"] if managed else [])
+            if bad_names:
+                raise InvalidSpecError(bad_names)
             observed = observe_children(deps.kube, owner, BACKEND_LABEL)
+            check_conflicts(deps.kube, desired, observed, owner.uid)
             observed = converge_children(deps.kube, owner, BACKEND_LABEL, desired, observed, events)
     except Stop as stop:
         problem = stop.problem
@@ -95,6 +118,7 @@ def reconcile_backend(
 def delete_backend(deps: Deps, owner: Owner) -> None:
     try:
         with problems():
-            delete_children(deps.kube, owner, BACKEND_LABEL)
+            if is_label_value(owner.name):
+                delete_children(deps.kube, owner, BACKEND_LABEL)
     except Stop as stop:
         raise RetryLater(stop.problem.message, retry_delay(deps, stop.problem) or 60) from stop

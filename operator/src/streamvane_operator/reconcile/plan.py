@@ -9,7 +9,14 @@ from typing import Any
 from streamvane_operator.api.common import Manifest
 from streamvane_operator.kube.client import ObjectRef
 
-_DELETE_ORDER = ("Deployment", "PodDisruptionBudget", "Service", "ConfigMap")
+_DELETE_ORDER = (
+    "ScaledObject",
+    "TriggerAuthentication",
+    "Deployment",
+    "PodDisruptionBudget",
+    "Service",
+    "ConfigMap",
+)
 
 
 @dataclass(frozen=True)
@@ -17,7 +24,8 @@ class Plan:
     apply: tuple[Manifest, ...]
     """Objects missing or drifted, in the order given (ConfigMaps before Deployments)."""
     delete: tuple[ObjectRef, ...]
-    """Owned objects nothing desires any more; workloads first so pods stop before config goes."""
+    """Owned objects nothing desires any more; autoscalers, then workloads, so pods stop
+    before their config goes."""
 
     @property
     def empty(self) -> bool:

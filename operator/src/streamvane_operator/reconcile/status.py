@@ -11,12 +11,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from streamvane_operator.api.common import Condition, ConditionStatus, Manifest
-from streamvane_operator.api.pipeline import PipelineStatus, StageStatus
+from streamvane_operator.api.pipeline import PipelineStatus, StagePhase, StageStatus
 from streamvane_operator.render.labels import STAGE_LABEL
 
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+OWN_CONDITIONS = (READY, PROGRESSING, DEGRADED)
+"""What a reconcile decides; other conditions (the autoscaler's ScalingActive) are kept."""
 
 
 class Failure(StrEnum):
@@ -27,10 +29,30 @@ class Failure(StrEnum):
     PULSAR_REJECTED = "PulsarRejected"
     KUBE_UNAVAILABLE = "KubernetesUnavailable"
     KUBE_REJECTED = "KubernetesRejected"
+    NAME_CONFLICT = "NameConflict"
+    """An object the Pipeline would write exists and is someone else's."""
+    TOPIC_CONFLICT = "TopicConflict"
+    """A stage would publish into a topic another Pipeline owns."""
+    SECRET_NOT_FOUND = "SecretNotFound"
+    PULSAR_UNAUTHORIZED = "PulsarUnauthorized"
+    PULSAR_TLS = "PulsarTLSFailed"
+    PREFLIGHT_FAILED = "PreflightFailed"
+    """An edit points at a broker or a model that does not answer; nothing was rolled."""
+    WORKER_CRASH_LOOP = "WorkerCrashLoop"
+    WORKER_START_FAILED = "WorkerStartFailed"
 
     @property
     def transient(self) -> bool:
-        return self in (Failure.PULSAR_UNAVAILABLE, Failure.KUBE_UNAVAILABLE)
+        return self in (
+            Failure.PULSAR_UNAVAILABLE,
+            Failure.KUBE_UNAVAILABLE,
+            Failure.PREFLIGHT_FAILED,
+        )
+
+    @property
+    def rolled_back(self) -> bool:
+        """The current spec is not what runs: the workers of an earlier one serve."""
+        return self in (Failure.INVALID_SPEC, Failure.PREFLIGHT_FAILED)
 
 
 @dataclass(frozen=True)
@@ -54,29 +76,113 @@ def deployment_ready(deployment: Manifest) -> bool:
     )
 
 
+START_FAILURES = frozenset(
+    {
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "RunContainerError",
+    }
+)
+"""Waiting reasons of a container that kubelet cannot start (config, image, runtime)."""
+
+
+@dataclass(frozen=True)
+class WorkerFailure:
+    """A stage's worker that crashes or cannot start, in its own words."""
+
+    stage: str
+    pod: str
+    failure: Failure
+    message: str
+
+    def describe(self) -> str:
+        return f"stage {self.stage}: {self.message}"
+
+
+def worker_failure(stage: str, pods: Sequence[Manifest]) -> WorkerFailure | None:
+    """The first pod of ``stage`` whose container keeps crashing or cannot start, as kubelet
+    reports it: waiting in CrashLoopBackOff (or terminated, or running again but not ready)
+    after a failed run, with the exit code and the termination message the worker left; or
+    waiting for a reason kubelet cannot get past (missing Secret, image). None when healthy."""
+    for pod in sorted(pods, key=lambda p: str(p["metadata"].get("name", ""))):
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        name = str(pod["metadata"].get("name", ""))
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            found = _container_failure(container)
+            if found is not None:
+                return WorkerFailure(stage, name, found[0], f"worker {name} {found[1]}")
+    return None
+
+
+def _container_failure(container: Mapping[str, Any]) -> tuple[Failure, str] | None:
+    state = container.get("state") or {}
+    waiting = state.get("waiting") or {}
+    if waiting.get("reason") in START_FAILURES:
+        detail = waiting.get("message") or "no message"
+        return Failure.WORKER_START_FAILED, f"cannot start ({waiting['reason']}): {detail}"
+    restarts = int(container.get("restartCount") or 0)
+    ended = state.get("terminated") or (container.get("lastState") or {}).get("terminated")
+    if not ended and waiting.get("reason") == "CrashLoopBackOff":
+        return Failure.WORKER_CRASH_LOOP, f"CrashLoopBackOff: {waiting.get('message', '')}"
+    if not ended or int(ended.get("exitCode") or 0) == 0 or container.get("ready"):
+        return None
+    message = str(ended.get("message") or "").strip() or "(no termination message)"
+    return (
+        Failure.WORKER_CRASH_LOOP,
+        f"exited with code {ended['exitCode']} ({restarts} restarts): {message}",
+    )
+
+
 def stage_status(
     name: str,
     deployment: Manifest | None,
     subscription: str,
     backlog: int | None,
     desired_replicas: int = 0,
+    failure: WorkerFailure | None = None,
+    scaling: tuple[str | None, datetime | None] = (None, None),
 ) -> StageStatus:
-    """``desired_replicas`` counts when the stage has no Deployment (yet)."""
+    """``desired_replicas`` counts when the stage has no Deployment (yet); ``scaling`` is
+    the autoscaler's (scalingReason, lastScaleTime), kept as it last wrote them."""
+    reason, last_scale = scaling
     if deployment is None:
         return StageStatus(
             name=name,
+            phase=StagePhase.PENDING,
+            message="no Deployment yet",
             desired_replicas=desired_replicas,
             subscription=subscription,
             backlog=backlog,
+            scaling_reason=reason,
+            last_scale_time=last_scale,
         )
     status = deployment.get("status") or {}
+    replicas = int(deployment.get("spec", {}).get("replicas", 1))
+    ready = int(status.get("readyReplicas") or 0)
+    if failure is not None:
+        phase, message = StagePhase.FAILING, failure.message
+    elif not deployment_ready(deployment):
+        phase, message = StagePhase.ROLLING_OUT, f"{ready}/{replicas} workers ready"
+    elif replicas == 0:
+        phase = StagePhase.SCALED_TO_ZERO
+        message = "0 replicas desired: no worker runs; messages wait on the subscription"
+    else:
+        phase, message = StagePhase.READY, f"{ready}/{replicas} workers ready"
     return StageStatus(
         name=name,
-        desired_replicas=int(deployment.get("spec", {}).get("replicas", 1)),
-        ready_replicas=int(status.get("readyReplicas") or 0),
+        phase=phase,
+        message=message[:2048],
+        desired_replicas=replicas,
+        ready_replicas=ready,
         updated_replicas=int(status.get("updatedReplicas") or 0),
         subscription=subscription,
         backlog=backlog,
+        scaling_reason=reason,
+        last_scale_time=last_scale,
     )
 
 
@@ -103,9 +209,16 @@ def pipeline_status(
         for s in stages
         if s.name not in ready_stages
     ]
-    if all_ready:
-        ready = desired_condition(READY, True, "AllStagesReady", f"{total}/{total} stages ready")
-    elif problem is not None and not stages:
+    if all_ready and (problem is None or not problem.failure.rolled_back):
+        idle = [s.name for s in stages if s.phase is StagePhase.SCALED_TO_ZERO]
+        ready = desired_condition(
+            READY,
+            True,
+            "AllStagesReady",
+            f"{total}/{total} stages ready"
+            + (f" ({', '.join(idle)} scaled to zero)" if idle else ""),
+        )
+    elif problem is not None and (not stages or all_ready):
         ready = desired_condition(READY, False, problem.failure.value, problem.message)
     else:
         ready = desired_condition(
@@ -134,7 +247,8 @@ def pipeline_status(
     backlogs = [s.backlog for s in stages if s.backlog is not None]
     return PipelineStatus(
         observed_generation=generation,
-        conditions=merge_conditions(previous, [ready, progressing, degraded], generation, now),
+        conditions=merge_conditions(previous, [ready, progressing, degraded], generation, now)
+        + [c for c in previous if c.type not in OWN_CONDITIONS],
         stages=list(stages),
         stages_ready=f"{len(ready_stages)}/{total}",
         backlog=sum(backlogs) if backlogs else None,
@@ -198,6 +312,20 @@ def previous_subscriptions(status: Mapping[str, Any] | None) -> dict[str, str]:
         for stage in (status or {}).get("stages") or []
         if isinstance(stage, dict) and "name" in stage
     }
+
+
+def previous_scaling(
+    status: Mapping[str, Any] | None,
+) -> dict[str, tuple[str | None, datetime | None]]:
+    """Stage -> (scalingReason, lastScaleTime) as the autoscaler last wrote them."""
+    found: dict[str, tuple[str | None, datetime | None]] = {}
+    for raw in (status or {}).get("stages") or []:
+        try:
+            stage = StageStatus.model_validate(raw)
+        except ValidationError:
+            continue
+        found[stage.name] = (stage.scaling_reason, stage.last_scale_time)
+    return found
 
 
 def previous_retiring(status: Mapping[str, Any] | None) -> list[str]:

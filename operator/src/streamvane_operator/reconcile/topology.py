@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from streamvane_operator.api.pipeline import InitialPosition
+from streamvane_operator.metrics import StageLoad
 from streamvane_operator.pulsar.admin import PulsarAdmin, Retention, SubscriptionStats, TopicName
 from streamvane_operator.pulsar.errors import PulsarNotFound
+from streamvane_operator.reconcile.ownership import (
+    OWNER_PROPERTY,
+    ObservedTopic,
+    foreign_outputs,
+    owned_topics,
+    starts_earliest,
+)
 from streamvane_operator.render.topology import STATE_COMPACTION_THRESHOLD_BYTES, Topology
 
 STATE_RETENTION = Retention(-1, -1)
 """State topics keep everything: compaction, not retention, bounds them."""
+
+
+class TopicConflict(Exception):
+    """The topology would write into topics another Pipeline owns; nothing was changed."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -20,15 +38,49 @@ class TopologyChanges:
     """What was created or changed, for events."""
     notes: list[str] = field(default_factory=list)
     """Differences that cannot be fixed in place, for warning events."""
+    owned_topics: list[str] = field(default_factory=list)
+    """Topics of the topology this Pipeline created (it may delete them)."""
+    created_subscriptions: list[str] = field(default_factory=list)
+    """Subscriptions created now, as ``persistent://tenant/namespace/topic#name``."""
 
 
-def ensure_topology(admin: PulsarAdmin, topo: Topology) -> TopologyChanges:
-    """Create what is missing: tenant, namespace, topics, retention, then subscriptions.
+def observe_topics(admin: PulsarAdmin, topo: Topology) -> dict[str, ObservedTopic]:
+    """The topology's topics that exist (local name -> partitions and owner); {} while the
+    tenant or namespace does not exist."""
+    if topo.tenant not in admin.tenants():
+        return {}
+    if f"{topo.tenant}/{topo.namespace}" not in admin.namespaces(topo.tenant):
+        return {}
+    existing = admin.topics(topo.tenant, topo.namespace)
+    observed = {}
+    for topic in topo.topics:
+        if topic.name in existing:
+            name = TopicName(topo.tenant, topo.namespace, topic.name)
+            owner = admin.topic_properties(name).get(OWNER_PROPERTY)
+            observed[topic.name] = ObservedTopic(existing[topic.name], owner)
+    return observed
 
-    Subscriptions start at the earliest message and this runs before any worker exists, so
-    whatever producers publish from now on is kept for the stages.
+
+def ensure_topology(
+    admin: PulsarAdmin,
+    topo: Topology,
+    me: str,
+    positions: dict[str, InitialPosition | None],
+    shared_outputs: frozenset[str],
+) -> TopologyChanges:
+    """Check ownership, then create what is missing: tenant, namespace, topics (owned by
+    ``me``), retention, then subscriptions.
+
+    Raises TopicConflict before writing anything when a stage would publish into another
+    Pipeline's topic. New subscriptions start where ``positions`` (stage -> input
+    initialPosition) says, by default at the earliest message of the Pipeline's own topics:
+    this runs before any worker exists, so whatever producers publish from now on is kept.
     """
-    changes = TopologyChanges()
+    observed = observe_topics(admin, topo)
+    conflicts = foreign_outputs(topo, me, observed, shared_outputs)
+    if conflicts:
+        raise TopicConflict(conflicts)
+    changes = TopologyChanges(owned_topics=owned_topics(topo, me, observed))
     created, notes = changes.created, changes.notes
     if topo.tenant not in admin.tenants():
         admin.create_tenant(topo.tenant, admin.clusters())
@@ -36,15 +88,18 @@ def ensure_topology(admin: PulsarAdmin, topo: Topology) -> TopologyChanges:
     if f"{topo.tenant}/{topo.namespace}" not in admin.namespaces(topo.tenant):
         admin.create_namespace(topo.tenant, topo.namespace)
         created.append(f"namespace {topo.tenant}/{topo.namespace}")
-    existing = admin.topics(topo.tenant, topo.namespace)
     retention = Retention(topo.retention_minutes, topo.retention_size_mb)
     for topic in topo.topics:
         wanted = STATE_RETENTION if topic.state else retention
         name = TopicName(topo.tenant, topo.namespace, topic.name)
-        have = existing.get(topic.name)
+        seen = observed.get(topic.name)
+        have = seen.partitions if seen else None
         if have is None:
-            admin.create_topic(name, topic.partitions)
-            created.append(f"topic {name}")
+            if admin.create_topic(name, topic.partitions, {OWNER_PROPERTY: me}):
+                created.append(f"topic {name}")
+                changes.owned_topics.append(str(name))
+            else:
+                notes.append(f"topic {name} appeared meanwhile; it is used as is, not owned")
         elif have == 0 and topic.partitions > 0:
             notes.append(
                 f"topic {name} already exists without partitions; "
@@ -67,8 +122,11 @@ def ensure_topology(admin: PulsarAdmin, topo: Topology) -> TopologyChanges:
     for sub in topo.subscriptions:
         name = TopicName(topo.tenant, topo.namespace, sub.topic)
         if sub.name not in admin.subscriptions(name):
-            admin.create_subscription(name, sub.name)
-            created.append(f"subscription {sub.name} on {name} (from the earliest message)")
+            earliest = starts_earliest(positions.get(sub.stage), sub.topic, me, observed)
+            admin.create_subscription(name, sub.name, earliest)
+            changes.created_subscriptions.append(f"{name}#{sub.name}")
+            start = "the earliest message" if earliest else "the latest message"
+            created.append(f"subscription {sub.name} on {name} (from {start})")
     return changes
 
 
@@ -87,6 +145,21 @@ def subscription_stats(admin: PulsarAdmin, topo: Topology) -> dict[str, Subscrip
     return found
 
 
+def stage_load(stats: SubscriptionStats, now: datetime) -> StageLoad:
+    """A stage's load for the metrics. Its lag is the age of the oldest unacknowledged
+    message; when Pulsar gives no time for it, the time the backlog takes to drain at the
+    current dispatch rate (NaN while nothing is dispatched)."""
+    if stats.backlog == 0:
+        lag = 0.0
+    elif stats.earliest_backlog_ms is not None:
+        lag = max(now.timestamp() - stats.earliest_backlog_ms / 1000, 0.0)
+    elif stats.rate_out > 0:
+        lag = stats.backlog / stats.rate_out
+    else:
+        lag = math.nan
+    return StageLoad(stats.backlog, stats.rate_in, stats.rate_out, lag)
+
+
 def worker_connections(admin: PulsarAdmin, topo: Topology) -> int:
     """Consumers on the stage subscriptions plus producers on the topics workers publish to.
 
@@ -102,16 +175,50 @@ def worker_connections(admin: PulsarAdmin, topo: Topology) -> int:
     return consumers + producers
 
 
-def delete_topology(admin: PulsarAdmin, topo: Topology) -> list[str]:
-    """Delete the pipeline's topics (and with them their subscriptions); returns their names."""
-    existing = admin.topics(topo.tenant, topo.namespace)
-    deleted = []
-    for topic in topo.topics:
-        if topic.name in existing:
-            name = TopicName(topo.tenant, topo.namespace, topic.name)
-            admin.delete_topic(name, partitioned=existing[topic.name] > 0)
-            deleted.append(str(name))
-    return deleted
+@dataclass(frozen=True)
+class Cleanup:
+    deleted: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    """Created topics left in place, each with the reason (for a warning event)."""
+
+
+def delete_created(
+    admin: PulsarAdmin, me: str, topics: Iterable[str], subscriptions: Iterable[str]
+) -> Cleanup:
+    """Delete the subscriptions, then the topics, that this Pipeline (``me``) created. A topic
+    is kept when its owner property no longer names ``me`` or when subscriptions of others
+    read it (another pipeline's input); topics and subscriptions already gone count as done.
+    """
+    cleanup = Cleanup()
+    ours = set(subscriptions)
+    for subscription in sorted(ours):
+        on, _, name = subscription.partition("#")
+        if admin.delete_subscription(TopicName.parse(on), name):
+            cleanup.deleted.append(f"subscription {subscription}")
+        else:
+            cleanup.kept.append(f"subscription {subscription}: consumers are still connected")
+    listings: dict[tuple[str, str], dict[str, int]] = {}
+    for qualified in sorted(set(topics)):
+        topic = TopicName.parse(qualified)
+        key = (topic.tenant, topic.namespace)
+        if key not in listings:
+            try:
+                listings[key] = admin.topics(*key)
+            except PulsarNotFound:
+                listings[key] = {}
+        if topic.local not in listings[key]:
+            continue
+        owner = admin.topic_properties(topic).get(OWNER_PROPERTY)
+        if owner != me:
+            cleanup.kept.append(f"topic {topic}: it belongs to {owner or 'nobody'} now")
+            continue
+        readers = [s for s in admin.subscriptions(topic) if f"{topic}#{s}" not in ours]
+        if readers:
+            cleanup.kept.append(f"topic {topic}: still read by subscriptions {', '.join(readers)}")
+            continue
+        admin.delete_topic(topic, partitioned=listings[key][topic.local] > 0)
+        cleanup.deleted.append(f"topic {topic}")
+    return cleanup
 
 
 def retire_subscriptions(

@@ -33,13 +33,20 @@ class ResolvedBackend:
     url: str
     timeout_ms: int
     tls: TLSSpec = TLSSpec()
+    metrics_url: str | None = None
+    """Triton's Prometheus metrics, read by the autoscaler; None when unknown."""
 
 
 def resolve(name: str, namespace: str, spec: InferenceBackendSpec) -> ResolvedBackend:
     if spec.endpoint is not None:
-        return ResolvedBackend(spec.endpoint.url, spec.timeouts.request_ms, spec.endpoint.tls)
-    url = f"{backend_object_name(name)}.{namespace}.svc:{TRITON_GRPC_PORT}"
-    return ResolvedBackend(url, spec.timeouts.request_ms)
+        e = spec.endpoint
+        return ResolvedBackend(e.url, spec.timeouts.request_ms, e.tls, e.metrics_url)
+    host = f"{backend_object_name(name)}.{namespace}.svc"
+    return ResolvedBackend(
+        f"{host}:{TRITON_GRPC_PORT}",
+        spec.timeouts.request_ms,
+        metrics_url=f"http://{host}:{TRITON_METRICS_PORT}/metrics",
+    )
 
 
 def render_managed(owner: Owner, spec: ManagedSpec) -> list[dict[str, Any]]:

@@ -12,6 +12,8 @@ STAGE_LABEL = "streamvane.io/stage"
 BACKEND_LABEL = "streamvane.io/inference-backend"
 CONFIG_HASH_ANNOTATION = "streamvane.io/config-hash"
 FIELD_MANAGER = "streamvane-operator"
+AUTOSCALER_FIELD_MANAGER = "streamvane-autoscaler"
+"""Owns spec.replicas of autoscaled stages' Deployments (written via the scale subresource)."""
 
 WORKER_COMPONENT = "worker"
 INFERENCE_COMPONENT = "inference-server"

@@ -13,6 +13,7 @@ from streamvane_operator.api.common import Manifest
 from streamvane_operator.api.pipeline import PipelineSpec
 from streamvane_operator.api.validation import InvalidSpecError, pipeline_problems
 from streamvane_operator.render.backend import resolve
+from streamvane_operator.render.keda import render_keda
 from streamvane_operator.render.labels import Owner
 from streamvane_operator.render.stage import render_stage
 from streamvane_operator.render.topology import Topology, topology
@@ -36,14 +37,16 @@ def render_pipeline(
     defaults: WorkerDefaults,
 ) -> RenderedPipeline:
     """Raises InvalidSpecError listing every problem found."""
-    problems = pipeline_problems(owner.name, spec, backends)
+    problems = pipeline_problems(owner.name, spec, backends, owner.namespace)
     if problems:
         raise InvalidSpecError(problems)
     resolved = {name: resolve(name, owner.namespace, b) for name, b in backends.items()}
     configs: dict[str, WorkerConfig] = {}
     for stage in spec.stages:
         try:
-            configs[stage.name] = worker_config(owner.name, spec, stage, resolved, defaults)
+            configs[stage.name] = worker_config(
+                owner.namespace, owner.name, spec, stage, resolved, defaults
+            )
         except InvalidSpecError as e:
             problems.extend(e.problems)
     if problems:
@@ -60,4 +63,7 @@ def render_pipeline(
             defaults,
         )
     ]
-    return RenderedPipeline(topology(owner.name, spec), tuple(objects), configs)
+    topo = topology(owner.namespace, owner.name, spec)
+    subscriptions = {s.stage: s.name for s in topo.subscriptions}
+    objects.extend(render_keda(owner, spec, subscriptions))
+    return RenderedPipeline(topo, tuple(objects), configs)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from streamvane_operator.api.pod import PodOverrides
+
 
 def http_probe(path: str, *, period: int, failures: int, port: str = "http") -> dict[str, Any]:
     return {
@@ -29,3 +31,18 @@ def pod_security(uid: int) -> dict[str, Any]:
         "fsGroup": uid,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def override_fields(pod: PodOverrides | None) -> dict[str, Any]:
+    """The Pod spec fields a stage's ``pod`` sets; those it leaves empty are not rendered."""
+    if pod is None:
+        return {}
+    fields: dict[str, Any] = {
+        "nodeSelector": dict(pod.node_selector),
+        "tolerations": [dict(t) for t in pod.tolerations],
+        "affinity": dict(pod.affinity or {}),
+        "priorityClassName": pod.priority_class_name,
+        "serviceAccountName": pod.service_account_name,
+        "imagePullSecrets": [dict(s) for s in pod.image_pull_secrets],
+    }
+    return {key: value for key, value in fields.items() if value}

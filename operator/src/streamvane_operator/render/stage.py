@@ -15,7 +15,12 @@ from streamvane_operator.render.labels import (
     stage_object_name,
     stage_selector,
 )
-from streamvane_operator.render.pod import CONTAINER_SECURITY, http_probe, pod_security
+from streamvane_operator.render.pod import (
+    CONTAINER_SECURITY,
+    http_probe,
+    override_fields,
+    pod_security,
+)
 from streamvane_operator.render.worker import (
     CONFIG_DIR,
     CONFIG_FILE_NAME,
@@ -117,13 +122,22 @@ def _deployment(
         },
         "securityContext": CONTAINER_SECURITY,
         "volumeMounts": mounts,
+        # The worker writes why it could not start there; a crash without one (an
+        # interpreter error) shows the end of its log instead.
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    pod = stage.pod
+    # An autoscaled stage's replicas belong to its autoscaler (the operator's scaling loop or
+    # KEDA's HPA), which writes them through the scale subresource: the applied manifest
+    # leaves the field out, so server-side apply neither owns nor resets it.
+    replicas = {} if stage.scaling.autoscaled else {"replicas": stage.scaling.min_replicas}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(name, owner, labels),
         "spec": {
-            "replicas": stage.scaling.min_replicas,
+            **replicas,
             "selector": {"matchLabels": stage_selector(owner.name, stage.name)},
             "strategy": {
                 "type": "RollingUpdate",
@@ -131,14 +145,19 @@ def _deployment(
             },
             "template": {
                 "metadata": {
-                    "labels": labels,
+                    # The schema refuses extra labels that would replace the operator's.
+                    "labels": {**(pod.labels if pod else {}), **labels},
                     # A new config is a new template, so a changed ConfigMap rolls the pods.
-                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash},
+                    "annotations": {
+                        **(pod.annotations if pod else {}),
+                        CONFIG_HASH_ANNOTATION: config_hash,
+                    },
                 },
                 "spec": {
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                     "securityContext": pod_security(WORKER_UID),
+                    **override_fields(pod),
                     "containers": [container],
                     "volumes": volumes,
                 },

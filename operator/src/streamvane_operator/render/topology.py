@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from streamvane_operator.api.pipeline import PipelineSpec
 from streamvane_operator.api.validation import dead_letter_topic, state_topic, subscription_name
-from streamvane_worker.config import STATEFUL_STAGES
+from streamvane_worker.config import STATEFUL_STAGES, attempts_topic_of
 
 STATE_COMPACTION_THRESHOLD_BYTES = 16 * 1024 * 1024
 """Backlog past the last compaction at which Pulsar compacts a state topic again."""
@@ -54,7 +54,7 @@ class Topology:
         return {s.stage: f"{self.topic(s.topic)}#{s.name}" for s in self.subscriptions}
 
 
-def topology(pipeline: str, spec: PipelineSpec) -> Topology:
+def topology(namespace: str, pipeline: str, spec: PipelineSpec) -> Topology:
     """Topics in first-use order: data topics use the policy's partitions, dead-letter
     topics are non-partitioned (that is what the Pulsar client creates for them), and so are
     the state topics of stateful stages (one reader rebuilds a replica's state from one)."""
@@ -66,9 +66,11 @@ def topology(pipeline: str, spec: PipelineSpec) -> Topology:
     states = dict.fromkeys(
         state_topic(pipeline, s) for s in spec.stages if s.type in STATEFUL_STAGES
     )
+    # Dead-letter topics and the workers' attempt journals beside them.
+    worker_topics = dead_letters | dict.fromkeys(attempts_topic_of(d) for d in dead_letters)
     topics = (
         [Topic(name, spec.topics.partitions) for name in data]
-        + [Topic(name, 0) for name in dead_letters if name not in data]
+        + [Topic(name, 0) for name in worker_topics if name not in data]
         + [Topic(name, 0, state=True) for name in states if name not in data]
     )
     return Topology(
@@ -76,12 +78,14 @@ def topology(pipeline: str, spec: PipelineSpec) -> Topology:
         namespace=spec.pulsar.namespace,
         topics=tuple(topics),
         subscriptions=tuple(
-            Subscription(stage.name, stage.input.topic, subscription_name(pipeline, stage))
+            Subscription(
+                stage.name, stage.input.topic, subscription_name(namespace, pipeline, stage)
+            )
             for stage in spec.stages
         ),
         retention_minutes=spec.topics.retention_minutes,
         retention_size_mb=spec.topics.retention_size_mb,
         produced=frozenset(t for s in spec.stages for t in s.outputs)
-        | frozenset(dead_letters)
+        | frozenset(worker_topics)
         | frozenset(states),
     )

@@ -65,6 +65,12 @@ def pulsar_token(spec: PipelineSpec) -> SecretFile | None:
     return SecretFile("pulsar", ref, "token") if ref else None
 
 
+def pulsar_ca(spec: PipelineSpec) -> SecretFile | None:
+    """The brokers' CA, mounted where workers connect over TLS."""
+    ref = spec.pulsar.ca_secret_ref
+    return SecretFile("pulsar-ca", ref, "ca.crt") if ref and spec.pulsar.tls_workers else None
+
+
 def triton_ca(stage: StageSpec, backends: Mapping[str, ResolvedBackend]) -> SecretFile | None:
     backend = backends.get(stage.model.backend) if stage.model else None
     ref = backend.tls.ca_secret_ref if backend else None
@@ -75,10 +81,12 @@ def secret_files(
     spec: PipelineSpec, stage: StageSpec, backends: Mapping[str, ResolvedBackend]
 ) -> list[SecretFile]:
     """The Secrets a stage's worker pods mount."""
-    return [f for f in (pulsar_token(spec), triton_ca(stage, backends)) if f is not None]
+    files = (pulsar_token(spec), pulsar_ca(spec), triton_ca(stage, backends))
+    return [f for f in files if f is not None]
 
 
 def worker_config(
+    namespace: str,
     pipeline: str,
     spec: PipelineSpec,
     stage: StageSpec,
@@ -104,7 +112,7 @@ def worker_config(
             model_version=stage.model.version,
             timeout_ms=backend.timeout_ms,
         )
-    token = pulsar_token(spec)
+    token, pulsar_tls_ca = pulsar_token(spec), pulsar_ca(spec)
     try:
         return WorkerConfig.model_validate(
             {
@@ -112,11 +120,13 @@ def worker_config(
                 "stage": stage.name,
                 "stage_type": stage.type,
                 "pulsar": PulsarSettings(
-                    service_url=pulsar.service_url, auth_token_file=token.path if token else None
+                    service_url=pulsar.service_url,
+                    auth_token_file=token.path if token else None,
+                    tls_ca_file=pulsar_tls_ca.path if pulsar_tls_ca else None,
                 ),
                 "input": InputSettings(
                     topic=topic(stage.input.topic),
-                    subscription=subscription_name(pipeline, stage),
+                    subscription=subscription_name(namespace, pipeline, stage),
                     subscription_type=stage.input.subscription_type,
                 ),
                 "outputs": [topic(t) for t in stage.outputs],
@@ -127,7 +137,7 @@ def worker_config(
                     dead_letter_topic=topic(dead_letter_topic(pipeline, stage)),
                 ),
                 "inference": inference,
-                "params": stage.params,
+                "params": stage.typed_params(),
                 "state": StateSettings(topic=topic(state_topic(pipeline, stage)))
                 if stage.type in STATEFUL_STAGES
                 else None,

@@ -117,3 +117,58 @@ def test_rendered_deployments_carry_worker_config_when_sample_is_rendered() -> N
         assert config.pipeline == "content-understanding"
         assert config.inference is not None and config.inference.triton_url == "127.0.0.1:8001"
         assert config.input.topic.startswith("persistent://streamvane/content/")
+
+
+def schema_nodes(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, dict):
+        return [node, *[n for v in node.values() for n in schema_nodes(v)]]
+    if isinstance(node, list):
+        return [n for v in node for n in schema_nodes(v)]
+    return []
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_crd_bounds_every_string_and_list_when_generated(kind: Any) -> None:
+    spec = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    nodes = schema_nodes(spec)
+
+    assert not [n for n in nodes if n.get("x-kubernetes-preserve-unknown-fields")]
+    unbounded = [
+        n.get("description", "?")
+        for n in nodes
+        if len(n) > 1  # not a branch of an int-or-string
+        and (n.get("type") == "string" and "maxLength" not in n and "enum" not in n)
+        or (n.get("type") == "array" and "maxItems" not in n)
+        or (n.get("type") == "object" and "additionalProperties" in n and "maxProperties" not in n)
+    ]
+    assert unbounded == []
+
+
+def test_crd_types_params_per_stage_type_when_generated() -> None:
+    (pipeline,) = [k for k in KINDS if k.kind == "Pipeline"]
+    schema = crd(pipeline)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    stage = schema["properties"]["spec"]["properties"]["stages"]["items"]
+
+    assert set(stage["properties"]["params"]["properties"]) == {
+        "labels",
+        "topK",
+        "minScore",
+        "categories",
+        "catalogueTopic",
+        "halfLifeS",
+        "eventWeights",
+        "dwellWeight",
+        "dwellCapMs",
+        "historySize",
+        "maxUsers",
+        "userTtlS",
+        "excludeReview",
+        "index",
+        "snapshotDir",
+        "snapshotIntervalS",
+    }
+    messages = [r["message"] for r in stage["x-kubernetes-validations"]]
+    assert "stage type tagging needs params.labels" in messages
+    assert "params.categories is only for stage type safety" in messages
+    assert schema["properties"]["metadata"]["properties"]["name"]["maxLength"] == 63
+    assert "size(self.metadata.name)" in schema["x-kubernetes-validations"][0]["rule"]

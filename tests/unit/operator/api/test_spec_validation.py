@@ -8,8 +8,13 @@ import pytest
 from pydantic import ValidationError
 
 from streamvane_operator.api.backend import EndpointSpec, InferenceBackendSpec, TLSSpec
-from streamvane_operator.api.pipeline import PipelineSpec
-from streamvane_operator.api.validation import InvalidSpecError, parse, pipeline_problems
+from streamvane_operator.api.pipeline import PipelineSpec, PulsarConnection
+from streamvane_operator.api.validation import (
+    InvalidSpecError,
+    name_problems,
+    parse,
+    pipeline_problems,
+)
 
 BACKENDS = {"triton": InferenceBackendSpec(endpoint=EndpointSpec(url="127.0.0.1:8001"))}
 
@@ -31,26 +36,28 @@ def spec(*stages: dict[str, Any]) -> PipelineSpec:
 def test_pipeline_problems_is_empty_when_chain_is_valid() -> None:
     chain = spec(stage("a", "in", "mid"), stage("b", "mid", "out"))
 
-    assert pipeline_problems("p", chain, BACKENDS) == []
+    assert pipeline_problems("p", chain, BACKENDS, "media") == []
 
 
 def test_pipeline_problems_reports_cycle_when_stages_feed_each_other() -> None:
     loop = spec(stage("a", "x", "y"), stage("b", "y", "z"), stage("c", "z", "x"))
 
-    (problem,) = pipeline_problems("p", loop, BACKENDS)
+    (problem,) = pipeline_problems("p", loop, BACKENDS, "media")
 
     assert "cycle" in problem
     assert "a -> b -> c -> a" in problem
 
 
 def test_pipeline_problems_reports_self_feed_when_output_is_own_input() -> None:
-    (problem,) = pipeline_problems("p", spec(stage("a", "x", "x")), BACKENDS)
+    (problem,) = pipeline_problems("p", spec(stage("a", "x", "x")), BACKENDS, "media")
 
     assert "publishes to its own input topic 'x'" in problem
 
 
 def test_pipeline_problems_reports_duplicates_when_stage_names_repeat() -> None:
-    problems = pipeline_problems("p", spec(stage("a", "x", "y"), stage("a", "q", "r")), BACKENDS)
+    problems = pipeline_problems(
+        "p", spec(stage("a", "x", "y"), stage("a", "q", "r")), BACKENDS, "media"
+    )
 
     assert any("'a' is used 2 times" in p for p in problems)
 
@@ -60,7 +67,7 @@ def test_pipeline_problems_names_existing_backends_when_reference_is_unknown() -
         "embed", "in", "out", type="text-embedding", model={"backend": "gpu", "name": "m"}
     )
 
-    (problem,) = pipeline_problems("p", spec(embed), BACKENDS)
+    (problem,) = pipeline_problems("p", spec(embed), BACKENDS, "media")
 
     assert "InferenceBackend 'gpu' does not exist" in problem
     assert "existing: triton" in problem
@@ -68,7 +75,7 @@ def test_pipeline_problems_names_existing_backends_when_reference_is_unknown() -
 
 def test_pipeline_problems_asks_for_model_when_stage_type_infers() -> None:
     (problem,) = pipeline_problems(
-        "p", spec(stage("embed", "in", "out", type="text-embedding")), BACKENDS
+        "p", spec(stage("embed", "in", "out", type="text-embedding")), BACKENDS, "media"
     )
 
     assert "needs a model" in problem
@@ -84,7 +91,7 @@ def test_pipeline_problems_locates_params_error_when_params_do_not_fit_stage_typ
         params={"topK": 3},
     )
 
-    (problem,) = pipeline_problems("p", spec(tag), BACKENDS)
+    (problem,) = pipeline_problems("p", spec(tag), BACKENDS, "media")
 
     assert problem.startswith("spec.stages[0] ('tag').params.labels")
 
@@ -95,6 +102,7 @@ def test_pipeline_problems_reports_shared_subscription_when_two_stages_read_one_
         "p",
         spec(stage("a", "in", "x") | {"input": same}, stage("b", "in", "y") | {"input": same}),
         BACKENDS,
+        "media",
     )
 
     assert any("share subscription 'shared'" in p for p in problems)
@@ -103,13 +111,13 @@ def test_pipeline_problems_reports_shared_subscription_when_two_stages_read_one_
 def test_pipeline_problems_reports_dead_letter_clash_when_dlq_is_a_data_topic() -> None:
     clash = stage("a", "in", "out", delivery={"deadLetterTopic": "out"})
 
-    (problem,) = pipeline_problems("p", spec(clash), BACKENDS)
+    (problem,) = pipeline_problems("p", spec(clash), BACKENDS, "media")
 
     assert "dead-letter topic 'out' is also a data topic" in problem
 
 
 def test_pipeline_problems_reports_long_names_when_children_would_exceed_63_chars() -> None:
-    problems = pipeline_problems("p" * 40, spec(stage("s" * 30, "in", "out")), BACKENDS)
+    problems = pipeline_problems("p" * 40, spec(stage("s" * 30, "in", "out")), BACKENDS, "media")
 
     assert any("longer than 63" in p for p in problems)
 
@@ -140,7 +148,7 @@ def test_pipeline_problems_refuses_a_stage_when_its_input_gets_another_message_t
         stage("retrieve", "items", "out", type="candidate-retrieval", params=catalogue),
     )
 
-    (problem,) = pipeline_problems("p", chain, BACKENDS)
+    (problem,) = pipeline_problems("p", chain, BACKENDS, "media")
 
     assert "stage 'retrieve' (candidate-retrieval) reads UserProfile messages" in problem
     assert "gets ContentItem messages from stage 'embed' (text-embedding)" in problem
@@ -162,4 +170,110 @@ def test_pipeline_problems_accepts_profiles_feeding_retrieval_when_types_match()
         ),
     )
 
-    assert pipeline_problems("p", chain, BACKENDS) == []
+    assert pipeline_problems("p", chain, BACKENDS, "media") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("p" * 64, "must be at most 63"),
+        ("has.dot", "must be at most 63"),
+        ("7up", "start with a letter"),
+    ],
+)
+def test_name_problems_refuses_names_when_they_cannot_name_services(
+    name: str, problem: str
+) -> None:
+    (found,) = name_problems("Pipeline", name)
+
+    assert problem in found and "re-create it" in found
+
+
+def test_name_problems_reports_the_long_child_when_stage_makes_it_too_long() -> None:
+    (found,) = name_problems("Pipeline", "p" * 40, ["-" + "s" * 30])
+
+    assert "longer than 63 characters" in found and "shorten the Pipeline name" in found
+
+
+def test_stage_spec_refuses_image_when_reference_is_malformed() -> None:
+    good = stage("a", "in", "out", image="registry.local:5000/team/worker:1.2@sha256:" + "a" * 64)
+    spec(good)
+
+    with pytest.raises(ValidationError, match="image"):
+        spec(stage("a", "in", "out", image="Not An Image!"))
+
+
+def test_endpoint_refuses_port_when_out_of_range() -> None:
+    assert EndpointSpec(url="triton.ns.svc:65535").url.endswith("65535")
+    for url in ("triton:0", "triton:65536", "triton:99999"):
+        with pytest.raises(ValidationError):
+            EndpointSpec(url=url)
+
+
+def test_stage_params_keep_only_given_fields_when_rendered_for_the_worker() -> None:
+    tag = stage(
+        "tag",
+        "in",
+        "out",
+        type="tagging",
+        model={"backend": "triton", "name": "m"},
+        params={"labels": [{"name": "a", "description": "about a"}], "topK": 2},
+    )
+
+    (parsed,) = spec(tag).stages
+
+    assert parsed.typed_params() == {"labels": [{"name": "a", "description": "about a"}], "topK": 2}
+
+
+def test_stage_spec_refuses_unknown_params_when_nested_arbitrarily() -> None:
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        spec(stage("a", "in", "out", params={"deep": {"deeper": {}}}))
+
+
+def test_pulsar_connection_refuses_ports_when_out_of_range_and_takes_host_lists() -> None:
+    several = PulsarConnection(namespace="ns", service_url="pulsar+ssl://a:6651,b:6651")
+    assert several.service_url.endswith("b:6651")
+    for field, url in (("service_url", "pulsar://a:99999"), ("admin_url", "http://a:0")):
+        with pytest.raises(ValidationError):
+            PulsarConnection.model_validate({"namespace": "ns", field: url})
+
+
+def test_pulsar_connection_refuses_a_ca_when_neither_url_uses_tls() -> None:
+    with pytest.raises(ValidationError, match="tls.caSecretRef needs serviceUrl: pulsar"):
+        PulsarConnection.model_validate(
+            {"namespace": "ns", "tls": {"caSecretRef": {"name": "pulsar-ca"}}}
+        )
+
+
+def test_pulsar_connection_accepts_a_ca_when_the_admin_url_uses_tls() -> None:
+    pulsar = PulsarConnection.model_validate(
+        {
+            "namespace": "ns",
+            "adminUrl": "https://pulsar.test:8443",
+            "tls": {"caSecretRef": {"name": "pulsar-ca", "key": "ca.crt"}},
+        }
+    )
+    assert pulsar.tls_admin and not pulsar.tls_workers
+    assert pulsar.ca_secret_ref is not None and pulsar.ca_secret_ref.key == "ca.crt"
+
+
+@pytest.mark.parametrize(
+    ("scaling", "message"),
+    [
+        ({"minReplicas": 2, "maxReplicas": 2, "targetLagSeconds": 30}, "targetLagSeconds needs"),
+        ({"engine": "KEDA"}, "engine KEDA needs room"),
+        ({"minReplicas": 3, "maxReplicas": 2}, "minReplicas must be <= maxReplicas"),
+    ],
+)
+def test_scaling_spec_refuses_contradictions_with_a_message_when_parsed(
+    scaling: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        spec(stage("a", "in", scaling=scaling))
+
+
+def test_scaling_spec_defaults_the_target_lag_when_autoscaled_without_one() -> None:
+    scaling = spec(stage("a", "in", scaling={"minReplicas": 0, "maxReplicas": 3})).stages[0].scaling
+
+    assert scaling.autoscaled and scaling.target_lag_s == 60
+    assert (scaling.scale_down_delay_seconds, scaling.idle_seconds_before_zero) == (60, 120)

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+import ssl
 
 import httpx
 import pytest
 
-from streamvane_operator.pulsar.admin import EARLIEST, PulsarAdmin, Retention, TopicName
+from streamvane_operator.pulsar.admin import (
+    EARLIEST,
+    LATEST,
+    MAX_REDIRECTS,
+    PulsarAdmin,
+    Retention,
+    TopicName,
+)
 from streamvane_operator.pulsar.errors import (
     PulsarError,
+    PulsarMisconfigured,
     PulsarNotFound,
     PulsarRejected,
+    PulsarUnauthorized,
     PulsarUnavailable,
 )
 from streamvane_operator.pulsar.testing import FakePulsar
@@ -74,8 +84,8 @@ def test_admin_raises_not_found_when_topic_is_missing() -> None:
 def test_admin_ignores_conflict_when_resource_already_exists() -> None:
     transport, seen = respond(httpx.Response(409, json={"reason": "exists"}))
 
-    admin(transport).create_topic(TOPIC, 0)
-    admin(transport).create_subscription(TOPIC, "sub")
+    assert admin(transport).create_topic(TOPIC, 0) is False
+    admin(transport).create_subscription(TOPIC, "sub", earliest=True)
 
     assert [r.method for r in seen] == ["PUT", "PUT"]
 
@@ -83,20 +93,22 @@ def test_admin_ignores_conflict_when_resource_already_exists() -> None:
 def test_admin_creates_subscription_at_earliest_when_asked() -> None:
     transport, seen = respond(httpx.Response(204))
 
-    admin(transport).create_subscription(TOPIC, "my sub")
+    admin(transport).create_subscription(TOPIC, "my sub", earliest=True)
+    admin(transport).create_subscription(TOPIC, "late", earliest=False)
 
-    (request,) = seen
-    assert request.url.raw_path == b"/admin/v2/persistent/t/ns/items/subscription/my%20sub"
-    assert json.loads(request.content) == EARLIEST
+    first, second = seen
+    assert first.url.raw_path == b"/admin/v2/persistent/t/ns/items/subscription/my%20sub"
+    assert json.loads(first.content) == EARLIEST
+    assert json.loads(second.content) == LATEST
 
 
 def test_admin_sends_partition_count_when_topic_is_partitioned() -> None:
     transport, seen = respond(httpx.Response(204))
 
-    admin(transport).create_topic(TOPIC, 4)
+    assert admin(transport).create_topic(TOPIC, 4, {"owner": "ns/p"}) is True
 
     assert seen[0].url.path == "/admin/v2/persistent/t/ns/items/partitions"
-    assert json.loads(seen[0].content) == 4
+    assert json.loads(seen[0].content) == {"partitions": 4, "properties": {"owner": "ns/p"}}
 
 
 def test_admin_sends_bearer_token_when_configured() -> None:
@@ -127,3 +139,96 @@ def test_topic_name_refuses_non_persistent_names() -> None:
     with pytest.raises(ValueError, match="not a persistent topic"):
         TopicName.parse("non-persistent://t/ns/x")
     assert str(TopicName.parse("persistent://t/ns/x")) == "persistent://t/ns/x"
+
+
+def test_admin_follows_a_307_with_method_body_and_token_when_another_broker_owns_the_topic() -> (
+    None
+):
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "broker-0.test":
+            owner = request.url.copy_with(host="broker-1.test")
+            return httpx.Response(307, headers={"Location": str(owner)})
+        return httpx.Response(204)
+
+    client = PulsarAdmin(
+        "http://broker-0.test:8080", token="jwt", transport=httpx.MockTransport(handle)
+    )
+    client.set_retention(TOPIC, Retention(minutes=60, size_mb=-1))
+
+    first, redirected = seen
+    assert (redirected.method, redirected.url.host) == ("POST", "broker-1.test")
+    assert redirected.url.path == first.url.path
+    assert redirected.content == first.content
+    assert json.loads(redirected.content) == {"retentionTimeInMinutes": 60, "retentionSizeInMB": -1}
+    assert redirected.headers["authorization"] == "Bearer jwt"
+
+
+def test_admin_keeps_the_query_when_following_a_308() -> None:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) == 1:
+            return httpx.Response(
+                308, headers={"Location": f"http://b1.test{request.url.raw_path.decode()}"}
+            )
+        return httpx.Response(204)
+
+    admin(httpx.MockTransport(handle)).delete_topic(TOPIC, partitioned=False)
+
+    assert [r.method for r in seen] == ["DELETE", "DELETE"]
+    assert seen[1].url.params["force"] == "true" and seen[1].url.host == "b1.test"
+
+
+def test_admin_refuses_a_redirect_to_plain_http_when_it_talks_https() -> None:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(307, headers={"Location": "http://b1.test/admin/v2/tenants"})
+
+    client = PulsarAdmin("https://b0.test", token="jwt", transport=httpx.MockTransport(handle))
+    with pytest.raises(PulsarRejected, match="refused redirect from https://"):
+        client.tenants()
+    assert len(seen) == 1
+
+
+def test_admin_gives_up_when_brokers_redirect_in_a_loop() -> None:
+    transport, seen = respond(httpx.Response(307, headers={"Location": "/admin/v2/tenants"}))
+
+    with pytest.raises(PulsarRejected, match="HTTP 307"):
+        admin(transport).tenants()
+    assert len(seen) == MAX_REDIRECTS + 1
+
+
+@pytest.mark.parametrize(("status", "named"), [(401, "invalid token"), (403, "may not do this")])
+def test_admin_raises_unauthorized_without_retry_when_the_token_is_refused(
+    status: int, named: str
+) -> None:
+    transport, seen = respond(httpx.Response(status, json={"reason": "Authentication required"}))
+
+    with pytest.raises(PulsarUnauthorized, match=named):
+        admin(transport).tenants()
+    assert len(seen) == 1
+
+
+def test_admin_raises_misconfigured_without_retry_when_the_certificate_is_untrusted() -> None:
+    calls = []
+
+    def untrusted(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        cause = ssl.SSLCertVerificationError("certificate verify failed")
+        cause.verify_message = "unable to get local issuer certificate"
+        raise httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]", request=request) from cause
+
+    with pytest.raises(PulsarMisconfigured, match="unable to get local issuer certificate"):
+        admin(httpx.MockTransport(untrusted)).tenants()
+    assert len(calls) == 1
+
+
+def test_admin_raises_misconfigured_when_the_ca_bundle_is_not_pem() -> None:
+    with pytest.raises(PulsarMisconfigured, match="not PEM"):
+        PulsarAdmin("https://b0.test", ca="not a certificate")

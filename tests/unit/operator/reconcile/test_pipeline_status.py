@@ -59,20 +59,44 @@ def test_pipeline_status_names_waiting_stages_when_rolling_out() -> None:
     assert by_type(status)["Progressing"] == (ConditionStatus.TRUE, "RollingOut")
 
 
-def test_pipeline_status_keeps_ready_and_reports_degraded_when_spec_is_invalid_but_workers_run() -> (
-    None
-):
+def test_pipeline_status_is_not_ready_and_degraded_when_spec_is_invalid_but_workers_run() -> None:
     problem = Problem(Failure.INVALID_SPEC, "spec.stages[0]: bad")
 
     status = pipeline_status(
         generation=2, stages=stages(1), ready_stages={"s0"}, problem=problem, previous=[], now=NOW
     )
 
+    # The old workers serve, but generation 2 is not what runs: READY must not say True.
     assert by_type(status) == {
-        "Ready": (ConditionStatus.TRUE, "AllStagesReady"),
+        "Ready": (ConditionStatus.FALSE, "InvalidSpec"),
         "Progressing": (ConditionStatus.FALSE, "InvalidSpec"),
         "Degraded": (ConditionStatus.TRUE, "InvalidSpec"),
     }
+
+
+def test_pipeline_status_is_not_ready_when_preflight_refused_the_edit() -> None:
+    problem = Problem(Failure.PREFLIGHT_FAILED, "Triton at t:1 does not serve model 'x'")
+
+    status = pipeline_status(
+        generation=2, stages=stages(1), ready_stages={"s0"}, problem=problem, previous=[], now=NOW
+    )
+
+    assert by_type(status) == {
+        "Ready": (ConditionStatus.FALSE, "PreflightFailed"),
+        "Progressing": (ConditionStatus.TRUE, "Retrying"),
+        "Degraded": (ConditionStatus.TRUE, "PreflightFailed"),
+    }
+
+
+def test_pipeline_status_stays_ready_when_pulsar_admin_blips_while_workers_serve() -> None:
+    problem = Problem(Failure.PULSAR_UNAVAILABLE, "Pulsar is unreachable: refused")
+
+    status = pipeline_status(
+        generation=2, stages=stages(1), ready_stages={"s0"}, problem=problem, previous=[], now=NOW
+    )
+
+    assert by_type(status)["Ready"] == (ConditionStatus.TRUE, "AllStagesReady")
+    assert by_type(status)["Degraded"] == (ConditionStatus.TRUE, "PulsarUnavailable")
 
 
 def test_pipeline_status_says_retrying_when_pulsar_is_unreachable() -> None:

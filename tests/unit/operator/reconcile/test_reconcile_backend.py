@@ -19,7 +19,7 @@ MANAGED = {"managed": {"modelRepository": {"uri": "s3://models"}, "gpus": 1}}
 def deps(kube: FakeKube) -> Deps:
     return Deps(
         kube=kube,
-        pulsar=lambda url, token: FakePulsar().admin(url),
+        pulsar=lambda url, token, ca=None: FakePulsar().admin(url),
         defaults=WorkerDefaults(image="worker:test"),
         clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
     )

@@ -77,11 +77,27 @@ def test_render_stage_labels_and_owns_every_object_when_rendered() -> None:
         assert ref["uid"] == "uid-1" and ref["controller"] is True
 
 
-def test_render_stage_uses_min_replicas_when_scaling_is_set() -> None:
-    deployment = objects(raw_spec())["Deployment"]
+def fixed(replicas: int) -> dict[str, Any]:
+    spec = raw_spec()
+    spec["stages"][0]["scaling"] = {"minReplicas": replicas, "maxReplicas": replicas}
+    return spec
+
+
+def test_render_stage_sets_replicas_when_scaling_is_fixed() -> None:
+    deployment = objects(fixed(2))["Deployment"]
 
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def test_render_stage_leaves_replicas_to_the_autoscaler_when_stage_is_autoscaled() -> None:
+    deployment = objects(raw_spec())["Deployment"]
+
+    assert "replicas" not in deployment["spec"]
+
+
+def test_render_stage_renders_no_scaled_object_when_engine_is_builtin() -> None:
+    assert "ScaledObject" not in objects(raw_spec())
 
 
 def test_render_stage_selects_stage_pods_when_service_and_pdb_are_rendered() -> None:
@@ -176,15 +192,16 @@ def test_render_stage_trusts_system_roots_when_a_tls_backend_names_no_ca() -> No
 def test_topology_lists_data_topics_then_non_partitioned_dead_letters_when_rendered() -> None:
     spec = PipelineSpec.model_validate(raw_spec(topics={"partitions": 4}))
 
-    topo = topology("cu", spec)
+    topo = topology("media", "cu", spec)
 
     assert [(t.name, t.partitions) for t in topo.topics] == [
         ("items", 4),
         ("embedded", 4),
         ("cu-embed-dlq", 0),
+        ("cu-embed-dlq-attempts", 0),
     ]
     (sub,) = topo.subscriptions
-    assert (sub.stage, sub.topic, sub.name) == ("embed", "items", "cu-embed")
+    assert (sub.stage, sub.topic, sub.name) == ("embed", "items", "media.cu-embed")
 
 
 def test_render_managed_requests_gpus_and_exposes_grpc_when_backend_is_managed() -> None:
@@ -199,3 +216,91 @@ def test_render_managed_requests_gpus_and_exposes_grpc_when_backend_is_managed()
     assert {"name": "grpc", "port": 8001, "targetPort": "grpc"} in service["spec"]["ports"]
     backend = InferenceBackendSpec(managed=spec)
     assert resolve("gpu", "media", backend).url == "gpu-triton.media.svc:8001"
+
+
+TLS_PULSAR = {
+    "namespace": "content",
+    "serviceUrl": "pulsar+ssl://pulsar.test:6651",
+    "adminUrl": "https://pulsar.test:8443",
+    "authSecretRef": {"name": "pulsar-jwt"},
+    "tls": {"caSecretRef": {"name": "pulsar-ca", "key": "ca.crt"}},
+}
+
+
+def test_render_stage_mounts_the_brokers_ca_when_workers_connect_over_tls() -> None:
+    spec = PipelineSpec.model_validate(raw_spec(pulsar=TLS_PULSAR))
+    rendered = render_pipeline(OWNER, spec, {}, DEFAULTS)
+
+    secret, mount = pod_secret_mount(rendered, "pulsar-ca")
+    assert secret == {"secretName": "pulsar-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    assert mount["readOnly"] is True
+    pulsar = rendered.configs["embed"].pulsar
+    assert str(pulsar.tls_ca_file) == f"{mount['mountPath']}/ca.crt"
+    assert str(pulsar.auth_token_file) == "/var/run/secrets/streamvane/pulsar/token"
+
+
+def test_render_stage_leaves_the_ca_out_of_workers_when_only_the_admin_url_uses_tls() -> None:
+    plain_brokers = {**TLS_PULSAR, "serviceUrl": "pulsar://pulsar.test:6650"}
+    spec = PipelineSpec.model_validate(raw_spec(pulsar=plain_brokers))
+    rendered = render_pipeline(OWNER, spec, {}, DEFAULTS)
+
+    assert rendered.configs["embed"].pulsar.tls_ca_file is None
+    deployment = next(o for o in rendered.objects if o["kind"] == "Deployment")
+    assert "pulsar-ca" not in [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]]
+
+
+def keda_spec(**pulsar: Any) -> dict[str, Any]:
+    spec = raw_spec()
+    spec["pulsar"].update(pulsar)
+    spec["stages"][0]["scaling"] = {
+        "minReplicas": 0,
+        "maxReplicas": 4,
+        "targetLagSeconds": 30,
+        "scaleDownDelaySeconds": 90,
+        "idleSecondsBeforeZero": 200,
+        "engine": "KEDA",
+    }
+    return spec
+
+
+def test_render_keda_scaled_object_triggers_on_the_stage_subscription_when_engine_is_keda() -> None:
+    rendered = objects(keda_spec())
+    scaled = rendered["ScaledObject"]["spec"]
+
+    assert "replicas" not in rendered["Deployment"]["spec"]
+    assert scaled["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "cu-embed",
+    }
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"], scaled["cooldownPeriod"]) == (
+        0,
+        4,
+        200,
+    )
+    behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 90
+    (trigger,) = scaled["triggers"]
+    assert trigger["type"] == "pulsar"
+    assert trigger["metadata"] == {
+        "adminURL": "http://127.0.0.1:8080",
+        "topic": "persistent://streamvane/content/items",
+        "isPartitionedTopic": "false",
+        "subscription": "media.cu-embed",
+        "msgBacklogThreshold": "150",
+        "activationMsgBacklogThreshold": "0",
+    }
+    assert "TriggerAuthentication" not in rendered
+
+
+def test_render_keda_authenticates_with_the_pipeline_token_when_pulsar_needs_one() -> None:
+    rendered = objects(keda_spec(authSecretRef={"name": "jwt", "key": "token"}))
+
+    (trigger,) = rendered["ScaledObject"]["spec"]["triggers"]
+    assert trigger["metadata"]["authModes"] == "bearer"
+    assert trigger["authenticationRef"] == {"name": "cu-pulsar"}
+    auth = rendered["TriggerAuthentication"]
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "bearerToken", "name": "jwt", "key": "token"}
+    ]
+    assert "streamvane.io/stage" not in auth["metadata"]["labels"]

@@ -14,7 +14,7 @@ from streamvane_worker.inference.errors import (
     ModelNotFound,
     from_triton,
 )
-from streamvane_worker.inference.triton import TritonTls, check_model, should_retry
+from streamvane_worker.inference.triton import TritonTls, check_model
 
 METADATA = {
     "name": "m",
@@ -63,17 +63,20 @@ def test_from_triton_classifies_error_when_grpc_status_is_given(
 
 
 @pytest.mark.parametrize(
-    ("error", "retried"),
+    "message",
     [
-        (BackendUnavailable("down"), True),
-        (BackendOverloaded("deadline"), False),
-        (InferenceFailed("bad input"), False),
+        "Request for unknown model: 'm' has no available versions",
+        "Server is stopping",
+        "Request for unknown model: 'm' version 1 is not ready",
     ],
 )
-def test_triton_retries_onlyshould_retry_when_inference_fails(
-    error: Exception, retried: bool
+def test_from_triton_reads_shutdown_as_unavailable_or_unserved_when_model_unloads(
+    message: str,
 ) -> None:
-    assert should_retry(error) is retried
+    error = from_triton(
+        InferenceServerException(message, status="StatusCode.INTERNAL"), url="h:1", model="m"
+    )
+    assert isinstance(error, BackendUnavailable | ModelNotFound)
 
 
 def test_tls_names_the_ca_bundle_when_it_is_missing(tmp_path: Path) -> None:

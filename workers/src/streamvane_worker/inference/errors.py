@@ -45,13 +45,17 @@ _OVERLOAD_GRPC_STATUSES = frozenset(
 )
 
 
+_SHUTTING_DOWN = ("server is stopping", "is not ready", "exiting", "shutting down")
+"""Messages Triton answers with while it unloads its models on a graceful shutdown."""
+
+
 def from_triton(exc: Exception, *, url: str, model: str) -> InferenceError:
     """Translate a ``tritonclient.utils.InferenceServerException`` (or a gRPC error)."""
     status = str(getattr(exc, "status", lambda: "")() or "")
     message = str(getattr(exc, "message", lambda: str(exc))() or exc)
     if status in _OVERLOAD_GRPC_STATUSES:
         return BackendOverloaded(f"Triton at {url} overloaded ({status}): {message}")
-    if status == "StatusCode.UNAVAILABLE":
+    if status == "StatusCode.UNAVAILABLE" or any(m in message.lower() for m in _SHUTTING_DOWN):
         return BackendUnavailable(f"Triton at {url} unavailable ({status}): {message}")
     if status == "StatusCode.NOT_FOUND" or "unknown model" in message.lower():
         return ModelNotFound(f"model {model!r} is not served by Triton at {url}: {message}")

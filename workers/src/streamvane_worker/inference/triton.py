@@ -2,9 +2,17 @@
 
 At start it reads the model's metadata and config and refuses to run if the tensors differ from
 what the worker sends (names, INT64 inputs, FP32 [batch, 384] output) or if the model does not
-batch. ``embed`` retries UNAVAILABLE with exponential backoff for up to ``retry_window_s`` so a
-Triton restart costs latency, not messages; after that the runtime negative-acks the batch.
-A deadline that passes is not retried here (see ``BackendOverloaded``).
+batch. ``embed`` makes one call and classifies its failure; the runtime retries infrastructure
+failures in place (never against a message's redelivery budget):
+
+- UNAVAILABLE, and a model that was served at start but is not now (Triton unloads its models
+  before it closes its port on a graceful shutdown): ``BackendUnavailable``;
+- a passed deadline or a full queue: ``BackendOverloaded``. Each request carries its deadline
+  as Triton's request ``timeout`` too, so a request still queued when the client gives up is
+  rejected by Triton's queue policy instead of computed for nobody (``models/``).
+
+The gRPC channel reconnects quickly after an outage: its reconnect backoff is capped at
+``RECONNECT_MAX_BACKOFF_MS`` instead of gRPC's default two minutes.
 """
 
 from __future__ import annotations
@@ -15,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 from tritonclient.grpc import aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
@@ -29,17 +36,24 @@ from streamvane_worker.inference.backend import (
     TokenArray,
 )
 from streamvane_worker.inference.errors import (
-    BackendOverloaded,
     BackendUnavailable,
     InferenceError,
     InferenceFailed,
     ModelMismatch,
+    ModelNotFound,
     from_triton,
 )
 
 log = structlog.get_logger(__name__)
 
 PROBE_TIMEOUT_S = 2.0
+RECONNECT_MAX_BACKOFF_MS = 1000
+CHANNEL_ARGS = [
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", RECONNECT_MAX_BACKOFF_MS),
+    ("grpc.enable_retries", 0),
+]
 
 
 def check_model(metadata: dict[str, Any], config: dict[str, Any], model: str) -> ModelInfo:
@@ -78,11 +92,6 @@ def check_model(metadata: dict[str, Any], config: dict[str, Any], model: str) ->
     )
 
 
-def should_retry(error: BaseException) -> bool:
-    """Retry while Triton cannot be reached; an overloaded Triton is left to the nack delay."""
-    return isinstance(error, BackendUnavailable) and not isinstance(error, BackendOverloaded)
-
-
 @dataclass(frozen=True)
 class TritonTls:
     """gRPC over TLS; ``ca_file`` is the PEM bundle to trust (None: the system roots)."""
@@ -103,7 +112,6 @@ class TritonBackend:
         model: str,
         version: str = "",
         timeout_s: float = 10.0,
-        retry_window_s: float = 30.0,
         tls: TritonTls | None = None,
     ) -> None:
         self._url = url
@@ -111,7 +119,6 @@ class TritonBackend:
         self._model = model
         self._version = version
         self._timeout_s = timeout_s
-        self._retry_window_s = retry_window_s
         self._client_: grpcclient.InferenceServerClient | None = None
 
     @property
@@ -124,6 +131,7 @@ class TritonBackend:
                 root_certificates=str(self._tls.ca_file)
                 if self._tls and self._tls.ca_file
                 else None,
+                channel_args=CHANNEL_ARGS,
             )
         return self._client_
 
@@ -143,21 +151,6 @@ class TritonBackend:
         return check_model(metadata, config.get("config", config), self._model)
 
     async def embed(self, input_ids: TokenArray, attention_mask: TokenArray) -> EmbeddingArray:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(should_retry),
-            wait=wait_exponential(multiplier=0.1, max=2.0),
-            stop=stop_after_delay(self._retry_window_s),
-            reraise=True,
-        ):
-            with attempt:
-                if attempt.retry_state.attempt_number > 1:
-                    log.warning("triton_retry", attempt=attempt.retry_state.attempt_number)
-                return await self._infer_once(input_ids, attention_mask)
-        raise AssertionError("unreachable: tenacity reraises")
-
-    async def _infer_once(
-        self, input_ids: TokenArray, attention_mask: TokenArray
-    ) -> EmbeddingArray:
         inputs = []
         for name, array in ((INPUT_IDS, input_ids), (ATTENTION_MASK, attention_mask)):
             tensor = grpcclient.InferInput(name, list(array.shape), "INT64")
@@ -169,10 +162,15 @@ class TritonBackend:
                 inputs,
                 model_version=self._version,
                 outputs=[grpcclient.InferRequestedOutput(EMBEDDING)],
+                timeout=int(self._timeout_s * 1_000_000),
                 client_timeout=self._timeout_s,
             )
         except InferenceServerException as e:
-            raise from_triton(e, url=self._url, model=self._model) from e
+            error = from_triton(e, url=self._url, model=self._model)
+            if isinstance(error, ModelNotFound):
+                # Served at start, so not a deployment error: Triton is unloading or loading it.
+                raise BackendUnavailable(f"model not served now: {error}") from e
+            raise error from e
         output = result.as_numpy(EMBEDDING)
         if output is None:
             raise InferenceFailed(f"Triton returned no {EMBEDDING!r} output")

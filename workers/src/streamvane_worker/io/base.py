@@ -32,6 +32,8 @@ class Outgoing:
     payload: bytes
     properties: dict[str, str]
     key: str | None
+    deliver_after_ms: int = 0
+    """Delayed delivery (Shared subscriptions; others deliver at once)."""
 
 
 class Source(Protocol):
@@ -85,6 +87,30 @@ class Reader(Protocol):
     async def read_available(self, max_records: int, wait_ms: int) -> list[Record]:
         """Up to ``max_records`` messages published and not yet read; waits up to ``wait_ms``
         for the first one when there are none (returns none when still caught up)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class AttemptLog(Protocol):
+    """A journal of delivery attempts that outlives the worker: the broker's redelivery count
+    restarts when a consumer reconnects and does not count deliveries to a worker that died, so
+    a message that kills the worker would otherwise loop forever."""
+
+    async def begin(self, messages: Sequence[Received]) -> list[int]:
+        """Durably records that these messages are being attempted, before any work on them.
+
+        Returns, per message, the earlier attempts that never ended (the worker holding it
+        died). Raises PulsarError if the journal cannot be written."""
+        ...
+
+    def undo(self, messages: Sequence[Received]) -> None:
+        """Takes back one begun attempt of each (best effort, never raises)."""
+        ...
+
+    def end(self, messages: Sequence[Received]) -> None:
+        """Records that these attempts ended with an outcome (acked, nacked, dead-lettered,
+        or handed back while draining); best effort, never raises."""
         ...
 
     async def close(self) -> None: ...

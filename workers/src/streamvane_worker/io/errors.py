@@ -13,6 +13,11 @@ class PulsarUnavailable(PulsarError):
     """The broker cannot be reached (at start, or a send/ack timed out); retry later."""
 
 
+class PulsarMisconfigured(PulsarError):
+    """The connection settings cannot work (token or CA file unreadable, token expired, broker
+    certificate not trusted); retrying does not help, the deployment must change."""
+
+
 class PublishRejected(PulsarError):
     """The broker refused this message (too big, not authorized, topic gone); do not retry."""
 

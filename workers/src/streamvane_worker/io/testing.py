@@ -179,3 +179,38 @@ class FakeBroker:
 
     async def sink(self, topic: str) -> FakeSink:
         return FakeSink(topic, self.events, log=self.log(topic))
+
+
+class FakeAttemptLog:
+    """The attempt journal in memory; ``crashed(id, n)`` pretends n workers died holding it."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, int] = {}
+        self.fail_with: list[PulsarError] = []
+        self.begun: list[str] = []
+        self.ended: list[str] = []
+        self.closed = False
+
+    def crashed(self, message_id: str, times: int) -> None:
+        self.open[message_id] = self.open.get(message_id, 0) + times
+
+    async def begin(self, messages: Sequence[Received]) -> list[int]:
+        if self.fail_with:
+            raise self.fail_with.pop(0)
+        counts = [self.open.get(m.message_id, 0) for m in messages]
+        for message in messages:
+            self.open[message.message_id] = self.open.get(message.message_id, 0) + 1
+            self.begun.append(message.message_id)
+        return counts
+
+    def undo(self, messages: Sequence[Received]) -> None:
+        for message in messages:
+            self.open[message.message_id] -= 1
+
+    def end(self, messages: Sequence[Received]) -> None:
+        for message in messages:
+            self.open.pop(message.message_id, None)
+            self.ended.append(message.message_id)
+
+    async def close(self) -> None:
+        self.closed = True

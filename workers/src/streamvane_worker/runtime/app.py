@@ -28,7 +28,7 @@ from streamvane_worker.inference.onnx import OnnxBackend
 from streamvane_worker.inference.tokenizer import TextTokenizer
 from streamvane_worker.inference.triton import TritonBackend, TritonTls
 from streamvane_worker.io.errors import PulsarError, PulsarUnavailable
-from streamvane_worker.io.pulsar import PulsarSink, PulsarSource, connect
+from streamvane_worker.io.pulsar import PulsarAttemptLog, PulsarSink, PulsarSource, connect
 from streamvane_worker.io.pulsar_reader import PulsarReader
 from streamvane_worker.runtime.health import HealthServer
 from streamvane_worker.runtime.metrics import create_metrics
@@ -37,9 +37,6 @@ from streamvane_worker.stages import StageContext, create_stage
 from streamvane_worker.stages.base import Closable, Topics
 
 log = structlog.get_logger(__name__)
-
-RETRY_WINDOW_S = 30.0
-"""How long one batch retries an unavailable Triton before it is negatively acknowledged."""
 
 T = TypeVar("T")
 
@@ -57,7 +54,6 @@ def build_backend(settings: InferenceSettings) -> EmbeddingBackend:
         settings.model_name,
         settings.model_version,
         timeout_s=settings.timeout_ms / 1000,
-        retry_window_s=RETRY_WINDOW_S,
         tls=TritonTls(settings.tls_ca_file) if settings.tls else None,
     )
 
@@ -96,7 +92,10 @@ async def serve(config: WorkerConfig) -> None:
     metrics = create_metrics(config.pipeline, config.stage)
     worker: Worker | None = None
     health = HealthServer(
-        config.health_port, metrics.registry, lambda: bool(worker and worker.ready)
+        config.health_port,
+        metrics.registry,
+        ready=lambda: bool(worker and worker.ready),
+        live=lambda: worker is None or worker.live(),
     )
     health.start()
     log.info("health_listening", port=health.port)
@@ -118,9 +117,12 @@ async def serve(config: WorkerConfig) -> None:
         log.info(
             "model_ready", model=info.name, version=info.version, max_batch=info.max_batch_size
         )
-    client = connect(config)
     what = f"Pulsar at {config.pulsar.service_url}"
     closables: list[Closable] = []
+    try:
+        client = connect(config)
+    except PulsarError as e:
+        raise StartupError(f"{what}: {e}") from e
     try:
         source = await _retrying(
             what, config.startup_timeout_s, lambda: PulsarSource.subscribe(client, config)
@@ -136,6 +138,16 @@ async def serve(config: WorkerConfig) -> None:
             what,
             config.startup_timeout_s,
             lambda: PulsarSink.create(client, config.delivery.dead_letter_topic, name),
+        )
+        retry = await _retrying(
+            what,
+            config.startup_timeout_s,
+            lambda: PulsarSink.create(client, config.input.topic, name),
+        )
+        attempts = await _retrying(
+            what,
+            config.startup_timeout_s,
+            lambda: PulsarAttemptLog.create(client, config.delivery.attempts_topic_name(), name),
         )
         topics = Topics(
             reader=lambda topic, after: _retrying(
@@ -166,9 +178,11 @@ async def serve(config: WorkerConfig) -> None:
             source,
             sinks,
             dead_letter,
+            retry,
             stage,
             metrics,
             backend_ready=embedder.backend.ready if embedder else _always_ready,
+            attempts=attempts,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,4 +1,7 @@
-"""HTTP probes and metrics: ``/healthz`` (process alive), ``/readyz``, ``/metrics``.
+"""HTTP probes and metrics: ``/healthz`` (live), ``/readyz``, ``/metrics``.
+
+``/healthz`` fails when the event loop stopped turning or a message has been in flight for
+longer than ``maxInFlightAgeS`` with Pulsar and the backend up: a stuck worker is restarted.
 
 Served from a daemon thread by the standard library so a busy event loop can never make the
 liveness probe time out; it only reads flags the loop maintains.
@@ -14,13 +17,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 
 class HealthServer:
-    def __init__(self, port: int, registry: CollectorRegistry, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        port: int,
+        registry: CollectorRegistry,
+        ready: Callable[[], bool],
+        live: Callable[[], bool],
+    ) -> None:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 if self.path == "/healthz":
-                    self._reply(200, b"ok\n", "text/plain")
+                    ok = server.live()
+                    self._reply(200 if ok else 503, b"ok\n" if ok else b"stuck\n", "text/plain")
                 elif self.path == "/readyz":
                     ok = server.ready()
                     self._reply(
@@ -42,6 +52,7 @@ class HealthServer:
                 pass  # probes every few seconds would drown the structured logs
 
         self.ready = ready
+        self.live = live
         self._httpd = ThreadingHTTPServer(("0.0.0.0", port), Handler)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)

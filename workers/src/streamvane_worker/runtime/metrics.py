@@ -21,6 +21,11 @@ class Metrics:
     end_to_end_latency: Histogram
     inference_latency: Histogram
     in_flight: Gauge
+    redeliveries: Counter
+    retries: Counter
+    quarantined: Counter
+    oldest_in_flight_age: Gauge
+    in_flight_limit: Gauge
 
 
 def create_metrics(pipeline: str, stage: str) -> Metrics:
@@ -35,12 +40,17 @@ def create_metrics(pipeline: str, stage: str) -> Metrics:
             f"streamvane_worker_{name}", doc, labels, buckets=buckets, registry=registry
         )
 
+    def gauge(name: str, doc: str) -> Gauge:
+        return Gauge(f"streamvane_worker_{name}", doc, labels, registry=registry)
+
     return Metrics(
         registry=registry,
         messages_in=counter("messages_in", "Messages received from the input topic."),
         messages_out=counter("messages_out", "Results acknowledged by the broker."),
         messages_failed=counter(
-            "messages_failed", "Messages negatively acknowledged for redelivery.", ("reason",)
+            "messages_failed",
+            "Messages that failed and are delivered again later (re-published or nacked).",
+            ("reason",),
         ),
         messages_dead_lettered=counter(
             "messages_dead_lettered", "Messages published to the dead-letter topic.", ("reason",)
@@ -54,10 +64,25 @@ def create_metrics(pipeline: str, stage: str) -> Metrics:
         inference_latency=histogram(
             "inference_latency_seconds", "One model call for a micro-batch.", _LATENCY_BUCKETS
         ),
-        in_flight=Gauge(
-            "in_flight_messages",
-            "Messages received and not yet acked or nacked.",
-            labels,
-            registry=registry,
+        in_flight=gauge("in_flight_messages", "Messages received and not yet acked or nacked."),
+        redeliveries=counter(
+            "redeliveries",
+            "Messages received again: redelivered by the broker or after a worker died.",
+        ),
+        retries=counter(
+            "retries",
+            "Batch steps retried in place after an infrastructure failure (not counted "
+            "against the messages' redelivery budget).",
+            ("reason",),
+        ),
+        quarantined=counter(
+            "messages_quarantined",
+            "Messages dead-lettered as crash-loop: workers died holding them maxCrashes times.",
+        ),
+        oldest_in_flight_age=gauge(
+            "oldest_in_flight_age_seconds", "Age of the oldest message received and not settled."
+        ),
+        in_flight_limit=gauge(
+            "in_flight_batches_limit", "Adaptive limit of batches in flight (AIMD)."
         ),
     )

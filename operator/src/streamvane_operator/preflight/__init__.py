@@ -1,0 +1,1 @@
+"""Checks made before an edit rolls workers: the broker answers, Triton serves the model."""

@@ -1,0 +1,1 @@
+"""Region waves, health gates and rollback: pure decisions (no I/O)."""

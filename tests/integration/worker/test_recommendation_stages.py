@@ -167,7 +167,7 @@ def test_user_profile_loses_no_update_and_applies_none_twice_when_its_worker_is_
             expected = apply(expected, Engagement.model_validate(event), vector, typed) or expected
         unit = expected.total / np.linalg.norm(expected.total)
         np.testing.assert_allclose(profile["vector"], unit, atol=1e-5)
-        assert profile["recentItems"] == list(expected.recent)
+        assert profile["recentItems"] == [item for item, _ in expected.recent]
     assert restarted.events("state_rebuilt")[0]["keys"] > 0
     assert restarted.terminate() == 0
 

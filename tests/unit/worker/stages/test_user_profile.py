@@ -70,7 +70,19 @@ def test_apply_keeps_recent_items_bounded_and_most_recent_first_when_history_is_
     state = EMPTY
     for n, item in enumerate(["a", "b", "a", "c"]):
         state = apply(state, _event(user="u", item=item, seconds=n), _vec(n), params) or state
-    assert state.recent == ("c", "a")
+    assert [item for item, _ in state.recent] == ["c", "a"]
+
+
+def test_apply_orders_recent_items_by_event_time_when_events_arrive_out_of_order() -> None:
+    params = UserProfileParams.model_validate(PARAMS | {"historySize": 3})
+    events = [_event(user="u", item=item, seconds=n) for n, item in enumerate("abcab")]
+    results = []
+    for order in (events, events[::-1], [events[2], events[0], events[4], events[1], events[3]]):
+        state = EMPTY
+        for event in order:
+            state = apply(state, event, _vec(0), params) or state
+        results.append([item for item, _ in state.recent])
+    assert results == [["b", "a", "c"]] * 3
 
 
 def test_state_codec_round_trips_when_encoded_and_decoded() -> None:

@@ -42,8 +42,9 @@ class ProfileState:
     at: datetime
     events: int
     version: int
-    recent: tuple[str, ...]
-    """Recently engaged item ids, most recent first."""
+    recent: tuple[tuple[str, datetime], ...]
+    """Recently engaged items with the event time of their latest engagement, most recent
+    first (ties by item id): the same whatever order the events were applied in."""
     seen_events: tuple[str, ...]
     """Identities of the last applied engagements, most recent first."""
 
@@ -84,7 +85,11 @@ def apply(
         at = state.at
     recent = state.recent
     if event.event_type != EventType.IMPRESSION:
-        recent = (event.item_id, *(i for i in recent if i != event.item_id))
+        latest = max(
+            [event.event_time, *(at for item, at in recent if item == event.item_id)]
+        )
+        others = [(item, at) for item, at in recent if item != event.item_id]
+        recent = tuple(sorted([(event.item_id, latest), *others], key=_newest_first))
     return ProfileState(
         total=total.astype(np.float32),
         at=at,
@@ -95,6 +100,10 @@ def apply(
     )
 
 
+def _newest_first(entry: tuple[str, datetime]) -> tuple[float, str]:
+    return (-entry[1].timestamp(), entry[0])
+
+
 def profile(user_id: str, state: ProfileState) -> UserProfile:
     strength = float(np.linalg.norm(state.total))
     unit = state.total / strength if strength > 0 else state.total
@@ -102,7 +111,7 @@ def profile(user_id: str, state: ProfileState) -> UserProfile:
         user_id=user_id,
         vector=np.round(unit, VECTOR_DECIMALS).tolist(),
         strength=round(strength, 6),
-        recent_items=list(state.recent),
+        recent_items=[item for item, _ in state.recent],
         event_count=state.events,
         version=state.version,
         updated_at=state.at,
@@ -116,7 +125,7 @@ def encode_state(state: ProfileState) -> bytes:
             "at": state.at.isoformat(),
             "events": state.events,
             "version": state.version,
-            "recent": list(state.recent),
+            "recent": [[item, at.isoformat()] for item, at in state.recent],
             "seenEvents": list(state.seen_events),
         }
     ).encode()
@@ -134,7 +143,7 @@ def decode_state(payload: bytes) -> ProfileState:
             at=datetime.fromisoformat(data["at"]),
             events=int(data["events"]),
             version=int(data["version"]),
-            recent=tuple(data["recent"]),
+            recent=tuple((str(item), datetime.fromisoformat(at)) for item, at in data["recent"]),
             seen_events=tuple(data["seenEvents"]),
         )
     except (KeyError, TypeError, json.JSONDecodeError) as e:

@@ -66,3 +66,15 @@ def test_pulsar_settings_accept_a_ca_file_when_the_service_url_uses_tls() -> Non
 def test_pulsar_settings_reject_a_ca_file_when_the_service_url_is_plain() -> None:
     with pytest.raises(ValidationError, match="serviceUrl is not pulsar\\+ssl://"):
         PulsarSettings.model_validate({"tlsCaFile": "/etc/pulsar-ca/ca.crt"})
+
+
+def test_worker_config_rejects_a_ranking_stage_when_its_backend_is_not_triton() -> None:
+    ranking = _profile_config(
+        stage="rank",
+        stageType="ranking",
+        state=None,
+        params={"catalogueTopic": "persistent://t/c/enriched"},
+        inference={"backend": "onnxruntime", "onnxPath": "/m.onnx", "modelName": "recs-ranker"},
+    )
+    with pytest.raises(ValidationError, match="ranking scores on Triton"):
+        WorkerConfig.model_validate(ranking)

@@ -44,6 +44,7 @@ class StageType(StrEnum):
     SAFETY = "safety"
     USER_PROFILE = "user-profile"
     CANDIDATE_RETRIEVAL = "candidate-retrieval"
+    RANKING = "ranking"
 
 
 class SubscriptionType(StrEnum):
@@ -337,6 +338,23 @@ class CandidateRetrievalParams(_Model):
     )
 
 
+class RankingParams(_Model):
+    catalogue_topic: str = Field(
+        ...,
+        pattern=TOPIC_PATTERN,
+        max_length=MAX_TOPIC_LENGTH,
+        description="Fully qualified output topic of the content pipeline, read as the catalogue "
+        "(an empty message keyed by an item id deletes that item).",
+    )
+    top_k: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Ranked items emitted per user: the best-scored of the candidates still in "
+        "the catalogue and not blocked.",
+    )
+
+
 PARAMS_BY_STAGE: dict[StageType, type[_Model]] = {
     StageType.PASSTHROUGH: NoParams,
     StageType.TEXT_EMBEDDING: NoParams,
@@ -344,14 +362,20 @@ PARAMS_BY_STAGE: dict[StageType, type[_Model]] = {
     StageType.SAFETY: SafetyParams,
     StageType.USER_PROFILE: UserProfileParams,
     StageType.CANDIDATE_RETRIEVAL: CandidateRetrievalParams,
+    StageType.RANKING: RankingParams,
 }
 """Which params model each stage type takes; the operator validates specs against it."""
 
-STAGES_NEEDING_MODEL = frozenset({StageType.TEXT_EMBEDDING, StageType.TAGGING, StageType.SAFETY})
+STAGES_NEEDING_MODEL = frozenset(
+    {StageType.TEXT_EMBEDDING, StageType.TAGGING, StageType.SAFETY, StageType.RANKING}
+)
 
-STAGES_NEEDING_MODEL_PER_ITEM = frozenset({StageType.TEXT_EMBEDDING})
-"""Stage types that call the model for every item; tagging and safety need it at start (their
+STAGES_NEEDING_MODEL_PER_ITEM = frozenset({StageType.TEXT_EMBEDDING, StageType.RANKING})
+"""Stage types that call the model for every message; tagging and safety need it at start (their
 prototypes) and otherwise only for items that arrive without an upstream embedding."""
+
+EMBEDDING_STAGES = frozenset({StageType.TEXT_EMBEDDING, StageType.TAGGING, StageType.SAFETY})
+"""Stage types whose model is the text embedding model (the ranking stage's is a ranker)."""
 
 MESSAGES_BY_STAGE: dict[StageType, tuple[str, str]] = {
     StageType.PASSTHROUGH: ("ContentItem", "ContentItem"),
@@ -360,6 +384,7 @@ MESSAGES_BY_STAGE: dict[StageType, tuple[str, str]] = {
     StageType.SAFETY: ("ContentItem", "ContentItem"),
     StageType.USER_PROFILE: ("Engagement", "UserProfile"),
     StageType.CANDIDATE_RETRIEVAL: ("UserProfile", "Candidates"),
+    StageType.RANKING: ("Candidates", "Recommendations"),
 }
 """Names of the message models each stage type reads and writes, for the operator to check
 that a stage reads what the stage feeding it writes (the stage registry holds the models)."""
@@ -415,6 +440,14 @@ class WorkerConfig(_Model):
                 raise ValueError(f"output topic {topic} is the stage's own input")
         if self.stage_type in STAGES_NEEDING_MODEL and self.inference is None:
             raise ValueError(f"stage type {self.stage_type} needs an 'inference' section")
+        if (
+            self.stage_type == StageType.RANKING
+            and self.inference is not None
+            and self.inference.backend != "triton"
+        ):
+            raise ValueError(
+                "stage type ranking scores on Triton: inference.backend must be triton"
+            )
         if self.stage_type in STATEFUL_STAGES:
             if self.state is None:
                 raise ValueError(f"stage type {self.stage_type} needs a 'state' section")

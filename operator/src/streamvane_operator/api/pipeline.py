@@ -427,8 +427,8 @@ class StageSpec(Model):
         description="Stage-type parameters: labels, topK and minScore for tagging; categories "
         "for safety; catalogueTopic, halfLifeS, eventWeights, dwellWeight, dwellCapMs, "
         "historySize, maxUsers and userTtlS for user-profile; catalogueTopic, topK, "
-        "excludeReview, index, snapshotDir and snapshotIntervalS for candidate-retrieval; none "
-        "for passthrough and text-embedding.",
+        "excludeReview, index, snapshotDir and snapshotIntervalS for candidate-retrieval; "
+        "catalogueTopic and topK for ranking; none for passthrough and text-embedding.",
     )
 
     def typed_params(self) -> dict[str, Any]:

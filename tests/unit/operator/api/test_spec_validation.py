@@ -154,6 +154,37 @@ def test_pipeline_problems_refuses_a_stage_when_its_input_gets_another_message_t
     assert "gets ContentItem messages from stage 'embed' (text-embedding)" in problem
 
 
+def test_pipeline_problems_refuses_ranking_when_a_tagging_stage_feeds_it() -> None:
+    labels = {"labels": [{"name": "a", "description": "about a"}]}
+    model = {"backend": "triton", "name": "m"}
+    chain = spec(
+        stage("tag", "in", "tagged", type="tagging", model=model, params=labels),
+        stage(
+            "rank",
+            "tagged",
+            "out",
+            type="ranking",
+            model={"backend": "triton", "name": "recs-ranker"},
+            params={"catalogueTopic": "persistent://t/n/c", "topK": 5},
+        ),
+    )
+
+    (problem,) = pipeline_problems("p", chain, BACKENDS, "media")
+
+    assert "stage 'rank' (ranking) reads Candidates messages" in problem
+    assert "gets ContentItem messages from stage 'tag' (tagging)" in problem
+
+
+def test_pipeline_problems_refuses_ranking_when_it_has_no_model() -> None:
+    ranking = stage(
+        "rank", "candidates", "out", type="ranking", params={"catalogueTopic": "persistent://t/n/c"}
+    )
+
+    (problem,) = pipeline_problems("p", spec(ranking), BACKENDS, "media")
+
+    assert "stage type 'ranking' needs a model (backend and name)" in problem
+
+
 def test_pipeline_problems_accepts_profiles_feeding_retrieval_when_types_match() -> None:
     catalogue = {"catalogueTopic": "persistent://t/n/c"}
     chain = spec(

@@ -9,6 +9,7 @@ from streamvane_worker.config import StageType
 from streamvane_worker.stages import (
     candidate_retrieval,
     passthrough,
+    ranking,
     safety,
     tagging,
     text_embedding,
@@ -24,6 +25,7 @@ REGISTRY: dict[StageType, StageKind] = {
     StageType.SAFETY: safety.KIND,
     StageType.USER_PROFILE: user_profile.KIND,
     StageType.CANDIDATE_RETRIEVAL: candidate_retrieval.KIND,
+    StageType.RANKING: ranking.KIND,
 }
 
 

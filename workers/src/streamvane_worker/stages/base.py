@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from streamvane_worker.config import StageType
 from streamvane_worker.inference.backend import EmbeddingArray
 from streamvane_worker.inference.embedder import Embedder
+from streamvane_worker.inference.ranker import Ranker
 from streamvane_worker.io.base import Reader, Sink
 from streamvane_worker.stages.item import ContentItem, StageRecord
 from streamvane_worker.stages.message import Message
@@ -79,6 +80,8 @@ class StageContext:
     """Unique per replica: tells a replica's own checkpoints from other replicas'."""
     closables: list[Closable] = field(default_factory=list)
     """Readers, sinks and tasks the stage opened, closed by the worker on the way out."""
+    ranker: Ranker | None = None
+    """The ranking model, for the ranking stage."""
 
 
 StageFactory = Callable[[StageContext], Awaitable[Stage[Any]]]

@@ -1,6 +1,8 @@
-"""Messages of a recommendation pipeline: engagements in, user profiles, candidates out.
+"""Messages of a recommendation pipeline: engagements in, user profiles, candidates and
+recommendations out.
 
     engagements --user-profile--> UserProfile --candidate-retrieval--> Candidates
+                --ranking--> Recommendations
 
 Every message is keyed by its user id (``routing_key``), so Key_Shared subscriptions keep one
 user's messages in order on one replica. The schemas are documented in workers/README.md.
@@ -87,6 +89,54 @@ class Candidates(Message):
     items: list[Candidate]
     index_size: int = Field(..., ge=0, description="Retrievable items in the index.")
     retrieved_at: datetime
+
+    def routing_key(self) -> str:
+        return self.user_id
+
+
+class RankingFeatures(Wire):
+    """The exact values the ranking model was given for one item (the user's vector is on the
+    message, once): logged at serving time, so training uses what serving used."""
+
+    item: list[float] = Field(
+        ...,
+        min_length=EMBEDDING_DIM,
+        max_length=EMBEDDING_DIM,
+        description="The item's unit embedding from the catalogue, as the model's ``item`` row.",
+    )
+    dense: dict[str, float] = Field(
+        ..., description="The model's ``dense`` row by feature name (models/ranker.py)."
+    )
+
+
+class RankedItem(Wire):
+    item_id: str
+    score: float = Field(..., description="The ranking model's score (engagement probability).")
+    retrieval_score: float = Field(..., description="The candidate's retrieval score.")
+    features: RankingFeatures
+
+
+class ModelRef(Wire):
+    name: str
+    version: str
+
+
+class Recommendations(Message):
+    """A user's candidates ranked by the ranking model, best first, without items deleted from
+    or blocked in the catalogue since retrieval."""
+
+    user_id: str = Field(..., min_length=1, max_length=ID_MAX)
+    items: list[RankedItem]
+    model: ModelRef = Field(..., description="The ranking model that scored the items.")
+    user_features: list[float] = Field(
+        ...,
+        min_length=EMBEDDING_DIM,
+        max_length=EMBEDDING_DIM,
+        description="The model's ``user`` row: the profile vector, as the model saw it.",
+    )
+    profile_version: int = Field(..., ge=0, description="Version of the profile ranked for.")
+    candidates_scored: int = Field(..., ge=0, description="Candidates the model scored.")
+    ranked_at: datetime
 
     def routing_key(self) -> str:
         return self.user_id

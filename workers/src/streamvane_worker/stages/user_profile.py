@@ -85,9 +85,7 @@ def apply(
         at = state.at
     recent = state.recent
     if event.event_type != EventType.IMPRESSION:
-        latest = max(
-            [event.event_time, *(at for item, at in recent if item == event.item_id)]
-        )
+        latest = max([event.event_time, *(at for item, at in recent if item == event.item_id)])
         others = [(item, at) for item, at in recent if item != event.item_id]
         recent = tuple(sorted([(event.item_id, latest), *others], key=_newest_first))
     return ProfileState(

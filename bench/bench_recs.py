@@ -13,16 +13,29 @@ compares with exact brute-force inner product on the same vectors:
 Clustered vectors stand in for item embeddings (items of one topic sit close together);
 uniformly random 384-d vectors would be a worst case no catalogue looks like.
 
+With ``--ranking`` (needs ``make stack-up``) it also measures the ranking stage against Triton
+alone on the same model (``recs-ranker``), interleaved over ``--rounds``, in scored rows
+(candidates) per second:
+
+    Triton alone    closed-loop tritonclient gRPC callers (``bench_workers.triton_direct``),
+                    each request one stage micro-batch's rows (``maxBatchSize`` messages x
+                    ``CANDIDATES`` rows), ``IN_FLIGHT`` callers (the stage's maxInFlightBatches)
+    ranking stage   a worker subprocess over a backlog of Candidates messages, Pulsar -> worker
+                    -> Triton -> Pulsar, timed from the output topic's broker counters
+
     python -m bench.bench_recs [--sizes 10000,100000] [--queries 1000] [--ef 128]
+    python -m bench.bench_recs --sizes "" --ranking [--rounds 3] [--messages 2000]
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +45,7 @@ from rich.table import Table
 
 from streamvane_worker.config import HnswParams
 from streamvane_worker.inference.backend import EMBEDDING_DIM
+from streamvane_worker.inference.ranker import DENSE, DENSE_FEATURES, ITEM, USER
 from streamvane_worker.stages.candidate_retrieval import INDEX_FILE, ItemIndex
 from streamvane_worker.stages.catalogue import CatalogueItem
 
@@ -88,13 +102,158 @@ def measure(size: int, queries: int, params: HnswParams, seed: int) -> dict[str,
     }
 
 
+RANKER = "recs-ranker"
+CANDIDATES = 20
+"""Candidates per message (the sample's retrieval topK)."""
+MESSAGES_PER_BATCH = 32
+IN_FLIGHT = 4
+RANKING_ITEMS = 2000
+
+
+def _candidates(n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+    users = clustered(n, rng)
+    return [
+        {
+            "userId": f"user-{k}",
+            "profile": {
+                "userId": f"user-{k}",
+                "vector": users[k].tolist(),
+                "strength": 2.0,
+                "recentItems": [],
+                "eventCount": 3,
+                "version": 1,
+                "updatedAt": "2026-12-01T10:00:00Z",
+            },
+            "items": [
+                {"itemId": f"item-{i}", "score": 0.5}
+                for i in rng.choice(RANKING_ITEMS, CANDIDATES, replace=False)
+            ],
+            "indexSize": RANKING_ITEMS,
+            "retrievedAt": "2026-12-01T10:00:00Z",
+        }
+        for k in range(n)
+    ]
+
+
+def _catalogue(rng: np.random.Generator) -> list[dict[str, Any]]:
+    return [
+        {"id": f"item-{i}", "embedding": {"vector": v.tolist(), "model": "m", "modelVersion": "1"}}
+        for i, v in enumerate(clustered(RANKING_ITEMS, rng))
+    ]
+
+
+def ranking_stage(stack: Any, tmp: Path, messages: int, rng: np.random.Generator) -> float:
+    """Rows/s of a ranking worker over a backlog of ``messages`` Candidates."""
+    from bench.bench_workers import _wait_published
+    from tests.integration.worker.pipeline import (
+        Collector,
+        Topics,
+        WorkerProcess,
+        client,
+        publish,
+        worker_config,
+    )
+
+    topics = Topics.unique("bench-ranking")
+    catalogue = topics.input + "-catalogue"
+    c = client(stack)
+    collector = Collector(c, topics.output)
+    collector.close()
+    publish(c, catalogue, _catalogue(rng))
+    publish(c, topics.input, _candidates(messages, rng))
+    config = worker_config(
+        stack,
+        topics,
+        "ranking",
+        inference={"tritonUrl": stack.triton_grpc, "modelName": RANKER},
+        params={"catalogueTopic": catalogue, "topK": 10},
+        batching={
+            "maxBatchSize": MESSAGES_PER_BATCH,
+            "maxDelayMs": 10,
+            "maxInFlightBatches": IN_FLIGHT,
+        },
+    )
+    worker = WorkerProcess(config, tmp).start()
+    try:
+        worker.wait_started()
+        _wait_published(stack, topics.output, 1, timeout=120)
+        started = time.monotonic()
+        _wait_published(stack, topics.output, messages, timeout=600)
+        elapsed = time.monotonic() - started
+        worker.terminate()
+        collector = Collector(c, topics.output, collector.subscription)
+        collector.until(messages, timeout=120)
+        scored = {json.loads(m.data())["candidatesScored"] for m in collector.messages}
+        assert scored == {CANDIDATES}, f"rows scored per message: {scored}"
+    finally:
+        worker.kill()
+        collector.close()
+        c.close()
+    return (messages - 1) * CANDIDATES / elapsed
+
+
+def triton_alone(url: str, rng: np.random.Generator, seconds: float) -> float:
+    from bench.bench_workers import triton_direct
+
+    rows = MESSAGES_PER_BATCH * CANDIDATES
+    arrays = {
+        USER: clustered(rows, rng),
+        ITEM: clustered(rows, rng),
+        DENSE: rng.random((rows, len(DENSE_FEATURES)), dtype=np.float32),
+    }
+    return asyncio.run(triton_direct(url, RANKER, arrays, IN_FLIGHT, seconds))
+
+
+def measure_ranking(rounds: int, messages: int) -> None:
+    from streamvane_stack import Stack
+
+    stack = Stack()
+    if not stack.is_ready():
+        raise typer.BadParameter("the local stack is not running: run `make stack-up`")
+    endpoints = stack.endpoints
+    rng = np.random.default_rng(11)
+    alone: list[float] = []
+    stage: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        triton_alone(endpoints.triton_grpc, rng, 2.0)  # warm-up
+        for round_ in range(1, rounds + 1):
+            alone.append(triton_alone(endpoints.triton_grpc, rng, 10.0))
+            stage.append(ranking_stage(endpoints, Path(tmp), messages, rng))
+            Console().log(
+                f"round {round_}/{rounds}: Triton alone {alone[-1]:,.0f} rows/s, "
+                f"ranking stage {stage[-1]:,.0f} rows/s"
+            )
+    table = Table(
+        title=f"ranking ({RANKER}; {MESSAGES_PER_BATCH} messages x {CANDIDATES} "
+        f"candidates per batch, {IN_FLIGHT} in flight; medians of {rounds} rounds)"
+    )
+    for column in ("measurement", "rows/s", "ratio"):
+        table.add_column(column, justify="right")
+    a, b = statistics.median(alone), statistics.median(stage)
+    table.add_row("Triton alone (tritonclient gRPC)", f"{a:,.0f}", "")
+    table.add_row(
+        "ranking stage (Pulsar -> worker -> Triton -> Pulsar)", f"{b:,.0f}", f"{b / a:.2f}"
+    )
+    Console().print(table)
+
+
 def main(
     sizes: Annotated[str, typer.Option(help="Catalogue sizes, comma separated.")] = "10000,100000",
     queries: Annotated[int, typer.Option(help="Queries per size.")] = 1000,
     ef: Annotated[int, typer.Option(help="efSearch of the index.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic catalogue.")] = 7,
+    ranking: Annotated[
+        bool, typer.Option(help="Also ranking stage vs Triton alone (needs the local stack).")
+    ] = False,
+    rounds: Annotated[int, typer.Option(min=1, help="Ranking rounds (medians shown).")] = 3,
+    messages: Annotated[int, typer.Option(min=10, help="Candidates messages per round.")] = 2000,
 ) -> None:
-    """Retrieval recall@10 against brute force, queries/s per core, adds/s, index size."""
+    """Retrieval recall@10 against brute force, queries/s per core, adds/s, index size;
+    with --ranking, ranking throughput against Triton alone."""
+    if ranking:
+        measure_ranking(rounds, messages)
+    if not sizes:
+        return
     params = HnswParams(ef_search=ef)
     table = Table(
         title=f"candidate-retrieval index (hnswlib, M={params.m}, efConstruction={params.ef_construction}, ef={ef})"

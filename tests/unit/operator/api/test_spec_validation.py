@@ -308,3 +308,23 @@ def test_scaling_spec_defaults_the_target_lag_when_autoscaled_without_one() -> N
 
     assert scaling.autoscaled and scaling.target_lag_s == 60
     assert (scaling.scale_down_delay_seconds, scaling.idle_seconds_before_zero) == (60, 120)
+
+
+def test_stage_params_check_each_types_own_bounds_when_types_share_a_param_name() -> None:
+    catalogue = "persistent://t/n/c"
+    retrieve = stage(
+        "retrieve",
+        "profiles",
+        "out",
+        type="candidate-retrieval",
+        params={"catalogueTopic": catalogue, "topK": 100},
+    )
+    labels = [{"name": "a", "description": "about a"}]
+    model = {"backend": "triton", "name": "m"}
+    tag = stage(
+        "tag", "in", "tagged", type="tagging", model=model, params={"labels": labels, "topK": 100}
+    )
+
+    assert pipeline_problems("p", spec(retrieve), BACKENDS, "media") == []
+    (problem,) = pipeline_problems("p", spec(tag), BACKENDS, "media")
+    assert "params.topK" in problem and "50" in problem

@@ -20,7 +20,7 @@ import structlog
 
 from streamvane_worker.config import RankingParams
 from streamvane_worker.inference.backend import EMBEDDING_DIM
-from streamvane_worker.inference.ranker import DENSE_FEATURES, Ranker
+from streamvane_worker.inference.ranker import DENSE_FEATURES, FloatArray, Ranker
 from streamvane_worker.stages.base import Stage, StageContext, StageKind, StageResult
 from streamvane_worker.stages.catalogue import Catalogue, CatalogueItem, Following
 from streamvane_worker.stages.item import Decision
@@ -52,16 +52,14 @@ class RankableItems:
         self.items.pop(item_id, None)
 
 
-def dense_row(
-    retrieval_score: float, item: CatalogueItem, strength: float, events: int
-) -> list[float]:
-    """The ``dense`` features of one pair, in ``DENSE_FEATURES`` order (pure)."""
-    return [
-        retrieval_score,
-        1.0 if item.decision == Decision.REVIEW else 0.0,
-        float(np.log1p(max(strength, 0.0))),
-        float(np.log1p(events)),
-    ]
+def dense_rows(
+    retrieval_scores: FloatArray, review: FloatArray, strength: FloatArray, events: FloatArray
+) -> FloatArray:
+    """The ``dense`` features of each pair, in ``DENSE_FEATURES`` order (pure)."""
+    rows: FloatArray = np.stack(
+        [retrieval_scores, review, np.log1p(np.maximum(strength, 0.0)), np.log1p(events)], axis=1
+    ).astype(np.float32)
+    return rows
 
 
 class Ranking:
@@ -71,50 +69,59 @@ class Ranking:
         self._items = items
 
     async def process(self, messages: list[Candidates]) -> StageResult:
-        rows: list[tuple[int, str, float, CatalogueItem]] = []
+        owner: list[int] = []
+        found: list[CatalogueItem] = []
+        retrieval: list[float] = []
         for i, message in enumerate(messages):
             for candidate in message.items:
-                found = self._items.items.get(candidate.item_id)
-                if found is not None:
-                    rows.append((i, candidate.item_id, candidate.score, found))
+                known = self._items.items.get(candidate.item_id)
+                if known is not None:
+                    owner.append(i)
+                    found.append(known)
+                    retrieval.append(candidate.score)
+        rows = np.asarray(owner, dtype=np.intp)
         users = np.asarray([m.profile.vector for m in messages], dtype=np.float32)
-        user = users[[i for i, *_ in rows]].reshape(-1, EMBEDDING_DIM)
-        item = np.asarray([it.vector for *_, it in rows], dtype=np.float32).reshape(
-            -1, EMBEDDING_DIM
+        user = users[rows].reshape(-1, EMBEDDING_DIM)
+        item = (
+            np.stack([it.vector for it in found]).astype(np.float32)
+            if found
+            else np.zeros((0, EMBEDDING_DIM), np.float32)
         )
-        dense = np.asarray(
-            [
-                dense_row(score, it, messages[i].profile.strength, messages[i].profile.event_count)
-                for i, _, score, it in rows
-            ],
-            dtype=np.float32,
-        ).reshape(-1, len(DENSE_FEATURES))
-        scores = (await self._ranker.score(user, item, dense)).scores if rows else np.zeros(0)
-        ranked: dict[int, list[RankedItem]] = {i: [] for i in range(len(messages))}
-        for row, (i, item_id, retrieval_score, _) in enumerate(rows):
-            ranked[i].append(
-                RankedItem(
-                    item_id=item_id,
-                    score=float(scores[row]),
-                    retrieval_score=retrieval_score,
-                    features=RankingFeatures(
-                        item=item[row].tolist(),
-                        dense=dict(zip(DENSE_FEATURES, dense[row].tolist(), strict=True)),
-                    ),
-                )
-            )
+        profiles = [m.profile for m in messages]
+        dense = dense_rows(
+            np.asarray(retrieval, dtype=np.float32),
+            np.asarray([it.decision == Decision.REVIEW for it in found], dtype=np.float32),
+            np.asarray([profiles[i].strength for i in owner], dtype=np.float32),
+            np.asarray([profiles[i].event_count for i in owner], dtype=np.float32),
+        )
+        scores = (await self._ranker.score(user, item, dense)).scores if found else np.zeros(0)
         info = self._ranker.info
+        model = ModelRef(name=info.name, version=info.version)
         now = datetime.now(UTC)
         outputs: dict[int, Message] = {}
+        # The ranked items are built from validated input and the model's float32 output, so
+        # they are not validated again (that would re-check 384 floats per item per message).
         for i, message in enumerate(messages):
-            best = sorted(ranked[i], key=lambda r: (-r.score, r.item_id))[: self._params.top_k]
+            mine = np.flatnonzero(rows == i)
+            best = sorted(mine, key=lambda r: (-scores[r], found[r].id))[: self._params.top_k]
             outputs[i] = Recommendations(
                 user_id=message.user_id,
-                items=best,
-                model=ModelRef(name=info.name, version=info.version),
+                items=[
+                    RankedItem.model_construct(
+                        item_id=found[r].id,
+                        score=float(scores[r]),
+                        retrieval_score=retrieval[r],
+                        features=RankingFeatures.model_construct(
+                            item=item[r].tolist(),
+                            dense=dict(zip(DENSE_FEATURES, dense[r].tolist(), strict=True)),
+                        ),
+                    )
+                    for r in best
+                ],
+                model=model,
                 user_features=users[i].tolist(),
                 profile_version=message.profile.version,
-                candidates_scored=len(ranked[i]),
+                candidates_scored=len(mine),
                 ranked_at=now,
             )
         return StageResult(outputs=outputs)

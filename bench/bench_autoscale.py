@@ -33,6 +33,7 @@ from process_runner import harness
 from process_runner.kubectl import kubectl
 from streamvane_stack import Endpoints, Stack
 from streamvane_stack.manifests import for_stack
+from streamvane_stack.publish import send_json
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "bench-autoscale"
@@ -159,13 +160,9 @@ def real(items: int, scaling: dict[str, Any]) -> None:
         sink = client.subscribe(
             topic + "burst-out", "bench", initial_position=pulsar.InitialPosition.Earliest
         )
-        producer = client.create_producer(topic + "burst-in", batching_enabled=False)
         t0 = time.monotonic()
-        for i in range(items):
-            producer.send_async(
-                json.dumps({"id": f"b-{i:05d}", "title": f"item {i}"}).encode(), None
-            )
-        producer.flush()
+        burst = ({"id": f"b-{i:05d}", "title": f"item {i}"} for i in range(items))
+        send_json(client, topic + "burst-in", burst)
         published = time.monotonic() - t0
         first_replica = first_output = drained = None
         received = 0

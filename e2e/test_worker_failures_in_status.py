@@ -60,11 +60,6 @@ def test_edit_to_an_unserved_model_keeps_running_workers_and_is_degraded_naming_
     assert table[1].split()[1:4] == ["True", "PreflightFailed", "False"]
 
 
-@pytest.mark.xfail(
-    reason="open (issue 11): in the last make test the crashed container was still reported "
-    "as waiting in CrashLoopBackOff with no terminated last state when the test looked",
-    strict=False,
-)
 def test_workers_that_crash_at_startup_make_the_pipeline_degraded_in_their_own_words(
     cluster: Cluster,
 ) -> None:
@@ -83,7 +78,9 @@ def test_workers_that_crash_at_startup_make_the_pipeline_degraded_in_their_own_w
     assert stage["phase"] == "Failing" and "no-such-model" in stage["message"]
     (pod,) = cluster.items("pods").values()
     (container,) = pod["status"]["containerStatuses"]
-    assert container["restartCount"] >= 1 or "terminated" in container["state"]
+    # As kubelet reports a crash: ended now, or waiting to restart with how it ended.
+    ended = container["state"].get("terminated") or container["lastState"].get("terminated")
+    assert ended and ended["exitCode"] == 3, container
 
 
 def test_deleting_and_recreating_the_backend_reaches_the_pipeline_within_seconds(

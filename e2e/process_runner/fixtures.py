@@ -24,6 +24,7 @@ from streamvane_operator.pulsar.admin import PulsarAdmin, TopicName
 from streamvane_operator.pulsar.errors import PulsarNotFound
 from streamvane_stack import Endpoints
 from streamvane_stack.manifests import for_stack
+from streamvane_stack.publish import send_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "crds" / "samples"
@@ -61,12 +62,17 @@ class Cluster:
         return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc), namespace=namespace)
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
-        result = self.kubectl("get", kind, name, "-o", "json", namespace=namespace)
+        """The object as stored, managedFields included (kubectl leaves them out by default)."""
+        result = self.kubectl(
+            "get", kind, name, "-o", "json", "--show-managed-fields", namespace=namespace
+        )
         return json.loads(result.stdout) if result.returncode == 0 else None
 
-    def items(self, kind: str, selector: str | None = None) -> dict[str, dict[str, Any]]:
+    def items(
+        self, kind: str, selector: str | None = None, namespace: str | None = None
+    ) -> dict[str, dict[str, Any]]:
         args = ["get", kind, "-o", "json", *(["-l", selector] if selector else [])]
-        result = self.kubectl(*args)
+        result = self.kubectl(*args, namespace=namespace)
         assert result.returncode == 0, result.stderr
         return {i["metadata"]["name"]: i for i in json.loads(result.stdout)["items"]}
 
@@ -130,10 +136,7 @@ class Cluster:
         """Each document as one JSON message on topic ``local``."""
         client = pulsar.Client(self.pulsar_url, **self.pulsar_client_options)
         try:
-            producer = client.create_producer(self.topic(local))
-            for doc in docs:
-                producer.send_async(json.dumps(doc).encode(), None)
-            producer.flush()
+            send_json(client, self.topic(local), docs)
         finally:
             client.close()
 

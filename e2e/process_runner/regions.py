@@ -26,6 +26,7 @@ from process_runner.fixtures import ROOT, SAMPLES, TENANT
 from process_runner.kubectl import kubectl
 from streamvane_stack import Endpoints
 from streamvane_stack.manifests import for_stack
+from streamvane_stack.publish import send_json
 from streamvane_stack.stack import RegionEndpoints
 
 T = TypeVar("T")
@@ -109,10 +110,7 @@ class MultiRegion:
 def publish(url: str, topic: str, docs: Iterable[dict[str, Any]]) -> None:
     client = pulsar.Client(url)
     try:
-        producer = client.create_producer(topic)
-        for doc in docs:
-            producer.send_async(json.dumps(doc).encode(), None)
-        producer.flush()
+        send_json(client, topic, docs)
     finally:
         client.close()
 

@@ -11,6 +11,7 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +28,7 @@ from process_runner.kubectl import kubectl
 from streamvane_demo.report import PipelineRun, StageCounts, latency_percentiles, sample_rows
 from streamvane_stack import Endpoints, Stack
 from streamvane_stack.manifests import for_stack
+from streamvane_stack.publish import PublishFailed, send_all
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS_FILE = Path(__file__).with_name("content_items.jsonl")
@@ -162,23 +164,20 @@ def _run(stack: Endpoints, count: int, timeout_s: float, run_dir: Path) -> None:
         sink = client.subscribe(
             run.sink_topic, "demo-reader", initial_position=pulsar.InitialPosition.Earliest
         )
-        producer = client.create_producer(run.input_topic, batching_enabled=True)
         content = load_items(count)
         console.print(f"[bold]3/4[/bold] publishing {count} content items to {run.input_topic}")
         sent_at: dict[str, float] = {}
-        failures: list[pulsar.Result] = []
 
-        def on_sent(result: pulsar.Result, _: pulsar.MessageId) -> None:
-            if result != pulsar.Result.Ok:
-                failures.append(result)
+        def stamped() -> Iterator[bytes]:
+            for item in content:
+                sent_at[item["id"]] = time.monotonic()
+                yield json.dumps(item).encode()
 
-        for item in content:
-            sent_at[item["id"]] = time.monotonic()
-            producer.send_async(json.dumps(item).encode(), on_sent)
-        producer.flush()
-        if failures:
-            console.print(f"[red]{len(failures)} items were not published: {failures[0]}[/red]")
-            raise typer.Exit(1)
+        try:
+            send_all(client, run.input_topic, stamped(), batching=True)
+        except PublishFailed as e:
+            console.print(f"[red]not every item was published: {e}[/red]")
+            raise typer.Exit(1) from e
         results = _collect(sink, sent_at, timeout_s)
     finally:
         client.close()

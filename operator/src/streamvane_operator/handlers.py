@@ -18,10 +18,15 @@ from streamvane_operator.api.pipeline import PipelineStatus
 from streamvane_operator.config import OperatorConfig
 from streamvane_operator.diffbase import DigestDiffBaseStorage
 from streamvane_operator.kube.client import ObjectRef
+from streamvane_operator.kube.errors import KubeError
 from streamvane_operator.reconcile import autoscale, backend, pipeline
 from streamvane_operator.reconcile.common import Deps, Events, Outcome, RetryLater
-from streamvane_operator.reconcile.status import stage_of, worker_failure
-from streamvane_operator.render.labels import MANAGED_BY, PIPELINE_LABEL
+from streamvane_operator.reconcile.status import (
+    stage_of,
+    with_current_foreign_conditions,
+    worker_failure,
+)
+from streamvane_operator.render.labels import MANAGED_BY, PIPELINE_LABEL, Owner
 
 PIPELINES = (GROUP, VERSION, "pipelines")
 BACKENDS = (GROUP, VERSION, "inferencebackends")
@@ -87,8 +92,16 @@ def register(
         outcome = pipeline.reconcile_pipeline(
             deps, owner, dict(spec), int(meta.get("generation", 0)), dict(status)
         )
-        patch.status.update(_dump(outcome.status))
+        patch.status.update(_dump(_latest_foreign_conditions(outcome.status, owner)))
         return outcome
+
+    def _latest_foreign_conditions(status: PipelineStatus, owner: Owner) -> PipelineStatus:
+        ref = ObjectRef(API_VERSION, pipeline.KIND, owner.namespace, owner.name)
+        try:
+            current = deps.kube.get(ref)
+        except KubeError:
+            return status  # as the reconcile read them
+        return with_current_foreign_conditions(status, (current or {}).get("status"))
 
     @kopf.on.resume(*PIPELINES, when=local, registry=registry)
     @kopf.on.create(*PIPELINES, when=local, registry=registry)
@@ -143,7 +156,14 @@ def register(
             deps, owner, dict(spec), dict(status), memo.get("autoscale", {})
         )
         memo["autoscale"] = outcome.memory
-        patch.status.update(autoscale.status_patch(dict(status), outcome, deps.clock()))
+        own = autoscale.autoscaling_status(dict(status), outcome)
+        if own is not None:
+            patch.status["autoscaling"] = own
+        unwritten = autoscale.write_condition(
+            deps, owner, dict(status), str(meta["resourceVersion"]), outcome
+        )
+        if unwritten is not None:
+            logger.info(f"ScalingActive not written this tick: {unwritten}")
         _post(body, outcome.events, logger)
 
     @kopf.on.delete(*PIPELINES, when=local, registry=registry)
@@ -179,7 +199,7 @@ def register(
             int(parent["metadata"].get("generation", 0)),
             parent.get("status"),
         )
-        deps.kube.patch_status(ref, _dump(outcome.status))
+        deps.kube.patch_status(ref, _dump(_latest_foreign_conditions(outcome.status, owner)))
         _post(parent, outcome.events, logger)
 
     @kopf.on.event(*WORKER_DEPLOYMENTS, labels=WORKER_LABELS, registry=registry)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pulsar
 
+from streamvane_stack.publish import send_all
 from streamvane_worker.__main__ import EXIT_STARTUP
 from streamvane_worker.config import CONFIG_FILE_ENV
 
@@ -137,15 +138,12 @@ def publish(
     payloads: Iterable[bytes | dict[str, Any]],
     batching: bool = True,
 ) -> int:
-    producer = client.create_producer(topic, batching_enabled=batching, block_if_queue_full=True)
-    count = 0
-    for payload in payloads:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        producer.send_async(data, None)
-        count += 1
-    producer.flush()
-    producer.close()
-    return count
+    return send_all(
+        client,
+        topic,
+        (p if isinstance(p, bytes) else json.dumps(p).encode() for p in payloads),
+        batching=batching,
+    )
 
 
 def client(stack: Any) -> pulsar.Client:

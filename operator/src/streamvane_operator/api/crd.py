@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from streamvane_operator.api.backend import InferenceBackendSpec, InferenceBackendStatus
 from streamvane_operator.api.common import DNS_1035, GROUP, MAX_NAME, VERSION
-from streamvane_operator.api.pipeline import PipelineSpec, PipelineStatus
+from streamvane_operator.api.pipeline import PipelineSpec, StoredPipelineStatus
 from streamvane_operator.api.region import RegionSpec, RegionStatus
 from streamvane_operator.api.schema import Schema, to_structural
 
@@ -49,7 +49,7 @@ PIPELINE = Kind(
     plural="pipelines",
     short_names=("svp",),
     spec=PipelineSpec,
-    status=PipelineStatus,
+    status=StoredPipelineStatus,
     description="A streaming pipeline: worker stages connected by Pulsar topics.",
     name_rules=(
         {

@@ -512,11 +512,18 @@ class StageStatus(Model):
     updated_replicas: int = Field(0, ge=0)
     subscription: str = Field("", description="Fully qualified input topic and subscription.")
     backlog: int | None = Field(None, description="Unacknowledged messages on the subscription.")
-    scaling_reason: str | None = Field(
-        None,
+
+
+class StageAutoscaling(Model):
+    """One autoscaled stage, as the operator's autoscaler last saw it."""
+
+    name: str
+    desired_replicas: int = Field(0, ge=0, description="The replicas the autoscaler chose.")
+    scaling_reason: str = Field(
+        "",
         max_length=1024,
         description="Why the autoscaler chose desiredReplicas (or froze them), e.g. "
-        "'ScaledUp: backlog 3000 ...'; none for a fixed replica count.",
+        "'ScaledUp: backlog 3000 ...'.",
     )
     last_scale_time: datetime | None = Field(
         None, description="When the autoscaler last changed the stage's replicas."
@@ -564,4 +571,17 @@ class PipelineStatus(Model):
     replication_clusters: list[str] = Field(
         default_factory=list,
         description="Pulsar clusters the namespace is replicated between, as last applied.",
+    )
+
+
+class StoredPipelineStatus(PipelineStatus):
+    """The whole status subresource: the reconcile's fields (PipelineStatus) and the one the
+    autoscaler alone writes. Each writer replaces only its own top-level fields, so neither
+    drops what the other wrote."""
+
+    autoscaling: list[StageAutoscaling] = Field(
+        default_factory=list,
+        description="Per stage the operator autoscales (scaling.engine Builtin): the "
+        "autoscaler's latest choice, why, and when it last changed the replicas.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )

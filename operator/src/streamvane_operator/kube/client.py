@@ -69,8 +69,11 @@ class Kube(Protocol):
         self, api_version: str, kind: str, namespace: str, selector: str | None = None
     ) -> list[Manifest]: ...
 
-    def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
-        """Replace the top-level fields of the status subresource given in ``status``."""
+    def patch_status(
+        self, ref: ObjectRef, status: dict[str, Any], resource_version: str | None = None
+    ) -> None:
+        """Replace the top-level fields of the status subresource given in ``status``; with
+        ``resource_version``, only if the object is still at it (else KubeRejected, 409)."""
         ...
 
     def secret_value(self, namespace: str, name: str, key: str) -> str: ...
@@ -182,12 +185,17 @@ class KubeClient:
             item.setdefault("kind", kind)
         return list(items)
 
-    def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
+    def patch_status(
+        self, ref: ObjectRef, status: dict[str, Any], resource_version: str | None = None
+    ) -> None:
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}  # a precondition
         self._call(
             f"patch status of {ref}",
             lambda: self._client().patch(
                 self._resource(ref.api_version, ref.kind).status,
-                body={"status": status},
+                body=body,
                 name=ref.name,
                 namespace=ref.namespace,
                 content_type="application/merge-patch+json",

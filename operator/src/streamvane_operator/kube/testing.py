@@ -78,10 +78,15 @@ class FakeKube:
             and _matches(obj, selector)
         ]
 
-    def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
+    def patch_status(
+        self, ref: ObjectRef, status: dict[str, Any], resource_version: str | None = None
+    ) -> None:
         self._check("patch_status", ref.api_version, ref.kind)
         if ref not in self.objects:
             raise KubeNotFound(f"{ref} not found", 404)
+        stored = self.objects[ref]["metadata"].get("resourceVersion")
+        if resource_version is not None and resource_version != stored:
+            raise KubeRejected(f"{ref} changed since resourceVersion {resource_version}", 409)
         self.objects[ref].setdefault("status", {}).update(copy.deepcopy(status))
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:

@@ -6,6 +6,10 @@ the policy per stage; a write through the Deployment's scale subresource only on
 with an Event; the stages' scaling status. A signal that cannot be read freezes the
 replicas of the stages that need it, and the ScalingActive condition says why.
 
+The autoscaler writes status.autoscaling, which no one else writes, and the ScalingActive
+condition only with the resourceVersion it read: the reconcile replaces status.stages and
+the conditions from its own reading, so sharing those fields would drop one writer's news.
+
 """
 
 from __future__ import annotations
@@ -15,14 +19,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from streamvane_operator.api.pipeline import PipelineSpec, StageSpec
+from pydantic import ValidationError
+
+from streamvane_operator.api.common import API_VERSION, Condition
+from streamvane_operator.api.pipeline import PipelineSpec, StageAutoscaling, StageSpec
 from streamvane_operator.api.validation import InvalidSpecError, parse
 from streamvane_operator.kube.client import ObjectRef
 from streamvane_operator.kube.errors import KubeError
 from streamvane_operator.pulsar.admin import TopicName
 from streamvane_operator.pulsar.errors import PulsarError
 from streamvane_operator.reconcile.common import Deps, Events
-from streamvane_operator.reconcile.pipeline import inference_backends, pulsar_admin
+from streamvane_operator.reconcile.pipeline import KIND, inference_backends, pulsar_admin
 from streamvane_operator.reconcile.plan import owned_by
 from streamvane_operator.reconcile.replicas import builtin_autoscaled
 from streamvane_operator.reconcile.status import (
@@ -52,6 +59,8 @@ class StageScaling:
 
 @dataclass(frozen=True)
 class AutoscaleOutcome:
+    skipped: bool = False
+    """Nothing could be read this tick (invalid spec, Kubernetes unavailable): status stays."""
     stages: dict[str, StageScaling] = field(default_factory=dict)
     condition: DesiredCondition | None = None
     """ScalingActive; None when the Pipeline has no stage the operator scales."""
@@ -69,7 +78,7 @@ def autoscale_pipeline(
     try:
         spec = parse(PipelineSpec, raw_spec)
     except InvalidSpecError:
-        return AutoscaleOutcome(memory=dict(memory))  # the reconcile reports it
+        return AutoscaleOutcome(skipped=True, memory=dict(memory))  # the reconcile reports it
     stages = builtin_autoscaled(spec)
     if not stages:
         return AutoscaleOutcome()
@@ -82,7 +91,7 @@ def autoscale_pipeline(
             if owned_by(d, owner.uid)
         }
     except KubeError:
-        return AutoscaleOutcome(memory=dict(memory))  # nothing can be scaled now anyway
+        return AutoscaleOutcome(skipped=True, memory=dict(memory))  # nothing can be scaled now
     now, stamp = deps.monotonic(), deps.clock()
     topo = topology(owner.namespace, owner.name, spec)
     subscriptions = {s.stage: s for s in topo.subscriptions}
@@ -144,7 +153,7 @@ def autoscale_pipeline(
         events.warn("ScalingFrozen", "; ".join(frozen))
     elif not frozen and not was_active:
         events.info("ScalingResumed", "signals read again")
-    return AutoscaleOutcome(out, condition, events, new_memory)
+    return AutoscaleOutcome(False, out, condition, events, new_memory)
 
 
 def _condition(stages: Sequence[StageSpec], frozen: Sequence[str]) -> DesiredCondition:
@@ -218,44 +227,76 @@ def _model_counters(
 
 def _previous_scale_times(status: Mapping[str, Any] | None) -> dict[str, datetime | None]:
     found: dict[str, datetime | None] = {}
-    for stage in (status or {}).get("stages") or []:
-        if isinstance(stage, dict) and stage.get("lastScaleTime"):
-            try:
-                found[str(stage["name"])] = datetime.fromisoformat(str(stage["lastScaleTime"]))
-            except ValueError:
-                continue
+    for raw in (status or {}).get("autoscaling") or []:
+        try:
+            stage = StageAutoscaling.model_validate(raw)
+        except ValidationError:
+            continue
+        found[stage.name] = stage.last_scale_time
     return found
 
 
-def status_patch(
+def autoscaling_status(
+    status: Mapping[str, Any], outcome: AutoscaleOutcome
+) -> list[dict[str, Any]] | None:
+    """The new status.autoscaling, or None when it stays as stored (nothing changed, or
+    nothing was read this tick)."""
+    if outcome.skipped:
+        return None
+    new = [
+        StageAutoscaling(
+            name=name,
+            desired_replicas=scaled.desired_replicas,
+            scaling_reason=scaled.reason[:1024],
+            last_scale_time=scaled.last_scale_time,
+        ).model_dump(by_alias=True, mode="json", exclude_none=True)
+        for name, scaled in sorted(outcome.stages.items())
+    ]
+    return None if new == list(status.get("autoscaling") or []) else new
+
+
+def conditions_status(
     status: Mapping[str, Any], outcome: AutoscaleOutcome, now: datetime
-) -> dict[str, Any]:
-    """The status fields the autoscaler writes: its stages' desiredReplicas, scalingReason
-    and lastScaleTime (other stage fields as the reconcile wrote them), and ScalingActive
-    (removed when no stage is autoscaled by the operator)."""
-    patch: dict[str, Any] = {}
-    stages = [dict(s) for s in status.get("stages") or [] if isinstance(s, dict)]
-    for stage in stages:
-        scaled = outcome.stages.get(str(stage.get("name")))
-        if scaled is not None:
-            stage["desiredReplicas"] = scaled.desired_replicas
-            stage["scalingReason"] = scaled.reason[:1024]
-            if scaled.last_scale_time is not None:
-                stage["lastScaleTime"] = scaled.last_scale_time.isoformat().replace("+00:00", "Z")
-    if outcome.stages:
-        patch["stages"] = stages
+) -> list[dict[str, Any]] | None:
+    """The conditions with ScalingActive as this tick found it (removed when no stage is
+    autoscaled by the operator), or None when the stored one already says so."""
+    if outcome.skipped:
+        return None
     previous = previous_conditions(status)
     others = [c for c in previous if c.type != SCALING_ACTIVE]
-    had = len(others) != len(previous)
-    if outcome.condition is None and not had:
-        return patch
-    generation = int(status.get("observedGeneration") or 0)
-    merged = (
-        merge_conditions(previous, [outcome.condition], generation, now)
-        if outcome.condition is not None
-        else []
-    )
-    patch["conditions"] = [
-        c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in others + merged
-    ]
-    return patch
+    stored = [c for c in previous if c.type == SCALING_ACTIVE]
+    if outcome.condition is None:
+        if not stored:
+            return None
+        merged = []
+    else:
+        generation = int(status.get("observedGeneration") or 0)
+        merged = merge_conditions(previous, [outcome.condition], generation, now)
+        if stored and _same(stored[0], merged[0]):
+            return None
+    return [c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in others + merged]
+
+
+def write_condition(
+    deps: Deps,
+    owner: Owner,
+    status: Mapping[str, Any],
+    resource_version: str,
+    outcome: AutoscaleOutcome,
+) -> str | None:
+    """Write the conditions with this tick's ScalingActive if it changed, only over the
+    status that was read; returns why not (changed since, or unreachable: the next tick
+    compares again)."""
+    conditions = conditions_status(status, outcome, deps.clock())
+    if conditions is None:
+        return None
+    ref = ObjectRef(API_VERSION, KIND, owner.namespace, owner.name)
+    try:
+        deps.kube.patch_status(ref, {"conditions": conditions}, resource_version)
+    except KubeError as e:
+        return str(e)
+    return None
+
+
+def _same(a: Condition, b: Condition) -> bool:
+    return (a.status, a.reason, a.message) == (b.status, b.reason, b.message)

@@ -56,7 +56,6 @@ from streamvane_operator.reconcile.status import (
     pipeline_status,
     previous_conditions,
     previous_retiring,
-    previous_scaling,
     previous_subscriptions,
     stage_of,
     stage_status,
@@ -294,7 +293,6 @@ def _status(
         # The spec is unusable: report the workers that still run the last good one.
         known = previous_subscriptions(previous_status)
         subscriptions = {name: known.get(name, "") for name in sorted(deployments)}
-    scaling = previous_scaling(previous_status)
     stages = [
         stage_status(
             name,
@@ -303,7 +301,6 @@ def _status(
             lag.get(name),
             desired.get(name, 0),
             failing.get(name),
-            scaling.get(name, (None, None)),
         )
         for name, sub in subscriptions.items()
     ]

@@ -144,11 +144,8 @@ def stage_status(
     backlog: int | None,
     desired_replicas: int = 0,
     failure: WorkerFailure | None = None,
-    scaling: tuple[str | None, datetime | None] = (None, None),
 ) -> StageStatus:
-    """``desired_replicas`` counts when the stage has no Deployment (yet); ``scaling`` is
-    the autoscaler's (scalingReason, lastScaleTime), kept as it last wrote them."""
-    reason, last_scale = scaling
+    """``desired_replicas`` counts when the stage has no Deployment (yet)."""
     if deployment is None:
         return StageStatus(
             name=name,
@@ -157,8 +154,6 @@ def stage_status(
             desired_replicas=desired_replicas,
             subscription=subscription,
             backlog=backlog,
-            scaling_reason=reason,
-            last_scale_time=last_scale,
         )
     status = deployment.get("status") or {}
     replicas = int(deployment.get("spec", {}).get("replicas", 1))
@@ -181,8 +176,6 @@ def stage_status(
         updated_replicas=int(status.get("updatedReplicas") or 0),
         subscription=subscription,
         backlog=backlog,
-        scaling_reason=reason,
-        last_scale_time=last_scale,
     )
 
 
@@ -256,6 +249,17 @@ def pipeline_status(
     )
 
 
+def with_current_foreign_conditions(
+    status: PipelineStatus, current: Mapping[str, Any] | None
+) -> PipelineStatus:
+    """``status`` with the conditions the reconcile does not own (ScalingActive) as
+    ``current`` (the stored status, read just before writing) has them: their writer may
+    have changed them while this reconcile ran, and a merge patch replaces the whole list."""
+    own = [c for c in status.conditions if c.type in OWN_CONDITIONS]
+    others = [c for c in previous_conditions(current) if c.type not in OWN_CONDITIONS]
+    return status.model_copy(update={"conditions": own + others})
+
+
 @dataclass(frozen=True)
 class DesiredCondition:
     type: str
@@ -312,20 +316,6 @@ def previous_subscriptions(status: Mapping[str, Any] | None) -> dict[str, str]:
         for stage in (status or {}).get("stages") or []
         if isinstance(stage, dict) and "name" in stage
     }
-
-
-def previous_scaling(
-    status: Mapping[str, Any] | None,
-) -> dict[str, tuple[str | None, datetime | None]]:
-    """Stage -> (scalingReason, lastScaleTime) as the autoscaler last wrote them."""
-    found: dict[str, tuple[str | None, datetime | None]] = {}
-    for raw in (status or {}).get("stages") or []:
-        try:
-            stage = StageStatus.model_validate(raw)
-        except ValidationError:
-            continue
-        found[stage.name] = (stage.scaling_reason, stage.last_scale_time)
-    return found
 
 
 def previous_retiring(status: Mapping[str, Any] | None) -> list[str]:

@@ -113,7 +113,7 @@ class Decision:
 
     @property
     def summary(self) -> str:
-        """``Reason: message``, as status.stages[].scalingReason shows it."""
+        """``Reason: message``, as status.autoscaling[].scalingReason shows it."""
         return f"{self.reason.value}: {self.message}"
 
 

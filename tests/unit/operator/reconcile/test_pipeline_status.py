@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from streamvane_operator.api.common import ConditionStatus
+from streamvane_operator.api.common import Condition, ConditionStatus
 from streamvane_operator.api.pipeline import StageStatus
 from streamvane_operator.reconcile.status import (
     Failure,
@@ -12,6 +12,7 @@ from streamvane_operator.reconcile.status import (
     deployment_ready,
     pipeline_status,
     stale_subscriptions,
+    with_current_foreign_conditions,
 )
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -169,3 +170,42 @@ def test_stale_subscriptions_lists_recorded_ones_no_stage_reads_when_spec_change
 
     assert stale == ["persistent://t/n/mid#p-b", "persistent://t/n/old#p-c"]
     assert stale_subscriptions(None, []) == []
+
+
+def test_reconcile_status_takes_the_autoscalers_condition_as_stored_now_not_as_read() -> None:
+    read_then = Condition(
+        type="ScalingActive",
+        status=ConditionStatus.TRUE,
+        reason="SignalsRead",
+        last_transition_time=NOW,
+    )
+    status = pipeline_status(
+        generation=1,
+        stages=stages(1),
+        ready_stages={"s0"},
+        problem=None,
+        previous=[read_then],
+        now=NOW,
+    )
+    stored_now = {
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "Old",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            },
+            {
+                "type": "ScalingActive",
+                "status": "False",
+                "reason": "SignalsMissing",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            },
+        ]
+    }
+
+    merged = with_current_foreign_conditions(status, stored_now)
+
+    assert by_type(merged)["Ready"] == (ConditionStatus.TRUE, by_type(status)["Ready"][1])
+    assert by_type(merged)["ScalingActive"] == (ConditionStatus.FALSE, "SignalsMissing")
+    assert "ScalingActive" not in by_type(with_current_foreign_conditions(status, {}))

@@ -16,7 +16,9 @@ from streamvane_operator.reconcile.autoscale import (
     SCALING_ACTIVE,
     AutoscaleOutcome,
     autoscale_pipeline,
-    status_patch,
+    autoscaling_status,
+    conditions_status,
+    write_condition,
 )
 from streamvane_operator.reconcile.common import Deps
 from streamvane_operator.reconcile.pipeline import owner_of, reconcile_pipeline
@@ -84,12 +86,18 @@ class World:
 
     def reconcile(self, doc: dict[str, Any]) -> None:
         outcome = reconcile_pipeline(self.deps, OWNER, doc, 1, self.status)
-        self.status = outcome.status.model_dump(by_alias=True, mode="json", exclude_none=True)
+        # A merge patch of the reconcile's own top-level fields, as the handler writes it.
+        self.status.update(outcome.status.model_dump(by_alias=True, mode="json", exclude_none=True))
 
     def tick(self, doc: dict[str, Any]) -> AutoscaleOutcome:
         outcome = autoscale_pipeline(self.deps, OWNER, doc, self.status, self.memory)
         self.memory = outcome.memory
-        self.status.update(status_patch(self.status, outcome, self.deps.clock()))
+        own = autoscaling_status(self.status, outcome)
+        if own is not None:
+            self.status["autoscaling"] = own
+        conditions = conditions_status(self.status, outcome, self.deps.clock())
+        if conditions is not None:
+            self.status["conditions"] = conditions
         self.now += 5
         return outcome
 
@@ -139,7 +147,7 @@ def test_autoscale_scales_from_zero_with_an_event_when_the_subscription_has_a_ba
     assert world.replicas() >= 1
     (event,) = outcome.events.items
     assert event.reason == "ScaledFromZero" and "0 -> " in event.message
-    (stage,) = world.status["stages"]
+    (stage,) = world.status["autoscaling"]
     assert stage["desiredReplicas"] == world.replicas()
     assert stage["scalingReason"].startswith("ScaledFromZero: backlog 500")
     assert stage["lastScaleTime"] == "2026-01-01T00:00:00Z"
@@ -154,7 +162,7 @@ def test_autoscale_writes_nothing_when_the_decision_does_not_change(world: World
 
     assert len(world.kube.scaled) == scaled
     assert outcome.events.items == []
-    assert world.status["stages"][0]["scalingReason"].startswith("Steady")
+    assert world.status["autoscaling"][0]["scalingReason"].startswith("Steady")
 
 
 def test_autoscale_freezes_replicas_and_says_why_when_pulsar_is_unreachable(
@@ -202,7 +210,7 @@ def test_autoscale_holds_replicas_when_the_backend_queues_requests(world: World)
     world.tick(embed_spec())
 
     assert world.replicas("cu-embed") == 1
-    assert world.status["stages"][0]["scalingReason"].startswith("BackendSaturated")
+    assert world.status["autoscaling"][0]["scalingReason"].startswith("BackendSaturated")
 
 
 def test_autoscale_leaves_keda_stages_to_keda_when_engine_is_keda(world: World) -> None:
@@ -222,9 +230,58 @@ def test_reconcile_keeps_the_scaling_status_when_it_refreshes_the_stages(world: 
     world.reconcile(spec())
     world.pulsar.backlog[(ITEMS, "media.cu-relay")] = 500
     world.tick(spec())
-    reason = world.status["stages"][0]["scalingReason"]
+    reason = world.status["autoscaling"][0]["scalingReason"]
 
     world.reconcile(spec())
 
-    assert world.status["stages"][0]["scalingReason"] == reason
+    assert world.status["autoscaling"][0]["scalingReason"] == reason
     assert world.condition()["status"] == "True"
+
+
+def test_autoscale_status_is_written_only_when_it_changes(world: World) -> None:
+    world.reconcile(spec())
+    world.pulsar.backlog[(ITEMS, "media.cu-relay")] = 500
+    world.tick(spec())  # scales from zero
+    world.tick(spec())  # now steady at that count: a new reason, written once
+
+    outcome = autoscale_pipeline(world.deps, OWNER, spec(), world.status, world.memory)
+
+    assert autoscaling_status(world.status, outcome) is None
+    assert conditions_status(world.status, outcome, world.deps.clock()) is None
+
+
+def test_autoscale_leaves_status_alone_when_the_spec_cannot_be_read(world: World) -> None:
+    world.reconcile(spec())
+    world.tick(spec())
+    broken = spec()
+    broken["stages"][0]["type"] = "no-such-stage"
+
+    outcome = autoscale_pipeline(world.deps, OWNER, broken, world.status, world.memory)
+
+    assert outcome.skipped
+    assert autoscaling_status(world.status, outcome) is None
+    assert conditions_status(world.status, outcome, world.deps.clock()) is None
+
+
+def test_scaling_condition_is_not_written_over_a_status_changed_since_it_was_read(
+    world: World,
+) -> None:
+    pipeline_ref = ObjectRef(API_VERSION, "Pipeline", "media", "cu")
+    world.kube.objects[pipeline_ref] = {
+        "apiVersion": API_VERSION,
+        "kind": "Pipeline",
+        "metadata": {"name": "cu", "namespace": "media", "resourceVersion": "8"},
+        "spec": spec(),
+        "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "New"}]},
+    }
+    world.reconcile(spec())
+    outcome = autoscale_pipeline(world.deps, OWNER, spec(), world.status, world.memory)
+
+    stale = write_condition(world.deps, OWNER, world.status, "7", outcome)
+    stored = world.kube.objects[pipeline_ref]["status"]["conditions"]
+    assert stale is not None and "changed since" in stale
+    assert [c["type"] for c in stored] == ["Ready"]
+
+    assert write_condition(world.deps, OWNER, world.status, "8", outcome) is None
+    stored = world.kube.objects[pipeline_ref]["status"]["conditions"]
+    assert SCALING_ACTIVE in {c["type"] for c in stored}

@@ -17,7 +17,8 @@ With ``--ranking`` (needs ``make stack-up``) it also measures the ranking stage 
 alone on the same model (``recs-ranker``), interleaved over ``--rounds``, in scored rows
 (candidates) per second:
 
-    Triton alone    closed-loop tritonclient gRPC callers (``bench_workers.triton_direct``),
+    Triton alone    perf_analyzer (``bench/perf_analyzer.py``, as bench_workers runs it) and
+                    closed-loop tritonclient gRPC callers (``bench_workers.triton_direct``),
                     each request one stage micro-batch's rows (``maxBatchSize`` messages x
                     ``CANDIDATES`` rows), ``IN_FLIGHT`` callers (the stage's maxInFlightBatches)
     ranking stage   a worker subprocess over a backlog of Candidates messages, Pulsar -> worker
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -192,16 +194,35 @@ def ranking_stage(stack: Any, tmp: Path, messages: int, rng: np.random.Generator
     return (messages - 1) * CANDIDATES / elapsed
 
 
-def triton_alone(url: str, rng: np.random.Generator, seconds: float) -> float:
-    from bench.bench_workers import triton_direct
-
+def _rows(rng: np.random.Generator) -> dict[str, Vectors]:
     rows = MESSAGES_PER_BATCH * CANDIDATES
-    arrays = {
+    return {
         USER: clustered(rows, rng),
         ITEM: clustered(rows, rng),
         DENSE: rng.random((rows, len(DENSE_FEATURES)), dtype=np.float32),
     }
-    return asyncio.run(triton_direct(url, RANKER, arrays, IN_FLIGHT, seconds))
+
+
+def triton_alone(url: str, rng: np.random.Generator, seconds: float) -> float:
+    from bench.bench_workers import triton_direct
+
+    return asyncio.run(triton_direct(url, RANKER, _rows(rng), IN_FLIGHT, seconds))
+
+
+def perf_analyzer_alone(analyzer: Any, url: str, rng: np.random.Generator) -> float:
+    """perf_analyzer's rows/s, or NaN (left out of medians) when it gave no figure."""
+    from bench import perf_analyzer
+
+    if analyzer is None:
+        return math.nan
+    samples = perf_analyzer.float_samples(
+        {name: array[:16].tolist() for name, array in _rows(rng).items()}
+    )
+    try:
+        return float(analyzer.run(url, RANKER, samples, MESSAGES_PER_BATCH * CANDIDATES, IN_FLIGHT))
+    except perf_analyzer.PerfAnalyzerUnavailable as e:
+        Console().log(f"perf_analyzer gave no figure this round: {e}")
+        return math.nan
 
 
 def measure_ranking(rounds: int, messages: int) -> None:
@@ -211,31 +232,50 @@ def measure_ranking(rounds: int, messages: int) -> None:
     if not stack.is_ready():
         raise typer.BadParameter("the local stack is not running: run `make stack-up`")
     endpoints = stack.endpoints
+    from bench import perf_analyzer
+
     rng = np.random.default_rng(11)
     alone: list[float] = []
+    analyzed: list[float] = []
     stage: list[float] = []
+    try:
+        analyzer = perf_analyzer.ensure()
+    except perf_analyzer.PerfAnalyzerUnavailable as e:
+        Console().log(f"perf_analyzer unavailable: {e}")
+        analyzer = None
     with tempfile.TemporaryDirectory() as tmp:
         triton_alone(endpoints.triton_grpc, rng, 2.0)  # warm-up
         for round_ in range(1, rounds + 1):
+            analyzed.append(perf_analyzer_alone(analyzer, endpoints.triton_grpc, rng))
             alone.append(triton_alone(endpoints.triton_grpc, rng, 10.0))
             stage.append(ranking_stage(endpoints, Path(tmp), messages, rng))
             Console().log(
-                f"round {round_}/{rounds}: Triton alone {alone[-1]:,.0f} rows/s, "
+                f"round {round_}/{rounds}: perf_analyzer {analyzed[-1]:,.0f} rows/s, "
+                f"Triton alone {alone[-1]:,.0f} rows/s, "
                 f"ranking stage {stage[-1]:,.0f} rows/s"
             )
     table = Table(
         title=f"ranking ({RANKER}; {MESSAGES_PER_BATCH} messages x {CANDIDATES} "
         f"candidates per batch, {IN_FLIGHT} in flight; medians of {rounds} rounds)"
     )
-    for column in ("measurement", "rows/s", "ratio"):
+    for column in ("measurement", "rows/s", "ranking stage / this"):
         table.add_column(column, justify="right")
-    # Rows of one round share the machine's load: the ratio is the median of the rounds' ratios.
-    ratio = statistics.median(s / a for s, a in zip(stage, alone, strict=True))
-    table.add_row("Triton alone (tritonclient gRPC)", f"{statistics.median(alone):,.0f}", "")
+
+    def row(name: str, alone_rows: list[float]) -> None:
+        # Rows of one round share the machine's load: the median of the rounds' ratios.
+        pairs = [(s, a) for s, a in zip(stage, alone_rows, strict=True) if not math.isnan(a)]
+        if not pairs:
+            table.add_row(name, "no figure", "")
+            return
+        ratio = statistics.median(s / a for s, a in pairs)
+        table.add_row(name, f"{statistics.median(a for _, a in pairs):,.0f}", f"{ratio:.2f}")
+
+    row("Triton alone (perf_analyzer)", analyzed)
+    row("Triton alone (tritonclient gRPC)", alone)
     table.add_row(
         "ranking stage (Pulsar -> worker -> Triton -> Pulsar)",
         f"{statistics.median(stage):,.0f}",
-        f"{ratio:.2f}",
+        "",
     )
     Console().print(table)
 

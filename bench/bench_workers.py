@@ -274,7 +274,8 @@ def _perf_analyzer_round(
     if analyzer is None:
         return math.nan
     try:
-        return analyzer.run(url, MODEL, batch.input_ids.tolist(), BATCH, IN_FLIGHT)
+        samples = perf_analyzer.token_samples(batch.input_ids.tolist())
+        return analyzer.run(url, MODEL, samples, BATCH, IN_FLIGHT)
     except perf_analyzer.PerfAnalyzerUnavailable as e:
         console.log(f"perf_analyzer gave no figure this round: {e}")
         return math.nan

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streamvane_operator.rbac import CLUSTER_RULES, NAMESPACED_RULES, Rule
+from streamvane_operator.rbac import CLUSTER_RULES, HUB_RULES, NAMESPACED_RULES, Rule
 from tools.chart import CHART, CI_VALUES, of_kind, render
 
 CLUSTER_VALUES = CHART / "ci" / "cluster-values.yaml"
@@ -87,3 +87,16 @@ def test_role_grants_exactly_what_the_operator_calls_when_namespaced_mode() -> N
 def test_cluster_role_grants_exactly_what_the_operator_calls_when_cluster_mode() -> None:
     (role,) = of_kind(render(CLUSTER_VALUES), "ClusterRole")
     assert _grants(role["rules"]) == _operator_grants(NAMESPACED_RULES + CLUSTER_RULES)
+
+
+HUB_VALUES = CHART / "ci" / "hub-values.yaml"
+
+
+def test_hub_cluster_role_grants_exactly_what_the_hub_calls_when_hub_enabled() -> None:
+    roles = {r["metadata"]["name"]: r for r in of_kind(render(HUB_VALUES), "ClusterRole")}
+    assert _grants(roles["streamvane-hub"]["rules"]) == _operator_grants(HUB_RULES)
+
+
+def test_no_hub_rbac_when_hub_disabled() -> None:
+    names = {o["metadata"]["name"] for o in render() if "Cluster" in o["kind"]}
+    assert not {n for n in names if n.endswith("-hub")}

@@ -24,9 +24,17 @@ RECOMMENDED_LABELS = {
 }
 
 
-def _operator_container(objects: list[Manifest]) -> Manifest:
-    (deployment,) = of_kind(objects, "Deployment")
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+def _deployment(objects: list[Manifest], component: str = "operator") -> Manifest:
+    (deployment,) = [
+        d
+        for d in of_kind(objects, "Deployment")
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    return deployment
+
+
+def _operator_container(objects: list[Manifest], component: str = "operator") -> Manifest:
+    (container,) = _deployment(objects, component)["spec"]["template"]["spec"]["containers"]
     assert isinstance(container, dict)
     return container
 
@@ -149,7 +157,7 @@ def test_prometheus_rule_is_rendered_with_its_labels_when_enabled() -> None:
 
 def test_replicas_run_with_peering_and_meet_in_each_watched_namespace_when_ha() -> None:
     objects = render(CHART / "ci" / "ha-values.yaml")
-    (deployment,) = of_kind(objects, "Deployment")
+    deployment = _deployment(objects)
     container = _operator_container(objects)
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
@@ -201,3 +209,23 @@ def test_operator_cli_accepts_rendered_args_when_parsed(values: Path) -> None:
     assert context.params["metrics_port"] == 8081
     watched = [a.removeprefix("--namespace=") for a in args if a.startswith("--namespace=")]
     assert list(context.params["namespace"] or []) == watched
+
+
+def test_hub_runs_one_replica_in_hub_mode_outside_the_peering_when_enabled() -> None:
+    objects = render(CHART / "ci" / "hub-values.yaml", namespace="team-a")
+    member, hub = _deployment(objects), _deployment(objects, "hub")
+    assert hub["metadata"]["name"] == "streamvane-hub" and hub["spec"]["replicas"] == 1
+    assert hub["spec"]["strategy"]["type"] == "Recreate"
+    args = _args(_operator_container(objects, "hub"))
+    assert "--mode=hub" in args and "--hub-tick-seconds=10" in args
+    assert not any(a.startswith("--peering") for a in args)
+    context = typer.main.get_command(operator_cli.app).make_context("streamvane_operator", args)
+    assert context.params["mode"] is operator_cli.Mode.HUB
+    # Neither Deployment selects the other's pods (a Deployment adopts what it selects).
+    for one, other in ((member, hub), (hub, member)):
+        selector = one["spec"]["selector"]["matchLabels"].items()
+        assert not selector <= other["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_no_hub_is_deployed_when_defaults_are_used() -> None:
+    assert [d["metadata"]["name"] for d in of_kind(render(), "Deployment")] == ["streamvane"]

@@ -19,8 +19,13 @@
 
 {{/* Recommended labels (app.kubernetes.io/*) on every object of the chart, for the operator. */}}
 {{- define "streamvane.labels" -}}
-{{ include "streamvane.metaLabels" . }}
-app.kubernetes.io/component: operator
+{{ include "streamvane.labelsOf" (dict "root" . "component" "operator") }}
+{{- end }}
+
+{{/* The recommended labels of one operator component (dict: root, component). */}}
+{{- define "streamvane.labelsOf" -}}
+{{ include "streamvane.metaLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/* The recommended labels without a component, for objects that name their own. */}}
@@ -38,9 +43,14 @@ app.kubernetes.io/part-of: streamvane
 
 {{/* Immutable subset used by the Deployment selector and the Service. */}}
 {{- define "streamvane.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "streamvane.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: operator
+{{ include "streamvane.selectorLabelsOf" (dict "root" . "component" "operator") }}
+{{- end }}
+
+{{/* Selector labels of one operator component (dict: root, component "operator" or "hub"). */}}
+{{- define "streamvane.selectorLabelsOf" -}}
+app.kubernetes.io/name: {{ include "streamvane.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{- define "streamvane.serviceAccountName" -}}
@@ -79,22 +89,28 @@ app.kubernetes.io/component: operator
 
 {{/* Command-line options of `python -m streamvane_operator` (see its --help). */}}
 {{- define "streamvane.operatorArgs" -}}
-{{- if ne .Values.watch.mode "cluster" }}
-{{- range splitList "," (include "streamvane.watchNamespaces" .) }}
+{{- $root := .root }}
+{{- if ne $root.Values.watch.mode "cluster" }}
+{{- range splitList "," (include "streamvane.watchNamespaces" $root) }}
 - --namespace={{ . }}
 {{- end }}
 {{- end }}
-- --worker-image={{ include "streamvane.workerImage" . }}
-- --worker-log-format={{ .Values.workers.logFormat }}
+{{- if eq .mode "hub" }}
+- --mode=hub
+- --hub-tick-seconds={{ $root.Values.hub.tickSeconds }}
+{{- else }}
+- --worker-image={{ include "streamvane.workerImage" $root }}
+- --worker-log-format={{ $root.Values.workers.logFormat }}
+{{- end }}
 - --liveness-port=$(STREAMVANE_OPERATOR_LIVENESS_PORT)
 - --metrics-port=$(STREAMVANE_OPERATOR_METRICS_PORT)
-{{- if .Values.leaderElection.enabled }}
-- --peering={{ .Values.leaderElection.name }}
-- --peering-lifetime={{ .Values.leaderElection.lifetimeSeconds }}
+{{- if and (eq .mode "operator") $root.Values.leaderElection.enabled }}
+- --peering={{ $root.Values.leaderElection.name }}
+- --peering-lifetime={{ $root.Values.leaderElection.lifetimeSeconds }}
 {{- end }}
-- --resync-seconds={{ .Values.operator.resyncSeconds }}
-- --log-format={{ .Values.operator.logFormat }}
-{{- if .Values.operator.verbose }}
+- --resync-seconds={{ $root.Values.operator.resyncSeconds }}
+- --log-format={{ $root.Values.operator.logFormat }}
+{{- if $root.Values.operator.verbose }}
 - --verbose
 {{- end }}
 {{- end }}

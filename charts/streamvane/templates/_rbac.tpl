@@ -68,3 +68,38 @@ tests/chart/test_chart_rbac.py fails when the two differ in any group, resource 
   resources: ["clusterkopfpeerings"]
   verbs: ["list", "watch", "patch"]
 {{- end }}
+
+{{/* The hub operator's rules (hub.enabled), cluster-wide; mirror HUB_RULES in rbac.py. */}}
+{{- define "streamvane.rbac.hubRules" -}}
+# Hub Pipelines (spec.placement): watched and patched by kopf; status written by the hub.
+- apiGroups: ["streamvane.io"]
+  resources: ["pipelines"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["streamvane.io"]
+  resources: ["pipelines/status"]
+  verbs: ["patch"]
+# Regions (cluster-scoped): listed for placement, probed on a timer.
+- apiGroups: ["streamvane.io"]
+  resources: ["regions"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: ["streamvane.io"]
+  resources: ["regions/status"]
+  verbs: ["patch"]
+# Every rolled-out revision, kept for rollback.
+- apiGroups: ["apps"]
+  resources: ["controllerrevisions"]
+  verbs: ["list", "create", "patch", "delete"]
+# The kubeconfig and Pulsar-token Secrets the Regions name, read by name.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}

@@ -67,3 +67,22 @@ CLUSTER_RULES = (
     Rule(("kopf.dev",), ("clusterkopfpeerings",), ("list", "watch", "patch")),
 )
 """Granted only when the operator watches all namespaces."""
+
+HUB_RULES = (
+    # Hub Pipelines (spec.placement): kopf watches and patches them; the hub writes their status.
+    Rule(("streamvane.io",), ("pipelines",), ("get", "list", "watch", "patch")),
+    Rule(("streamvane.io",), ("pipelines/status",), ("patch",)),
+    # Regions are cluster-scoped: listed for placement, probed on a timer (status patched).
+    Rule(("streamvane.io",), ("regions",), ("list", "watch", "patch")),
+    Rule(("streamvane.io",), ("regions/status",), ("patch",)),
+    # Every rolled-out revision, kept for rollback (server-side applied, pruned to a limit).
+    Rule(("apps",), ("controllerrevisions",), ("list", "create", "patch", "delete")),
+    # The kubeconfig and Pulsar-token Secrets the Regions name, read by name (any namespace:
+    # the Region says which).
+    Rule(("",), ("secrets",), ("get",)),
+    Rule(("",), ("events",), ("create",)),
+    # kopf notices CRDs and namespaces when it watches cluster-wide.
+    Rule(("apiextensions.k8s.io",), ("customresourcedefinitions",), ("list", "watch")),
+    Rule(("",), ("namespaces",), ("list", "watch")),
+)
+"""Granted cluster-wide to the hub operator (--mode hub), when the chart deploys one."""

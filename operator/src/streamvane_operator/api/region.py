@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
@@ -24,18 +24,29 @@ RegionName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL
 PulsarClusterName = Annotated[str, Field(min_length=1, max_length=128)]
 
 
-class NamespacedSecretKeyRef(Model):
+def _secret_key(default: str, holds: str) -> Any:
+    return Field(
+        default,
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description=f"Key of the Secret's data that holds the {holds}.",
+    )
+
+
+class NamespacedSecretRef(Model):
     namespace: str = Field(
         ..., max_length=63, pattern=DNS_LABEL, description="Namespace of the Secret (in the hub)."
     )
     name: str = Field(..., max_length=253, pattern=DNS_SUBDOMAIN, description="Secret name.")
-    key: str = Field(
-        "kubeconfig",
-        min_length=1,
-        max_length=253,
-        pattern=r"^[-._a-zA-Z0-9]+$",
-        description="Key of the Secret's data that holds the kubeconfig.",
-    )
+
+
+class KubeconfigSecretRef(NamespacedSecretRef):
+    key: str = _secret_key("kubeconfig", "kubeconfig")
+
+
+class TokenSecretRef(NamespacedSecretRef):
+    key: str = _secret_key("token", "JWT")
 
 
 class RegionPulsar(Model):
@@ -57,8 +68,10 @@ class RegionPulsar(Model):
         pattern=r"^https?://[^\s]+$",
         description="Admin REST URL of this region's Pulsar (topics, stats, replication).",
     )
-    auth_secret_ref: NamespacedSecretKeyRef | None = Field(
-        None, description="Secret (in the hub) holding a JWT for this Pulsar; none means no auth."
+    auth_secret_ref: TokenSecretRef | None = Field(
+        None,
+        description="Secret (in the hub) holding a JWT for this Pulsar's admin API (the hub's "
+        "replication and gate reads); none means no auth.",
     )
 
 
@@ -79,7 +92,7 @@ class RegionOverrides(Model):
 
 
 class RegionSpec(Model):
-    kubeconfig_secret_ref: NamespacedSecretKeyRef = Field(
+    kubeconfig_secret_ref: KubeconfigSecretRef = Field(
         ..., description="Secret (in the hub) holding a kubeconfig for this region's cluster."
     )
     pulsar: RegionPulsar

@@ -21,6 +21,7 @@ from streamvane_operator.api.pipeline import DeletionPolicy, PipelineSpec, Pipel
 from streamvane_operator.api.region import (
     Counters,
     RegionPhase,
+    RegionPulsar,
     RegionRolloutStatus,
     RegionSpec,
     RegionStatus,
@@ -31,7 +32,7 @@ from streamvane_operator.api.region import (
 from streamvane_operator.api.validation import InvalidSpecError, parse
 from streamvane_operator.kube.client import Kube, ObjectRef
 from streamvane_operator.kube.errors import KubeError
-from streamvane_operator.pulsar.admin import TopicName
+from streamvane_operator.pulsar.admin import PulsarAdmin, TopicName
 from streamvane_operator.pulsar.errors import PulsarError
 from streamvane_operator.reconcile.common import (
     Events,
@@ -294,7 +295,7 @@ def _replicate(
         pulsar = by_cluster.get(cluster)
         if pulsar is None:
             continue
-        admin = deps.pulsar(pulsar.admin_url, None)
+        admin = _region_admin(deps, pulsar)
         for peer in wanted:
             if (
                 peer != cluster
@@ -318,6 +319,14 @@ def _replicate(
             "Replication", f"{tenant}/{namespace} replicated between {', '.join(wanted) or 'none'}"
         )
     return wanted
+
+
+def _region_admin(deps: HubDeps, pulsar: RegionPulsar) -> PulsarAdmin:
+    """The admin client of a region's Pulsar, with the token its authSecretRef names (read
+    from the hub cluster at each use, so a rotated token is picked up)."""
+    ref = pulsar.auth_secret_ref
+    token = deps.kube.secret_value(ref.namespace, ref.name, ref.key) if ref else None
+    return deps.pulsar(pulsar.admin_url, token)
 
 
 def _observe(
@@ -377,13 +386,13 @@ def _observe_region(
     message = "" if ready else str(ready_condition.get("message") or "member not reconciled yet")
     stats: dict[str, Any] = {}
     try:
-        admin = deps.pulsar(region.spec.pulsar.admin_url, None)
+        admin = _region_admin(deps, region.spec.pulsar)
         for topic in watch.topics:
             name = TopicName(spec.pulsar.tenant, spec.pulsar.namespace, topic)
             # Dead-letter topics are never partitioned (the client creates them).
             partitioned = spec.topics.partitions > 0 and topic not in watch.dead_letters
             stats[topic] = admin.topic_stats(name, partitioned)
-    except PulsarError as e:
+    except (PulsarError, KubeError) as e:
         return Observation(True, revision, ready, None, f"{message} (no gate signals: {e})"), None
     return Observation(True, revision, ready, None, message), (
         gate_signals.counters(watch, stats),

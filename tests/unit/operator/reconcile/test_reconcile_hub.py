@@ -169,3 +169,31 @@ def test_reconcile_hub_refuses_to_drop_a_replication_cluster_when_retained(world
     assert ready["reason"] == "InvalidSpec" and "deletionPolicy: Delete" in ready["message"]
     assert status["replicationClusters"] == ["pulsar-eu", "pulsar-us"]
     assert all(member_revision(m) is None for m in members.values())
+
+
+def test_reconcile_hub_reads_region_pulsar_with_the_token_its_auth_secret_names() -> None:
+    guarded = region("eu")
+    guarded["spec"]["pulsar"]["authSecretRef"] = {"namespace": "hub", "name": "eu-jwt"}
+    token = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "eu-jwt", "namespace": "hub"},
+        "data": {"token": base64.b64encode(b"jwt-of-eu").decode()},
+    }
+    hub = FakeKube([guarded, secret("eu"), token])
+    pulsar = FakePulsar()
+    used: dict[str, str | None] = {}
+
+    def admin(url: str, token: str | None) -> Any:
+        used[url] = token
+        return pulsar.admin(url)
+
+    member = FakeKube()
+    deps = HubDeps(kube=hub, members=lambda _: member, pulsar=admin, clock=Clock())
+    spec = {**SPEC, "placement": {"regions": ["eu"]}, "rollout": {"waves": [["eu"]]}}
+
+    status = step(deps, {}, spec)  # writes the member
+    ready_members({"eu": member})
+    step(deps, status, spec)  # reads its gate signals
+
+    assert used == {"http://eu:8080": "jwt-of-eu"}

@@ -121,6 +121,10 @@ kind-e2e: ## Images + chart + a pipeline on a kind cluster (needs Docker; skips 
 
 ##@ Benchmarks
 
+.PHONY: bench-recs
+bench-recs: install ## Retrieval index: recall@10 vs brute force, queries/s per core, index size at 10k and 100k items
+	$(PY) -m bench.bench_recs
+
 .PHONY: bench-autoscale
 bench-autoscale: install models ## Autoscaling: our policy vs KEDA+HPA and Numaflow (simulated), then a burst on the local stack
 	$(PY) -m bench.bench_autoscale

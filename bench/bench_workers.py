@@ -53,6 +53,7 @@ from tests.integration.worker.pipeline import (
 )
 from tritonclient import grpc as grpc_sync
 from tritonclient.grpc import aio as grpc_aio
+from tritonclient.utils import np_to_triton_dtype
 
 from streamvane_stack import Stack
 from streamvane_stack.stack import Triton
@@ -95,24 +96,28 @@ def encoded_batch(tokenizer: TextTokenizer) -> Encoded:
     return tokenizer.encode(texts)
 
 
-async def triton_direct(url: str, batch: Encoded, concurrency: int, seconds: float) -> float:
-    """Items/s of ``concurrency`` closed-loop gRPC callers sending ``batch`` (perf_analyzer's model)."""
+async def triton_direct(
+    url: str, model: str, arrays: dict[str, np.ndarray], concurrency: int, seconds: float
+) -> float:
+    """Rows/s of ``concurrency`` closed-loop gRPC callers sending the batch ``arrays`` to
+    ``model`` (perf_analyzer's model of load)."""
     client_ = grpc_aio.InferenceServerClient(url)
     inputs = []
-    for name, array in (("input_ids", batch.input_ids), ("attention_mask", batch.attention_mask)):
-        tensor = grpc_aio.InferInput(name, list(array.shape), "INT64")
+    for name, array in arrays.items():
+        tensor = grpc_aio.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
         tensor.set_data_from_numpy(array)
         inputs.append(tensor)
+    rows = len(next(iter(arrays.values())))
     done = 0
     deadline = time.monotonic() + seconds
 
     async def caller() -> None:
         nonlocal done
         while time.monotonic() < deadline:
-            await client_.infer(MODEL, inputs)
-            done += len(batch.input_ids)
+            await client_.infer(model, inputs)
+            done += rows
 
-    await client_.infer(MODEL, inputs)  # warm-up
+    await client_.infer(model, inputs)  # warm-up
     started = time.monotonic()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
     elapsed = time.monotonic() - started
@@ -269,7 +274,8 @@ def _perf_analyzer_round(
     if analyzer is None:
         return math.nan
     try:
-        return analyzer.run(url, MODEL, batch.input_ids.tolist(), BATCH, IN_FLIGHT)
+        samples = perf_analyzer.token_samples(batch.input_ids.tolist())
+        return analyzer.run(url, MODEL, samples, BATCH, IN_FLIGHT)
     except perf_analyzer.PerfAnalyzerUnavailable as e:
         console.log(f"perf_analyzer gave no figure this round: {e}")
         return math.nan
@@ -302,6 +308,10 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _arrays(batch: Encoded) -> dict[str, np.ndarray]:
+    return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
 
 
 def _batching() -> dict[str, int]:
@@ -348,14 +358,18 @@ def main(
         if not shared_triton:
             url = resources.enter_context(private_triton(stack))
             endpoints = dataclasses.replace(endpoints, triton_grpc=url)
-        asyncio.run(triton_direct(endpoints.triton_grpc, batch, IN_FLIGHT, 3.0))  # warm-up
+        asyncio.run(
+            triton_direct(endpoints.triton_grpc, MODEL, _arrays(batch), IN_FLIGHT, 3.0)
+        )  # warm-up
         for round_ in range(1, repeat + 1):
             console.log(f"round {round_}/{repeat}")
             rows["a"].throughputs.append(
                 _perf_analyzer_round(analyzer, endpoints.triton_grpc, batch)
             )
             rows["a_direct"].throughputs.append(
-                asyncio.run(triton_direct(endpoints.triton_grpc, batch, IN_FLIGHT, 10.0))
+                asyncio.run(
+                    triton_direct(endpoints.triton_grpc, MODEL, _arrays(batch), IN_FLIGHT, 10.0)
+                )
             )
             rows["b"].throughputs.append(
                 pipeline_throughput(endpoints, tmp, "text-embedding", items, _batching())

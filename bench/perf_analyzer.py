@@ -33,12 +33,18 @@ class PerfAnalyzer:
     lib_dir: Path
 
     def run(
-        self, url: str, model: str, rows: list[list[int]], batch: int, concurrency: int
+        self,
+        url: str,
+        model: str,
+        samples: list[dict[str, object]],
+        batch: int,
+        concurrency: int,
     ) -> float:
-        """Inferences (items) per second for ``batch``-sized requests of the given token rows."""
+        """Inferences (rows) per second for ``batch``-sized requests made of the given input
+        rows (perf_analyzer's ``--input-data`` samples: ``token_samples``, ``float_samples``)."""
         with tempfile.TemporaryDirectory() as tmp:
             data = Path(tmp) / "data.json"
-            data.write_text(json.dumps({"data": [_sample(row) for row in rows]}))
+            data.write_text(json.dumps({"data": samples}))
             report = Path(tmp) / "report.csv"
             result = subprocess.run(
                 [
@@ -75,12 +81,24 @@ class PerfAnalyzer:
                 return float(next(csv.DictReader(f))["Inferences/Second"])
 
 
-def _sample(row: list[int]) -> dict[str, object]:
-    mask = [1 if token else 0 for token in row]
-    return {
-        "input_ids": {"content": row, "shape": [len(row)]},
-        "attention_mask": {"content": mask, "shape": [len(row)]},
-    }
+def token_samples(rows: list[list[int]]) -> list[dict[str, object]]:
+    """The embedding model's inputs, one sample per token row."""
+    return [
+        {
+            "input_ids": {"content": row, "shape": [len(row)]},
+            "attention_mask": {"content": [1 if t else 0 for t in row], "shape": [len(row)]},
+        }
+        for row in rows
+    ]
+
+
+def float_samples(rows: dict[str, list[list[float]]]) -> list[dict[str, object]]:
+    """One sample per row of each named FP32 input (all inputs have as many rows)."""
+    count = len(next(iter(rows.values())))
+    return [
+        {name: {"content": values[i], "shape": [len(values[i])]} for name, values in rows.items()}
+        for i in range(count)
+    ]
 
 
 def ensure() -> PerfAnalyzer:

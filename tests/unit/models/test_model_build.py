@@ -43,6 +43,14 @@ def test_build_all_writes_model_tokenizer_and_repositories_when_cache_is_empty(
     assert (out.triton_cpu / build.MODEL_NAME / "1" / "model.py").is_file()
     assert build.is_built(out.model_onnx.parent, cached_wheel)
 
+    ranker = ort.InferenceSession(str(out.ranker_onnx), providers=["CPUExecutionProvider"])
+    rows = {"user": embedding, "item": embedding, "dense": np.zeros((2, 4), dtype=np.float32)}
+    (scores,) = ranker.run(["score"], rows)
+    assert scores.shape == (2, 1) and ((scores > 0) & (scores < 1)).all()
+    for repo in (out.triton_cpu, out.triton_gpu):
+        assert os.path.samefile(repo / "recs-ranker" / "1" / "model.onnx", out.ranker_onnx)
+    assert build.ranker_is_built(out.ranker_onnx.parent, cached_wheel, build.DEMO_ITEMS)
+
 
 def test_build_all_keeps_files_when_build_is_valid(tmp_path: Path, cached_wheel: WheelPin) -> None:
     first = build.build_all(tmp_path, pin=cached_wheel)

@@ -25,6 +25,8 @@ HEALTH_PORT_ENV = "STREAMVANE_WORKER_HEALTH_PORT"
 process runner) each serve probes on their own port."""
 
 TOPIC_PATTERN = r"^(persistent|non-persistent)://[a-zA-Z0-9_.-]+/[a-zA-Z0-9_.-]+/[a-zA-Z0-9_.-]+$"
+MAX_TOPIC_LENGTH = 1024
+"""Longest fully qualified topic name a stage parameter takes."""
 
 
 class _Model(BaseModel):
@@ -40,6 +42,9 @@ class StageType(StrEnum):
     TEXT_EMBEDDING = "text-embedding"
     TAGGING = "tagging"
     SAFETY = "safety"
+    USER_PROFILE = "user-profile"
+    CANDIDATE_RETRIEVAL = "candidate-retrieval"
+    RANKING = "ranking"
 
 
 class SubscriptionType(StrEnum):
@@ -232,19 +237,169 @@ class NoParams(_Model):
     pass
 
 
+class EventWeights(_Model):
+    """How much one engagement of each type moves a user's interest vector toward the item
+    (negative: away from it)."""
+
+    impression: float = Field(0.0, ge=-10, le=10, description="Item shown, no action taken.")
+    view: float = Field(1.0, ge=-10, le=10, description="Item opened or watched.")
+    like: float = Field(3.0, ge=-10, le=10, description="Item liked.")
+    share: float = Field(4.0, ge=-10, le=10, description="Item shared.")
+    skip: float = Field(-1.0, ge=-10, le=10, description="Item skipped or dismissed.")
+
+
+class UserProfileParams(_Model):
+    catalogue_topic: str = Field(
+        ...,
+        pattern=TOPIC_PATTERN,
+        max_length=MAX_TOPIC_LENGTH,
+        description="Fully qualified output topic of the content pipeline, read as the catalogue "
+        "(an empty message keyed by an item id deletes that item).",
+    )
+    half_life_s: float = Field(
+        86_400.0,
+        gt=0,
+        le=31_536_000,
+        description="Seconds of event time over which an engagement's weight halves.",
+    )
+    event_weights: EventWeights = Field(
+        EventWeights(), description="Weight of each engagement type."
+    )
+    dwell_weight: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="Weight added to a non-skip engagement at a dwell of dwellCapMs or more "
+        "(proportionally less below).",
+    )
+    dwell_cap_ms: int = Field(
+        30_000, ge=1, le=86_400_000, description="Dwell at which dwellWeight is reached in full."
+    )
+    history_size: int = Field(
+        50,
+        ge=1,
+        le=1000,
+        description="Recently engaged item ids kept per user, most recent first (retrieval "
+        "excludes them as seen).",
+    )
+    max_users: int = Field(
+        100_000,
+        ge=1,
+        le=100_000_000,
+        description="Users held in memory per replica; beyond it the least recently active is "
+        "evicted (it restarts from an empty profile if it comes back).",
+    )
+    user_ttl_s: float = Field(
+        7 * 86_400.0,
+        gt=0,
+        description="Users not engaging for this long (wall clock) are evicted from memory.",
+    )
+
+
+class HnswParams(_Model):
+    """HNSW graph settings (hnswlib); higher values trade speed and memory for recall."""
+
+    m: int = Field(16, ge=2, le=128, description="Links per node (M).")
+    ef_construction: int = Field(
+        200, ge=8, le=4096, description="Candidate list size while inserting (efConstruction)."
+    )
+    ef_search: int = Field(
+        128,
+        ge=1,
+        le=4096,
+        description="Candidate list size while querying (ef); at least topK is used.",
+    )
+
+
+class CandidateRetrievalParams(_Model):
+    catalogue_topic: str = Field(
+        ...,
+        pattern=TOPIC_PATTERN,
+        max_length=MAX_TOPIC_LENGTH,
+        description="Fully qualified output topic of the content pipeline, read as the catalogue "
+        "(an empty message keyed by an item id deletes that item).",
+    )
+    top_k: int = Field(100, ge=1, le=1000, description="Candidates emitted per user profile.")
+    exclude_review: bool = Field(
+        False,
+        description="Also exclude items whose safety decision is review (blocked items are "
+        "always excluded).",
+    )
+    index: HnswParams = Field(HnswParams(), description="ANN index settings.")
+    snapshot_dir: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="Directory the index is snapshotted to (with its catalogue position) so a "
+        "restart resumes from it instead of re-reading the catalogue; none: no snapshots.",
+    )
+    snapshot_interval_s: float = Field(
+        60.0, ge=1, le=86_400, description="Least time between two snapshots of a changed index."
+    )
+
+
+class RankingParams(_Model):
+    catalogue_topic: str = Field(
+        ...,
+        pattern=TOPIC_PATTERN,
+        max_length=MAX_TOPIC_LENGTH,
+        description="Fully qualified output topic of the content pipeline, read as the catalogue "
+        "(an empty message keyed by an item id deletes that item).",
+    )
+    top_k: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Ranked items emitted per user: the best-scored of the candidates still in "
+        "the catalogue and not blocked.",
+    )
+
+
 PARAMS_BY_STAGE: dict[StageType, type[_Model]] = {
     StageType.PASSTHROUGH: NoParams,
     StageType.TEXT_EMBEDDING: NoParams,
     StageType.TAGGING: TaggingParams,
     StageType.SAFETY: SafetyParams,
+    StageType.USER_PROFILE: UserProfileParams,
+    StageType.CANDIDATE_RETRIEVAL: CandidateRetrievalParams,
+    StageType.RANKING: RankingParams,
 }
 """Which params model each stage type takes; the operator validates specs against it."""
 
-STAGES_NEEDING_MODEL = frozenset({StageType.TEXT_EMBEDDING, StageType.TAGGING, StageType.SAFETY})
+STAGES_NEEDING_MODEL = frozenset(
+    {StageType.TEXT_EMBEDDING, StageType.TAGGING, StageType.SAFETY, StageType.RANKING}
+)
 
-STAGES_NEEDING_MODEL_PER_ITEM = frozenset({StageType.TEXT_EMBEDDING})
-"""Stage types that call the model for every item; tagging and safety need it at start (their
+STAGES_NEEDING_MODEL_PER_ITEM = frozenset({StageType.TEXT_EMBEDDING, StageType.RANKING})
+"""Stage types that call the model for every message; tagging and safety need it at start (their
 prototypes) and otherwise only for items that arrive without an upstream embedding."""
+
+EMBEDDING_STAGES = frozenset({StageType.TEXT_EMBEDDING, StageType.TAGGING, StageType.SAFETY})
+"""Stage types whose model is the text embedding model (the ranking stage's is a ranker)."""
+
+MESSAGES_BY_STAGE: dict[StageType, tuple[str, str]] = {
+    StageType.PASSTHROUGH: ("ContentItem", "ContentItem"),
+    StageType.TEXT_EMBEDDING: ("ContentItem", "ContentItem"),
+    StageType.TAGGING: ("ContentItem", "ContentItem"),
+    StageType.SAFETY: ("ContentItem", "ContentItem"),
+    StageType.USER_PROFILE: ("Engagement", "UserProfile"),
+    StageType.CANDIDATE_RETRIEVAL: ("UserProfile", "Candidates"),
+    StageType.RANKING: ("Candidates", "Recommendations"),
+}
+"""Names of the message models each stage type reads and writes, for the operator to check
+that a stage reads what the stage feeding it writes (the stage registry holds the models)."""
+
+STATEFUL_STAGES = frozenset({StageType.USER_PROFILE})
+"""Stage types keeping keyed state: they need a ``state`` topic and a keyed subscription."""
+
+
+class StateSettings(_Model):
+    topic: str = Field(
+        ...,
+        pattern=TOPIC_PATTERN,
+        description="Compacted topic the stage checkpoints its keyed state to, keyed like its "
+        "input; a starting replica rebuilds its state from it.",
+    )
 
 
 class WorkerConfig(_Model):
@@ -264,6 +419,7 @@ class WorkerConfig(_Model):
     params: dict[str, object] = Field(
         default_factory=dict, description="Stage-specific parameters."
     )
+    state: StateSettings | None = Field(None, description="Keyed state of a stateful stage.")
     health_port: int = Field(
         8080, ge=0, le=65535, description="HTTP port of /healthz, /readyz, /metrics; 0 picks one."
     )
@@ -284,6 +440,22 @@ class WorkerConfig(_Model):
                 raise ValueError(f"output topic {topic} is the stage's own input")
         if self.stage_type in STAGES_NEEDING_MODEL and self.inference is None:
             raise ValueError(f"stage type {self.stage_type} needs an 'inference' section")
+        if (
+            self.stage_type == StageType.RANKING
+            and self.inference is not None
+            and self.inference.backend != "triton"
+        ):
+            raise ValueError(
+                "stage type ranking scores on Triton: inference.backend must be triton"
+            )
+        if self.stage_type in STATEFUL_STAGES:
+            if self.state is None:
+                raise ValueError(f"stage type {self.stage_type} needs a 'state' section")
+            if self.input.subscription_type == SubscriptionType.SHARED:
+                raise ValueError(
+                    f"stage type {self.stage_type} keeps per-key state: its input needs a "
+                    "Key_Shared or Failover subscription"
+                )
         PARAMS_BY_STAGE[self.stage_type].model_validate(self.params)
         return self
 

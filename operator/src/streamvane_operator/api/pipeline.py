@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
+import annotated_types
 from pydantic import BaseModel, Field, JsonValue, create_model, model_validator
 from pydantic.fields import FieldInfo
 
@@ -334,11 +335,45 @@ def _params_rules() -> list[JsonValue]:
     return rules
 
 
+def _shared(takers: list[tuple[StageType, FieldInfo]]) -> FieldInfo:
+    """One field for a params name several stage types take: the first type's own field when
+    they all agree, otherwise each type's description and the loosest bounds they share (each
+    type's own model checks its own bounds, ``_stage_problems``)."""
+    first = takers[0][1]
+    if all(repr(field) == repr(first) for _, field in takers):
+        return _optional(first)
+    ge: list[float] = [
+        cast(float, m.ge)
+        for _, f in takers
+        for m in f.metadata
+        if isinstance(m, annotated_types.Ge)
+    ]
+    le: list[float] = [
+        cast(float, m.le)
+        for _, f in takers
+        for m in f.metadata
+        if isinstance(m, annotated_types.Le)
+    ]
+    field = FieldInfo.merge_field_infos(
+        _optional(first), description=" ".join(f"{t.value}: {f.description}" for t, f in takers)
+    )
+    field.metadata = [
+        *(m for m in field.metadata if not isinstance(m, annotated_types.Ge | annotated_types.Le)),
+        *([annotated_types.Ge(min(ge))] if len(ge) == len(takers) else []),
+        *([annotated_types.Le(max(le))] if len(le) == len(takers) else []),
+    ]
+    return field
+
+
 def _params_model() -> type[BaseModel]:
-    fields: dict[str, Any] = {}
-    for model in PARAMS_BY_STAGE.values():
+    takers: dict[str, list[tuple[StageType, FieldInfo]]] = {}
+    for stage_type, model in PARAMS_BY_STAGE.items():
         for name, field in model.model_fields.items():
-            fields.setdefault(name, (field.annotation | None, _optional(field)))  # type: ignore[operator]
+            takers.setdefault(name, []).append((stage_type, field))
+    fields: dict[str, Any] = {
+        name: (each[0][1].annotation | None, _shared(each))  # type: ignore[operator]
+        for name, each in takers.items()
+    }
     return create_model("StageParams", __base__=Model, **fields)
 
 
@@ -390,7 +425,10 @@ class StageSpec(Model):
     params: StageParams = Field(
         default_factory=lambda: StageParams(),
         description="Stage-type parameters: labels, topK and minScore for tagging; categories "
-        "for safety; none for passthrough and text-embedding.",
+        "for safety; catalogueTopic, halfLifeS, eventWeights, dwellWeight, dwellCapMs, "
+        "historySize, maxUsers and userTtlS for user-profile; catalogueTopic, topK, "
+        "excludeReview, index, snapshotDir and snapshotIntervalS for candidate-retrieval; "
+        "catalogueTopic and topK for ranking; none for passthrough and text-embedding.",
     )
 
     def typed_params(self) -> dict[str, Any]:

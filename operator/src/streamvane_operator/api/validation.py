@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from streamvane_operator.api.backend import InferenceBackendSpec
 from streamvane_operator.api.common import DNS_1035, MAX_NAME
 from streamvane_operator.api.pipeline import PipelineSpec, StageSpec
-from streamvane_worker.config import PARAMS_BY_STAGE, STAGES_NEEDING_MODEL
+from streamvane_worker.config import MESSAGES_BY_STAGE, PARAMS_BY_STAGE, STAGES_NEEDING_MODEL
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -101,6 +101,7 @@ def pipeline_problems(
         *_name_problems(name, spec),
         *_stage_problems(spec, backends),
         *_topic_problems(namespace, name, spec),
+        *_message_problems(spec),
         *_cycle_problems(spec),
     ]
 
@@ -163,6 +164,30 @@ def _topic_problems(namespace: str, name: str, spec: PipelineSpec) -> Iterator[s
                 f"{count} stages share subscription {subscription!r} on topic {topic!r} and "
                 "would split its messages; give each stage its own input.subscription"
             )
+
+
+def _message_problems(spec: PipelineSpec) -> Iterator[str]:
+    """A stage must read the message type the stages feeding its input topic write."""
+    producers: dict[str, list[StageSpec]] = {}
+    for stage in spec.stages:
+        for topic in stage.outputs:
+            producers.setdefault(topic, []).append(stage)
+    for stage in spec.stages:
+        reads = MESSAGES_BY_STAGE[stage.type][0]
+        for producer in producers.get(stage.input.topic, []):
+            writes = MESSAGES_BY_STAGE[producer.type][1]
+            if writes != reads:
+                yield (
+                    f"stage {stage.name!r} ({stage.type.value}) reads {reads} messages but its "
+                    f"input topic {stage.input.topic!r} gets {writes} messages from stage "
+                    f"{producer.name!r} ({producer.type.value}); feed it from a stage that "
+                    f"writes {reads}"
+                )
+
+
+def state_topic(pipeline: str, stage: StageSpec) -> str:
+    """The compacted topic a stateful stage checkpoints its keyed state to."""
+    return f"{pipeline}-{stage.name}-state"
 
 
 def _cycle_problems(spec: PipelineSpec) -> Iterator[str]:

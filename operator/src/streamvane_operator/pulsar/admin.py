@@ -218,6 +218,21 @@ class PulsarAdmin:
         }
         self._send("POST", f"{topic.path}/retention", f"set retention of {topic}", body)
 
+    def compaction_threshold(self, topic: TopicName) -> int | None:
+        """The topic's own compaction threshold in bytes, None when it has none."""
+        data = self._json(
+            "GET", f"{topic.path}/compactionThreshold", f"read compaction threshold of {topic}"
+        )
+        return data if isinstance(data, int) else None  # unset: no content, or null
+
+    def set_compaction_threshold(self, topic: TopicName, threshold_bytes: int) -> None:
+        self._send(
+            "POST",
+            f"{topic.path}/compactionThreshold",
+            f"set compaction threshold of {topic}",
+            threshold_bytes,
+        )
+
     # subscriptions
 
     def subscriptions(self, topic: TopicName) -> list[str]:

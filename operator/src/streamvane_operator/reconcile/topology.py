@@ -19,7 +19,10 @@ from streamvane_operator.reconcile.ownership import (
     owned_topics,
     starts_earliest,
 )
-from streamvane_operator.render.topology import Topology
+from streamvane_operator.render.topology import STATE_COMPACTION_THRESHOLD_BYTES, Topology
+
+STATE_RETENTION = Retention(-1, -1)
+"""State topics keep everything: compaction, not retention, bounds them."""
 
 
 class TopicConflict(Exception):
@@ -87,6 +90,7 @@ def ensure_topology(
         created.append(f"namespace {topo.tenant}/{topo.namespace}")
     retention = Retention(topo.retention_minutes, topo.retention_size_mb)
     for topic in topo.topics:
+        wanted = STATE_RETENTION if topic.state else retention
         name = TopicName(topo.tenant, topo.namespace, topic.name)
         seen = observed.get(topic.name)
         have = seen.partitions if seen else None
@@ -110,8 +114,11 @@ def ensure_topology(
                 f"{topic.partitions}"
             )
         # Written only on change: each write is a message on Pulsar's policy system topic.
-        if admin.retention(name) != retention:
-            admin.set_retention(name, retention)
+        if admin.retention(name) != wanted:
+            admin.set_retention(name, wanted)
+        if topic.state and admin.compaction_threshold(name) != STATE_COMPACTION_THRESHOLD_BYTES:
+            admin.set_compaction_threshold(name, STATE_COMPACTION_THRESHOLD_BYTES)
+            created.append(f"compaction of {name}")
     for sub in topo.subscriptions:
         name = TopicName(topo.tenant, topo.namespace, sub.topic)
         if sub.name not in admin.subscriptions(name):

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamvane_operator.api.pipeline import PipelineSpec
-from streamvane_operator.api.validation import dead_letter_topic, subscription_name
-from streamvane_worker.config import attempts_topic_of
+from streamvane_operator.api.validation import dead_letter_topic, state_topic, subscription_name
+from streamvane_worker.config import STATEFUL_STAGES, attempts_topic_of
+
+STATE_COMPACTION_THRESHOLD_BYTES = 16 * 1024 * 1024
+"""Backlog past the last compaction at which Pulsar compacts a state topic again."""
 
 
 def qualified(tenant: str, namespace: str, topic: str) -> str:
@@ -20,6 +23,8 @@ class Topic:
     """Local name within the pipeline's tenant/namespace."""
     partitions: int
     """0 means non-partitioned."""
+    state: bool = False
+    """A stateful stage's checkpoints: compacted, kept forever, never partitioned."""
 
 
 @dataclass(frozen=True)
@@ -51,17 +56,23 @@ class Topology:
 
 def topology(namespace: str, pipeline: str, spec: PipelineSpec) -> Topology:
     """Topics in first-use order: data topics use the policy's partitions, dead-letter
-    topics are non-partitioned (that is what the Pulsar client creates for them)."""
+    topics are non-partitioned (that is what the Pulsar client creates for them), and so are
+    the state topics of stateful stages (one reader rebuilds a replica's state from one)."""
     data: dict[str, None] = {}
     for stage in spec.stages:
         data[stage.input.topic] = None
         data.update(dict.fromkeys(stage.outputs))
     dead_letters = dict.fromkeys(dead_letter_topic(pipeline, s) for s in spec.stages)
+    states = dict.fromkeys(
+        state_topic(pipeline, s) for s in spec.stages if s.type in STATEFUL_STAGES
+    )
     # Dead-letter topics and the workers' attempt journals beside them.
     worker_topics = dead_letters | dict.fromkeys(attempts_topic_of(d) for d in dead_letters)
-    topics = [Topic(name, spec.topics.partitions) for name in data] + [
-        Topic(name, 0) for name in worker_topics if name not in data
-    ]
+    topics = (
+        [Topic(name, spec.topics.partitions) for name in data]
+        + [Topic(name, 0) for name in worker_topics if name not in data]
+        + [Topic(name, 0, state=True) for name in states if name not in data]
+    )
     return Topology(
         tenant=spec.pulsar.tenant,
         namespace=spec.pulsar.namespace,
@@ -74,5 +85,7 @@ def topology(namespace: str, pipeline: str, spec: PipelineSpec) -> Topology:
         ),
         retention_minutes=spec.topics.retention_minutes,
         retention_size_mb=spec.topics.retention_size_mb,
-        produced=frozenset(t for s in spec.stages for t in s.outputs) | frozenset(worker_topics),
+        produced=frozenset(t for s in spec.stages for t in s.outputs)
+        | frozenset(worker_topics)
+        | frozenset(states),
     )

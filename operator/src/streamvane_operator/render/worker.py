@@ -14,15 +14,18 @@ from streamvane_operator.api.validation import (
     InvalidSpecError,
     dead_letter_topic,
     describe,
+    state_topic,
     subscription_name,
 )
 from streamvane_operator.render.backend import ResolvedBackend
 from streamvane_operator.render.topology import qualified
 from streamvane_worker.config import (
+    STATEFUL_STAGES,
     DeliverySettings,
     InferenceSettings,
     InputSettings,
     PulsarSettings,
+    StateSettings,
     WorkerConfig,
 )
 
@@ -135,6 +138,9 @@ def worker_config(
                 ),
                 "inference": inference,
                 "params": stage.typed_params(),
+                "state": StateSettings(topic=topic(state_topic(pipeline, stage)))
+                if stage.type in STATEFUL_STAGES
+                else None,
                 "health_port": HEALTH_PORT,
                 "log_format": defaults.log_format,
             }

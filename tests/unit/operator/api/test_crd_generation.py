@@ -154,6 +154,18 @@ def test_crd_types_params_per_stage_type_when_generated() -> None:
         "topK",
         "minScore",
         "categories",
+        "catalogueTopic",
+        "halfLifeS",
+        "eventWeights",
+        "dwellWeight",
+        "dwellCapMs",
+        "historySize",
+        "maxUsers",
+        "userTtlS",
+        "excludeReview",
+        "index",
+        "snapshotDir",
+        "snapshotIntervalS",
     }
     messages = [r["message"] for r in stage["x-kubernetes-validations"]]
     assert "stage type tagging needs params.labels" in messages

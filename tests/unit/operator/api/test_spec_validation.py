@@ -139,6 +139,71 @@ def test_tls_spec_refuses_a_ca_when_tls_is_disabled() -> None:
         TLSSpec.model_validate({"caSecretRef": {"name": "triton-ca"}})
 
 
+def test_pipeline_problems_refuses_a_stage_when_its_input_gets_another_message_type() -> None:
+    catalogue = {"catalogueTopic": "persistent://t/n/c"}
+    chain = spec(
+        stage(
+            "embed", "in", "items", type="text-embedding", model={"backend": "triton", "name": "m"}
+        ),
+        stage("retrieve", "items", "out", type="candidate-retrieval", params=catalogue),
+    )
+
+    (problem,) = pipeline_problems("p", chain, BACKENDS, "media")
+
+    assert "stage 'retrieve' (candidate-retrieval) reads UserProfile messages" in problem
+    assert "gets ContentItem messages from stage 'embed' (text-embedding)" in problem
+
+
+def test_pipeline_problems_refuses_ranking_when_a_tagging_stage_feeds_it() -> None:
+    labels = {"labels": [{"name": "a", "description": "about a"}]}
+    model = {"backend": "triton", "name": "m"}
+    chain = spec(
+        stage("tag", "in", "tagged", type="tagging", model=model, params=labels),
+        stage(
+            "rank",
+            "tagged",
+            "out",
+            type="ranking",
+            model={"backend": "triton", "name": "recs-ranker"},
+            params={"catalogueTopic": "persistent://t/n/c", "topK": 5},
+        ),
+    )
+
+    (problem,) = pipeline_problems("p", chain, BACKENDS, "media")
+
+    assert "stage 'rank' (ranking) reads Candidates messages" in problem
+    assert "gets ContentItem messages from stage 'tag' (tagging)" in problem
+
+
+def test_pipeline_problems_refuses_ranking_when_it_has_no_model() -> None:
+    ranking = stage(
+        "rank", "candidates", "out", type="ranking", params={"catalogueTopic": "persistent://t/n/c"}
+    )
+
+    (problem,) = pipeline_problems("p", spec(ranking), BACKENDS, "media")
+
+    assert "stage type 'ranking' needs a model (backend and name)" in problem
+
+
+def test_pipeline_problems_accepts_profiles_feeding_retrieval_when_types_match() -> None:
+    catalogue = {"catalogueTopic": "persistent://t/n/c"}
+    chain = spec(
+        stage(
+            "profiles",
+            "engagements",
+            "user-profiles",
+            type="user-profile",
+            input={"topic": "engagements", "subscriptionType": "Key_Shared"},
+            params=catalogue,
+        ),
+        stage(
+            "retrieve", "user-profiles", "candidates", type="candidate-retrieval", params=catalogue
+        ),
+    )
+
+    assert pipeline_problems("p", chain, BACKENDS, "media") == []
+
+
 @pytest.mark.parametrize(
     ("name", "problem"),
     [
@@ -243,3 +308,23 @@ def test_scaling_spec_defaults_the_target_lag_when_autoscaled_without_one() -> N
 
     assert scaling.autoscaled and scaling.target_lag_s == 60
     assert (scaling.scale_down_delay_seconds, scaling.idle_seconds_before_zero) == (60, 120)
+
+
+def test_stage_params_check_each_types_own_bounds_when_types_share_a_param_name() -> None:
+    catalogue = "persistent://t/n/c"
+    retrieve = stage(
+        "retrieve",
+        "profiles",
+        "out",
+        type="candidate-retrieval",
+        params={"catalogueTopic": catalogue, "topK": 100},
+    )
+    labels = [{"name": "a", "description": "about a"}]
+    model = {"backend": "triton", "name": "m"}
+    tag = stage(
+        "tag", "in", "tagged", type="tagging", model=model, params={"labels": labels, "topK": 100}
+    )
+
+    assert pipeline_problems("p", spec(retrieve), BACKENDS, "media") == []
+    (problem,) = pipeline_problems("p", spec(tag), BACKENDS, "media")
+    assert "params.topK" in problem and "50" in problem

@@ -20,7 +20,9 @@ from streamvane_operator.pulsar.testing import FakePulsar
 from streamvane_operator.reconcile.common import Deps, RetryLater
 from streamvane_operator.reconcile.pipeline import delete_pipeline, owner_of, reconcile_pipeline
 from streamvane_operator.reconcile.status import Failure
+from streamvane_operator.render.topology import STATE_COMPACTION_THRESHOLD_BYTES
 from streamvane_operator.render.worker import WorkerDefaults
+from streamvane_worker.config import WorkerConfig
 
 OWNER = owner_of("cu", "media", "uid-1")
 TOPIC = "persistent://streamvane/content/{}"
@@ -433,6 +435,34 @@ def test_delete_pipeline_waits_for_workers_to_disconnect_before_deleting_topics(
     world.pulsar.publishers.clear()
     world.delete(spec, outcome)
     assert world.pulsar.topics == {}
+
+
+def profile_stage() -> dict[str, Any]:
+    return {
+        "name": "profiles",
+        "type": "user-profile",
+        "input": {"topic": "engagements", "subscriptionType": "Key_Shared"},
+        "outputs": ["user-profiles"],
+        "params": {"catalogueTopic": TOPIC.format("content-enriched")},
+    }
+
+
+def test_reconcile_creates_a_compacted_state_topic_kept_forever_when_a_stage_is_stateful(
+    world: World,
+) -> None:
+    outcome = world.reconcile(pipeline_spec(profile_stage()))
+
+    assert outcome.problem is None
+    state = TOPIC.format("cu-profiles-state")
+    assert world.pulsar.topics[state] == 0
+    assert world.pulsar.compaction_threshold[state] == STATE_COMPACTION_THRESHOLD_BYTES
+    assert world.pulsar.retention[state] == {"retentionTimeInMinutes": -1, "retentionSizeInMB": -1}
+    (config_map,) = [o for r, o in world.kube.objects.items() if r.kind == "ConfigMap"]
+    config = WorkerConfig.model_validate_json(next(iter(config_map["data"].values())))
+    assert config.state is not None and config.state.topic == state
+    again = len(world.pulsar.calls)
+    world.reconcile(pipeline_spec(profile_stage()))
+    assert [c for c in world.pulsar.calls[again:] if not c.startswith("GET")] == []
 
 
 def test_reconcile_reports_name_conflict_and_writes_nothing_when_a_config_map_is_someone_elses(

@@ -219,12 +219,12 @@ async def test_worker_retries_every_message_of_a_batch_later_when_it_fails_unexp
 ) -> None:
     calls = 0
 
-    def decode(payload: bytes, limits: object) -> object:
+    def decode(payload: bytes, limits: object, model: object) -> object:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RecursionError("maximum recursion depth exceeded")
-        return real(payload, limits)  # type: ignore[arg-type]
+        return real(payload, limits, model)  # type: ignore[arg-type]
 
     real = worker_module.decode
     monkeypatch.setattr(worker_module, "decode", decode)

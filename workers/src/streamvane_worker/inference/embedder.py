@@ -7,9 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from streamvane_worker.inference.backend import EmbeddingArray, EmbeddingBackend, ModelInfo
+from streamvane_worker.inference.batching import in_chunks
 from streamvane_worker.inference.tokenizer import Tokenizer
 
 
@@ -46,15 +45,14 @@ class Embedder:
 
     async def embed(self, texts: list[str]) -> Embedded:
         """Embeddings in the order of ``texts``; model calls for one batch run concurrently."""
-        step = self.info.max_batch_size
-        chunks = [texts[i : i + step] for i in range(0, len(texts), step)]
         started = time.perf_counter()
-        parts = await asyncio.gather(*(self._embed_chunk(chunk) for chunk in chunks))
-        vectors = np.concatenate(parts) if parts else np.zeros((0, self.info.embedding_dim))
-        return Embedded(
-            vectors=vectors.astype(np.float32),
-            inference_ms=(time.perf_counter() - started) * 1000,
+        vectors = await in_chunks(
+            len(texts),
+            self.info.max_batch_size,
+            lambda rows: self._embed_chunk(texts[rows]),
+            (0, self.info.embedding_dim),
         )
+        return Embedded(vectors=vectors, inference_ms=(time.perf_counter() - started) * 1000)
 
     async def _embed_chunk(self, texts: list[str]) -> EmbeddingArray:
         # Tokenizing a batch is CPU work in Rust that releases the GIL: keep it off the loop.

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from streamvane_worker.inference.backend import (
     EMBEDDING_DIM,
@@ -87,3 +90,45 @@ async def fake_embedder(backend: FakeBackend | None = None) -> Embedder:
     embedder = Embedder(FakeTokenizer(), backend or FakeBackend())
     await embedder.start()
     return embedder
+
+
+class FakeRankerServer:
+    """Serves a ranker whose score is ``user · item`` plus the first dense feature over ten
+    (a deterministic stand-in for the MLP); records each call's row count."""
+
+    model = "fake-ranker"
+
+    def __init__(self, max_batch_size: int = 8) -> None:
+        self.max_batch_size = max_batch_size
+        self.calls: list[int] = []
+        self.seen: list[dict[str, npt.NDArray[Any]]] = []
+
+    async def describe(self) -> tuple[dict[str, object], dict[str, object]]:
+        def tensor(name: str, width: int) -> dict[str, object]:
+            return {"name": name, "datatype": "FP32", "shape": [-1, width]}
+
+        metadata = {
+            "versions": ["3"],
+            "inputs": [
+                tensor("user", EMBEDDING_DIM),
+                tensor("item", EMBEDDING_DIM),
+                tensor("dense", 4),
+            ],
+            "outputs": [tensor("score", 1)],
+        }
+        return metadata, {"max_batch_size": self.max_batch_size}
+
+    async def infer(
+        self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str]
+    ) -> dict[str, npt.NDArray[Any]]:
+        assert len(inputs["user"]) <= self.max_batch_size
+        self.calls.append(len(inputs["user"]))
+        self.seen.append(dict(inputs))
+        score = (inputs["user"] * inputs["item"]).sum(axis=1) + inputs["dense"][:, 0] / 10
+        return {"score": score.astype(np.float32)[:, np.newaxis]}
+
+    async def ready(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        pass

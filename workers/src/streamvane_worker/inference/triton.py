@@ -1,9 +1,11 @@
 """Triton gRPC backend (``tritonclient.grpc.aio``).
 
-At start it reads the model's metadata and config and refuses to run if the tensors differ from
-what the worker sends (names, INT64 inputs, FP32 [batch, 384] output) or if the model does not
-batch. ``embed`` makes one call and classifies its failure; the runtime retries infrastructure
-failures in place (never against a message's redelivery budget):
+``TritonBackend`` is the one Triton client of the worker: ``describe`` reads a model's metadata
+and config, ``infer`` makes one call with named tensors. Each model's interface is checked
+against what the worker sends before it runs (the embedding model here: INT64 inputs, an FP32
+[batch, 384] output, a batching model; the ranker in ``inference.ranker``); ``start`` and
+``embed`` are the embedding model's. ``infer`` classifies a failure; the runtime retries
+infrastructure failures in place (never against a message's redelivery budget):
 
 - UNAVAILABLE, and a model that was served at start but is not now (Triton unloads its models
   before it closes its port on a graceful shutdown): ``BackendUnavailable``;
@@ -17,14 +19,16 @@ The gRPC channel reconnects quickly after an outage: its reconnect backoff is ca
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import structlog
 from tritonclient.grpc import aio as grpcclient
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from streamvane_worker.inference.backend import (
     ATTENTION_MASK,
@@ -104,7 +108,8 @@ class TritonTls:
 
 
 class TritonBackend:
-    """Embedding backend talking to Triton Inference Server over gRPC (TLS when ``tls``)."""
+    """Triton Inference Server over gRPC (TLS when ``tls``), for one model; an
+    ``EmbeddingBackend`` for the embedding model."""
 
     def __init__(
         self,
@@ -135,7 +140,13 @@ class TritonBackend:
             )
         return self._client_
 
-    async def start(self) -> ModelInfo:
+    @property
+    def model(self) -> str:
+        return self._model
+
+    async def describe(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The model's metadata and config as Triton serves them; raises a named
+        InferenceError (BackendUnavailable while Triton is not live)."""
         try:
             live = await self._client.is_server_live(client_timeout=self._timeout_s)
             metadata = await self._client.get_model_metadata(
@@ -148,20 +159,27 @@ class TritonBackend:
             raise from_triton(e, url=self._url, model=self._model) from e
         if not live:
             raise BackendUnavailable(f"Triton at {self._url} is not live")
-        return check_model(metadata, config.get("config", config), self._model)
+        return metadata, config.get("config", config)
 
-    async def embed(self, input_ids: TokenArray, attention_mask: TokenArray) -> EmbeddingArray:
-        inputs = []
-        for name, array in ((INPUT_IDS, input_ids), (ATTENTION_MASK, attention_mask)):
-            tensor = grpcclient.InferInput(name, list(array.shape), "INT64")
+    async def start(self) -> ModelInfo:
+        metadata, config = await self.describe()
+        return check_model(metadata, config, self._model)
+
+    async def infer(
+        self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str]
+    ) -> dict[str, npt.NDArray[Any]]:
+        """One call: named input tensors in, the named outputs back."""
+        tensors = []
+        for name, array in inputs.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
             tensor.set_data_from_numpy(array)
-            inputs.append(tensor)
+            tensors.append(tensor)
         try:
             result = await self._client.infer(
                 self._model,
-                inputs,
+                tensors,
                 model_version=self._version,
-                outputs=[grpcclient.InferRequestedOutput(EMBEDDING)],
+                outputs=[grpcclient.InferRequestedOutput(name) for name in outputs],
                 timeout=int(self._timeout_s * 1_000_000),
                 client_timeout=self._timeout_s,
             )
@@ -171,10 +189,19 @@ class TritonBackend:
                 # Served at start, so not a deployment error: Triton is unloading or loading it.
                 raise BackendUnavailable(f"model not served now: {error}") from e
             raise error from e
-        output = result.as_numpy(EMBEDDING)
-        if output is None:
-            raise InferenceFailed(f"Triton returned no {EMBEDDING!r} output")
-        return np.asarray(output, dtype=np.float32)
+        found = {}
+        for name in outputs:
+            output = result.as_numpy(name)
+            if output is None:
+                raise InferenceFailed(f"Triton returned no {name!r} output")
+            found[name] = output
+        return found
+
+    async def embed(self, input_ids: TokenArray, attention_mask: TokenArray) -> EmbeddingArray:
+        found = await self.infer(
+            {INPUT_IDS: input_ids, ATTENTION_MASK: attention_mask}, [EMBEDDING]
+        )
+        return np.asarray(found[EMBEDDING], dtype=np.float32)
 
     async def ready(self) -> bool:
         try:

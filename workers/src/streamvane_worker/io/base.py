@@ -69,6 +69,29 @@ class Sink(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Record:
+    """One message read back from a topic by a ``Reader``."""
+
+    key: str | None
+    payload: bytes
+    """Empty for a tombstone: the key was deleted."""
+    position: bytes
+    """Serialized message id: a reader opened after it resumes with the next message."""
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+class Reader(Protocol):
+    """Reads a topic in order, without a subscription (catalogues, checkpoints)."""
+
+    async def read_available(self, max_records: int, wait_ms: int) -> list[Record]:
+        """Up to ``max_records`` messages published and not yet read; waits up to ``wait_ms``
+        for the first one when there are none (returns none when still caught up)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class AttemptLog(Protocol):
     """A journal of delivery attempts that outlives the worker: the broker's redelivery count
     restarts when a consumer reconnects and does not count deliveries to a worker that died, so

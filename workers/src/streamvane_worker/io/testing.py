@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Sequence
 
-from streamvane_worker.io.base import Outgoing, Received
+from streamvane_worker.io.base import Outgoing, Received, Record
 from streamvane_worker.io.errors import PulsarError
 
 Event = tuple[str, ...]
@@ -94,8 +94,16 @@ class FakeSource:
 class FakeSink:
     """Records sends; ``delay_s`` slows each batch, ``fail_with`` fails the next messages."""
 
-    def __init__(self, topic: str, events: list[Event], delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        topic: str,
+        events: list[Event],
+        delay_s: float = 0.0,
+        log: list[Record] | None = None,
+    ) -> None:
         self.topic = topic
+        self.log = log
+        """When set, what is persisted is appended as records, for ``FakeReader``s to read."""
         self.events = events
         self.delay_s = delay_s
         self.fail_with: list[PulsarError] = []
@@ -114,6 +122,9 @@ class FakeSink:
                 results.append(self.fail_with.pop(0))
                 continue
             self.sent.append(message)
+            if self.log is not None:
+                position = str(len(self.log)).encode()
+                self.log.append(Record(message.key, message.payload, position, message.properties))
             source = message.properties.get("streamvane-source-message-id", "")
             self.events.append(("send", self.topic, source))
             results.append(None)
@@ -127,6 +138,47 @@ class FakeSink:
 
     def items(self) -> list[dict[str, object]]:
         return [json.loads(message.payload) for message in self.sent]
+
+
+class FakeReader:
+    """Reads a topic's record log (shared with the ``FakeSink``s writing it) after a position."""
+
+    def __init__(self, log: list[Record], after: bytes | None = None) -> None:
+        self._log = log
+        self._next = int(after) + 1 if after else 0
+        self.closed = False
+
+    async def read_available(self, max_records: int, wait_ms: int) -> list[Record]:
+        records = self._log[self._next : self._next + max_records]
+        self._next += len(records)
+        if not records and wait_ms:
+            await asyncio.sleep(min(wait_ms, 10) / 1000)
+        return records
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class FakeBroker:
+    """Topics as record logs: ``FakeSink``s append to them and ``FakeReader``s read them."""
+
+    def __init__(self) -> None:
+        self.logs: dict[str, list[Record]] = {}
+        self.events: list[Event] = []
+
+    def log(self, topic: str) -> list[Record]:
+        return self.logs.setdefault(topic, [])
+
+    def publish(self, topic: str, key: str | None, payload: bytes | dict[str, object]) -> None:
+        data = json.dumps(payload).encode() if isinstance(payload, dict) else payload
+        log = self.log(topic)
+        log.append(Record(key, data, str(len(log)).encode()))
+
+    async def reader(self, topic: str, after: bytes | None) -> FakeReader:
+        return FakeReader(self.log(topic), after)
+
+    async def sink(self, topic: str) -> FakeSink:
+        return FakeSink(topic, self.events, log=self.log(topic))
 
 
 class FakeAttemptLog:

@@ -8,7 +8,10 @@ model name or mismatching tensors fail at once: retrying cannot fix a deployment
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
@@ -16,20 +19,28 @@ from typing import TypeVar
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from streamvane_worker.config import STAGES_NEEDING_MODEL, InferenceSettings, WorkerConfig
+from streamvane_worker.config import (
+    EMBEDDING_STAGES,
+    STAGES_NEEDING_MODEL,
+    InferenceSettings,
+    WorkerConfig,
+)
 from streamvane_worker.inference import paths
 from streamvane_worker.inference.backend import EmbeddingBackend
 from streamvane_worker.inference.embedder import Embedder
 from streamvane_worker.inference.errors import BackendUnavailable, InferenceError
 from streamvane_worker.inference.onnx import OnnxBackend
+from streamvane_worker.inference.ranker import Ranker
 from streamvane_worker.inference.tokenizer import TextTokenizer
 from streamvane_worker.inference.triton import TritonBackend, TritonTls
 from streamvane_worker.io.errors import PulsarError, PulsarUnavailable
 from streamvane_worker.io.pulsar import PulsarAttemptLog, PulsarSink, PulsarSource, connect
+from streamvane_worker.io.pulsar_reader import PulsarReader
 from streamvane_worker.runtime.health import HealthServer
 from streamvane_worker.runtime.metrics import create_metrics
 from streamvane_worker.runtime.worker import Worker
 from streamvane_worker.stages import StageContext, create_stage
+from streamvane_worker.stages.base import Closable, Topics
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +55,10 @@ def build_backend(settings: InferenceSettings) -> EmbeddingBackend:
     if settings.backend == "onnxruntime":
         assert settings.onnx_path is not None  # guaranteed by InferenceSettings' validator
         return OnnxBackend(settings.onnx_path, settings.model_name)
+    return _triton(settings)
+
+
+def _triton(settings: InferenceSettings) -> TritonBackend:
     return TritonBackend(
         settings.triton_url,
         settings.model_name,
@@ -57,6 +72,14 @@ def build_embedder(settings: InferenceSettings, observe: Callable[[float], None]
     # No tokenizerPath: the default model's tokenizer, which the worker image ships in the cache.
     tokenizer = TextTokenizer(settings.tokenizer_path or paths.tokenizer_path())
     return Embedder(tokenizer, build_backend(settings), observe=observe)
+
+
+def build_model(config: WorkerConfig, observe: Callable[[float], None]) -> Embedder | Ranker:
+    """The stage's model: the text embedder, or the ranker (on Triton: WorkerConfig checks)."""
+    assert config.inference is not None  # guaranteed by WorkerConfig's validator
+    if config.stage_type in EMBEDDING_STAGES:
+        return build_embedder(config.inference, observe)
+    return Ranker(_triton(config.inference), observe)
 
 
 async def _retrying(what: str, timeout_s: float, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -94,25 +117,26 @@ async def serve(config: WorkerConfig) -> None:
     )
     health.start()
     log.info("health_listening", port=health.port)
-    embedder = None
+    model: Embedder | Ranker | None = None
     if config.stage_type in STAGES_NEEDING_MODEL:
         assert config.inference is not None  # guaranteed by WorkerConfig's validator
         inference = config.inference
         try:
-            embedder = build_embedder(
-                inference, metrics.inference_latency.labels(config.pipeline, config.stage).observe
+            model = build_model(
+                config, metrics.inference_latency.labels(config.pipeline, config.stage).observe
             )
         except InferenceError as e:
             raise StartupError(str(e)) from e
         info = await _retrying(
             f"model backend {inference.backend} ({inference.triton_url})",
             config.startup_timeout_s,
-            embedder.start,
+            model.start,
         )
         log.info(
             "model_ready", model=info.name, version=info.version, max_batch=info.max_batch_size
         )
     what = f"Pulsar at {config.pulsar.service_url}"
+    closables: list[Closable] = []
     try:
         client = connect(config)
     except PulsarError as e:
@@ -143,8 +167,30 @@ async def serve(config: WorkerConfig) -> None:
             config.startup_timeout_s,
             lambda: PulsarAttemptLog.create(client, config.delivery.attempts_topic_name(), name),
         )
+        topics = Topics(
+            reader=lambda topic, after: _retrying(
+                what,
+                config.startup_timeout_s,
+                lambda: PulsarReader.open(client, topic, after, name),
+            ),
+            sink=lambda topic: _retrying(
+                what, config.startup_timeout_s, partial(PulsarSink.create, client, topic, name)
+            ),
+        )
         stage = await create_stage(
-            StageContext(config.stage, config.stage_type, config.params, embedder)
+            StageContext(
+                config.stage,
+                config.stage_type,
+                config.params,
+                model if isinstance(model, Embedder) else None,
+                pipeline=config.pipeline,
+                topics=topics,
+                state_topic=config.state.topic if config.state else None,
+                registry=metrics.registry,
+                identity=f"{name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}",
+                closables=closables,
+                ranker=model if isinstance(model, Ranker) else None,
+            )
         )
         worker = Worker(
             config,
@@ -154,7 +200,7 @@ async def serve(config: WorkerConfig) -> None:
             retry,
             stage,
             metrics,
-            backend_ready=embedder.backend.ready if embedder else _always_ready,
+            backend_ready=model.backend.ready if model else _always_ready,
             attempts=attempts,
         )
         loop = asyncio.get_running_loop()
@@ -163,11 +209,21 @@ async def serve(config: WorkerConfig) -> None:
         log.info("worker_started", input=config.input.topic, outputs=config.outputs)
         await worker.run()
     finally:
-        if embedder is not None:
-            await embedder.close()
+        await _close_all(closables)
+        if model is not None:
+            await model.close()
         await asyncio.to_thread(client.close)
         health.stop()
 
 
 async def _always_ready() -> bool:
     return True
+
+
+async def _close_all(closables: list[Closable]) -> None:
+    """Close what the stage opened, last opened first."""
+    for closable in reversed(closables):
+        try:
+            await closable.close()
+        except PulsarError as e:
+            log.warning("close_failed", error=str(e))

@@ -1,6 +1,6 @@
-"""Input message -> content item, or the reason it is malformed (pure).
+"""Input payload -> the stage's input message model, or the reason it is malformed (pure).
 
-Any payload is data: whatever the bytes, ``decode`` returns an item or a ``Malformed`` reason,
+Any payload is data: whatever the bytes, ``decode`` returns a message or a ``Malformed`` reason,
 never raises. Limits keep hostile payloads cheap and keep the later steps (validation, the
 stage, encoding the result) from failing on them:
 
@@ -12,7 +12,7 @@ stage, encoding the result) from failing on them:
   more than 4,300 digits, and the model has no use for them);
 - ``invalid-string``: a lone UTF-16 surrogate (``"\\ud800"``) in any string or key, which
   cannot be encoded again as UTF-8;
-- ``schema``: not a content item.
+- ``schema``: not the stage's input message model.
 
 The expensive checks run only when a cheap scan of the bytes says they could fail: the bracket
 count bounds the depth, and a surrogate can only come from a ``\\uD800``-``\\uDFFF`` escape or its
@@ -24,11 +24,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from streamvane_worker.stages.item import ContentItem
+from streamvane_worker.stages.message import Message
+
+M = TypeVar("M", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -54,16 +56,16 @@ class _Rejected(Exception):
         self.malformed = Malformed(reason, detail)
 
 
-def decode(payload: bytes, limits: Limits) -> ContentItem | Malformed:
+def decode(payload: bytes, limits: Limits, model: type[M]) -> M | Malformed:
     try:
-        return _decode(payload, limits)
+        return _decode(payload, limits, model)
     except _Rejected as e:
         return e.malformed
     except Exception as e:  # noqa: BLE001 - any payload is data: never fail the batch
         return Malformed("undecodable", f"{type(e).__name__}: {e}"[:500])
 
 
-def _decode(payload: bytes, limits: Limits) -> ContentItem | Malformed:
+def _decode(payload: bytes, limits: Limits, model: type[M]) -> M | Malformed:
     if len(payload) > limits.max_bytes:
         return Malformed("oversize", f"{len(payload)} bytes > maxMessageBytes {limits.max_bytes}")
     try:
@@ -83,7 +85,7 @@ def _decode(payload: bytes, limits: Limits) -> ContentItem | Malformed:
     if brackets > limits.max_depth or surrogates:
         _check_tree(data, limits.max_depth, strings=surrogates)
     try:
-        return ContentItem.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         return Malformed("schema", _summary(e))
 
@@ -133,5 +135,5 @@ def _summary(error: ValidationError) -> str:
     return "; ".join(parts)[:500]
 
 
-def encode(item: ContentItem) -> bytes:
-    return item.model_dump_json(by_alias=True, exclude_none=True).encode()
+def encode(message: Message) -> bytes:
+    return message.model_dump_json(by_alias=True, exclude_none=True).encode()

@@ -49,7 +49,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -65,8 +65,9 @@ from streamvane_worker.runtime.concurrency import AdaptiveLimit
 from streamvane_worker.runtime.decode import Limits, Malformed, decode, encode
 from streamvane_worker.runtime.metrics import Metrics
 from streamvane_worker.runtime.trace import TRACEPARENT, child_traceparent
+from streamvane_worker.stages import input_model
 from streamvane_worker.stages.base import Stage
-from streamvane_worker.stages.item import ContentItem
+from streamvane_worker.stages.message import Message
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +116,7 @@ class Turn:
 class Outcome:
     """What to do with each message of a batch, filled in by the stage step."""
 
-    publish: list[tuple[Received, ContentItem]] = field(default_factory=list)
+    publish: list[tuple[Received, Message]] = field(default_factory=list)
     dead_letter: list[tuple[Received, Failure]] = field(default_factory=list)
     nack: list[tuple[Received, Failure]] = field(default_factory=list)
     release: list[Received] = field(default_factory=list)
@@ -131,7 +132,7 @@ class Worker:
         sinks: Sequence[Sink],
         dead_letter: Sink,
         retry: Sink,
-        stage: Stage,
+        stage: Stage[Any],
         metrics: Metrics,
         backend_ready: Callable[[], Awaitable[bool]],
         attempts: AttemptLog,
@@ -147,6 +148,7 @@ class Worker:
         self._retry = retry
         """A producer on the input topic, for messages retried later (``_retry_later``)."""
         self._stage = stage
+        self._input_model = input_model(config.stage_type)
         self._attempts = attempts
         self._backend_ready = backend_ready
         self._needs_backend = config.stage_type in STAGES_NEEDING_MODEL_PER_ITEM
@@ -303,7 +305,7 @@ class Worker:
     async def _handle(self, batch: list[Received], crashes: list[int], turn: Turn) -> None:
         """Decode, run the stage, publish, dead-letter, settle; then end the attempts."""
         outcome = Outcome()
-        decoded: list[tuple[Received, ContentItem]] = []
+        decoded: list[tuple[Received, Message]] = []
         delivery = self._config.delivery
         for message, crashed in zip(batch, crashes, strict=True):
             if message.redelivery_count and not crashed:
@@ -314,7 +316,7 @@ class Worker:
                 outcome.dead_letter.append((message, Failure("crash-loop", detail, count)))
                 self._quarantined.inc()
                 continue
-            item = decode(message.payload, self._limits)
+            item = decode(message.payload, self._limits, self._input_model)
             if isinstance(item, Malformed):
                 outcome.dead_letter.append((message, Failure(item.reason, item.detail)))
             elif deliveries(message) >= delivery.max_redeliveries:
@@ -332,9 +334,7 @@ class Worker:
         self._release(outcome.release)
         self._attempts.end(batch)
 
-    async def _run_stage(
-        self, decoded: list[tuple[Received, ContentItem]], outcome: Outcome
-    ) -> None:
+    async def _run_stage(self, decoded: list[tuple[Received, Message]], outcome: Outcome) -> None:
         attempt = 0
         while True:
             try:
@@ -368,7 +368,7 @@ class Worker:
         outcome.publish.extend((decoded[i][0], item) for i, item in result.outputs.items())
 
     async def _stage_failed(
-        self, decoded: list[tuple[Received, ContentItem]], outcome: Outcome, error: Exception
+        self, decoded: list[tuple[Received, Message]], outcome: Outcome, error: Exception
     ) -> None:
         if len(decoded) > 1:
             # Isolate the message(s) at fault: rerun one by one, the rest go through.
@@ -486,15 +486,15 @@ class Worker:
                 return results
             attempt += 1
 
-    def _outgoing(self, message: Received, item: ContentItem) -> Outgoing:
+    def _outgoing(self, message: Received, item: Message) -> Outgoing:
         properties = {
             TRACEPARENT: child_traceparent(message.properties.get(TRACEPARENT)),
-            ITEM_ID_PROPERTY: item.id,
+            ITEM_ID_PROPERTY: item.routing_key(),
             STAGE_PROPERTY: self._config.stage,
             SOURCE_TOPIC_PROPERTY: message.topic,
             SOURCE_ID_PROPERTY: message.message_id,
         }
-        return Outgoing(encode(item), properties, message.key or item.id)
+        return Outgoing(encode(item), properties, message.key or item.routing_key())
 
     async def _send_dead_letters(
         self, failed: list[tuple[Received, Failure]], outcome: Outcome

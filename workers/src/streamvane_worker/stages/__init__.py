@@ -1,21 +1,44 @@
-"""Stage registry: one module per ``StageType``, each exposing ``create(ctx) -> Stage``."""
+"""Stage registry: one module per ``StageType``, each exposing ``KIND`` (its factory and its
+input and output message models)."""
 
 from __future__ import annotations
 
-from streamvane_worker.config import StageType
-from streamvane_worker.stages import passthrough, safety, tagging, text_embedding
-from streamvane_worker.stages.base import Stage, StageContext, StageFactory
+from typing import Any
 
-REGISTRY: dict[StageType, StageFactory] = {
-    StageType.PASSTHROUGH: passthrough.create,
-    StageType.TEXT_EMBEDDING: text_embedding.create,
-    StageType.TAGGING: tagging.create,
-    StageType.SAFETY: safety.create,
+from streamvane_worker.config import StageType
+from streamvane_worker.stages import (
+    candidate_retrieval,
+    passthrough,
+    ranking,
+    safety,
+    tagging,
+    text_embedding,
+    user_profile,
+)
+from streamvane_worker.stages.base import Stage, StageContext, StageKind
+from streamvane_worker.stages.message import Message
+
+REGISTRY: dict[StageType, StageKind] = {
+    StageType.PASSTHROUGH: passthrough.KIND,
+    StageType.TEXT_EMBEDDING: text_embedding.KIND,
+    StageType.TAGGING: tagging.KIND,
+    StageType.SAFETY: safety.KIND,
+    StageType.USER_PROFILE: user_profile.KIND,
+    StageType.CANDIDATE_RETRIEVAL: candidate_retrieval.KIND,
+    StageType.RANKING: ranking.KIND,
 }
 
 
-async def create_stage(ctx: StageContext) -> Stage:
-    return await REGISTRY[ctx.stage_type](ctx)
+async def create_stage(ctx: StageContext) -> Stage[Any]:
+    return await REGISTRY[ctx.stage_type].create(ctx)
 
 
-__all__ = ["REGISTRY", "Stage", "StageContext", "create_stage"]
+def input_model(stage_type: StageType) -> type[Message]:
+    return REGISTRY[stage_type].input
+
+
+def output_model(stage_type: StageType) -> type[Message]:
+    return REGISTRY[stage_type].output
+
+
+__all__ = ["REGISTRY", "Stage", "StageContext", "create_stage", "input_model", "output_model"]

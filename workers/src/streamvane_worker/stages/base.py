@@ -1,4 +1,7 @@
-"""What a stage is: a batch of content items in, enriched items and per-item errors out.
+"""What a stage is: a batch of input messages in, output messages and per-message errors out.
+
+Each stage type declares the message models it reads and writes (``StageKind``); the content
+stages read and write ``ContentItem``.
 
 Stages never raise for bad data: an item they cannot process becomes an ``ItemError`` (the
 runtime dead-letters it with the reason). They do raise ``InferenceError`` for failures of the
@@ -8,17 +11,23 @@ model backend, which the runtime retries or negative-acks.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
+from prometheus_client import CollectorRegistry
 
 from streamvane_worker.config import StageType
 from streamvane_worker.inference.backend import EmbeddingArray
 from streamvane_worker.inference.embedder import Embedder
+from streamvane_worker.inference.ranker import Ranker
+from streamvane_worker.io.base import Reader, Sink
 from streamvane_worker.stages.item import ContentItem, StageRecord
+from streamvane_worker.stages.message import Message
+
+In = TypeVar("In", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -30,24 +39,61 @@ class ItemError:
 
 @dataclass(frozen=True)
 class StageResult:
-    outputs: dict[int, ContentItem] = field(default_factory=dict)
-    """Enriched items by their index in the input batch."""
+    outputs: Mapping[int, Message] = field(default_factory=dict)
+    """Output messages by the index of their input in the batch."""
     errors: list[ItemError] = field(default_factory=list)
 
 
-class Stage(Protocol):
-    async def process(self, items: list[ContentItem]) -> StageResult: ...
+class Stage(Protocol[In]):
+    async def process(self, items: list[In]) -> StageResult: ...
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Broker access for stages that read or write topics beside their input and outputs
+    (a catalogue, a state topic); what they open is closed when the worker stops."""
+
+    reader: Callable[[str, bytes | None], Awaitable[Reader]]
+    """Open a reader on a topic after a position (``Record.position``), or from the start."""
+    sink: Callable[[str], Awaitable[Sink]]
 
 
 @dataclass(frozen=True)
 class StageContext:
     name: str
+    """Stage name within the pipeline."""
     stage_type: StageType
     params: object
     embedder: Embedder | None
+    pipeline: str = ""
+    topics: Topics | None = None
+    """None for stages that only read their input."""
+    state_topic: str | None = None
+    """Compacted topic a stateful stage checkpoints its keyed state to."""
+    registry: CollectorRegistry | None = None
+    """Where a stage registers its own metrics (state size, index size)."""
+    identity: str = ""
+    """Unique per replica: tells a replica's own checkpoints from other replicas'."""
+    closables: list[Closable] = field(default_factory=list)
+    """Readers, sinks and tasks the stage opened, closed by the worker on the way out."""
+    ranker: Ranker | None = None
+    """The ranking model, for the ranking stage."""
 
 
-StageFactory = Callable[[StageContext], Awaitable[Stage]]
+StageFactory = Callable[[StageContext], Awaitable[Stage[Any]]]
+
+
+@dataclass(frozen=True)
+class StageKind:
+    """A stage type: how to create it and the message models it reads and writes."""
+
+    create: StageFactory
+    input: type[Message]
+    output: type[Message]
 
 
 class Stopwatch:

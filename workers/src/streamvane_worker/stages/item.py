@@ -11,14 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from streamvane_worker.inference.backend import EMBEDDING_DIM
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+from streamvane_worker.stages.message import Message
+from streamvane_worker.stages.message import Wire as _Wire
 
 
 class Embedding(_Wire):
@@ -57,7 +55,7 @@ class StageRecord(_Wire):
     processed_at: datetime
 
 
-class ContentItem(_Wire):
+class ContentItem(Message):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, frozen=True, extra="allow"
     )
@@ -74,6 +72,9 @@ class ContentItem(_Wire):
     tags: list[Tag] | None = None
     safety: SafetyVerdict | None = None
     stages: list[StageRecord] = Field(default_factory=list)
+
+    def routing_key(self) -> str:
+        return self.id
 
     def text(self) -> str:
         """What the text model reads: title, description and transcript, in that order."""

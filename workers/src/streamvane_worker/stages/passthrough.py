@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamvane_worker.stages.base import Stage, StageContext, StageResult, Stopwatch
+from streamvane_worker.stages.base import Stage, StageContext, StageKind, StageResult, Stopwatch
 from streamvane_worker.stages.item import ContentItem
 
 
@@ -20,5 +20,8 @@ class Passthrough:
         )
 
 
-async def create(ctx: StageContext) -> Stage:
+async def create(ctx: StageContext) -> Stage[ContentItem]:
     return Passthrough(ctx)
+
+
+KIND = StageKind(create, ContentItem, ContentItem)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from streamvane_worker.config import SafetyCategory, SafetyParams
 from streamvane_worker.inference.backend import EmbeddingArray
-from streamvane_worker.stages.base import Stage, StageContext
-from streamvane_worker.stages.item import Decision, SafetyVerdict
+from streamvane_worker.stages.base import Stage, StageContext, StageKind
+from streamvane_worker.stages.item import ContentItem, Decision, SafetyVerdict
 from streamvane_worker.stages.zero_shot import zero_shot_stage
 
 
@@ -22,10 +22,13 @@ def verdict(scores: EmbeddingArray, categories: list[SafetyCategory]) -> SafetyV
     return SafetyVerdict(decision=decision, scores=by_name, flagged=flagged)
 
 
-async def create(ctx: StageContext) -> Stage:
+async def create(ctx: StageContext) -> Stage[ContentItem]:
     params = SafetyParams.model_validate(ctx.params)
     return await zero_shot_stage(
         ctx,
         [c.description for c in params.categories],
         lambda scores: {"safety": verdict(scores, params.categories)},
     )
+
+
+KIND = StageKind(create, ContentItem, ContentItem)

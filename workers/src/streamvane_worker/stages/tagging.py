@@ -11,8 +11,8 @@ import numpy as np
 
 from streamvane_worker.config import TaggingParams
 from streamvane_worker.inference.backend import EmbeddingArray
-from streamvane_worker.stages.base import Stage, StageContext
-from streamvane_worker.stages.item import Tag
+from streamvane_worker.stages.base import Stage, StageContext, StageKind
+from streamvane_worker.stages.item import ContentItem, Tag
 from streamvane_worker.stages.zero_shot import zero_shot_stage
 
 
@@ -26,7 +26,7 @@ def top_tags(scores: EmbeddingArray, names: list[str], top_k: int, min_score: fl
     ]
 
 
-async def create(ctx: StageContext) -> Stage:
+async def create(ctx: StageContext) -> Stage[ContentItem]:
     params = TaggingParams.model_validate(ctx.params)
     names = [label.name for label in params.labels]
     return await zero_shot_stage(
@@ -34,3 +34,6 @@ async def create(ctx: StageContext) -> Stage:
         [label.description for label in params.labels],
         lambda scores: {"tags": top_tags(scores, names, params.top_k, params.min_score)},
     )
+
+
+KIND = StageKind(create, ContentItem, ContentItem)

@@ -7,6 +7,7 @@ import numpy as np
 from streamvane_worker.stages.base import (
     Stage,
     StageContext,
+    StageKind,
     StageResult,
     Stopwatch,
     item_vectors,
@@ -44,5 +45,8 @@ class TextEmbedding:
         return StageResult(outputs=outputs, errors=vectors.errors)
 
 
-async def create(ctx: StageContext) -> Stage:
+async def create(ctx: StageContext) -> Stage[ContentItem]:
     return TextEmbedding(ctx)
+
+
+KIND = StageKind(create, ContentItem, ContentItem)

@@ -51,7 +51,9 @@ class ZeroShot:
         return StageResult(outputs=outputs, errors=vectors.errors)
 
 
-async def zero_shot_stage(ctx: StageContext, prototypes: list[str], annotate: Annotate) -> Stage:
+async def zero_shot_stage(
+    ctx: StageContext, prototypes: list[str], annotate: Annotate
+) -> Stage[ContentItem]:
     embedder = require_embedder(ctx)
     embedded = await embedder.embed(prototypes)
     return ZeroShot(ctx, embedder, embedded.vectors, annotate)

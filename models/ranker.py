@@ -1,0 +1,245 @@
+"""The ranking model of the recommendation pipelines: a small MLP scoring (user, item) pairs,
+trained at build time on synthetic engagements over real item embeddings, written as ONNX.
+
+Features of one pair (what the ``ranking`` stage sends and logs):
+
+- ``user``: the user's unit interest vector (``UserProfile.vector``), 384 floats;
+- ``item``: the item's unit embedding from the catalogue, 384 floats;
+- ``dense``: ``DENSE_FEATURES``, in that order: the retrieval score (cosine), 1.0 if the safety
+  stage sent the item to review, log1p of the profile's strength and of its event count.
+
+The graph computes ``score = sigmoid(W2 · relu(W1 · [user * item, dense] + b1) + b2)``: the
+probability of a positive engagement.
+
+Training data (deterministic, seeded): the real MiniLM embeddings of the demo catalogue's
+items (``e2e/streamvane_demo/content_items.jsonl``, embedded with the model built beside it).
+Each synthetic user has a hidden taste (a mix of one or two categories' centroids plus noise);
+their profile is built like the user-profile stage builds it, from a few engagements drawn
+from their taste; each catalogue item they did not engage with is a training pair labelled by
+a Bernoulli draw whose odds rise with taste·item and fall for items sent to review. Plain
+numpy: full-batch Adam on the logistic loss, no framework.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+RANKER_NAME = "recs-ranker"
+USER = "user"
+ITEM = "item"
+DENSE = "dense"
+SCORE = "score"
+DENSE_FEATURES = ("retrievalScore", "review", "logProfileStrength", "logProfileEvents")
+DIM = 384
+"""Width of the vectors the served ranker takes (all-MiniLM-L6-v2's embeddings)."""
+HIDDEN = 32
+SEED = 20261201
+
+F32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Weights:
+    w1: F32
+    """[DIM + len(DENSE_FEATURES), HIDDEN]"""
+    b1: F32
+    w2: F32
+    """[HIDDEN, 1]"""
+    b2: F32
+
+
+@dataclass(frozen=True)
+class Pairs:
+    user: F32
+    item: F32
+    dense: F32
+    label: F32
+
+
+@dataclass(frozen=True)
+class Trained:
+    weights: Weights
+    train_auc: float
+    holdout_auc: float
+    holdout_cosine_auc: float
+    """AUC of the retrieval score alone on the holdout: what ranking adds is the difference."""
+    pairs: int
+
+
+def read_items(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def item_text(item: dict[str, object]) -> str:
+    """The text the text-embedding stage embeds (``ContentItem.text``)."""
+    return "\n".join(str(item[k]) for k in ("title", "description", "transcript") if item.get(k))
+
+
+def _unit(x: F32) -> F32:
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.where(norm == 0, 1, norm)).astype(np.float32)
+
+
+def synthetic_pairs(
+    vectors: F32, categories: list[str], users: int, rng: np.random.Generator
+) -> Pairs:
+    """Engagement pairs for ``users`` synthetic users over the catalogue ``vectors``."""
+    names = sorted(set(categories))
+    index = np.array([names.index(c) for c in categories])
+    centroids = _unit(np.stack([vectors[index == k].mean(axis=0) for k in range(len(names))]))
+    review = (rng.random(len(vectors)) < 0.15).astype(np.float32)
+    rows: list[tuple[F32, F32, F32, float]] = []
+    for _ in range(users):
+        picks = rng.choice(len(names), size=rng.integers(1, 3), replace=False)
+        taste = _unit(
+            centroids[picks].sum(axis=0) + rng.normal(0, 0.03, vectors.shape[1]).astype(np.float32)
+        )
+        affinity = vectors @ taste
+        odds = np.exp(8 * affinity)
+        engaged = rng.choice(
+            len(vectors), size=rng.integers(2, 7), replace=False, p=odds / odds.sum()
+        )
+        total = (vectors[engaged] * rng.uniform(1, 4, (len(engaged), 1))).sum(axis=0)
+        strength = float(np.linalg.norm(total))
+        user = _unit(total.astype(np.float32))
+        logit = 10 * (affinity - np.median(affinity)) - 2.0 * review - 0.5
+        clicked = rng.random(len(vectors)) < 1 / (1 + np.exp(-logit))
+        for j in set(range(len(vectors))) - set(engaged.tolist()):
+            dense = np.array(
+                [float(user @ vectors[j]), review[j], np.log1p(strength), np.log1p(len(engaged))],
+                dtype=np.float32,
+            )
+            rows.append((user, vectors[j], dense, float(clicked[j])))
+    return Pairs(
+        user=np.stack([r[0] for r in rows]),
+        item=np.stack([r[1] for r in rows]),
+        dense=np.stack([r[2] for r in rows]),
+        label=np.array([r[3] for r in rows], dtype=np.float32),
+    )
+
+
+def _sigmoid(x: npt.NDArray[np.floating]) -> F32:
+    return np.exp(-np.logaddexp(0, -x)).astype(np.float32)
+
+
+def features(user: F32, item: F32, dense: F32) -> F32:
+    """The MLP's input row, as the ONNX graph builds it."""
+    return np.concatenate([user * item, dense], axis=1).astype(np.float32)
+
+
+def forward(weights: Weights, user: F32, item: F32, dense: F32) -> F32:
+    """Scores [n, 1] in numpy: the reference the ONNX graph is tested against."""
+    hidden = np.maximum(features(user, item, dense) @ weights.w1 + weights.b1, 0)
+    logit = hidden @ weights.w2 + weights.b2
+    return _sigmoid(logit)
+
+
+def auc(scores: npt.NDArray[np.floating], labels: F32) -> float:
+    """Probability that a positive pair outscores a negative one (ties count half)."""
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    positives = labels > 0.5
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if n_pos == 0 or n_neg == 0:
+        return 0.5
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def train(pairs: Pairs, rng: np.random.Generator, steps: int = 300, lr: float = 0.01) -> Trained:
+    """Full-batch Adam on the logistic loss, on 80% of the pairs; AUC on the other 20%."""
+    n = len(pairs.label)
+    order = rng.permutation(n)
+    cut = int(0.8 * n)
+    fit, hold = order[:cut], order[cut:]
+    x = features(pairs.user, pairs.item, pairs.dense)
+    x_fit, y_fit = x[fit], pairs.label[fit, np.newaxis]
+    width = x.shape[1]
+    params = [
+        rng.normal(0, np.sqrt(2 / width), (width, HIDDEN)).astype(np.float32),
+        np.zeros(HIDDEN, dtype=np.float32),
+        rng.normal(0, np.sqrt(1 / HIDDEN), (HIDDEN, 1)).astype(np.float32),
+        np.zeros(1, dtype=np.float32),
+    ]
+    moments = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    for step in range(1, steps + 1):
+        w1, b1, w2, b2 = params
+        pre = x_fit @ w1 + b1
+        hidden = np.maximum(pre, 0)
+        prob = _sigmoid(hidden @ w2 + b2)
+        d_logit = (prob - y_fit) / len(y_fit)
+        d_hidden = (d_logit @ w2.T) * (pre > 0)
+        grads = [x_fit.T @ d_hidden, d_hidden.sum(0), hidden.T @ d_logit, d_logit.sum(0)]
+        for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
+            m, v = moments[i]
+            m = beta1 * m + (1 - beta1) * grad
+            v = beta2 * v + (1 - beta2) * grad**2
+            moments[i] = (m, v)
+            m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta2**step)
+            params[i] = (param - lr * m_hat / (np.sqrt(v_hat) + eps)).astype(np.float32)
+    weights = Weights(*params)
+
+    def score(rows: npt.NDArray[np.intp]) -> F32:
+        return forward(weights, pairs.user[rows], pairs.item[rows], pairs.dense[rows])[:, 0]
+
+    return Trained(
+        weights=weights,
+        train_auc=auc(score(fit), pairs.label[fit]),
+        holdout_auc=auc(score(hold), pairs.label[hold]),
+        holdout_cosine_auc=auc(pairs.dense[hold, 0], pairs.label[hold]),
+        pairs=n,
+    )
+
+
+def build_ranker_graph(weights: Weights, name: str = RANKER_NAME) -> onnx.ModelProto:
+    """The scoring graph: Mul, Concat, MatMul + Add, Relu, MatMul + Add, Sigmoid; its vectors
+    are as wide as the embeddings it was trained on."""
+    batch = "batch"
+    dim = weights.w1.shape[0] - len(DENSE_FEATURES)
+    nodes = [
+        helper.make_node("Mul", [USER, ITEM], ["cross"]),
+        helper.make_node("Concat", ["cross", DENSE], ["x"], axis=1),
+        helper.make_node("MatMul", ["x", "w1"], ["h_pre"]),
+        helper.make_node("Add", ["h_pre", "b1"], ["h_biased"]),
+        helper.make_node("Relu", ["h_biased"], ["h"]),
+        helper.make_node("MatMul", ["h", "w2"], ["logit_pre"]),
+        helper.make_node("Add", ["logit_pre", "b2"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], [SCORE]),
+    ]
+    initializers = [
+        numpy_helper.from_array(np.asarray(value, dtype=np.float32), key)
+        for key, value in (
+            ("w1", weights.w1),
+            ("b1", weights.b1),
+            ("w2", weights.w2),
+            ("b2", weights.b2),
+        )
+    ]
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [
+            helper.make_tensor_value_info(USER, TensorProto.FLOAT, [batch, dim]),
+            helper.make_tensor_value_info(ITEM, TensorProto.FLOAT, [batch, dim]),
+            helper.make_tensor_value_info(DENSE, TensorProto.FLOAT, [batch, len(DENSE_FEATURES)]),
+        ],
+        [helper.make_tensor_value_info(SCORE, TensorProto.FLOAT, [batch, 1])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def train_ranker(vectors: F32, categories: list[str], users: int = 160) -> Trained:
+    rng = np.random.default_rng(SEED)
+    return train(synthetic_pairs(_unit(vectors), categories, users, rng), rng)

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import shutil
 import socket
 import statistics
@@ -34,6 +35,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -79,16 +81,42 @@ def bench_items(n: int) -> list[dict[str, Any]]:
 class Row:
     name: str
     throughputs: list[float] = field(default_factory=list)
+    cpu_per_1000: list[float] = field(default_factory=list)
+    """CPU seconds per 1,000 items of the process doing the work (the worker, or the loop)."""
     latencies_ms: list[float] = field(default_factory=list)
     note: str = ""
 
     @property
     def median(self) -> float:
-        measured = [t for t in self.throughputs if not math.isnan(t)]
-        return statistics.median(measured) if measured else math.nan
+        return _median(self.throughputs)
+
+    @property
+    def median_cpu(self) -> float:
+        return _median(self.cpu_per_1000)
+
+    def add(self, run: Run) -> None:
+        self.throughputs.append(run.items_per_s)
+        self.cpu_per_1000.append(run.cpu_s_per_1000)
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+@dataclass(frozen=True)
+class Run:
+    items_per_s: float
+    cpu_s_per_1000: float
+
+
+def _median(values: list[float]) -> float:
+    measured = [v for v in values if not math.isnan(v)]
+    return statistics.median(measured) if measured else math.nan
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def encoded_batch(tokenizer: TextTokenizer) -> Encoded:
@@ -127,8 +155,9 @@ async def triton_direct(
 
 def pipeline_throughput(
     stack: Any, tmp: Path, stage_type: str, n: int, batching: dict[str, int]
-) -> float:
-    """Items/s through a worker subprocess over a backlog of ``n``, first to last output.
+) -> Run:
+    """Items/s through a worker subprocess over a backlog of ``n``, first to last output, and
+    the worker process's CPU over that window.
 
     Timed from the output topic's broker counters, so no consumer in this process competes
     with the pipeline for the CPU; the outputs are read (and their ids checked) afterwards."""
@@ -142,9 +171,11 @@ def pipeline_throughput(
     try:
         worker.wait_started()
         _wait_published(stack, topics.output, 1, timeout=60)
-        started = time.monotonic()
+        assert worker.proc is not None
+        started, cpu_started = time.monotonic(), cpu_seconds(worker.proc.pid)
         _wait_published(stack, topics.output, n, timeout=600)
         elapsed = time.monotonic() - started
+        cpu = cpu_seconds(worker.proc.pid) - cpu_started
         worker.terminate()
         collector = Collector(c, topics.output, collector.subscription)
         collector.until(n, timeout=120)
@@ -153,7 +184,7 @@ def pipeline_throughput(
         worker.kill()
         collector.close()
         c.close()
-    return (n - 1) / elapsed
+    return Run((n - 1) / elapsed, 1000 * cpu / (n - 1))
 
 
 def _wait_published(stack: Any, topic: str, count: int, timeout: float) -> None:
@@ -202,15 +233,16 @@ def message_latency_ms(message: pulsar.Message) -> float:
     return message.publish_timestamp() - json.loads(message.data())["benchSentMs"]
 
 
-def naive_consumer(stack: Any, n: int, tokenizer: TextTokenizer) -> float:
-    """Items/s of receive one -> tokenize -> infer one -> send and wait -> ack."""
+def naive_consumer(stack: Any, n: int, tokenizer: TextTokenizer) -> Run:
+    """Items/s of receive one -> tokenize -> infer one -> send and wait -> ack, and the CPU of
+    this process (the consumer) meanwhile."""
     topics = Topics.unique("bench-naive")
     c = client(stack)
     publish(c, topics.input, bench_items(n))
     consumer = c.subscribe(topics.input, "naive", initial_position=pulsar.InitialPosition.Earliest)
     producer = c.create_producer(topics.output, batching_enabled=False)
     triton = grpc_sync.InferenceServerClient(stack.triton_grpc)
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), cpu_seconds()
     for _ in range(n):
         message = consumer.receive()
         item = ContentItem.model_validate_json(message.data())
@@ -227,14 +259,15 @@ def naive_consumer(stack: Any, n: int, tokenizer: TextTokenizer) -> float:
         out = item.model_dump(by_alias=True, exclude_none=True) | {"embedding": vector.tolist()}
         producer.send(json.dumps(out).encode())
         consumer.acknowledge(message)
-    elapsed = time.monotonic() - started
+    elapsed, cpu = time.monotonic() - started, cpu_seconds() - cpu_started
     triton.close()
     c.close()
-    return n / elapsed
+    return Run(n / elapsed, 1000 * cpu / n)
 
 
-def raw_passthrough(stack: Any, n: int) -> float:
-    """Items/s of a plain pulsar-client loop: receive, send_async, ack in the send callback."""
+def raw_passthrough(stack: Any, n: int) -> Run:
+    """Items/s of a plain pulsar-client loop: receive, send_async, ack in the send callback,
+    and the CPU of this process (the loop) meanwhile."""
     topics = Topics.unique("bench-raw")
     c = client(stack)
     publish(c, topics.input, bench_items(n))
@@ -256,15 +289,15 @@ def raw_passthrough(stack: Any, n: int) -> float:
         return callback
 
     first = consumer.receive()
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), cpu_seconds()
     producer.send_async(first.data(), on_sent(first))
     for _ in range(n - 1):
         message = consumer.receive()
         producer.send_async(message.data(), on_sent(message))
     all_acked.wait(120)
-    elapsed = time.monotonic() - started
+    elapsed, cpu = time.monotonic() - started, cpu_seconds() - cpu_started
     c.close()
-    return (n - 1) / elapsed
+    return Run((n - 1) / elapsed, 1000 * cpu / (n - 1))
 
 
 def _perf_analyzer_round(
@@ -371,14 +404,12 @@ def main(
                     triton_direct(endpoints.triton_grpc, MODEL, _arrays(batch), IN_FLIGHT, 10.0)
                 )
             )
-            rows["b"].throughputs.append(
-                pipeline_throughput(endpoints, tmp, "text-embedding", items, _batching())
-            )
-            rows["c"].throughputs.append(naive_consumer(endpoints, naive_items, tokenizer))
-            rows["pass"].throughputs.append(
+            rows["b"].add(pipeline_throughput(endpoints, tmp, "text-embedding", items, _batching()))
+            rows["c"].add(naive_consumer(endpoints, naive_items, tokenizer))
+            rows["pass"].add(
                 pipeline_throughput(endpoints, tmp, "passthrough", passthrough_items, _batching())
             )
-            rows["raw"].throughputs.append(raw_passthrough(endpoints, passthrough_items))
+            rows["raw"].add(raw_passthrough(endpoints, passthrough_items))
             console.log({k: round(r.throughputs[-1], 1) for k, r in rows.items() if r.throughputs})
         rows["b"].latencies_ms = pipeline_latency(endpoints, tmp, latency_rate, 10.0)
     report(rows, latency_rate)
@@ -389,6 +420,7 @@ def report(rows: dict[str, Row], latency_rate: float) -> None:
     table.add_column("measurement")
     table.add_column("items/s", justify="right")
     table.add_column("runs", justify="right")
+    table.add_column("CPU s / 1k items", justify="right")
     table.add_column("p50 ms", justify="right")
     table.add_column("p99 ms", justify="right")
     table.add_column("note")
@@ -397,27 +429,32 @@ def report(rows: dict[str, Row], latency_rate: float) -> None:
             row.name,
             f"{row.median:.1f}",
             " ".join(f"{t:.0f}" for t in row.throughputs),
+            f"{row.median_cpu:.2f}" if row.cpu_per_1000 else "",
             f"{row.percentile(50):.0f}" if row.latencies_ms else "",
             f"{row.percentile(99):.0f}" if row.latencies_ms else "",
             row.note if row.name[1] != "b" else f"latency at {latency_rate:.0f} items/s",
         )
     console.print(table)
     ratios = Table(
-        title="Ratios (targets: (b)/(a) >= 0.8, (b)/(c) >= 5); per round, as rows of one round "
-        "share the machine's load"
+        title="Ratios (items/s, and CPU seconds per item of the process doing the work); per "
+        "round, as rows of one round share the machine's load"
     )
     ratios.add_column("ratio")
     ratios.add_column("median", justify="right")
     ratios.add_column("per round", justify="right")
     ratios.add_column("target")
+    throughput: Callable[[Row], list[float]] = attrgetter("throughputs")
+    cpu: Callable[[Row], list[float]] = attrgetter("cpu_per_1000")
     pairs = [
-        ("(b)/(a) perf_analyzer", rows["b"], rows["a"], ">= 0.8"),
-        ("(b)/(a') direct gRPC", rows["b"], rows["a_direct"], ">= 0.8"),
-        ("(b)/(c)", rows["b"], rows["c"], ">= 5"),
-        ("passthrough / raw loop", rows["pass"], rows["raw"], ""),
+        ("(b)/(a) perf_analyzer", throughput, rows["b"], rows["a"], ">= 0.8"),
+        ("(b)/(a') direct gRPC", throughput, rows["b"], rows["a_direct"], ">= 0.8"),
+        ("(b)/(c)", throughput, rows["b"], rows["c"], ">= 5"),
+        ("passthrough / raw loop", throughput, rows["pass"], rows["raw"], ">= 0.8"),
+        ("CPU per item: (b) worker / (c) naive", cpu, rows["b"], rows["c"], "<= 0.5"),
+        ("CPU per item: passthrough / raw loop", cpu, rows["pass"], rows["raw"], ""),
     ]
-    for name, top, bottom, target in pairs:
-        per_round = [t / u for t, u in zip(top.throughputs, bottom.throughputs, strict=True)]
+    for name, measure, top, bottom, target in pairs:
+        per_round = [t / u for t, u in zip(measure(top), measure(bottom), strict=True)]
         measured = [r for r in per_round if not math.isnan(r)]
         ratios.add_row(
             name,

@@ -16,7 +16,12 @@ from typing import TypeVar
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from streamvane_worker.config import STAGES_NEEDING_MODEL, InferenceSettings, WorkerConfig
+from streamvane_worker.config import (
+    STAGES_NEEDING_MODEL,
+    DeliveryGuarantee,
+    InferenceSettings,
+    WorkerConfig,
+)
 from streamvane_worker.inference import paths
 from streamvane_worker.inference.backend import EmbeddingBackend
 from streamvane_worker.inference.embedder import Embedder
@@ -122,9 +127,14 @@ async def serve(config: WorkerConfig) -> None:
             what, config.startup_timeout_s, lambda: PulsarSource.subscribe(client, config)
         )
         name = f"{config.pipeline}.{config.stage}"
+        effectively_once = config.delivery.guarantee is DeliveryGuarantee.EFFECTIVELY_ONCE
         sinks = [
             await _retrying(
-                what, config.startup_timeout_s, partial(PulsarSink.create, client, t, name)
+                what,
+                config.startup_timeout_s,
+                partial(PulsarSink.create_sequenced, client, t, config)
+                if effectively_once
+                else partial(PulsarSink.create, client, t, name),
             )
             for t in config.outputs
         ]

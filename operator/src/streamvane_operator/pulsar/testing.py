@@ -31,6 +31,8 @@ class FakePulsar:
     properties: dict[str, dict[str, str]] = field(default_factory=dict)
     """Fully qualified name -> the properties the topic was created with."""
     retention: dict[str, dict[str, int]] = field(default_factory=dict)
+    deduplication: dict[str, bool] = field(default_factory=dict)
+    """Fully qualified name -> its topic-level deduplicationEnabled policy."""
     subscriptions: dict[str, set[str]] = field(default_factory=dict)
     positions: dict[tuple[str, str], str] = field(default_factory=dict)
     """(topic, subscription) -> "earliest" or "latest": where it was created."""
@@ -121,6 +123,12 @@ class FakePulsar:
             (_TOPIC + "/retention", "GET", lambda m, b: _ok(self.retention.get(_name(m)))),
             (_TOPIC + "/retention", "POST", self._set_retention),
             (
+                _TOPIC + "/deduplicationEnabled",
+                "GET",
+                lambda m, b: _ok(self.deduplication.get(_name(m))),
+            ),
+            (_TOPIC + "/deduplicationEnabled", "POST", self._set_deduplication),
+            (
                 _TOPIC + "/subscriptions",
                 "GET",
                 lambda m, b: _ok(sorted(self.subscriptions.get(_name(m), set()))),
@@ -184,6 +192,11 @@ class FakePulsar:
     def _set_retention(self, m: re.Match[str], body: object) -> httpx.Response:
         assert isinstance(body, dict)
         self.retention[_name(m)] = body
+        return httpx.Response(204)
+
+    def _set_deduplication(self, m: re.Match[str], body: object) -> httpx.Response:
+        assert isinstance(body, bool)
+        self.deduplication[_name(m)] = body
         return httpx.Response(204)
 
     def _create_subscription(self, m: re.Match[str], body: object) -> httpx.Response:

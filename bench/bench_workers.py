@@ -9,11 +9,14 @@ gain over a naive consumer? Prints one table for one run on one machine and mode
     (c)  a naive consumer: receive one, tokenize, infer one, produce one (awaiting the broker),
          ack; same model through the same Triton
     passthrough stage vs a raw pulsar-client consume -> produce loop (no model)
+    passthrough stage with delivery.guarantee EffectivelyOnce vs AtLeastOnce (the cost of
+         de-duplicated, unbatched output producers), with the worker's CPU seconds per 1,000
+         items
 
 Every row is measured ``--repeat`` times, interleaved so that all rows see the same machine
 load; the table shows medians. Needs the local stack (``make stack-up``).
 
-    python -m bench.bench_workers [--repeat 3] [--items 3000]
+    python -m bench.bench_workers [--repeat 3] [--items 3000] [--delivery-only]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import shutil
 import socket
 import statistics
@@ -54,6 +58,7 @@ from tests.integration.worker.pipeline import (
 from tritonclient import grpc as grpc_sync
 from tritonclient.grpc import aio as grpc_aio
 
+from streamvane_operator.pulsar.admin import PulsarAdmin, TopicName
 from streamvane_stack import Stack
 from streamvane_stack.stack import Triton
 from streamvane_worker.inference import paths
@@ -79,6 +84,8 @@ class Row:
     name: str
     throughputs: list[float] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
+    cpu_per_1000: list[float] = field(default_factory=list)
+    """CPU seconds of the worker process per 1,000 items, while timed."""
     note: str = ""
 
     @property
@@ -120,26 +127,45 @@ async def triton_direct(url: str, batch: Encoded, concurrency: int, seconds: flo
     return done / elapsed
 
 
+@dataclass(frozen=True)
+class Run:
+    items_per_s: float
+    cpu_per_1000: float
+
+
 def pipeline_throughput(
-    stack: Any, tmp: Path, stage_type: str, n: int, batching: dict[str, int]
-) -> float:
-    """Items/s through a worker subprocess over a backlog of ``n``, first to last output.
+    stack: Any,
+    tmp: Path,
+    stage_type: str,
+    n: int,
+    batching: dict[str, int],
+    guarantee: str = "AtLeastOnce",
+) -> Run:
+    """Items/s through a worker subprocess over a backlog of ``n``, first to last output, and
+    the worker's CPU seconds per 1,000 items over the same span.
 
     Timed from the output topic's broker counters, so no consumer in this process competes
-    with the pipeline for the CPU; the outputs are read (and their ids checked) afterwards."""
-    topics = Topics.unique(f"bench-{stage_type}")
+    with the pipeline for the CPU; the outputs are read (and their ids checked) afterwards.
+    EffectivelyOnce runs as the operator sets it up: Failover, de-duplicated output."""
+    topics = Topics.unique(f"bench-{stage_type}-{guarantee.lower()}")
+    overrides: dict[str, Any] = {"batching": batching, "delivery": {"guarantee": guarantee}}
+    if guarantee == "EffectivelyOnce":
+        overrides["input"] = {"subscriptionType": "Failover"}
+        with contextlib.closing(PulsarAdmin(stack.pulsar_admin_url)) as admin:
+            admin.create_topic(TopicName.parse(topics.output), 0)
+            admin.set_deduplication(TopicName.parse(topics.output), True)
     c = client(stack)
     # The subscription keeps the outputs; nobody reads them until the timing is done.
     collector = Collector(c, topics.output)
     collector.close()
     publish(c, topics.input, bench_items(n))
-    worker = WorkerProcess(worker_config(stack, topics, stage_type, batching=batching), tmp).start()
+    worker = WorkerProcess(worker_config(stack, topics, stage_type, **overrides), tmp).start()
     try:
         worker.wait_started()
         _wait_published(stack, topics.output, 1, timeout=60)
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), _cpu_seconds(worker)
         _wait_published(stack, topics.output, n, timeout=600)
-        elapsed = time.monotonic() - started
+        elapsed, cpu = time.monotonic() - started, _cpu_seconds(worker) - cpu_started
         worker.terminate()
         collector = Collector(c, topics.output, collector.subscription)
         collector.until(n, timeout=120)
@@ -148,7 +174,14 @@ def pipeline_throughput(
         worker.kill()
         collector.close()
         c.close()
-    return (n - 1) / elapsed
+    return Run((n - 1) / elapsed, cpu / (n - 1) * 1000)
+
+
+def _cpu_seconds(worker: WorkerProcess) -> float:
+    """User + system CPU time of the worker process so far (Linux /proc)."""
+    assert worker.proc is not None
+    fields = Path(f"/proc/{worker.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_published(stack: Any, topic: str, count: int, timeout: float) -> None:
@@ -317,6 +350,10 @@ def main(
     shared_triton: Annotated[
         bool, typer.Option(help="Use the stack's Triton instead of a private one.")
     ] = False,
+    delivery_only: Annotated[
+        bool,
+        typer.Option(help="Only the passthrough rows: AtLeastOnce vs EffectivelyOnce (no model)."),
+    ] = False,
 ) -> None:
     stack = Stack()
     if not stack.is_ready():
@@ -332,9 +369,17 @@ def main(
             ("b", "(b) pipeline Pulsar -> worker -> Triton -> Pulsar"),
             ("c", "(c) naive per-message consumer"),
             ("pass", "passthrough stage worker (no model)"),
+            ("pass_eo", "passthrough stage worker, EffectivelyOnce"),
             ("raw", "raw pulsar-client consume -> produce loop"),
         ]
     }
+    if delivery_only:
+        for round_ in range(1, repeat + 1):
+            console.log(f"round {round_}/{repeat}")
+            with tempfile.TemporaryDirectory() as scratch:
+                _delivery_round(rows, stack.endpoints, Path(scratch), passthrough_items)
+        report(rows, latency_rate)
+        return
     try:
         analyzer: perf_analyzer.PerfAnalyzer | None = perf_analyzer.ensure()
     except perf_analyzer.PerfAnalyzerUnavailable as e:
@@ -351,23 +396,34 @@ def main(
         asyncio.run(triton_direct(endpoints.triton_grpc, batch, IN_FLIGHT, 3.0))  # warm-up
         for round_ in range(1, repeat + 1):
             console.log(f"round {round_}/{repeat}")
+            _delivery_round(rows, endpoints, tmp, passthrough_items)
             rows["a"].throughputs.append(
                 _perf_analyzer_round(analyzer, endpoints.triton_grpc, batch)
             )
             rows["a_direct"].throughputs.append(
                 asyncio.run(triton_direct(endpoints.triton_grpc, batch, IN_FLIGHT, 10.0))
             )
-            rows["b"].throughputs.append(
-                pipeline_throughput(endpoints, tmp, "text-embedding", items, _batching())
+            _record(
+                rows["b"], pipeline_throughput(endpoints, tmp, "text-embedding", items, _batching())
             )
             rows["c"].throughputs.append(naive_consumer(endpoints, naive_items, tokenizer))
-            rows["pass"].throughputs.append(
-                pipeline_throughput(endpoints, tmp, "passthrough", passthrough_items, _batching())
-            )
             rows["raw"].throughputs.append(raw_passthrough(endpoints, passthrough_items))
             console.log({k: round(r.throughputs[-1], 1) for k, r in rows.items() if r.throughputs})
         rows["b"].latencies_ms = pipeline_latency(endpoints, tmp, latency_rate, 10.0)
     report(rows, latency_rate)
+
+
+def _record(row: Row, run: Run) -> None:
+    row.throughputs.append(run.items_per_s)
+    row.cpu_per_1000.append(run.cpu_per_1000)
+
+
+def _delivery_round(rows: dict[str, Row], endpoints: Any, tmp: Path, n: int) -> None:
+    """The passthrough stage at both guarantees, one after the other (same machine load)."""
+    for key, guarantee in (("pass", "AtLeastOnce"), ("pass_eo", "EffectivelyOnce")):
+        run = pipeline_throughput(endpoints, tmp, "passthrough", n, _batching(), guarantee)
+        _record(rows[key], run)
+    console.log({k: round(rows[k].throughputs[-1], 1) for k in ("pass", "pass_eo")})
 
 
 def report(rows: dict[str, Row], latency_rate: float) -> None:
@@ -377,14 +433,18 @@ def report(rows: dict[str, Row], latency_rate: float) -> None:
     table.add_column("runs", justify="right")
     table.add_column("p50 ms", justify="right")
     table.add_column("p99 ms", justify="right")
+    table.add_column("CPU s / 1000", justify="right")
     table.add_column("note")
     for row in rows.values():
+        if not row.throughputs:
+            continue
         table.add_row(
             row.name,
             f"{row.median:.1f}",
             " ".join(f"{t:.0f}" for t in row.throughputs),
             f"{row.percentile(50):.0f}" if row.latencies_ms else "",
             f"{row.percentile(99):.0f}" if row.latencies_ms else "",
+            f"{statistics.median(row.cpu_per_1000):.2f}" if row.cpu_per_1000 else "",
             row.note if row.name[1] != "b" else f"latency at {latency_rate:.0f} items/s",
         )
     console.print(table)
@@ -401,8 +461,11 @@ def report(rows: dict[str, Row], latency_rate: float) -> None:
         ("(b)/(a') direct gRPC", rows["b"], rows["a_direct"], ">= 0.8"),
         ("(b)/(c)", rows["b"], rows["c"], ">= 5"),
         ("passthrough / raw loop", rows["pass"], rows["raw"], ""),
+        ("EffectivelyOnce / AtLeastOnce passthrough", rows["pass_eo"], rows["pass"], ""),
     ]
     for name, top, bottom, target in pairs:
+        if not (top.throughputs and bottom.throughputs):
+            continue
         per_round = [t / u for t, u in zip(top.throughputs, bottom.throughputs, strict=True)]
         measured = [r for r in per_round if not math.isnan(r)]
         ratios.add_row(

@@ -290,6 +290,14 @@ class PulsarSink:
                     block_if_queue_full=False,
                     properties={"streamvane-stage": f"{config.pipeline}.{config.stage}"},
                 )
+                # No initial sequence id: every message carries its own; the broker tells
+                # the producer the highest it persisted under this name.
+                log.info(
+                    "producer_resumes",
+                    topic=topic,
+                    producer=name,
+                    last_sequence_id=producers[partition].last_sequence_id(),
+                )
         except pulsar.PulsarException as e:
             for producer in producers.values():
                 await asyncio.to_thread(producer.close)

@@ -31,14 +31,11 @@ def stored_ids(c: pulsar.Client, topic: str) -> list[str]:
     reader = c.create_reader(topic, pulsar.MessageId.earliest)
     found: list[str] = []
     try:
-        while True:
-            try:
-                message = reader.read_next(2000)
-            except pulsar.Timeout:
-                return found
-            found.append(message.properties()["streamvane-item-id"])
+        while reader.has_message_available():
+            found.append(reader.read_next(30_000).properties()["streamvane-item-id"])
     finally:
         reader.close()
+    return found
 
 
 def test_worker_writes_each_output_once_when_sigkilled_repeatedly_and_the_broker_restarts(

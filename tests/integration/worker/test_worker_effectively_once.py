@@ -67,8 +67,12 @@ def test_worker_writes_each_output_once_when_sigkilled_repeatedly_and_the_broker
     pulsar_client = client(endpoints)
     try:
         out = Collector(pulsar_client, topics.output)
-        # Producer-batched input: outputs of one batch entry get distinct sequence ids.
-        publish(pulsar_client, topics.input, items(GOOD))
+        # Producer-batched input, half on each partition: outputs of one batch entry get
+        # distinct sequence ids, each partition its own producer.
+        half = GOOD // PARTITIONS
+        for partition in range(PARTITIONS):
+            partition_topic = f"{topics.input}-partition-{partition}"
+            publish(pulsar_client, partition_topic, items(half, start=partition * half))
         for _ in range(KILLS):
             worker = WorkerProcess(config, tmp_path).start()
             workers.append(worker)

@@ -9,11 +9,15 @@ gain over a naive consumer? Prints one table for one run on one machine and mode
     (c)  a naive consumer: receive one, tokenize, infer one, produce one (awaiting the broker),
          ack; same model through the same Triton
     passthrough stage vs a raw pulsar-client consume -> produce loop (no model)
+    passthrough stage with delivery.guarantee EffectivelyOnce vs AtLeastOnce (the cost of
+         de-duplicated, unbatched output producers)
+    every row that consumes: CPU seconds per 1,000 items of the process doing the work (the
+         worker subprocess, or the loop in this process)
 
 Every row is measured ``--repeat`` times, interleaved so that all rows see the same machine
 load; the table shows medians. Needs the local stack (``make stack-up``).
 
-    python -m bench.bench_workers [--repeat 3] [--items 3000]
+    python -m bench.bench_workers [--repeat 3] [--items 3000] [--delivery-only]
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from tritonclient import grpc as grpc_sync
 from tritonclient.grpc import aio as grpc_aio
 from tritonclient.utils import np_to_triton_dtype
 
+from streamvane_operator.pulsar.admin import PulsarAdmin, TopicName
 from streamvane_stack import Stack
 from streamvane_stack.stack import Triton
 from streamvane_worker.inference import paths
@@ -154,20 +159,32 @@ async def triton_direct(
 
 
 def pipeline_throughput(
-    stack: Any, tmp: Path, stage_type: str, n: int, batching: dict[str, int]
+    stack: Any,
+    tmp: Path,
+    stage_type: str,
+    n: int,
+    batching: dict[str, int],
+    guarantee: str = "AtLeastOnce",
 ) -> Run:
     """Items/s through a worker subprocess over a backlog of ``n``, first to last output, and
     the worker process's CPU over that window.
 
     Timed from the output topic's broker counters, so no consumer in this process competes
-    with the pipeline for the CPU; the outputs are read (and their ids checked) afterwards."""
-    topics = Topics.unique(f"bench-{stage_type}")
+    with the pipeline for the CPU; the outputs are read (and their ids checked) afterwards.
+    EffectivelyOnce runs as the operator sets it up: Failover, de-duplicated output."""
+    topics = Topics.unique(f"bench-{stage_type}-{guarantee.lower()}")
+    overrides: dict[str, Any] = {"batching": batching, "delivery": {"guarantee": guarantee}}
+    if guarantee == "EffectivelyOnce":
+        overrides["input"] = {"subscriptionType": "Failover"}
+        with contextlib.closing(PulsarAdmin(stack.pulsar_admin_url)) as admin:
+            admin.create_topic(TopicName.parse(topics.output), 0)
+            admin.set_deduplication(TopicName.parse(topics.output), True)
     c = client(stack)
     # The subscription keeps the outputs; nobody reads them until the timing is done.
     collector = Collector(c, topics.output)
     collector.close()
     publish(c, topics.input, bench_items(n))
-    worker = WorkerProcess(worker_config(stack, topics, stage_type, batching=batching), tmp).start()
+    worker = WorkerProcess(worker_config(stack, topics, stage_type, **overrides), tmp).start()
     try:
         worker.wait_started()
         _wait_published(stack, topics.output, 1, timeout=60)
@@ -360,6 +377,10 @@ def main(
     shared_triton: Annotated[
         bool, typer.Option(help="Use the stack's Triton instead of a private one.")
     ] = False,
+    delivery_only: Annotated[
+        bool,
+        typer.Option(help="Only the passthrough rows: AtLeastOnce vs EffectivelyOnce (no model)."),
+    ] = False,
 ) -> None:
     stack = Stack()
     if not stack.is_ready():
@@ -375,9 +396,17 @@ def main(
             ("b", "(b) pipeline Pulsar -> worker -> Triton -> Pulsar"),
             ("c", "(c) naive per-message consumer"),
             ("pass", "passthrough stage worker (no model)"),
+            ("pass_eo", "passthrough stage worker, EffectivelyOnce"),
             ("raw", "raw pulsar-client consume -> produce loop"),
         ]
     }
+    if delivery_only:
+        for round_ in range(1, repeat + 1):
+            console.log(f"round {round_}/{repeat}")
+            with tempfile.TemporaryDirectory() as scratch:
+                _delivery_round(rows, stack.endpoints, Path(scratch), passthrough_items)
+        report(rows, latency_rate)
+        return
     try:
         analyzer: perf_analyzer.PerfAnalyzer | None = perf_analyzer.ensure()
     except perf_analyzer.PerfAnalyzerUnavailable as e:
@@ -406,13 +435,18 @@ def main(
             )
             rows["b"].add(pipeline_throughput(endpoints, tmp, "text-embedding", items, _batching()))
             rows["c"].add(naive_consumer(endpoints, naive_items, tokenizer))
-            rows["pass"].add(
-                pipeline_throughput(endpoints, tmp, "passthrough", passthrough_items, _batching())
-            )
+            _delivery_round(rows, endpoints, tmp, passthrough_items)
             rows["raw"].add(raw_passthrough(endpoints, passthrough_items))
             console.log({k: round(r.throughputs[-1], 1) for k, r in rows.items() if r.throughputs})
         rows["b"].latencies_ms = pipeline_latency(endpoints, tmp, latency_rate, 10.0)
     report(rows, latency_rate)
+
+
+def _delivery_round(rows: dict[str, Row], endpoints: Any, tmp: Path, n: int) -> None:
+    """The passthrough stage at both guarantees, one after the other (same machine load)."""
+    for key, guarantee in (("pass", "AtLeastOnce"), ("pass_eo", "EffectivelyOnce")):
+        rows[key].add(pipeline_throughput(endpoints, tmp, "passthrough", n, _batching(), guarantee))
+    console.log({k: round(rows[k].throughputs[-1], 1) for k in ("pass", "pass_eo")})
 
 
 def report(rows: dict[str, Row], latency_rate: float) -> None:
@@ -425,6 +459,8 @@ def report(rows: dict[str, Row], latency_rate: float) -> None:
     table.add_column("p99 ms", justify="right")
     table.add_column("note")
     for row in rows.values():
+        if not row.throughputs:
+            continue
         table.add_row(
             row.name,
             f"{row.median:.1f}",
@@ -452,8 +488,18 @@ def report(rows: dict[str, Row], latency_rate: float) -> None:
         ("passthrough / raw loop", throughput, rows["pass"], rows["raw"], ">= 0.8"),
         ("CPU per item: (b) worker / (c) naive", cpu, rows["b"], rows["c"], "<= 0.5"),
         ("CPU per item: passthrough / raw loop", cpu, rows["pass"], rows["raw"], ""),
+        (
+            "EffectivelyOnce / AtLeastOnce passthrough",
+            throughput,
+            rows["pass_eo"],
+            rows["pass"],
+            "",
+        ),
+        ("CPU per item: EffectivelyOnce / AtLeastOnce", cpu, rows["pass_eo"], rows["pass"], ""),
     ]
     for name, measure, top, bottom, target in pairs:
+        if not (measure(top) and measure(bottom)):
+            continue
         per_round = [t / u for t, u in zip(measure(top), measure(bottom), strict=True)]
         measured = [r for r in per_round if not math.isnan(r)]
         ratios.add_row(

@@ -65,6 +65,36 @@ def test_api_server_refuses_pipeline_when_scaling_contradicts_itself(
     assert message in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        ({}, "needs input.subscriptionType Failover"),
+        (
+            {"subscriptionType": "Failover", "scaling": {"minReplicas": 1, "maxReplicas": 2}},
+            "needs scaling.maxReplicas 1",
+        ),
+    ],
+)
+def test_api_server_refuses_effectively_once_when_it_cannot_hold(
+    kubectl: Any, namespace: str, stage: dict[str, Any], message: str
+) -> None:
+    doc = sample("pipeline-content-understanding.yaml")
+    first = doc["spec"]["stages"][0]
+    first["delivery"] = {"guarantee": "EffectivelyOnce"}
+    if "subscriptionType" in stage:
+        first["input"]["subscriptionType"] = stage["subscriptionType"]
+    first["scaling"] = stage.get("scaling", {"minReplicas": 1, "maxReplicas": 1})
+
+    result = dry_run(kubectl, namespace, doc)
+
+    assert result.returncode != 0
+    assert message in result.stderr
+    first["input"]["subscriptionType"] = "Failover"
+    first["scaling"] = {"minReplicas": 0, "maxReplicas": 1}
+    accepted = dry_run(kubectl, namespace, doc)
+    assert accepted.returncode == 0, accepted.stderr
+
+
 def test_api_server_refuses_pipeline_when_stage_names_repeat(kubectl: Any, namespace: str) -> None:
     doc = sample("pipeline-content-understanding.yaml")
     doc["spec"]["stages"][1]["name"] = "embed"

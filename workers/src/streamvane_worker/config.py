@@ -53,6 +53,16 @@ class SubscriptionType(StrEnum):
     FAILOVER = "Failover"
 
 
+class DeliveryGuarantee(StrEnum):
+    """What a stage promises about its outputs (see workers/README.md, Delivery)."""
+
+    AT_LEAST_ONCE = "AtLeastOnce"
+    """Every input yields its outputs at least once; faults can duplicate them."""
+    EFFECTIVELY_ONCE = "EffectivelyOnce"
+    """Outputs are written once per input position, whatever the faults: deterministic
+    producer names, sequence ids from the input position, broker de-duplication."""
+
+
 class PulsarSettings(_Model):
     service_url: str = Field(
         "pulsar://127.0.0.1:6650", description="Broker URL (pulsar:// or pulsar+ssl://)."
@@ -110,6 +120,11 @@ def attempts_topic_of(dead_letter_topic: str) -> str:
 
 
 class DeliverySettings(_Model):
+    guarantee: DeliveryGuarantee = Field(
+        DeliveryGuarantee.AT_LEAST_ONCE,
+        description="AtLeastOnce, or EffectivelyOnce: outputs de-duplicated by the broker "
+        "(needs a Failover subscription and one replica).",
+    )
     max_redeliveries: int = Field(
         5, ge=1, le=100, description="Deliveries of a failing message before it is dead-lettered."
     )
@@ -438,6 +453,14 @@ class WorkerConfig(_Model):
         for topic in self.outputs:
             if topic == self.input.topic:
                 raise ValueError(f"output topic {topic} is the stage's own input")
+        if (
+            self.delivery.guarantee is DeliveryGuarantee.EFFECTIVELY_ONCE
+            and self.input.subscription_type is not SubscriptionType.FAILOVER
+        ):
+            raise ValueError(
+                "delivery.guarantee EffectivelyOnce needs input.subscriptionType Failover "
+                "(one active consumer per input partition, so outputs are written in input order)"
+            )
         if self.stage_type in STAGES_NEEDING_MODEL and self.inference is None:
             raise ValueError(f"stage type {self.stage_type} needs an 'inference' section")
         if (

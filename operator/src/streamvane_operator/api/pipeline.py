@@ -31,6 +31,7 @@ from streamvane_operator.api.region import (
 from streamvane_worker.config import (
     PARAMS_BY_STAGE,
     BatchingSettings,
+    DeliveryGuarantee,
     DeliverySettings,
     StageType,
     SubscriptionType,
@@ -195,6 +196,14 @@ class ModelRef(Model):
 
 
 class DeliverySpec(Model):
+    guarantee: DeliveryGuarantee = Field(
+        DeliveryGuarantee.AT_LEAST_ONCE,
+        description="AtLeastOnce (default): every input's outputs are written at least once; a "
+        "fault can write some twice. EffectivelyOnce: each input's outputs are written once, "
+        "across worker kills and broker restarts (broker de-duplication of the output topics, "
+        "enabled by the operator); needs input.subscriptionType Failover and "
+        "scaling.maxReplicas 1. Dead letters and delayed retries stay at-least-once.",
+    )
     max_redeliveries: Annotated[int, DeliverySettings.model_fields["max_redeliveries"]]
     negative_ack_delay_ms: Annotated[int, DeliverySettings.model_fields["negative_ack_delay_ms"]]
     dead_letter_topic: TopicName | None = Field(
@@ -365,6 +374,39 @@ def _shared(takers: list[tuple[StageType, FieldInfo]]) -> FieldInfo:
     return field
 
 
+_EFFECTIVELY_ONCE = DeliveryGuarantee.EFFECTIVELY_ONCE.value
+EFFECTIVELY_ONCE_NEEDS_FAILOVER = (
+    f"delivery.guarantee {_EFFECTIVELY_ONCE} needs input.subscriptionType Failover: one "
+    "active consumer per input partition, so outputs are written in input order and a "
+    "restarted worker resumes where the last one stopped"
+)
+EFFECTIVELY_ONCE_NEEDS_ONE_REPLICA = (
+    f"delivery.guarantee {_EFFECTIVELY_ONCE} needs scaling.maxReplicas 1: its output "
+    "producers are named after the stage and input partition and only one process may hold "
+    "a name (under Failover more replicas would only stand by); use AtLeastOnce to scale out"
+)
+
+
+def _delivery_rules() -> list[JsonValue]:
+    """CEL rules refusing what cannot be effectively-once (mirrored by StageSpec)."""
+    eo = (
+        "has(self.delivery) && has(self.delivery.guarantee) && "
+        f"self.delivery.guarantee == '{_EFFECTIVELY_ONCE}'"
+    )
+    return [
+        {
+            "rule": f"!({eo}) || (has(self.input.subscriptionType) && "
+            "self.input.subscriptionType == 'Failover')",
+            "message": EFFECTIVELY_ONCE_NEEDS_FAILOVER,
+        },
+        {
+            "rule": f"!({eo}) || !has(self.scaling) || !has(self.scaling.maxReplicas) || "
+            "self.scaling.maxReplicas == 1",
+            "message": EFFECTIVELY_ONCE_NEEDS_ONE_REPLICA,
+        },
+    ]
+
+
 def _params_model() -> type[BaseModel]:
     takers: dict[str, list[tuple[StageType, FieldInfo]]] = {}
     for stage_type, model in PARAMS_BY_STAGE.items():
@@ -390,7 +432,7 @@ DEFAULT_RESOURCES = Resources(requests={"cpu": "250m", "memory": "512Mi"}, limit
 
 class StageSpec(Model):
     model_config = Model.model_config | {
-        "json_schema_extra": {"x-kubernetes-validations": _params_rules()}
+        "json_schema_extra": {"x-kubernetes-validations": _params_rules() + _delivery_rules()}
     }
 
     name: str = Field(
@@ -430,6 +472,19 @@ class StageSpec(Model):
         "excludeReview, index, snapshotDir and snapshotIntervalS for candidate-retrieval; "
         "catalogueTopic and topK for ranking; none for passthrough and text-embedding.",
     )
+
+    @model_validator(mode="after")
+    def _effectively_once_possible(self) -> StageSpec:
+        if self.delivery.guarantee is DeliveryGuarantee.EFFECTIVELY_ONCE:
+            if self.input.subscription_type is not SubscriptionType.FAILOVER:
+                raise ValueError(EFFECTIVELY_ONCE_NEEDS_FAILOVER)
+            if self.scaling.max_replicas != 1:
+                raise ValueError(EFFECTIVELY_ONCE_NEEDS_ONE_REPLICA)
+        return self
+
+    @property
+    def effectively_once(self) -> bool:
+        return self.delivery.guarantee is DeliveryGuarantee.EFFECTIVELY_ONCE
 
     def typed_params(self) -> dict[str, Any]:
         """The params as the stage type's own model takes them (worker config ``params``)."""

@@ -233,6 +233,21 @@ class PulsarAdmin:
             threshold_bytes,
         )
 
+    def deduplication(self, topic: TopicName) -> bool | None:
+        """The topic-level deduplicationEnabled policy; None when the topic has none of its
+        own (the namespace's, else the broker's ``brokerDeduplicationEnabled``, applies)."""
+        data = self._json(
+            "GET", f"{topic.path}/deduplicationEnabled", f"read deduplication of {topic}"
+        )
+        return data if isinstance(data, bool) else None
+
+    def set_deduplication(self, topic: TopicName, enabled: bool) -> None:
+        """Broker de-duplication: the broker drops a message whose producer already wrote its
+        sequence id (the producer name and the highest id are kept per topic)."""
+        self._send(
+            "POST", f"{topic.path}/deduplicationEnabled", f"set deduplication of {topic}", enabled
+        )
+
     # subscriptions
 
     def subscriptions(self, topic: TopicName) -> list[str]:

@@ -32,6 +32,8 @@ class FakePulsar:
     """Fully qualified name -> the properties the topic was created with."""
     retention: dict[str, dict[str, int]] = field(default_factory=dict)
     compaction_threshold: dict[str, int] = field(default_factory=dict)
+    deduplication: dict[str, bool] = field(default_factory=dict)
+    """Fully qualified name -> its topic-level deduplicationEnabled policy."""
     subscriptions: dict[str, set[str]] = field(default_factory=dict)
     positions: dict[tuple[str, str], str] = field(default_factory=dict)
     """(topic, subscription) -> "earliest" or "latest": where it was created."""
@@ -128,6 +130,12 @@ class FakePulsar:
             ),
             (_TOPIC + "/compactionThreshold", "POST", self._set_compaction_threshold),
             (
+                _TOPIC + "/deduplicationEnabled",
+                "GET",
+                lambda m, b: _ok(self.deduplication.get(_name(m))),
+            ),
+            (_TOPIC + "/deduplicationEnabled", "POST", self._set_deduplication),
+            (
                 _TOPIC + "/subscriptions",
                 "GET",
                 lambda m, b: _ok(sorted(self.subscriptions.get(_name(m), set()))),
@@ -196,6 +204,11 @@ class FakePulsar:
     def _set_compaction_threshold(self, m: re.Match[str], body: object) -> httpx.Response:
         assert isinstance(body, int)
         self.compaction_threshold[_name(m)] = body
+        return httpx.Response(204)
+
+    def _set_deduplication(self, m: re.Match[str], body: object) -> httpx.Response:
+        assert isinstance(body, bool)
+        self.deduplication[_name(m)] = body
         return httpx.Response(204)
 
     def _create_subscription(self, m: re.Match[str], body: object) -> httpx.Response:

@@ -69,7 +69,7 @@ def ensure_topology(
     shared_outputs: frozenset[str],
 ) -> TopologyChanges:
     """Check ownership, then create what is missing: tenant, namespace, topics (owned by
-    ``me``), retention, then subscriptions.
+    ``me``), retention, de-duplication of effectively-once outputs, then subscriptions.
 
     Raises TopicConflict before writing anything when a stage would publish into another
     Pipeline's topic. New subscriptions start where ``positions`` (stage -> input
@@ -119,6 +119,12 @@ def ensure_topology(
         if topic.state and admin.compaction_threshold(name) != STATE_COMPACTION_THRESHOLD_BYTES:
             admin.set_compaction_threshold(name, STATE_COMPACTION_THRESHOLD_BYTES)
             created.append(f"compaction of {name}")
+        # Before any worker writes: an output written without it is not de-duplicated. It
+        # stays on if the stage goes back to AtLeastOnce (harmless: producers of other
+        # names are unaffected), and it applies to a shared output as well.
+        if topic.name in topo.deduplicated and admin.deduplication(name) is not True:
+            admin.set_deduplication(name, True)
+            created.append(f"de-duplication of {name}")
     for sub in topo.subscriptions:
         name = TopicName(topo.tenant, topo.namespace, sub.topic)
         if sub.name not in admin.subscriptions(name):

@@ -139,10 +139,7 @@ def _deployment(
         "spec": {
             **replicas,
             "selector": {"matchLabels": stage_selector(owner.name, stage.name)},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-            },
+            "strategy": _strategy(stage),
             "template": {
                 "metadata": {
                     # The schema refuses extra labels that would replace the operator's.
@@ -164,3 +161,11 @@ def _deployment(
             },
         },
     }
+
+
+def _strategy(stage: StageSpec) -> dict[str, Any]:
+    """Surge one new pod before the old one goes; an effectively-once stage's new pod cannot
+    take over the old one's named producers while it runs, so the old one goes first."""
+    if stage.effectively_once:
+        return {"type": "Recreate"}
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}

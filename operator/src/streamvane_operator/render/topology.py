@@ -44,6 +44,8 @@ class Topology:
     retention_size_mb: int
     produced: frozenset[str]
     """Topics the workers publish to (stage outputs and dead-letter topics)."""
+    deduplicated: frozenset[str] = frozenset()
+    """Outputs of effectively-once stages: the broker de-duplicates them."""
 
     def topic(self, local: str) -> str:
         return qualified(self.tenant, self.namespace, local)
@@ -88,4 +90,5 @@ def topology(namespace: str, pipeline: str, spec: PipelineSpec) -> Topology:
         produced=frozenset(t for s in spec.stages for t in s.outputs)
         | frozenset(worker_topics)
         | frozenset(states),
+        deduplicated=frozenset(t for s in spec.stages if s.effectively_once for t in s.outputs),
     )

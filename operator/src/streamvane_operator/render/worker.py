@@ -132,6 +132,7 @@ def worker_config(
                 "outputs": [topic(t) for t in stage.outputs],
                 "batching": stage.batching,
                 "delivery": DeliverySettings(
+                    guarantee=stage.delivery.guarantee,
                     max_redeliveries=stage.delivery.max_redeliveries,
                     negative_ack_delay_ms=stage.delivery.negative_ack_delay_ms,
                     dead_letter_topic=topic(dead_letter_topic(pipeline, stage)),

@@ -100,6 +100,41 @@ def test_ensure_topology_creates_partitioned_topics_when_policy_asks(
     assert admin.topic_properties(TopicName(tenant, ns, "in")) == {OWNER_PROPERTY: ME}
 
 
+def test_ensure_topology_deduplicates_outputs_of_an_effectively_once_stage_when_asked(
+    stack: Any, admin: PulsarAdmin, pulsar_namespace: tuple[str, str]
+) -> None:
+    tenant, ns = pulsar_namespace
+    raw = spec(tenant, ns, partitions=2).model_dump(by_alias=True, exclude_unset=True)
+    raw["stages"][1] |= {
+        "input": {"topic": "mid", "subscriptionType": "Failover"},
+        "delivery": {"guarantee": "EffectivelyOnce"},
+    }
+
+    first = ensure(admin, topology("p", PipelineSpec.model_validate(raw)))
+    second = ensure(admin, topology("p", PipelineSpec.model_validate(raw)))
+
+    assert admin.deduplication(TopicName(tenant, ns, "out")) is True
+    assert admin.deduplication(TopicName(tenant, ns, "mid")) is None
+    assert f"de-duplication of persistent://{tenant}/{ns}/out" in first.created
+    assert second.created == []
+    # The policy on the partitioned topic reaches its partitions: a resend is dropped.
+    client = pulsar.Client(stack.pulsar_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+    try:
+        producer = client.create_producer(
+            f"persistent://{tenant}/{ns}/out", producer_name="eo-check", batching_enabled=False
+        )
+        deadline = time.monotonic() + 30
+        while True:  # topic policies reach the broker asynchronously
+            producer.send(b"first", sequence_id=7, partition_key="k")
+            resent = producer.send(b"again", sequence_id=7, partition_key="k")
+            if resent.entry_id() == -1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert (resent.ledger_id(), resent.entry_id()) == (-1, -1)
+    finally:
+        client.close()
+
+
 def test_subscription_keeps_messages_published_before_it_when_created_at_earliest(
     stack: Any, admin: PulsarAdmin, pulsar_namespace: tuple[str, str]
 ) -> None:

@@ -328,3 +328,40 @@ def test_stage_params_check_each_types_own_bounds_when_types_share_a_param_name(
     assert pipeline_problems("p", spec(retrieve), BACKENDS, "media") == []
     (problem,) = pipeline_problems("p", spec(tag), BACKENDS, "media")
     assert "params.topK" in problem and "50" in problem
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({}, "needs input.subscriptionType Failover"),
+        ({"input": {"topic": "in", "subscriptionType": "Key_Shared"}}, "Failover"),
+        (
+            {
+                "input": {"topic": "in", "subscriptionType": "Failover"},
+                "scaling": {"minReplicas": 1, "maxReplicas": 3},
+            },
+            "needs scaling.maxReplicas 1",
+        ),
+    ],
+)
+def test_stage_spec_refuses_effectively_once_when_it_cannot_hold(
+    extra: dict[str, Any], message: str
+) -> None:
+    eo = {"delivery": {"guarantee": "EffectivelyOnce"}}
+    with pytest.raises(ValidationError, match=message):
+        spec({**stage("a", "in", "out"), **eo, **extra})
+
+
+def test_stage_spec_accepts_effectively_once_when_failover_and_at_most_one_replica() -> None:
+    failover = {"topic": "in", "subscriptionType": "Failover"}
+    parsed = spec(
+        stage(
+            "a",
+            "in",
+            "out",
+            input=failover,
+            delivery={"guarantee": "EffectivelyOnce"},
+            scaling={"minReplicas": 0, "maxReplicas": 1},
+        )
+    )
+    assert parsed.stages[0].effectively_once

@@ -138,6 +138,21 @@ def test_reconcile_creates_topics_and_subscriptions_before_workloads(world: Worl
     assert any(e.reason == "PulsarResourceCreated" for e in outcome.events.items)
 
 
+def test_reconcile_enables_deduplication_on_outputs_of_an_effectively_once_stage(
+    world: World,
+) -> None:
+    eo = relay_stage() | {
+        "input": {"topic": "embedded", "subscriptionType": "Failover"},
+        "delivery": {"guarantee": "EffectivelyOnce"},
+    }
+    world.reconcile(pipeline_spec(embed_stage(), eo))
+
+    assert world.pulsar.deduplication == {TOPIC.format("out"): True}
+    calls = len(world.pulsar.calls)
+    world.reconcile(pipeline_spec(embed_stage(), eo))
+    assert not any("deduplicationEnabled" in c and "POST" in c for c in world.pulsar.calls[calls:])
+
+
 def test_reconcile_changes_nothing_when_run_again(world: World) -> None:
     world.reconcile(pipeline_spec(embed_stage()))
     applied, calls = len(world.kube.applied), len(world.pulsar.calls)

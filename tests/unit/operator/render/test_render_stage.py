@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from streamvane_operator.api.backend import InferenceBackendSpec, ManagedSpec, ModelRepository
@@ -304,3 +305,39 @@ def test_render_keda_authenticates_with_the_pipeline_token_when_pulsar_needs_one
         {"parameter": "bearerToken", "name": "jwt", "key": "token"}
     ]
     assert "streamvane.io/stage" not in auth["metadata"]["labels"]
+
+
+def effectively_once_spec() -> dict[str, Any]:
+    spec = raw_spec()
+    spec["stages"][0] |= {
+        "input": {"topic": "items", "subscriptionType": "Failover"},
+        "delivery": {"guarantee": "EffectivelyOnce"},
+        "scaling": {"minReplicas": 1, "maxReplicas": 1},
+    }
+    return spec
+
+
+def test_render_stage_runs_failover_with_the_guarantee_when_stage_is_effectively_once() -> None:
+    config = json.loads(objects(effectively_once_spec())["ConfigMap"]["data"]["worker.json"])
+
+    assert config["input"]["subscriptionType"] == "Failover"
+    assert config["delivery"]["guarantee"] == "EffectivelyOnce"
+    plain = json.loads(objects(raw_spec())["ConfigMap"]["data"]["worker.json"])
+    assert plain["delivery"]["guarantee"] == "AtLeastOnce"
+
+
+def test_render_stage_replaces_the_old_pod_first_when_stage_is_effectively_once() -> None:
+    assert objects(effectively_once_spec())["Deployment"]["spec"]["strategy"] == {
+        "type": "Recreate"
+    }
+    assert objects(raw_spec())["Deployment"]["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
+def test_topology_deduplicates_only_outputs_of_effectively_once_stages_when_rendered() -> None:
+    spec = effectively_once_spec()
+    spec["stages"].append(
+        {"name": "relay", "type": "passthrough", "input": {"topic": "embedded"}, "outputs": ["out"]}
+    )
+    topo = topology("media", "cu", PipelineSpec.model_validate(spec))
+
+    assert topo.deduplicated == frozenset({"embedded"})

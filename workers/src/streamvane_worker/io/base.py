@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from streamvane_worker.io.errors import PulsarError
+from streamvane_worker.io.sequence import NON_PARTITIONED, Position
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class Received:
     key: str | None = None
     handle: object = None
     """The broker's own message object, passed back to ack / nack."""
+    position: Position | None = None
+    """Partition, ledger, entry and batch index of the message (effectively-once)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,10 @@ class Outgoing:
     key: str | None
     deliver_after_ms: int = 0
     """Delayed delivery (Shared subscriptions; others deliver at once)."""
+    sequence_id: int | None = None
+    """Effectively-once: the broker drops it if this producer already wrote this id."""
+    partition: int = NON_PARTITIONED
+    """Effectively-once: the input partition, which picks the producer that writes it."""
 
 
 class Source(Protocol):

@@ -5,6 +5,10 @@
   event loop wakes once per batch.
 - Sending uses ``send_async``; the C++ callbacks count down and the last one of a batch wakes
   the loop. Producers batch for a few ms, as a stage publishes a whole micro-batch at once.
+- Effectively-once outputs (``PulsarSink.create_sequenced``): one producer per input
+  partition with a deterministic name, sending each message with the sequence id of its
+  input position, unbatched and with no send timeout (the client resends in order after a
+  reconnect instead of failing a message that later ones would overtake); see ``io.sequence``.
 - Acks and nacks are non-blocking calls into the client (acks are grouped by the client).
 - The consumer has no DeadLetterPolicy: the worker counts a message's own failures itself
   (``runtime.worker.deliveries``); the broker's redelivery count also grows when a worker dies
@@ -23,7 +27,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -40,6 +44,7 @@ from streamvane_worker.io.errors import (
     from_pulsar,
     from_result,
 )
+from streamvane_worker.io.sequence import NON_PARTITIONED, Position, partition_of, producer_name
 
 log = structlog.get_logger(__name__)
 
@@ -197,6 +202,7 @@ class PulsarSource:
                 properties=m.properties(),
                 key=m.partition_key() or None,
                 handle=m,
+                position=_position(m.message_id()),
             )
             for m in messages
         ]
@@ -228,8 +234,18 @@ class PulsarSource:
 
 
 class PulsarSink:
-    def __init__(self, producer: pulsar.Producer, topic: str) -> None:
-        self._producer = producer
+    """Publishes to one topic. ``producers`` maps an input partition to the producer that
+    writes its outputs; a plain sink has one producer, under ANY_PARTITION, for all."""
+
+    ANY_PARTITION = NON_PARTITIONED - 1
+
+    def __init__(self, producers: Mapping[int, pulsar.Producer], topic: str) -> None:
+        self._producers = dict(producers)
+        self._sequenced = self.ANY_PARTITION not in self._producers
+        self._broken: set[int] = set()
+        """Sequenced partitions with a failed send: nothing more is sent on them, as a later
+        sequence id written past a lost one would make the broker drop the lost one's
+        resend (the worker stops and replays)."""
         self.topic = topic
 
     @classmethod
@@ -247,7 +263,46 @@ class PulsarSink:
             )
         except pulsar.PulsarException as e:
             raise PulsarUnavailable(f"cannot create a producer on {topic}: {e}") from e
-        return cls(producer, topic)
+        return cls({cls.ANY_PARTITION: producer}, topic)
+
+    @classmethod
+    async def create_sequenced(
+        cls, client: pulsar.Client, topic: str, config: WorkerConfig
+    ) -> PulsarSink:
+        """The effectively-once sink of ``topic``: a producer per partition of the input
+        topic, named by ``producer_name``. Creating one fails (ProducerBusy) while another
+        process still holds that name; the caller retries."""
+        try:
+            inputs = await asyncio.to_thread(client.get_topic_partitions, config.input.topic)
+        except pulsar.PulsarException as e:
+            raise PulsarUnavailable(f"cannot list partitions of {config.input.topic}: {e}") from e
+        producers: dict[int, pulsar.Producer] = {}
+        try:
+            for partition in sorted({partition_of(t) for t in inputs}):
+                name = producer_name(config.pipeline, config.stage, topic, partition)
+                producers[partition] = await asyncio.to_thread(
+                    client.create_producer,
+                    topic,
+                    producer_name=name,
+                    batching_enabled=False,
+                    send_timeout_millis=0,
+                    max_pending_messages=MAX_PENDING_SENDS,
+                    block_if_queue_full=False,
+                    properties={"streamvane-stage": f"{config.pipeline}.{config.stage}"},
+                )
+                # No initial sequence id: every message carries its own; the broker tells
+                # the producer the highest it persisted under this name.
+                log.info(
+                    "producer_resumes",
+                    topic=topic,
+                    producer=name,
+                    last_sequence_id=producers[partition].last_sequence_id(),
+                )
+        except pulsar.PulsarException as e:
+            for producer in producers.values():
+                await asyncio.to_thread(producer.close)
+            raise PulsarUnavailable(f"cannot create producer {name} on {topic}: {e}") from e
+        return cls(producers, topic)
 
     async def send_batch(self, messages: Sequence[Outgoing]) -> list[PulsarError | None]:
         results: list[PulsarError | None] = [None] * len(messages)
@@ -268,8 +323,10 @@ class PulsarSink:
             if last:
                 loop.call_soon_threadsafe(_resolve, done)
 
-        def callback(index: int) -> Callable[[pulsar.Result, object], None]:
+        def callback(index: int, lane: int) -> Callable[[pulsar.Result, object], None]:
             def on_sent(result: pulsar.Result, _: object) -> None:
+                if result != pulsar.Result.Ok and self._sequenced:
+                    self._broken.add(lane)
                 settled(
                     index, None if result == pulsar.Result.Ok else from_result(result, what=what)
                 )
@@ -277,28 +334,40 @@ class PulsarSink:
             return on_sent
 
         for index, message in enumerate(messages):
+            lane = message.partition if self._sequenced else self.ANY_PARTITION
+            producer = self._producers.get(lane)
+            if producer is None or lane in self._broken:
+                # No producer: partitions were added to the input since the start, and a
+                # restart creates theirs.
+                why = "an earlier send failed" if producer else "no producer"
+                settled(index, PulsarUnavailable(f"{what} (partition {lane}): {why}"))
+                continue
             try:
-                self._producer.send_async(
+                producer.send_async(
                     message.payload,
-                    callback(index),
+                    callback(index, lane),
                     properties=message.properties,
                     partition_key=message.key,
+                    sequence_id=message.sequence_id,
                     deliver_after=timedelta(milliseconds=message.deliver_after_ms)
                     if message.deliver_after_ms
                     else None,
                 )
             except pulsar.PulsarException as e:
+                if self._sequenced:
+                    self._broken.add(lane)
                 settled(index, from_pulsar(e, what=what))
         await done
         return results
 
     def connected(self) -> bool:
-        return bool(self._producer.is_connected())
+        return all(p.is_connected() for p in self._producers.values())
 
     async def close(self) -> None:
         try:
-            await asyncio.to_thread(self._producer.flush)
-            await asyncio.to_thread(self._producer.close)
+            for producer in self._producers.values():
+                await asyncio.to_thread(producer.flush)
+                await asyncio.to_thread(producer.close)
         except pulsar.PulsarException as e:
             raise from_pulsar(e, what=f"close producer on {self.topic}") from e
 
@@ -441,6 +510,15 @@ class PulsarAttemptLog:
             await asyncio.to_thread(self._reader.close)
         except pulsar.PulsarException as e:
             raise from_pulsar(e, what=f"close the attempt journal {self.topic}") from e
+
+
+def _position(message_id: pulsar.MessageId) -> Position:
+    return Position(
+        partition=message_id.partition(),
+        ledger_id=message_id.ledger_id(),
+        entry_id=message_id.entry_id(),
+        batch_index=message_id.batch_index(),
+    )
 
 
 def _set_result(future: asyncio.Future[pulsar.Result], result: pulsar.Result) -> None:

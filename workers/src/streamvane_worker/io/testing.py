@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from streamvane_worker.io.base import Outgoing, Received, Record
 from streamvane_worker.io.errors import PulsarError
+from streamvane_worker.io.sequence import NON_PARTITIONED, Position
 
 Event = tuple[str, ...]
 
@@ -40,9 +41,11 @@ class FakeSource:
         redelivery_count: int = 0,
         properties: dict[str, str] | None = None,
     ) -> str:
-        """Queue a message for the worker; returns its message id."""
+        """Queue a message for the worker; returns its message id. Messages sit one per
+        entry of ledger 1 of a non-partitioned topic, in publish order."""
         data = json.dumps(payload).encode() if isinstance(payload, dict) else payload
-        message_id = f"m{next(self._ids)}"
+        index = next(self._ids)
+        message_id = f"m{index}"
         self._queue.put_nowait(
             Received(
                 payload=data,
@@ -51,6 +54,7 @@ class FakeSource:
                 redelivery_count=redelivery_count,
                 publish_time_ms=int(time.time() * 1000),
                 properties=properties or {},
+                position=Position(NON_PARTITIONED, 1, index, -1),
             )
         )
         return message_id

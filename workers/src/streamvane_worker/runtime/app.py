@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from streamvane_worker.config import (
     EMBEDDING_STAGES,
     STAGES_NEEDING_MODEL,
+    DeliveryGuarantee,
     InferenceSettings,
     WorkerConfig,
 )
@@ -146,9 +147,14 @@ async def serve(config: WorkerConfig) -> None:
             what, config.startup_timeout_s, lambda: PulsarSource.subscribe(client, config)
         )
         name = f"{config.pipeline}.{config.stage}"
+        effectively_once = config.delivery.guarantee is DeliveryGuarantee.EFFECTIVELY_ONCE
         sinks = [
             await _retrying(
-                what, config.startup_timeout_s, partial(PulsarSink.create, client, t, name)
+                what,
+                config.startup_timeout_s,
+                partial(PulsarSink.create_sequenced, client, t, config)
+                if effectively_once
+                else partial(PulsarSink.create, client, t, name),
             )
             for t in config.outputs
         ]

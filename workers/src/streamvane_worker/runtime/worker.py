@@ -39,11 +39,21 @@ Delivery guarantees (at-least-once):
   ended with the worker dying ``maxCrashes`` times is quarantined as ``crash-loop``;
 - the consumer's ack timeout backs this up (no Pulsar DeadLetterPolicy: it counts with the
   broker's redelivery count, which also counts what a dying worker held or had prefetched).
+
+Effectively-once (``delivery.guarantee: EffectivelyOnce``, see ``io.sequence``): each output
+carries the sequence id of its input position and is written by that partition's named
+producer, so the broker drops what a replay writes again. That holds only while outputs
+leave in input order and no output is skipped for one written after it, so in this mode:
+outputs of a batch are sent sorted by position; after a crash a batch is handled in position
+order; a send failure is not retried in place; and anything that would leave a gap (a
+message released unsettled, or nacked) stops the worker without writing any later output,
+so that the broker redelivers from the gap, in order, to the next run (a "replay").
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -53,7 +63,11 @@ from typing import Any, TypeVar
 
 import structlog
 
-from streamvane_worker.config import STAGES_NEEDING_MODEL_PER_ITEM, WorkerConfig
+from streamvane_worker.config import (
+    STAGES_NEEDING_MODEL_PER_ITEM,
+    DeliveryGuarantee,
+    WorkerConfig,
+)
 from streamvane_worker.inference.errors import (
     BackendOverloaded,
     BackendUnavailable,
@@ -61,6 +75,7 @@ from streamvane_worker.inference.errors import (
 )
 from streamvane_worker.io.base import AttemptLog, Outgoing, Received, Sink, Source
 from streamvane_worker.io.errors import PublishRejected, PulsarError
+from streamvane_worker.io.sequence import PositionOutOfRange, sequence_id
 from streamvane_worker.runtime.concurrency import AdaptiveLimit
 from streamvane_worker.runtime.decode import Limits, Malformed, decode, encode
 from streamvane_worker.runtime.metrics import Metrics
@@ -152,6 +167,10 @@ class Worker:
         self._attempts = attempts
         self._backend_ready = backend_ready
         self._needs_backend = config.stage_type in STAGES_NEEDING_MODEL_PER_ITEM
+        self._effectively_once = delivery.guarantee is DeliveryGuarantee.EFFECTIVELY_ONCE
+        self._gap = False
+        """Effectively-once: a message was left without its outputs; no later output may be
+        written in this run."""
         labels = {"pipeline": config.pipeline, "stage": config.stage}
         self._in = metrics.messages_in.labels(**labels)
         self._out = metrics.messages_out.labels(**labels)
@@ -261,8 +280,7 @@ class Worker:
             try:
                 await self._retry_later([(m, failure) for m in unsettled])
             except Exception:  # noqa: BLE001 - last resort: the broker redelivers on nack
-                self._source.nack(unsettled)
-                self._settled(unsettled)
+                self._nack(unsettled)
             self._attempts.end(batch)
         finally:
             turn.mine.set()  # never hold up later batches, whatever happened to this one
@@ -285,16 +303,44 @@ class Worker:
             # Their attempt as part of this batch is taken back; each gets one of its own.
             self._attempts.undo([m for m, _ in suspects])
             log.warning("suspects_isolated", count=len(suspects), max_crashes=max(crashes))
+            if self._effectively_once:
+                await self._handle_in_order(batch, crashes, turn)
+                return
         await self._handle(fresh, [0] * len(fresh), turn)
         for message, crashed in suspects:
             self._redeliveries.inc()
             async with self._suspect:
-                await self._handle_suspect(message, crashed, turn)
+                solo = Turn(previous=turn.mine, mine=asyncio.Event())
+                await self._handle_suspect(message, crashed, solo)
 
-    async def _handle_suspect(self, message: Received, crashed: int, turn: Turn) -> None:
+    async def _handle_in_order(self, batch: list[Received], crashes: list[int], turn: Turn) -> None:
+        """Effectively-once with suspects: outputs must still leave in input order, so once
+        every earlier batch issued its sends, and holding the suspect lock throughout, the
+        batch is handled in position order: runs of fresh messages together, each suspect
+        alone (a suspect that kills the worker also counts a crash against the fresh
+        messages after it; they are isolated as suspects on the next run)."""
+        segments: list[list[tuple[Received, int]]] = []
+        pairs = zip(batch, crashes, strict=True)
+        for suspect, group in itertools.groupby(pairs, lambda pair: pair[1] > 0):
+            run = list(group)
+            segments.extend([[pair] for pair in run] if suspect else [run])
+        await turn.previous.wait()
+        async with self._suspect:
+            previous = turn.previous
+            for index, segment in enumerate(segments):
+                mine = turn.mine if index == len(segments) - 1 else asyncio.Event()
+                step = Turn(previous=previous, mine=mine)
+                message, crashed = segment[0]
+                if crashed:
+                    self._redeliveries.inc()
+                    await self._handle_suspect(message, crashed, step)
+                else:
+                    await self._handle([m for m, _ in segment], [0] * len(segment), step)
+                previous = mine
+
+    async def _handle_suspect(self, message: Received, crashed: int, solo: Turn) -> None:
         """One suspect, while no other suspect is in flight: if it kills the worker, no other
         suspect's count grows with it."""
-        solo = Turn(previous=turn.mine, mine=asyncio.Event())
         if crashed < self._config.delivery.max_crashes:
             begun = await self._retrying("attempt-log", partial(self._attempts.begin, [message]))
             if begun is None:
@@ -412,18 +458,31 @@ class Worker:
     async def _publish(self, outcome: Outcome, issued: asyncio.Event) -> None:
         """Publish to every output topic and ack what all of them persisted; set ``issued``
         once the first sends are handed to the broker client. What the broker rejected is
-        dead-lettered; transient send failures are retried in place."""
+        dead-lettered; transient send failures are retried in place (effectively-once: they
+        leave a gap, see the module docstring)."""
         outgoing: list[Outgoing] = []
         messages: list[Received] = []
-        for message, item in outcome.publish:
+        publish = outcome.publish
+        if self._effectively_once:
+            if self._gap:
+                outcome.release.extend(m for m, _ in publish)
+                issued.set()
+                return
+            publish = sorted(publish, key=lambda pair: _position_key(pair[0]))
+        for message, item in publish:
             try:
                 outgoing.append(self._outgoing(message, item))
+            except PositionOutOfRange as e:
+                outcome.dead_letter.append((message, Failure("position-out-of-range", str(e))))
+                continue
             except Exception as e:  # noqa: BLE001 - one item that cannot be encoded is its own failure
                 failure = Failure("encode-failed", f"{type(e).__name__}: {e}"[:500])
                 outcome.dead_letter.append((message, failure))
                 continue
             messages.append(message)
-        results = await self._deliver(self._sinks, outgoing, issued)
+        results = await self._deliver(
+            self._sinks, outgoing, issued, in_place=not self._effectively_once
+        )
         done: list[Received] = []
         for message, error in zip(messages, results, strict=True):
             if error is None:
@@ -440,12 +499,17 @@ class Worker:
                 self._latency.observe(max(now_ms - message.publish_time_ms, 0.0) / 1000)
 
     async def _deliver(
-        self, sinks: Sequence[Sink], messages: list[Outgoing], issued: asyncio.Event | None
+        self,
+        sinks: Sequence[Sink],
+        messages: list[Outgoing],
+        issued: asyncio.Event | None,
+        *,
+        in_place: bool = True,
     ) -> list[PulsarError | None]:
         """Send every message to every sink, retrying transient failures in place with backoff
         (each message only to the sinks that have not persisted it yet). Per message: None once
         persisted everywhere, the PublishRejected if a broker refused it, or the last transient
-        error if draining interrupted the retries."""
+        error if draining interrupted the retries (or at once, without ``in_place``)."""
         results: list[PulsarError | None] = [None] * len(messages)
         missing = [set(range(len(sinks))) for _ in messages]
         attempt = 0
@@ -478,6 +542,8 @@ class Worker:
             ]  # fmt: skip
             if not waiting:
                 return [r if isinstance(r, PublishRejected) else None for r in results]
+            if not in_place:
+                return results
             self._retries.labels(**self._labels, reason="publish-failed").inc()
             log.warning(
                 "publish_retry", attempt=attempt, waiting=len(waiting), error=str(transient)
@@ -487,6 +553,8 @@ class Worker:
             attempt += 1
 
     def _outgoing(self, message: Received, item: Message) -> Outgoing:
+        """The output for ``message`` (effectively-once: with the sequence id of its
+        position; raises PositionOutOfRange when that does not fit)."""
         properties = {
             TRACEPARENT: child_traceparent(message.properties.get(TRACEPARENT)),
             ITEM_ID_PROPERTY: item.routing_key(),
@@ -494,7 +562,18 @@ class Worker:
             SOURCE_TOPIC_PROPERTY: message.topic,
             SOURCE_ID_PROPERTY: message.message_id,
         }
-        return Outgoing(encode(item), properties, message.key or item.routing_key())
+        payload, key = encode(item), message.key or item.routing_key()
+        if not self._effectively_once:
+            return Outgoing(payload, properties, key)
+        if message.position is None:
+            raise PositionOutOfRange(f"message {message.message_id} has no position")
+        return Outgoing(
+            payload,
+            properties,
+            key,
+            sequence_id=sequence_id(message.position),
+            partition=message.position.partition,
+        )
 
     async def _send_dead_letters(
         self, failed: list[tuple[Received, Failure]], outcome: Outcome
@@ -573,17 +652,33 @@ class Worker:
             )
             (requeued if error is None else nacked).append(message)
         self._ack(requeued)
-        self._source.nack(nacked)
-        self._settled(nacked)
+        self._nack(nacked)
 
     def _ack(self, messages: list[Received]) -> None:
         self._source.ack(messages)
         self._settled(messages)
 
+    def _nack(self, messages: list[Received]) -> None:
+        self._source.nack(messages)
+        self._settled(messages)
+        if messages and self._effectively_once:
+            self._replay("nacked", len(messages))
+
     def _release(self, messages: list[Received]) -> None:
         if messages:
             log.info("messages_released", count=len(messages))
+            if self._effectively_once:
+                self._replay("released", len(messages))
         self._settled(messages)
+
+    def _replay(self, why: str, count: int) -> None:
+        """Effectively-once: messages were left without their outputs. Nothing later may be
+        written in this run (the broker would drop their outputs as duplicates once the
+        later ones are written): stop, so the next run gets them again, in order."""
+        self._gap = True
+        if not self._stopping.is_set():
+            log.error("effectively_once_replay", why=why, count=count)
+            self.stop()
 
     def _settled(self, messages: list[Received]) -> None:
         for message in messages:
@@ -626,6 +721,11 @@ class Worker:
                 await closable.close()
             except PulsarError as e:
                 log.warning("close_failed", error=str(e))
+
+
+def _position_key(message: Received) -> tuple[int, int, int, int]:
+    p = message.position
+    return (p.partition, p.ledger_id, p.entry_id, p.batch_index) if p else (0, 0, 0, 0)
 
 
 def deliveries(message: Received) -> int:

@@ -5,6 +5,7 @@ the process this script starts, never in the worker package."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 
@@ -19,7 +20,7 @@ FAIL_PREFIX = "fail-"
 
 
 class Faulty:
-    def __init__(self, inner: Stage) -> None:
+    def __init__(self, inner: Stage[ContentItem]) -> None:
         self._inner = inner
 
     async def process(self, items: list[ContentItem]) -> StageResult:
@@ -30,10 +31,10 @@ class Faulty:
         return await self._inner.process(items)
 
 
-async def create(ctx: StageContext) -> Stage:
+async def create(ctx: StageContext) -> Stage[ContentItem]:
     return Faulty(await passthrough.create(ctx))
 
 
 if __name__ == "__main__":
-    REGISTRY[StageType.PASSTHROUGH] = create
+    REGISTRY[StageType.PASSTHROUGH] = dataclasses.replace(passthrough.KIND, create=create)
     main()

@@ -8,10 +8,12 @@ runtime's event loop never blocks on it: Triton is awaited natively, onnxruntime
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from streamvane_worker.inference.errors import ModelMismatch
 
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
@@ -30,6 +32,25 @@ class ModelInfo:
     version: str
     max_batch_size: int
     embedding_dim: int
+
+
+def served_model_info(
+    model: str,
+    metadata: dict[str, Any],
+    config: dict[str, Any],
+    problems: list[str],
+    refusal: str,
+) -> ModelInfo:
+    """The served ``model`` as Triton's metadata and config describe it, once its tensors were
+    checked (``problems``); raise ModelMismatch (``refusal``, then every problem) when any
+    tensor is wrong or the model does not batch."""
+    max_batch = int(config.get("max_batch_size", 0))
+    if max_batch < 1:
+        problems = [*problems, "model does not batch (max_batch_size 0)"]
+    if problems:
+        raise ModelMismatch(f"model {model!r} {refusal}: " + "; ".join(problems))
+    versions = metadata.get("versions") or [""]
+    return ModelInfo(model, str(versions[-1]), max_batch, EMBEDDING_DIM)
 
 
 class EmbeddingBackend(Protocol):

@@ -17,9 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from streamvane_worker.inference.backend import EMBEDDING_DIM, ModelInfo
+from streamvane_worker.inference.backend import EMBEDDING_DIM, ModelInfo, served_model_info
 from streamvane_worker.inference.batching import in_chunks
-from streamvane_worker.inference.errors import ModelMismatch
 
 USER = "user"
 ITEM = "item"
@@ -68,20 +67,7 @@ def check_ranker(metadata: dict[str, Any], config: dict[str, Any], model: str) -
     extra = sorted(set(inputs) - set(expected))
     if extra:
         problems.append(f"unexpected inputs {extra}")
-    max_batch = int(config.get("max_batch_size", 0))
-    if max_batch < 1:
-        problems.append("model does not batch (max_batch_size 0)")
-    if problems:
-        raise ModelMismatch(
-            f"model {model!r} is not a ranker the stage can use: " + "; ".join(problems)
-        )
-    versions = metadata.get("versions") or [""]
-    return ModelInfo(
-        name=model,
-        version=str(versions[-1]),
-        max_batch_size=max_batch,
-        embedding_dim=EMBEDDING_DIM,
-    )
+    return served_model_info(model, metadata, config, problems, "is not a ranker the stage can use")
 
 
 @dataclass(frozen=True)

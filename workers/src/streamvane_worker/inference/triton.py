@@ -38,12 +38,12 @@ from streamvane_worker.inference.backend import (
     EmbeddingArray,
     ModelInfo,
     TokenArray,
+    served_model_info,
 )
 from streamvane_worker.inference.errors import (
     BackendUnavailable,
     InferenceError,
     InferenceFailed,
-    ModelMismatch,
     ModelNotFound,
     from_triton,
 )
@@ -82,18 +82,7 @@ def check_model(metadata: dict[str, Any], config: dict[str, Any], model: str) ->
             problems.append(
                 f"output {EMBEDDING!r} has shape {dims}, expected [-1, {EMBEDDING_DIM}]"
             )
-    max_batch = int(config.get("max_batch_size", 0))
-    if max_batch < 1:
-        problems.append("model does not batch (max_batch_size 0)")
-    if problems:
-        raise ModelMismatch(f"model {model!r} does not match the worker: " + "; ".join(problems))
-    versions = metadata.get("versions") or [""]
-    return ModelInfo(
-        name=model,
-        version=str(versions[-1]),
-        max_batch_size=max_batch,
-        embedding_dim=EMBEDDING_DIM,
-    )
+    return served_model_info(model, metadata, config, problems, "does not match the worker")
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,10 @@ crds: install ## Regenerate crds/ (and the chart's copy) from the API models; a 
 	$(PY) -m streamvane_operator.api.crdgen --out crds
 	$(MAKE) chart-crds
 
+.PHONY: schemas
+schemas: install ## Regenerate the message schemas (Avro records) the operator registers in Pulsar; a test fails on drift
+	$(PY) -m streamvane_worker.stages.avro
+
 .PHONY: run-operator
 run-operator: install stack-up ## Operator + process runner against the local stack, in the foreground
 	kubectl --kubeconfig $(STREAMVANE_CACHE)/run/kubeconfig apply --server-side --force-conflicts -f crds/

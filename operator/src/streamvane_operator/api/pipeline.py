@@ -53,6 +53,19 @@ class DeletionPolicy(StrEnum):
     DELETE = "Delete"
 
 
+class SchemaCompatibility(StrEnum):
+    """Pulsar's schema compatibility strategies, as the registry applies them to a new version
+    of a topic's schema against the registered ones."""
+
+    BACKWARD = "Backward"
+    BACKWARD_TRANSITIVE = "BackwardTransitive"
+    FORWARD = "Forward"
+    FORWARD_TRANSITIVE = "ForwardTransitive"
+    FULL = "Full"
+    FULL_TRANSITIVE = "FullTransitive"
+    ALWAYS_COMPATIBLE = "AlwaysCompatible"
+
+
 class PulsarTLS(Model):
     ca_secret_ref: SecretKeyRef | None = Field(
         None,
@@ -498,6 +511,16 @@ class PipelineSpec(Model):
         DeletionPolicy.RETAIN,
         description="Retain keeps topics and subscriptions when the Pipeline is deleted, and the "
         "subscription of a removed stage; Delete removes them.",
+    )
+    schema_compatibility: SchemaCompatibility = Field(
+        SchemaCompatibility.BACKWARD,
+        description="How the message schema of each topic a stage writes (and of the input "
+        "topics the Pipeline created) may change: the operator registers it in Pulsar's schema "
+        "registry under this strategy before any worker rolls, and refuses the change "
+        "(IncompatibleSchema) if the registry does. Backward: readers of the new schema read "
+        "data of the latest registered one (e.g. a new optional field); Forward: readers of the "
+        "latest read the new; Full: both; *Transitive: against every registered version, not "
+        "only the latest; AlwaysCompatible: any change.",
     )
     image: Image | None = Field(
         None, description="Worker image; defaults to the operator's worker image."

@@ -6,6 +6,7 @@ Transient failures (connection, timeouts, 5xx) are retried with backoff, then ra
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 import time
@@ -20,6 +21,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from streamvane_operator.pulsar.errors import (
     PulsarConflict,
     PulsarError,
+    PulsarIncompatibleSchema,
     PulsarMisconfigured,
     PulsarNotFound,
     PulsarRejected,
@@ -67,6 +69,17 @@ class SubscriptionStats:
 
 
 @dataclass(frozen=True)
+class RegisteredSchema:
+    """The latest version of a topic's schema in Pulsar's registry."""
+
+    version: int
+    type: str
+    """Pulsar's schema type: JSON, AVRO, STRING, ..."""
+    definition: str
+    """The schema data: for JSON and AVRO, an Avro record in JSON."""
+
+
+@dataclass(frozen=True)
 class TopicName:
     """``persistent://tenant/namespace/local``."""
 
@@ -86,8 +99,18 @@ class TopicName:
     def path(self) -> str:
         return f"/admin/v2/persistent/{self.tenant}/{self.namespace}/{quote(self.local, safe='')}"
 
+    @property
+    def schema_path(self) -> str:
+        """Where the registry keeps the topic's schema (one for all partitions)."""
+        return f"/admin/v2/schemas/{self.tenant}/{self.namespace}/{quote(self.local, safe='')}"
+
     def __str__(self) -> str:
         return f"persistent://{self.tenant}/{self.namespace}/{self.local}"
+
+
+def canonical(avro_record: dict[str, Any]) -> str:
+    """The one form a schema is sent in: the registry compares schemas byte for byte."""
+    return json.dumps(avro_record, sort_keys=True, separators=(",", ":"))
 
 
 class PulsarAdmin:
@@ -247,6 +270,49 @@ class PulsarAdmin:
         self._send(
             "POST", f"{topic.path}/deduplicationEnabled", f"set deduplication of {topic}", enabled
         )
+
+    # schema registry
+
+    def schema_compatibility(self, topic: TopicName) -> str | None:
+        """The topic's own schemaCompatibilityStrategy (BACKWARD, FULL, ...); None when it
+        has none (the namespace's, else the broker's ``schemaCompatibilityStrategy``, applies)."""
+        data = self._json(
+            "GET",
+            f"{topic.path}/schemaCompatibilityStrategy",
+            f"read schema compatibility of {topic}",
+        )
+        return data if isinstance(data, str) and data else None
+
+    def set_schema_compatibility(self, topic: TopicName, strategy: str) -> None:
+        """The rule a new schema version of ``topic`` must pass against the registered ones."""
+        self._send(
+            "PUT",
+            f"{topic.path}/schemaCompatibilityStrategy",
+            f"set schema compatibility of {topic}",
+            strategy,
+        )
+
+    def schema(self, topic: TopicName) -> RegisteredSchema | None:
+        """The latest schema of ``topic``; None when it has none (or it was deleted)."""
+        try:
+            data = self._json("GET", f"{topic.schema_path}/schema", f"read schema of {topic}")
+        except PulsarNotFound:
+            return None
+        if not data:
+            return None
+        return RegisteredSchema(int(data["version"]), str(data["type"]), str(data["data"]))
+
+    def register_schema(self, topic: TopicName, avro_record: dict[str, Any]) -> int:
+        """Register ``avro_record`` as the topic's JSON schema; its version. The registry
+        checks it against the registered versions under the topic's compatibility strategy
+        first (raises PulsarIncompatibleSchema); the same schema again keeps its version."""
+        body = {"type": "JSON", "schema": canonical(avro_record), "properties": {}}
+        action = f"register the schema of {topic}"
+        try:
+            response = self._send("POST", f"{topic.schema_path}/schema", action, body)
+        except PulsarConflict as e:
+            raise PulsarIncompatibleSchema(str(e), e.status) from e
+        return int(response.json()["version"]["version"])
 
     # subscriptions
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import ssl
 
 import httpx
@@ -42,6 +44,11 @@ class PulsarConflict(PulsarRejected):
     """The resource already exists."""
 
 
+class PulsarIncompatibleSchema(PulsarRejected):
+    """The schema registry refused a schema: it fails the topic's compatibility strategy
+    against the registered versions (the message holds the registry's reason)."""
+
+
 def from_response(response: httpx.Response, action: str) -> PulsarError:
     status = response.status_code
     detail = _reason(response)
@@ -76,8 +83,17 @@ def _certificate_error(error: BaseException) -> str | None:
     return "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in str(error) else None
 
 
+HTML_TITLE = re.compile(r"<title>Error \d+ (.*?)</title>", re.DOTALL)
+"""Jetty's error page, which Pulsar answers some errors with (an incompatible schema)."""
+REASON_MAX = 2000
+
+
 def _reason(response: httpx.Response) -> str:
     try:
         return str(response.json()["reason"])
     except (ValueError, KeyError, TypeError):
-        return response.text.strip()[:200] or response.reason_phrase
+        pass
+    page = HTML_TITLE.search(response.text)
+    if page is not None:
+        return html.unescape(page.group(1)).strip()[:REASON_MAX]
+    return response.text.strip()[:200] or response.reason_phrase

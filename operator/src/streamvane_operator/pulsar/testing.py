@@ -6,6 +6,7 @@ tests exercise the real client code; integration tests run the same client again
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from streamvane_operator.pulsar.admin import PulsarAdmin, RequestObserver
 
 Route = Callable[[re.Match[str], Any], httpx.Response]
 _TOPIC = r"/admin/v2/persistent/(?P<t>[^/]+)/(?P<ns>[^/]+)/(?P<topic>[^/]+)"
+_SCHEMA = r"/admin/v2/schemas/(?P<t>[^/]+)/(?P<ns>[^/]+)/(?P<topic>[^/]+)/schema"
 
 
 @dataclass
@@ -52,6 +54,10 @@ class FakePulsar:
     """Messages ever published per topic (msgInCounter)."""
     dispatched: dict[tuple[str, str], int] = field(default_factory=dict)
     """Messages ever dispatched per (topic, subscription) (msgOutCounter)."""
+    schemas: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    """Fully qualified name -> registered (type, definition) versions, oldest first."""
+    schema_compatibility: dict[str, str] = field(default_factory=dict)
+    """Fully qualified name -> its topic-level schemaCompatibilityStrategy."""
     unavailable: bool = False
     calls: list[str] = field(default_factory=list)
     _params: httpx.QueryParams = field(default_factory=httpx.QueryParams, repr=False)
@@ -143,6 +149,14 @@ class FakePulsar:
             (_TOPIC + "/subscription/(?P<sub>[^/]+)", "PUT", self._create_subscription),
             (_TOPIC + "/subscription/(?P<sub>[^/]+)", "DELETE", self._delete_subscription),
             (_TOPIC + "/(partitioned-)?stats", "GET", self._stats),
+            (
+                _TOPIC + "/schemaCompatibilityStrategy",
+                "GET",
+                lambda m, b: _ok(self.schema_compatibility.get(_name(m))),
+            ),
+            (_TOPIC + "/schemaCompatibilityStrategy", "PUT", self._set_schema_compatibility),
+            (_SCHEMA, "GET", self._get_schema),
+            (_SCHEMA, "POST", self._post_schema),
         ]
 
     def _create_tenant(self, m: re.Match[str], body: object) -> httpx.Response:
@@ -257,6 +271,45 @@ class FakePulsar:
                 "publishers": [{}] * self.publishers.get(topic, 0),
             }
         )
+
+    def _set_schema_compatibility(self, m: re.Match[str], body: object) -> httpx.Response:
+        assert isinstance(body, str)
+        self.schema_compatibility[_name(m)] = body
+        return httpx.Response(204)
+
+    def _get_schema(self, m: re.Match[str], body: object) -> httpx.Response:
+        versions = self.schemas.get(_name(m))
+        if not versions:
+            return httpx.Response(404, json={"reason": "Schema not found"})
+        kind, data = versions[-1]
+        return _ok({"version": len(versions) - 1, "type": kind, "data": data, "properties": {}})
+
+    def _post_schema(self, m: re.Match[str], body: Any) -> httpx.Response:
+        """Pulsar's answers: the version (the existing one for a schema registered before),
+        or a Jetty error page with 409 for an incompatible schema. Only one rule stands in for
+        Avro's: a field whose type differs from the latest version's is incompatible."""
+        versions = self.schemas.setdefault(_name(m), [])
+        new = (body["type"], body["schema"])
+        if new in versions:
+            return _ok({"version": {"version": versions.index(new)}})
+        if versions and _changed_types(versions[-1][1], new[1]):
+            strategy = self.schema_compatibility.get(_name(m), "FULL")
+            reason = (
+                f"Error during schema compatibility check with strategy {strategy}: "
+                "org.apache.avro.SchemaValidationException: Unable to read schema: ..."
+            )
+            page = f"<html><head><title>Error 409 {html.escape(reason)}</title></head></html>"
+            return httpx.Response(409, text=page, headers={"Content-Type": "text/html"})
+        versions.append(new)
+        return _ok({"version": {"version": len(versions) - 1}})
+
+
+def _changed_types(old: str, new: str) -> bool:
+    before = {f["name"]: f["type"] for f in json.loads(old).get("fields", [])}
+    return any(
+        f["name"] in before and before[f["name"]] != f["type"]
+        for f in json.loads(new).get("fields", [])
+    )
 
 
 def _name(m: re.Match[str]) -> str:

@@ -26,6 +26,7 @@ from streamvane_operator.pulsar.errors import (
 )
 from streamvane_operator.reconcile.ownership import object_conflicts
 from streamvane_operator.reconcile.plan import owned_by, plan
+from streamvane_operator.reconcile.schemas import SchemaRefused
 from streamvane_operator.reconcile.status import Failure, Problem
 from streamvane_operator.reconcile.topology import TopicConflict
 from streamvane_operator.render.labels import Owner
@@ -188,6 +189,13 @@ def problems() -> Iterator[None]:
         raise Stop(Problem(Failure.TOPIC_CONFLICT, str(e))) from e
     except SecretNotFound as e:
         raise Stop(Problem(Failure.SECRET_NOT_FOUND, str(e))) from e
+    except SchemaRefused as e:
+        raise Stop(
+            Problem(
+                Failure.INCOMPATIBLE_SCHEMA,
+                f"{e} (nothing was rolled; checked again at the next reconcile)",
+            )
+        ) from e
     except PulsarUnavailable as e:
         raise Stop(Problem(Failure.PULSAR_UNAVAILABLE, f"Pulsar is unreachable: {e}")) from e
     except PulsarUnauthorized as e:

@@ -32,7 +32,7 @@ from streamvane_operator.api.validation import (
 from streamvane_operator.kube.client import Kube
 from streamvane_operator.kube.errors import KubeError, KubeRejected
 from streamvane_operator.pulsar.admin import PulsarAdmin
-from streamvane_operator.reconcile import preflight
+from streamvane_operator.reconcile import preflight, schemas
 from streamvane_operator.reconcile.common import (
     Deps,
     Events,
@@ -149,6 +149,15 @@ def _reconcile(
                 events.info("PulsarResourceCreated", f"created {item}")
             for note in changes.notes:
                 events.warn("TopicMismatch", note)
+            # Before any Deployment: a refused schema leaves the running workers as they are.
+            for registered in schemas.ensure_schemas(
+                admin,
+                topo.tenant,
+                topo.namespace,
+                schemas.schema_targets(spec, local_topics(topo, created[0])),
+                spec.schema_compatibility,
+            ):
+                events.info("SchemaRegistered", f"registered {registered}")
             objects = with_initial_replicas(spec, rendered.objects, observed)
             hand_over_replicas(deps.kube, spec, observed)
             observed = converge_children(
@@ -193,6 +202,11 @@ def _reconcile(
         problem=problem,
         retry_after_s=retry_delay(deps, problem),
     )
+
+
+def local_topics(topo: Topology, qualified: Sequence[str]) -> set[str]:
+    """The local names of those of ``qualified`` in the topology's namespace."""
+    return {t for t in (topic.name for topic in topo.topics) if topo.topic(t) in qualified}
 
 
 def named_ours(owner: Owner, topo: Topology) -> list[str]:

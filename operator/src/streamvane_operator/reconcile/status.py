@@ -38,6 +38,8 @@ class Failure(StrEnum):
     PULSAR_TLS = "PulsarTLSFailed"
     PREFLIGHT_FAILED = "PreflightFailed"
     """An edit points at a broker or a model that does not answer; nothing was rolled."""
+    INCOMPATIBLE_SCHEMA = "IncompatibleSchema"
+    """Pulsar's schema registry refused a topic's message schema; nothing was rolled."""
     WORKER_CRASH_LOOP = "WorkerCrashLoop"
     WORKER_START_FAILED = "WorkerStartFailed"
 
@@ -52,7 +54,11 @@ class Failure(StrEnum):
     @property
     def rolled_back(self) -> bool:
         """The current spec is not what runs: the workers of an earlier one serve."""
-        return self in (Failure.INVALID_SPEC, Failure.PREFLIGHT_FAILED)
+        return self in (
+            Failure.INVALID_SPEC,
+            Failure.PREFLIGHT_FAILED,
+            Failure.INCOMPATIBLE_SCHEMA,
+        )
 
 
 @dataclass(frozen=True)

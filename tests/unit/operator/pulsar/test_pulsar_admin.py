@@ -18,6 +18,7 @@ from streamvane_operator.pulsar.admin import (
 )
 from streamvane_operator.pulsar.errors import (
     PulsarError,
+    PulsarIncompatibleSchema,
     PulsarMisconfigured,
     PulsarNotFound,
     PulsarRejected,
@@ -232,3 +233,52 @@ def test_admin_raises_misconfigured_without_retry_when_the_certificate_is_untrus
 def test_admin_raises_misconfigured_when_the_ca_bundle_is_not_pem() -> None:
     with pytest.raises(PulsarMisconfigured, match="not PEM"):
         PulsarAdmin("https://b0.test", ca="not a certificate")
+
+
+RECORD = {"type": "record", "name": "X", "fields": [{"name": "a", "type": "string"}]}
+JETTY_409 = (
+    "<html><head><title>Error 409 Error during schema compatibility check with strategy "
+    "BACKWARD: org.apache.avro.SchemaValidationException: Unable to read schema: \n{\n  "
+    "&quot;type&quot; : &quot;record&quot;}</title></head><body>...</body></html>"
+)
+
+
+def test_admin_registers_a_json_schema_in_canonical_form_and_returns_its_version() -> None:
+    transport, seen = respond(httpx.Response(200, json={"version": {"version": 3}}))
+    assert admin(transport).register_schema(TOPIC, RECORD) == 3
+    assert (seen[0].method, seen[0].url.path) == ("POST", "/admin/v2/schemas/t/ns/items/schema")
+    body = json.loads(seen[0].content)
+    assert body == {
+        "type": "JSON",
+        "schema": json.dumps(RECORD, sort_keys=True, separators=(",", ":")),
+        "properties": {},
+    }
+
+
+def test_admin_raises_incompatible_schema_with_the_registry_reason_when_pulsar_answers_409() -> (
+    None
+):
+    transport, _ = respond(httpx.Response(409, text=JETTY_409))
+    with pytest.raises(PulsarIncompatibleSchema) as raised:
+        admin(transport).register_schema(TOPIC, RECORD)
+    message = str(raised.value)
+    assert "Error during schema compatibility check with strategy BACKWARD" in message
+    assert '"type" : "record"' in message and "<title>" not in message
+
+
+def test_admin_keeps_the_version_when_the_same_schema_is_registered_again() -> None:
+    pulsar = FakePulsar()
+    client = pulsar.admin()
+    assert client.register_schema(TOPIC, RECORD) == 0
+    assert client.register_schema(TOPIC, RECORD) == 0
+    latest = client.schema(TOPIC)
+    assert latest is not None and (latest.version, latest.type) == (0, "JSON")
+    assert json.loads(latest.definition) == RECORD
+
+
+def test_admin_reads_no_schema_and_no_strategy_when_the_topic_has_none() -> None:
+    client = FakePulsar().admin()
+    assert client.schema(TOPIC) is None
+    assert client.schema_compatibility(TOPIC) is None
+    client.set_schema_compatibility(TOPIC, "BACKWARD")
+    assert client.schema_compatibility(TOPIC) == "BACKWARD"

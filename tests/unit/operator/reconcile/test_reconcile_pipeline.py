@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -678,3 +679,54 @@ def test_reconcile_records_default_named_subscriptions_when_another_reconcile_cr
     outcome = world.reconcile(pipeline_spec(embed_stage()))
 
     assert outcome.status.created_subscriptions == [TOPIC.format("items") + "#media.cu-embed"]
+
+
+def test_reconcile_registers_each_written_topics_schema_before_workloads(world: World) -> None:
+    registered_at_apply: list[bool] = []
+    apply = world.kube.apply
+
+    def checking_apply(obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["kind"] == "Deployment":
+            registered_at_apply.append(TOPIC.format("out") in world.pulsar.schemas)
+        return apply(obj)
+
+    world.kube.apply = checking_apply  # type: ignore[method-assign]
+    outcome = world.reconcile(pipeline_spec(embed_stage(), relay_stage()))
+
+    assert outcome.problem is None
+    assert registered_at_apply == [True, True]
+    assert set(world.pulsar.schemas) == {TOPIC.format(t) for t in ("items", "embedded", "out")}
+    assert set(world.pulsar.schema_compatibility.values()) == {"BACKWARD"}
+    assert any(e.reason == "SchemaRegistered" for e in outcome.events.items)
+
+
+def test_reconcile_refuses_an_incompatible_schema_and_rolls_nothing_until_it_is_fixed(
+    world: World,
+) -> None:
+    world.reconcile(pipeline_spec(embed_stage()))
+    world.mark_ready()
+    before = copy.deepcopy(world.kube.objects)
+    # Another producer registered a record whose "id" is a number.
+    other = {"type": "record", "name": "ContentItem", "fields": [{"name": "id", "type": "long"}]}
+    world.pulsar.schemas[TOPIC.format("out")] = [("JSON", json.dumps(other))]
+
+    outcome = world.reconcile(pipeline_spec(embed_stage(), relay_stage()), generation=2)
+
+    assert world.kube.objects == before
+    assert outcome.problem is not None
+    assert outcome.problem.failure is Failure.INCOMPATIBLE_SCHEMA
+    assert "stage 'relay' (passthrough) writes ContentItem messages to " in outcome.problem.message
+    assert TOPIC.format("out") in outcome.problem.message
+    assert outcome.retry_after_s == world.deps.retry_rejected_s
+    conditions = {c.type: c for c in outcome.status.conditions}
+    assert (conditions["Ready"].status, conditions["Degraded"].reason) == (
+        "False",
+        "IncompatibleSchema",
+    )
+    assert "keep running" in conditions["Degraded"].message
+
+    del world.pulsar.schemas[TOPIC.format("out")]
+    fixed = world.reconcile(pipeline_spec(embed_stage(), relay_stage()), generation=2)
+
+    assert fixed.problem is None
+    assert "cu-relay" in world.deployments()

@@ -311,7 +311,7 @@ class PulsarAdmin:
         try:
             response = self._send("POST", f"{topic.schema_path}/schema", action, body)
         except PulsarConflict as e:
-            raise PulsarIncompatibleSchema(str(e), e.status) from e
+            raise PulsarIncompatibleSchema(f"{action}: {e.reason}", e.status, e.reason) from e
         return int(response.json()["version"]["version"])
 
     # subscriptions

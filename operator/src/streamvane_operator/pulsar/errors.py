@@ -22,9 +22,11 @@ class PulsarUnavailable(PulsarError):
 class PulsarRejected(PulsarError):
     """Pulsar refused the request (bad name, no permission, wrong state)."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, reason: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
+        """Pulsar's own words for the refusal."""
 
 
 class PulsarUnauthorized(PulsarRejected):
@@ -60,8 +62,8 @@ def from_response(response: httpx.Response, action: str) -> PulsarError:
     if status == 404:
         return PulsarNotFound(f"{action}: not found: {detail}", status)
     if status == 409:
-        return PulsarConflict(f"{action}: already exists: {detail}", status)
-    return PulsarRejected(f"{action}: HTTP {status}: {detail}", status)
+        return PulsarConflict(f"{action}: already exists: {detail}", status, detail)
+    return PulsarRejected(f"{action}: HTTP {status}: {detail}", status, detail)
 
 
 def from_transport(error: httpx.TransportError, action: str) -> PulsarError:

@@ -28,7 +28,7 @@ from streamvane_worker.config import MESSAGES_BY_STAGE
 from streamvane_worker.schemas import message_schemas
 
 MAX_DIFFERENCES = 5
-AVRO_DETAIL = re.compile(r"\s*Unable to read schema:.*", re.DOTALL)
+AVRO_DETAIL = re.compile(r":?\s*Unable to read schema:.*", re.DOTALL)
 """Avro's reason goes on to print both schemas in full; the differences say it shorter."""
 
 
@@ -117,16 +117,17 @@ def refusal(
     """What a user needs to act on a refused schema: the topic, the stages, the strategy,
     which fields differ from the registered version, and the registry's own reason."""
     who = ", ".join(target.stages)
-    found = ""
+    against = "the registered one"
     if registered is not None:
         what = differences(_record(registered.definition), ours)
-        found = f" (version {registered.version}, {registered.type})" + (
+        against = f"the registered one (version {registered.version}, {registered.type})" + (
             ": " + "; ".join(what) if what else ""
         )
-    reason = AVRO_DETAIL.sub("", str(error))
+    reason = AVRO_DETAIL.sub("", error.reason or str(error))
     return (
-        f"{who} {target.message} messages to {topic}, whose registered schema{found} does not "
-        f"allow them under {policy.value} compatibility (schemaCompatibility); Pulsar: {reason}"
+        f"{who} {target.message} messages to {topic}, but their schema does not pass "
+        f"{policy.value} compatibility (spec.schemaCompatibility) against {against}. "
+        f"Pulsar: {reason}"
     )
 
 

@@ -122,10 +122,11 @@ def test_ensure_schemas_refuses_naming_topic_stage_and_fields_when_the_registry_
     message = str(refused.value)
     assert message.startswith(
         "stage 'retrieve' (candidate-retrieval) writes Candidates messages to "
-        f"{TopicName('t', 'ns', 'candidates')}, whose registered schema (version 0, JSON): "
-        "'userId' is long there, string here"
+        f"{TopicName('t', 'ns', 'candidates')}, but their schema does not pass Full "
+        "compatibility (spec.schemaCompatibility) against the registered one (version 0, "
+        "JSON): 'userId' is long there, string here"
     )
-    assert "under Full compatibility" in message
+    assert "already exists" not in message
     assert "strategy FULL: org.apache.avro.SchemaValidationException" in message
     assert "Unable to read schema" not in message
     # The compatible topic was registered all the same; the refused one was not.

@@ -18,6 +18,7 @@ from streamvane_operator.api.pipeline import (
     DeletionPolicy,
     PipelineSpec,
     PipelineStatus,
+    SchemaCompatibility,
     StageSpec,
 )
 from streamvane_operator.api.validation import (
@@ -51,6 +52,7 @@ from streamvane_operator.reconcile.common import (
 from streamvane_operator.reconcile.ownership import merged, pipeline_id
 from streamvane_operator.reconcile.replicas import hand_over_replicas, with_initial_replicas
 from streamvane_operator.reconcile.status import (
+    DesiredCondition,
     Problem,
     deployment_ready,
     pipeline_status,
@@ -114,6 +116,8 @@ def _reconcile(
     retiring = previous_retiring(previous_status)
     created = created_resources(previous_status)
     problem: Problem | None = None
+    policy: SchemaCompatibility | None = None
+    registered_targets: list[schemas.SchemaTarget] | None = None
     try:
         with problems():
             # The name becomes label selectors and Service names: check it before any call.
@@ -150,14 +154,13 @@ def _reconcile(
             for note in changes.notes:
                 events.warn("TopicMismatch", note)
             # Before any Deployment: a refused schema leaves the running workers as they are.
+            policy = spec.schema_compatibility
+            targets = schemas.schema_targets(spec, local_topics(topo, created[0]))
             for registered in schemas.ensure_schemas(
-                admin,
-                topo.tenant,
-                topo.namespace,
-                schemas.schema_targets(spec, local_topics(topo, created[0])),
-                spec.schema_compatibility,
+                admin, topo.tenant, topo.namespace, targets, policy
             ):
                 events.info("SchemaRegistered", f"registered {registered}")
+            registered_targets = targets
             objects = with_initial_replicas(spec, rendered.objects, observed)
             hand_over_replicas(deps.kube, spec, observed)
             observed = converge_children(
@@ -193,6 +196,7 @@ def _reconcile(
         lag,
         problem,
         retiring,
+        schemas.condition(problem, registered_targets, policy) if policy else None,
     )
     return Outcome(
         status=status.model_copy(
@@ -294,6 +298,7 @@ def _status(
     lag: Mapping[str, int | None],
     problem: Problem | None,
     retiring: Sequence[str],
+    schemas_condition: DesiredCondition | None,
 ) -> PipelineStatus:
     deployments = {stage_of(d): d for d in observed if d["kind"] == "Deployment"}
     failing = {
@@ -340,6 +345,7 @@ def _status(
         previous=previous_conditions(previous_status),
         now=deps.clock(),
         retiring_subscriptions=retiring,
+        schemas=schemas_condition,
     )
 
 

@@ -24,6 +24,13 @@ from typing import Any
 from streamvane_operator.api.pipeline import PipelineSpec, SchemaCompatibility
 from streamvane_operator.pulsar.admin import PulsarAdmin, RegisteredSchema, TopicName, canonical
 from streamvane_operator.pulsar.errors import PulsarIncompatibleSchema
+from streamvane_operator.reconcile.status import (
+    SCHEMAS_COMPATIBLE,
+    DesiredCondition,
+    Failure,
+    Problem,
+    desired_condition,
+)
 from streamvane_worker.config import MESSAGES_BY_STAGE
 from streamvane_worker.schemas import message_schemas
 
@@ -104,6 +111,23 @@ def ensure_schemas(
     if refused:
         raise SchemaRefused(refused)
     return registered
+
+
+def condition(
+    problem: Problem | None, targets: Sequence[SchemaTarget] | None, policy: SchemaCompatibility
+) -> DesiredCondition | None:
+    """SchemasCompatible after a reconcile that registered ``targets`` (None: it stopped
+    before them, or at them with ``problem``); None when it says nothing new."""
+    if problem is not None and problem.failure is Failure.INCOMPATIBLE_SCHEMA:
+        return desired_condition(SCHEMAS_COMPATIBLE, False, problem.failure.value, problem.message)
+    if targets is None:
+        return None
+    return desired_condition(
+        SCHEMAS_COMPATIBLE,
+        True,
+        "Registered",
+        f"the schemas of {len(targets)} topics are registered under {policy.value} compatibility",
+    )
 
 
 def refusal(

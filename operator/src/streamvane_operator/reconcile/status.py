@@ -17,7 +17,9 @@ from streamvane_operator.render.labels import STAGE_LABEL
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
-OWN_CONDITIONS = (READY, PROGRESSING, DEGRADED)
+SCHEMAS_COMPATIBLE = "SchemasCompatible"
+"""Whether Pulsar's schema registry took the message schemas (reconcile/schemas.py)."""
+OWN_CONDITIONS = (READY, PROGRESSING, DEGRADED, SCHEMAS_COMPATIBLE)
 """What a reconcile decides; other conditions (the autoscaler's ScalingActive) are kept."""
 
 
@@ -198,9 +200,11 @@ def pipeline_status(
     previous: Sequence[Condition],
     now: datetime,
     retiring_subscriptions: Sequence[str] = (),
+    schemas: DesiredCondition | None = None,
 ) -> PipelineStatus:
     """Ready: every stage serves. Progressing: a change is rolling out or being retried.
-    Degraded: the last reconcile failed (the message says why and what to do)."""
+    Degraded: the last reconcile failed (the message says why and what to do).
+    SchemasCompatible: ``schemas``, or as before when the reconcile did not get to them."""
     total = len(stages)
     all_ready = total > 0 and len(ready_stages) == total
     waiting = [
@@ -244,9 +248,12 @@ def pipeline_status(
         degraded = desired_condition(DEGRADED, True, problem.failure.value, problem.message)
 
     backlogs = [s.backlog for s in stages if s.backlog is not None]
+    decided = [ready, progressing, degraded] + ([schemas] if schemas is not None else [])
+    unchanged = [] if schemas is not None else [c for c in previous if c.type == SCHEMAS_COMPATIBLE]
     return PipelineStatus(
         observed_generation=generation,
-        conditions=merge_conditions(previous, [ready, progressing, degraded], generation, now)
+        conditions=merge_conditions(previous, decided, generation, now)
+        + unchanged
         + [c for c in previous if c.type not in OWN_CONDITIONS],
         stages=list(stages),
         stages_ready=f"{len(ready_stages)}/{total}",

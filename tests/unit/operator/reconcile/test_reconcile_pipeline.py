@@ -724,9 +724,31 @@ def test_reconcile_refuses_an_incompatible_schema_and_rolls_nothing_until_it_is_
         "IncompatibleSchema",
     )
     assert "keep running" in conditions["Degraded"].message
+    schemas = conditions["SchemasCompatible"]
+    assert (schemas.status, schemas.reason) == ("False", "IncompatibleSchema")
+    assert TOPIC.format("out") in schemas.message
 
     del world.pulsar.schemas[TOPIC.format("out")]
     fixed = world.reconcile(pipeline_spec(embed_stage(), relay_stage()), generation=2)
 
     assert fixed.problem is None
     assert "cu-relay" in world.deployments()
+    schemas = {c.type: c for c in fixed.status.conditions}["SchemasCompatible"]
+    assert (schemas.status, schemas.reason) == ("True", "Registered")
+    assert schemas.message == (
+        "the schemas of 3 topics are registered under Backward compatibility"
+    )
+
+
+def test_reconcile_keeps_schemas_compatible_as_it_was_when_pulsar_is_unreachable(
+    world: World,
+) -> None:
+    first = world.reconcile(pipeline_spec(embed_stage()))
+    world.pulsar.unavailable = True
+
+    outcome = world.reconcile(pipeline_spec(embed_stage()), status=status_dump(first))
+
+    assert outcome.problem is not None
+    assert outcome.problem.failure is Failure.PULSAR_UNAVAILABLE
+    schemas = {c.type: c for c in outcome.status.conditions}["SchemasCompatible"]
+    assert (schemas.status, schemas.reason) == ("True", "Registered")

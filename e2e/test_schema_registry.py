@@ -90,7 +90,7 @@ def test_compatible_schema_deploys_and_an_incompatible_one_is_refused_in_status(
     cond: Any = cluster.wait("IncompatibleSchema reported", refused, 60)
     final = TopicName(TENANT, cluster.pulsar_namespace, "relay-final")
     assert f"stage 'third' (passthrough) writes ContentItem messages to {final}" in cond["message"]
-    assert "'id' is long there, string here" in cond["message"]
+    assert "'id' is long there, string here; 'tenantId' is there (required)" in cond["message"]
     assert "strategy BACKWARD" in cond["message"]
     assert "keep running" in cond["message"]
     assert (cluster.condition("relay", "Ready") or {}).get("status") == "False"

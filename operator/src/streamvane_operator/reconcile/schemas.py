@@ -155,27 +155,46 @@ def refusal(
     )
 
 
-def differences(registered: dict[str, Any], ours: dict[str, Any], path: str = "") -> list[str]:
+def differences(registered: dict[str, Any], ours: dict[str, Any]) -> list[str]:
     """Field by field, how ``ours`` differs from the ``registered`` record (nested records of
-    the same name compared in turn); at most MAX_DIFFERENCES."""
+    the same name compared in turn): changed types first, then required fields, then
+    optional ones (what breaks compatibility before what seldom does); at most
+    MAX_DIFFERENCES, and how many more."""
+    found = sorted(_differences(registered, ours, ""), key=lambda d: d[0])
+    shown = [text for _, text in found[:MAX_DIFFERENCES]]
+    if len(found) > MAX_DIFFERENCES:
+        shown.append(f"{len(found) - MAX_DIFFERENCES} more")
+    return shown
+
+
+def _differences(
+    registered: dict[str, Any], ours: dict[str, Any], path: str
+) -> list[tuple[int, str]]:
     before = {f["name"]: f for f in registered.get("fields", [])}
     after = {f["name"]: f for f in ours.get("fields", [])}
-    found: list[str] = []
+    found: list[tuple[int, str]] = []
     for name, field in after.items():
         where = f"{path}{name}"
         old = before.get(name)
         if old is None:
-            found.append(f"{where!r} is new here ({_optional(field)})")
+            found.append((_rank(field), f"{where!r} is new here ({_optional(field)})"))
         elif _nested(old["type"], field["type"]):
-            found += differences(old["type"], field["type"], f"{where}.")
+            found += _differences(old["type"], field["type"], f"{where}.")
         elif _type_name(old["type"]) != _type_name(field["type"]):
             found.append(
-                f"{where!r} is {_type_name(old['type'])} there, {_type_name(field['type'])} here"
+                (
+                    0,
+                    f"{where!r} is {_type_name(old['type'])} there, {_type_name(field['type'])} here",
+                )
             )
     for name, field in before.items():
         if name not in after:
-            found.append(f"{path}{name!r} is there ({_optional(field)}), not here")
-    return found[:MAX_DIFFERENCES]
+            found.append((_rank(field), f"{path}{name!r} is there ({_optional(field)}), not here"))
+    return found
+
+
+def _rank(field: dict[str, Any]) -> int:
+    return 2 if "default" in field else 1
 
 
 def _record(definition: str) -> dict[str, Any]:

@@ -84,9 +84,19 @@ def test_differences_name_changed_new_and_gone_fields_when_records_differ() -> N
     )
     assert differences(old, new) == [
         "'a' is string there, double here",
-        "'c' is new here (optional)",
         "'n.x' is string there, array<long> here",
         "'b' is there (required), not here",
+        "'c' is new here (optional)",
+    ]
+
+
+def test_differences_show_what_breaks_first_and_count_the_rest_when_there_are_many() -> None:
+    old = record({"name": "gone", "type": "long"})
+    new = record(*({"name": f"o{i}", "type": "long", "default": 0} for i in range(6)))
+    assert differences(old, new) == [
+        "'gone' is there (required), not here",
+        *(f"'o{i}' is new here (optional)" for i in range(4)),
+        "2 more",
     ]
 
 

@@ -140,7 +140,7 @@ def train(pairs: Pairs, rng: np.random.Generator, steps: int = 300, lr: float = 
     weights = Weights.initial(x.shape[1], HIDDEN, rng)
     optimizer = Adam(lr=lr)
     for _ in range(steps):
-        weights = optimizer.update(weights, mlp.gradients(weights, x_fit, y_fit))
+        weights = optimizer.step_weights(weights, mlp.gradients(weights, x_fit, y_fit))
 
     def score(rows: npt.NDArray[np.intp]) -> F32:
         return forward(weights, pairs.user[rows], pairs.item[rows], pairs.dense[rows])[:, 0]

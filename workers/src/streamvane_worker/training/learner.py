@@ -85,7 +85,7 @@ class OnlineLearner:
         if not len(x):
             return
         self.inputs.update(x)
-        self.weights = self.optimizer.update(
+        self.weights = self.optimizer.step_weights(
             self.weights, gradients(self.weights, self.inputs.apply(x), y)
         )
         self.examples_seen += len(x)

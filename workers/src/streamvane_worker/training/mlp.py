@@ -62,7 +62,7 @@ def gradients(weights: Weights, x: F32, y: F32) -> list[F32]:
 
 @dataclass
 class Adam:
-    """Adam's moments and step count for one set of weights (its optimizer state)."""
+    """Adam's moments and step count for one list of parameter arrays (its optimizer state)."""
 
     lr: float
     beta1: float = 0.9
@@ -71,12 +71,12 @@ class Adam:
     step: int = 0
     moments: list[tuple[F32, F32]] = field(default_factory=list)
 
-    def update(self, weights: Weights, grads: list[F32]) -> Weights:
+    def update(self, params: list[F32], grads: list[F32]) -> list[F32]:
         if not self.moments:
-            self.moments = [(np.zeros_like(p), np.zeros_like(p)) for p in weights.arrays()]
+            self.moments = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
         self.step += 1
         updated = []
-        for i, (param, grad) in enumerate(zip(weights.arrays(), grads, strict=True)):
+        for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
             m, v = self.moments[i]
             m = self.beta1 * m + (1 - self.beta1) * grad
             v = self.beta2 * v + (1 - self.beta2) * grad**2
@@ -85,7 +85,10 @@ class Adam:
             updated.append(
                 (param - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)).astype(np.float32)
             )
-        return Weights(*updated)
+        return updated
+
+    def step_weights(self, weights: Weights, grads: list[F32]) -> Weights:
+        return Weights(*self.update(weights.arrays(), grads))
 
 
 def auc(scores: npt.NDArray[np.floating[Any]], labels: npt.NDArray[np.floating[Any]]) -> float:

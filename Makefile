@@ -135,6 +135,10 @@ bench-recs: install ## Retrieval index: recall@10 vs brute force, queries/s per 
 bench-autoscale: install models ## Autoscaling: our policy vs KEDA+HPA and Numaflow (simulated), then a burst on the local stack
 	$(PY) -m bench.bench_autoscale
 
+.PHONY: bench-training
+bench-training: install models ## Online learner vs frozen vs popularity on a drifting stream, trainer rate, tagging macro-F1 (BBC News)
+	$(PY) -m bench.bench_training
+
 .PHONY: bench-workers
 bench-workers: install models ## Triton alone vs Pulsar -> worker -> Triton -> Pulsar vs a naive consumer (medians, ratios)
 	$(PY) -m bench.bench_workers

@@ -17,7 +17,8 @@ Each synthetic user has a hidden taste (a mix of one or two categories' centroid
 their profile is built like the user-profile stage builds it, from a few engagements drawn
 from their taste; each catalogue item they did not engage with is a training pair labelled by
 a Bernoulli draw whose odds rise with taste·item and fall for items sent to review. Plain
-numpy: full-batch Adam on the logistic loss, no framework.
+numpy: full-batch Adam on the logistic loss, no framework; the network, its gradients and Adam
+are the worker's (``streamvane_worker.training.mlp``), which the online learner trains too.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from streamvane_worker.training import mlp
+from streamvane_worker.training.mlp import Adam, Weights, auc
+
 RANKER_NAME = "recs-ranker"
 USER = "user"
 ITEM = "item"
@@ -43,16 +47,6 @@ HIDDEN = 32
 SEED = 20261201
 
 F32 = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class Weights:
-    w1: F32
-    """[DIM + len(DENSE_FEATURES), HIDDEN]"""
-    b1: F32
-    w2: F32
-    """[HIDDEN, 1]"""
-    b2: F32
 
 
 @dataclass(frozen=True)
@@ -125,10 +119,6 @@ def synthetic_pairs(
     )
 
 
-def _sigmoid(x: npt.NDArray[np.floating]) -> F32:
-    return np.exp(-np.logaddexp(0, -x)).astype(np.float32)
-
-
 def features(user: F32, item: F32, dense: F32) -> F32:
     """The MLP's input row, as the ONNX graph builds it."""
     return np.concatenate([user * item, dense], axis=1).astype(np.float32)
@@ -136,21 +126,7 @@ def features(user: F32, item: F32, dense: F32) -> F32:
 
 def forward(weights: Weights, user: F32, item: F32, dense: F32) -> F32:
     """Scores [n, 1] in numpy: the reference the ONNX graph is tested against."""
-    hidden = np.maximum(features(user, item, dense) @ weights.w1 + weights.b1, 0)
-    logit = hidden @ weights.w2 + weights.b2
-    return _sigmoid(logit)
-
-
-def auc(scores: npt.NDArray[np.floating], labels: F32) -> float:
-    """Probability that a positive pair outscores a negative one (ties count half)."""
-    order = np.argsort(scores, kind="stable")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    positives = labels > 0.5
-    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
-    if n_pos == 0 or n_neg == 0:
-        return 0.5
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return mlp.forward(weights, features(user, item, dense))
 
 
 def train(pairs: Pairs, rng: np.random.Generator, steps: int = 300, lr: float = 0.01) -> Trained:
@@ -161,31 +137,10 @@ def train(pairs: Pairs, rng: np.random.Generator, steps: int = 300, lr: float = 
     fit, hold = order[:cut], order[cut:]
     x = features(pairs.user, pairs.item, pairs.dense)
     x_fit, y_fit = x[fit], pairs.label[fit, np.newaxis]
-    width = x.shape[1]
-    params = [
-        rng.normal(0, np.sqrt(2 / width), (width, HIDDEN)).astype(np.float32),
-        np.zeros(HIDDEN, dtype=np.float32),
-        rng.normal(0, np.sqrt(1 / HIDDEN), (HIDDEN, 1)).astype(np.float32),
-        np.zeros(1, dtype=np.float32),
-    ]
-    moments = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    for step in range(1, steps + 1):
-        w1, b1, w2, b2 = params
-        pre = x_fit @ w1 + b1
-        hidden = np.maximum(pre, 0)
-        prob = _sigmoid(hidden @ w2 + b2)
-        d_logit = (prob - y_fit) / len(y_fit)
-        d_hidden = (d_logit @ w2.T) * (pre > 0)
-        grads = [x_fit.T @ d_hidden, d_hidden.sum(0), hidden.T @ d_logit, d_logit.sum(0)]
-        for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
-            m, v = moments[i]
-            m = beta1 * m + (1 - beta1) * grad
-            v = beta2 * v + (1 - beta2) * grad**2
-            moments[i] = (m, v)
-            m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta2**step)
-            params[i] = (param - lr * m_hat / (np.sqrt(v_hat) + eps)).astype(np.float32)
-    weights = Weights(*params)
+    weights = Weights.initial(x.shape[1], HIDDEN, rng)
+    optimizer = Adam(lr=lr)
+    for _ in range(steps):
+        weights = optimizer.step_weights(weights, mlp.gradients(weights, x_fit, y_fit))
 
     def score(rows: npt.NDArray[np.intp]) -> F32:
         return forward(weights, pairs.user[rows], pairs.item[rows], pairs.dense[rows])[:, 0]

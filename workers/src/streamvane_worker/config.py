@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -210,6 +210,34 @@ class InferenceSettings(_Model):
         return self
 
 
+ExampleTexts = list[Annotated[str, Field(min_length=1, max_length=2048)]]
+
+
+def _examples_field() -> Any:
+    return Field(
+        default_factory=list,
+        max_length=256,
+        description="Example texts of this class. Their centroid joins the description as a "
+        "prototype (zero-shot mode); in classifier mode they are its training examples.",
+    )
+
+
+class ScoringMode(StrEnum):
+    ZERO_SHOT = "zero-shot"
+    """Cosine similarity to each class's prototypes (description, examples' centroid)."""
+    CLASSIFIER = "classifier"
+    """A linear head (softmax regression) trained at start on the classes' examples and
+    descriptions; scores are its probabilities."""
+
+
+def _mode_field() -> Any:
+    return Field(
+        ScoringMode.ZERO_SHOT,
+        description="zero-shot: cosine similarity to prototypes; classifier: a linear head "
+        "trained at start on the examples (scores are probabilities).",
+    )
+
+
 class Label(_Model):
     name: str = Field(
         ..., min_length=1, max_length=128, description="Label reported in the output."
@@ -217,12 +245,21 @@ class Label(_Model):
     description: str = Field(
         ..., min_length=1, max_length=2048, description="Text embedded as the label prototype."
     )
+    examples: ExampleTexts = _examples_field()
 
 
 class TaggingParams(_Model):
     labels: list[Label] = Field(..., min_length=1, max_length=512, description="Candidate tags.")
     top_k: int = Field(3, ge=1, le=50, description="Tags returned per item.")
-    min_score: float = Field(0.0, ge=-1.0, le=1.0, description="Cosine similarity floor.")
+    min_score: float = Field(0.0, ge=-1.0, le=1.0, description="Score floor of a tag.")
+    min_margin: float | None = Field(
+        None,
+        ge=0.0,
+        le=2.0,
+        description="Tag only when the best label's score beats the runner-up's by at least "
+        "this much (then that one label); unset: no margin rule.",
+    )
+    mode: ScoringMode = _mode_field()
 
 
 class SafetyCategory(_Model):
@@ -232,13 +269,49 @@ class SafetyCategory(_Model):
     description: str = Field(
         ..., min_length=1, max_length=2048, description="Text embedded as the category prototype."
     )
-    review_threshold: float = Field(..., ge=-1.0, le=1.0, description="Score at or above: review.")
-    block_threshold: float = Field(..., ge=-1.0, le=1.0, description="Score at or above: block.")
+    examples: ExampleTexts = _examples_field()
+    review_threshold: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="Score at or above: review. Required unless params.calibration sets it.",
+    )
+    block_threshold: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="Score at or above: block. Required unless params.calibration sets it.",
+    )
 
     @model_validator(mode="after")
     def _block_above_review(self) -> SafetyCategory:
-        if self.block_threshold < self.review_threshold:
+        review, block = self.review_threshold, self.block_threshold
+        if review is not None and block is not None and block < review:
             raise ValueError(f"category {self.name!r}: blockThreshold must be >= reviewThreshold")
+        return self
+
+
+class SafetyCalibration(_Model):
+    """Thresholds set from benign texts: each category's review (block) threshold is the
+    lowest score that flags at most this share of the benign examples."""
+
+    benign_examples: ExampleTexts = Field(
+        ...,
+        min_length=20,
+        max_length=4096,
+        description="Texts that must not be flagged: the false positives are counted on them.",
+    )
+    review_false_positive_rate: float = Field(
+        0.05, gt=0.0, lt=1.0, description="Share of benign examples sent to review, at most."
+    )
+    block_false_positive_rate: float = Field(
+        0.01, gt=0.0, lt=1.0, description="Share of benign examples blocked, at most."
+    )
+
+    @model_validator(mode="after")
+    def _block_rarer_than_review(self) -> SafetyCalibration:
+        if self.block_false_positive_rate > self.review_false_positive_rate:
+            raise ValueError("blockFalsePositiveRate must be <= reviewFalsePositiveRate")
         return self
 
 
@@ -246,6 +319,32 @@ class SafetyParams(_Model):
     categories: list[SafetyCategory] = Field(
         ..., min_length=1, max_length=128, description="Categories each item is scored against."
     )
+    mode: ScoringMode = _mode_field()
+    calibration: SafetyCalibration | None = Field(
+        None,
+        description="Set the categories' thresholds to a target false-positive rate on benign "
+        "examples (in classifier mode they are also the head's benign class); thresholds "
+        "given on a category override it.",
+    )
+
+    @model_validator(mode="after")
+    def _thresholds_known(self) -> SafetyParams:
+        if self.calibration is None:
+            missing = [
+                c.name
+                for c in self.categories
+                if c.review_threshold is None or c.block_threshold is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"categories {missing} need reviewThreshold and blockThreshold, "
+                    "or params.calibration to set them"
+                )
+        if self.mode == ScoringMode.CLASSIFIER and self.calibration is None:
+            raise ValueError(
+                "mode classifier needs params.calibration.benignExamples (its benign class)"
+            )
+        return self
 
 
 class NoParams(_Model):

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamvane_worker.config import SafetyCategory, StageType
+from streamvane_worker.config import StageType
 from streamvane_worker.inference.testing import FakeBackend, fake_embedder
 from streamvane_worker.stages import StageContext, create_stage
 from streamvane_worker.stages.item import ContentItem, Decision
-from streamvane_worker.stages.safety import verdict
+from streamvane_worker.stages.safety import Thresholds, verdict
 
 LABELS = {
     "labels": [
@@ -88,10 +88,7 @@ async def test_safety_blocks_item_when_score_reaches_block_threshold() -> None:
 
 
 def test_verdict_reviews_when_score_between_thresholds() -> None:
-    category = SafetyCategory(
-        name="spam", description="d", review_threshold=0.2, block_threshold=0.8
-    )
-    result = verdict(np.array([0.5], dtype=np.float32), [category])
+    result = verdict(np.array([0.5], dtype=np.float32), [Thresholds("spam", 0.2, 0.8)])
     assert (result.decision, result.flagged) == (Decision.REVIEW, ["spam"])
 
 

@@ -1,8 +1,11 @@
-"""tagging: zero-shot tags by cosine similarity to label prototypes.
+"""tagging: tags from each item's embedding, zero-shot or by a trained linear head.
 
-Each label's description is embedded once at start with the same model as the items; an item's
-tags are the ``topK`` labels with the highest cosine similarity at or above ``minScore``. An
-embedding already on the item (from an upstream text-embedding stage) is reused.
+Zero-shot, a label's score is its best cosine similarity to its prototypes (the description
+and, with ``examples``, their centroid); in classifier mode it is the probability of a linear
+head trained at start on the labels' examples. An item's tags are the ``topK`` labels scoring at
+or above ``minScore``; with ``minMargin``, only the best label, and only when it beats the
+runner-up by that much. An embedding already on the item (from an upstream text-embedding
+stage) is reused.
 """
 
 from __future__ import annotations
@@ -11,29 +14,56 @@ import numpy as np
 
 from streamvane_worker.config import TaggingParams
 from streamvane_worker.inference.backend import EmbeddingArray
+from streamvane_worker.inference.embedder import Embedder
 from streamvane_worker.stages.base import Stage, StageContext, StageKind
 from streamvane_worker.stages.item import ContentItem, Tag
-from streamvane_worker.stages.zero_shot import zero_shot_stage
+from streamvane_worker.stages.label_scoring import ClassTexts
+from streamvane_worker.stages.scored import Annotator, class_scores, embed_classes, scored_stage
 
 
-def top_tags(scores: EmbeddingArray, names: list[str], top_k: int, min_score: float) -> list[Tag]:
-    """The best ``top_k`` labels of one item's similarity row, best first (pure)."""
-    order = np.argsort(-scores, kind="stable")[:top_k]
+def top_tags(scores: EmbeddingArray, names: list[str], params: TaggingParams) -> list[Tag]:
+    """The tags of one item's score row, best first (pure)."""
+    order = np.argsort(-scores, kind="stable")
+    if params.min_margin is not None:
+        runner_up = scores[order[1]] if len(order) > 1 else -np.inf
+        order = order[:1] if scores[order[0]] - runner_up >= params.min_margin else order[:0]
     return [
         Tag(name=names[j], score=round(float(scores[j]), 6))
-        for j in order
-        if scores[j] >= min_score
+        for j in order[: params.top_k]
+        if scores[j] >= params.min_score
     ]
+
+
+def with_examples(params: TaggingParams, examples: dict[str, list[str]]) -> TaggingParams:
+    """``params`` with more example texts per label name; an unknown name is a ValueError."""
+    names = [label.name for label in params.labels]
+    unknown = sorted(set(examples) - set(names))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among the stage's labels {names}")
+    labels = [
+        label.model_copy(update={"examples": [*label.examples, *examples.get(label.name, [])]})
+        for label in params.labels
+    ]
+    return params.model_copy(update={"labels": labels})
+
+
+async def annotator(params: TaggingParams, embedder: Embedder) -> Annotator:
+    classes = [ClassTexts(label.name, label.description, label.examples) for label in params.labels]
+    scores = class_scores(params.mode, await embed_classes(embedder, classes))
+    names = [label.name for label in params.labels]
+    return Annotator(
+        lambda vector: {"tags": top_tags(scores(vector[np.newaxis])[0], names, params)},
+        {
+            "mode": params.mode.value,
+            "labels": len(names),
+            "examples": sum(len(c.examples) for c in classes),
+        },
+    )
 
 
 async def create(ctx: StageContext) -> Stage[ContentItem]:
     params = TaggingParams.model_validate(ctx.params)
-    names = [label.name for label in params.labels]
-    return await zero_shot_stage(
-        ctx,
-        [label.description for label in params.labels],
-        lambda scores: {"tags": top_tags(scores, names, params.top_k, params.min_score)},
-    )
+    return await scored_stage(ctx, lambda embedder: annotator(params, embedder))
 
 
 KIND = StageKind(create, ContentItem, ContentItem)

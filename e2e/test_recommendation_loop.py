@@ -22,12 +22,12 @@ USERS = 8
 SEED = 10
 WAIT_S = 300
 """Per step; every wait ends as soon as its condition holds."""
-MIN_IMPROVED = 6
-MIN_GAIN = 0.06
+MIN_IMPROVED = 5
+MIN_GAIN = 0.08
 """Mean gain in taste match (top 5) over the users. If the recommendations did not follow the
-engagements but were drawn at random from the catalogue, 6 of 8 users improving together with
-a mean gain of 0.06 happens about 1 time in 300 (simulated from the same embeddings); the
-simulator over an exact stand-in for the stages gains 0.06-0.16 across seeds."""
+engagements but were drawn at random from the catalogue, 5 of 8 users improving together with
+a mean gain of 0.08 happens about 1 time in 100 (simulated from the same embeddings); with this
+seed the stack gave 6 of 8 and a mean gain of 0.12 (2026-12-02)."""
 
 
 def test_simulated_users_recommendations_move_toward_their_tastes_when_they_engage(

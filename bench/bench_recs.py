@@ -24,8 +24,18 @@ alone on the same model (``recs-ranker``), interleaved over ``--rounds``, in sco
     ranking stage   a worker subprocess over a backlog of Candidates messages, Pulsar -> worker
                     -> Triton -> Pulsar, timed from the output topic's broker counters
 
+With ``--freshness`` (needs ``make stack-up``) it runs the three recommendation stages
+(user-profile -> candidate-retrieval -> ranking, the sample's batching) as worker processes
+over a synthetic catalogue, publishes view engagements for fresh users at a steady ``--rate``
+for ``--seconds``, and reports the seconds from each engagement being published to the first
+``Recommendations`` of its user that reflect it (p50, p99), the achieved rate, and each
+worker's CPU seconds per engagement (from /proc; Triton's own CPU is not included). The n-th
+engagement sent to a fresh user makes its profile version n, which the recommendations carry
+(``profileVersion``): that pairs them.
+
     python -m bench.bench_recs [--sizes 10000,100000] [--queries 1000] [--ef 128]
     python -m bench.bench_recs --sizes "" --ranking [--rounds 3] [--messages 2000]
+    python -m bench.bench_recs --sizes "" --freshness [--rate 200] [--seconds 30]
 """
 
 from __future__ import annotations
@@ -36,10 +46,12 @@ import itertools
 import json
 import math
 import os
+import re
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -372,9 +384,25 @@ def freshness_lags(
     return lags
 
 
+PROFILE_VERSION = re.compile(rb'"(?:profileVersion|version)":\s*(\d+)')
+"""The one integer version field of a UserProfile (``version``), Candidates (its profile's
+``version``) or Recommendations (``profileVersion``; the model's version is a string)."""
+
+
+def profile_version(payload: bytes) -> int:
+    """The profile version a stage output is for, found without decoding the whole message (a
+    Recommendations message is ~90 KB of JSON: decoding 200 a second would take the CPU the
+    workers are measured on)."""
+    found = PROFILE_VERSION.search(payload)
+    if found is None:
+        raise ValueError("no profile version in the message")
+    return int(found.group(1))
+
+
 @dataclass(frozen=True)
 class Freshness:
-    lags_s: list[float]
+    lags_s: dict[str, list[float]]
+    """Per stage, the lag of each engagement to that stage's output for it."""
     sent: int
     rate: float
     """Achieved publishing rate, engagements/s."""
@@ -396,16 +424,21 @@ def measure_freshness_once(
     items = _catalogue(rng)
     publish(c, catalogue, items)
     configs = _stage_configs(stack, base, catalogue)
-    arrived: dict[tuple[str, int], float] = {}
+    # Arrival of each (user, profile version) on each stage's output topic.
+    arrived: list[dict[tuple[str, int], float]] = [{} for _ in configs]
 
-    def on_recommendations(consumer: pulsar.Consumer, message: pulsar.Message) -> None:
-        doc = json.loads(message.data())
-        arrived.setdefault((doc["userId"], int(doc["profileVersion"])), time.monotonic())
-        consumer.acknowledge(message)
+    def listener(hop: int) -> Callable[[pulsar.Consumer, pulsar.Message], None]:
+        def on_message(consumer: pulsar.Consumer, message: pulsar.Message) -> None:
+            key = (message.partition_key(), profile_version(message.data()))
+            arrived[hop].setdefault(key, time.monotonic())
+            consumer.acknowledge(message)
 
-    consumer = c.subscribe(
-        configs[-1]["outputs"][0], "bench-freshness", message_listener=on_recommendations
-    )
+        return on_message
+
+    consumers = [
+        c.subscribe(config["outputs"][0], "bench-freshness", message_listener=listener(hop))
+        for hop, config in enumerate(configs)
+    ]
     workers = [WorkerProcess(config, tmp).start() for config in configs]
     producer = c.create_producer(
         configs[0]["input"]["topic"], batching_enabled=False, block_if_queue_full=True
@@ -428,7 +461,7 @@ def measure_freshness_once(
         producer.flush()
         publishing = time.monotonic() - started
         deadline = time.monotonic() + 120
-        while len(arrived) < len(sent) and time.monotonic() < deadline:
+        while len(arrived[-1]) < len(sent) and time.monotonic() < deadline:
             time.sleep(0.1)
         cpu = [
             cpu_seconds(w.proc.pid) - b for w, b in zip(workers, cpu_before, strict=True) if w.proc
@@ -438,11 +471,14 @@ def measure_freshness_once(
     finally:
         for worker in workers:
             worker.kill()
-        consumer.close()
+        for consumer in consumers:
+            consumer.close()
         c.close()
     stages = [config["stage"] for config in configs]
     return Freshness(
-        lags_s=freshness_lags(sent, dict(arrived)),
+        lags_s={
+            stage: freshness_lags(sent, dict(a)) for stage, a in zip(stages, arrived, strict=True)
+        },
         sent=len(sent),
         rate=len(sent) / publishing,
         cpu_s={stage: spent / len(sent) for stage, spent in zip(stages, cpu, strict=True)},
@@ -459,33 +495,31 @@ def measure_freshness(rate: float, seconds: float) -> None:
         run = measure_freshness_once(
             stack.endpoints, Path(tmp), rate, seconds, np.random.default_rng(13)
         )
+
+    def percentiles(lags: list[float]) -> str:
+        if not lags:
+            return "none"
+        p50, p99 = (float(np.percentile(lags, q)) for q in (50, 99))
+        return f"{p50:.3f} s / {p99:.3f} s"
+
+    *hops, last = run.lags_s.items()
     table = Table(
-        title=f"freshness: engagement published -> the user's updated recommendations "
-        f"(user-profile -> candidate-retrieval -> ranking, one worker process each, "
-        f"{FRESH_USERS} users)"
+        title="freshness: engagement published -> the user's updated recommendations "
+        f"(one worker process per stage, {FRESH_USERS} users)"
     )
-    for column in (
-        "engagements",
-        "rate (achieved)",
-        "answered",
-        "p50 s",
-        "p99 s",
-        "CPU ms / engagement",
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    cpu = ", ".join(f"{stage} {1000 * spent:.2f}" for stage, spent in run.cpu_s.items())
+    for name, value in (
+        ("engagements published", f"{run.sent:,} at {run.rate:,.0f}/s (asked {rate:,.0f}/s)"),
+        ("answered by updated recommendations", f"{len(last[1]):,}"),
+        ("freshness p50 / p99", percentiles(last[1])),
+        *((f"  of which to {stage}'s output", percentiles(lags)) for stage, lags in hops),
+        ("worker CPU ms per engagement", f"{cpu} (total {1000 * sum(run.cpu_s.values()):.2f})"),
+        ("load average (1, 5, 15 min)", " ".join(f"{x:.1f}" for x in os.getloadavg())),
     ):
-        table.add_column(column, justify="right")
-    lags = run.lags_s
-    p50, p99 = (np.percentile(lags, q) for q in (50, 99)) if lags else (math.nan, math.nan)
-    table.add_row(
-        f"{run.sent:,}",
-        f"{run.rate:,.0f}/s (asked {rate:,.0f}/s)",
-        f"{len(lags):,}",
-        f"{p50:.3f}",
-        f"{p99:.3f}",
-        ", ".join(f"{stage} {1000 * s:.2f}" for stage, s in run.cpu_s.items())
-        + f"; total {1000 * sum(run.cpu_s.values()):.2f}",
-    )
+        table.add_row(name, value)
     Console().print(table)
-    Console().print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 def main(

@@ -140,7 +140,9 @@ def _print(
     enriched: Mapping[str, Mapping[str, Any]],
 ) -> None:
     table = Table(title=f"Top {TOP} recommendations before and after engaging", show_lines=True)
-    for column in ("user (hidden taste)", "before: after one stray click", "taste", "after"):
+    rounds = len(trajectories[0].served) - 1 if trajectories else 0
+    after = f"after {rounds} round{'s' if rounds > 1 else ''}"
+    for column in ("user (hidden taste)", "before: after one stray click", "taste", after):
         table.add_column(column)
     table.add_column("taste", justify="right")
 

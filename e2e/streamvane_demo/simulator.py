@@ -226,11 +226,15 @@ def close_loop(
         for u in users
     )
     ids = [u.user_id for u in users]
-    served = [loop.until_answered(ids, timeout_s, lambda n: progress("first click", n))]
+
+    def step(name: str) -> Callable[[int], None]:
+        return lambda done: progress(name, done)
+
+    served = [loop.until_answered(ids, timeout_s, step("first click"))]
     for r in range(1, rounds + 1):
         for u in users:
             loop.send(answer(u, served[-1][u.user_id], vectors, rng, now_utc()))
-        served.append(loop.until_answered(ids, timeout_s, lambda n, r=r: progress(f"round {r}", n)))
+        served.append(loop.until_answered(ids, timeout_s, step(f"round {r}")))
     return [Trajectory(u, tuple(s[u.user_id] for s in served)) for u in users]
 
 

@@ -149,6 +149,10 @@ bench-workers: install models ## Triton alone vs Pulsar -> worker -> Triton -> P
 demo: install system-deps models ## The main job: local stack + operator + sample pipeline + content items, with a summary
 	$(PY) -m streamvane_demo
 
+.PHONY: demo-recs
+demo-recs: install system-deps models ## Recommendations: content + recommendation samples, simulated users' recommendations before and after they engage (ARGS="--users 4 --rounds 1")
+	$(PY) -m streamvane_demo.recs $(ARGS)
+
 .PHONY: demo-regions
 demo-regions: install system-deps models ## One Pipeline in three regions: waves, bake, a bad revision caught and rolled back (multi-region stack)
 	STREAMVANE_REGIONS=$${STREAMVANE_REGIONS:-3} $(PY) -m streamvane_demo.regions

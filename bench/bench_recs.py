@@ -24,23 +24,42 @@ alone on the same model (``recs-ranker``), interleaved over ``--rounds``, in sco
     ranking stage   a worker subprocess over a backlog of Candidates messages, Pulsar -> worker
                     -> Triton -> Pulsar, timed from the output topic's broker counters
 
+With ``--freshness`` (needs ``make stack-up``) it runs the three recommendation stages
+(user-profile -> candidate-retrieval -> ranking, the sample's batching) as worker processes
+over a synthetic catalogue, publishes view engagements for fresh users at a steady ``--rate``
+for ``--seconds``, and reports the seconds from each engagement being published to the first
+``Recommendations`` of its user that reflect it (p50, p99), the achieved rate, and each
+worker's CPU seconds per engagement (from /proc; Triton's own CPU is not included). The n-th
+engagement sent to a fresh user makes its profile version n, which the recommendations carry
+(``profileVersion``): that pairs them.
+
     python -m bench.bench_recs [--sizes 10000,100000] [--queries 1000] [--ef 128]
     python -m bench.bench_recs --sizes "" --ranking [--rounds 3] [--messages 2000]
+    python -m bench.bench_recs --sizes "" --freshness [--rate 200] [--seconds 30]
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import json
 import math
+import os
+import re
 import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
+import pulsar
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -280,6 +299,229 @@ def measure_ranking(rounds: int, messages: int) -> None:
     Console().print(table)
 
 
+FRESH_USERS = 1000
+"""Users the paced engagements cycle over (a fresh set per run: the n-th engagement sent to a
+user makes its profile version n, which its Recommendations carry as ``profileVersion``)."""
+FRESH_TOPK = 20
+
+
+def _stage_configs(stack: Any, base: str, catalogue: str) -> list[dict[str, Any]]:
+    """Worker configs of the sample's three stages, engagements -> recommendations, with the
+    sample's batching, reading ``catalogue``."""
+    from tests.integration.worker.pipeline import Topics, worker_config
+
+    def topics(source: str, sink: str) -> Topics:
+        return Topics(f"{base}-{source}", f"{base}-{sink}", f"{base}-{sink}-dlq")
+
+    keyed = {"subscriptionType": "Key_Shared"}
+    batching = {"maxBatchSize": 64, "maxDelayMs": 5}
+    return [
+        worker_config(
+            stack,
+            topics("engagements", "profiles"),
+            "user-profile",
+            input=keyed,
+            inference=None,
+            state={"topic": f"{base}-profiles-state"},
+            batching=batching,
+            params={"catalogueTopic": catalogue, "halfLifeS": 3600},
+        ),
+        worker_config(
+            stack,
+            topics("profiles", "candidates"),
+            "candidate-retrieval",
+            input=keyed,
+            inference=None,
+            batching=batching,
+            params={"catalogueTopic": catalogue, "topK": FRESH_TOPK},
+        ),
+        worker_config(
+            stack,
+            topics("candidates", "recommendations"),
+            "ranking",
+            input=keyed,
+            inference={"tritonUrl": stack.triton_grpc, "modelName": RANKER},
+            batching={**batching, "maxBatchSize": MESSAGES_PER_BATCH},
+            params={"catalogueTopic": catalogue, "topK": 10},
+        ),
+    ]
+
+
+def _engagement(user: str, item: str, n: int) -> bytes:
+    return json.dumps(
+        {
+            "userId": user,
+            "itemId": item,
+            "eventType": "view",
+            "dwellMs": 10_000,
+            "requestId": f"bench-{n}",
+            "eventTime": datetime.now(UTC).isoformat(),
+        }
+    ).encode()
+
+
+def freshness_lags(
+    sent: dict[tuple[str, int], float], arrived: dict[tuple[str, int], float]
+) -> list[float]:
+    """Seconds from each engagement (user, profile version it makes) being published to the
+    first recommendations of that user at that version or later; engagements never answered
+    are left out (pure)."""
+    by_user: dict[str, list[tuple[int, float]]] = {}
+    for (user, version), at in arrived.items():
+        by_user.setdefault(user, []).append((version, at))
+    # Per user, versions ascending with the earliest arrival among this version and later ones.
+    earliest: dict[str, tuple[list[int], list[float]]] = {}
+    for user, entries in by_user.items():
+        entries.sort()
+        suffix = list(itertools.accumulate(reversed([at for _, at in entries]), min))[::-1]
+        earliest[user] = ([v for v, _ in entries], suffix)
+    lags = []
+    for (user, version), at in sent.items():
+        versions, first = earliest.get(user, ([], []))
+        k = bisect.bisect_left(versions, version)
+        if k < len(versions):
+            lags.append(first[k] - at)
+    return lags
+
+
+PROFILE_VERSION = re.compile(rb'"(?:profileVersion|version)":\s*(\d+)')
+"""The one integer version field of a UserProfile (``version``), Candidates (its profile's
+``version``) or Recommendations (``profileVersion``; the model's version is a string)."""
+
+
+def profile_version(payload: bytes) -> int:
+    """The profile version a stage output is for, found without decoding the whole message (a
+    Recommendations message is ~90 KB of JSON: decoding 200 a second would take the CPU the
+    workers are measured on)."""
+    found = PROFILE_VERSION.search(payload)
+    if found is None:
+        raise ValueError("no profile version in the message")
+    return int(found.group(1))
+
+
+@dataclass(frozen=True)
+class Freshness:
+    lags_s: dict[str, list[float]]
+    """Per stage, the lag of each engagement to that stage's output for it."""
+    sent: int
+    rate: float
+    """Achieved publishing rate, engagements/s."""
+    cpu_s: dict[str, float]
+    """CPU seconds per engagement of each stage's worker process."""
+
+
+def measure_freshness_once(
+    stack: Any, tmp: Path, rate: float, seconds: float, rng: np.random.Generator
+) -> Freshness:
+    """The three stages as worker processes on the stack; engagements published at a steady
+    ``rate`` for ``seconds``; each one's lag to its user's updated recommendations."""
+    from bench.bench_workers import cpu_seconds
+    from tests.integration.worker.pipeline import WorkerProcess, client, publish
+
+    base = f"persistent://public/default/bench-fresh-{uuid.uuid4().hex[:8]}"
+    catalogue = f"{base}-catalogue"
+    c = client(stack)
+    items = _catalogue(rng)
+    publish(c, catalogue, items)
+    configs = _stage_configs(stack, base, catalogue)
+    # Arrival of each (user, profile version) on each stage's output topic.
+    arrived: list[dict[tuple[str, int], float]] = [{} for _ in configs]
+
+    def listener(hop: int) -> Callable[[pulsar.Consumer, pulsar.Message], None]:
+        def on_message(consumer: pulsar.Consumer, message: pulsar.Message) -> None:
+            key = (message.partition_key(), profile_version(message.data()))
+            arrived[hop].setdefault(key, time.monotonic())
+            consumer.acknowledge(message)
+
+        return on_message
+
+    consumers = [
+        c.subscribe(config["outputs"][0], "bench-freshness", message_listener=listener(hop))
+        for hop, config in enumerate(configs)
+    ]
+    workers = [WorkerProcess(config, tmp).start() for config in configs]
+    producer = c.create_producer(
+        configs[0]["input"]["topic"], batching_enabled=False, block_if_queue_full=True
+    )
+    try:
+        for worker in workers:
+            worker.wait_started(timeout=180)
+        users = [f"user-{uuid.uuid4().hex[:6]}-{k}" for k in range(FRESH_USERS)]
+        picks = rng.integers(0, len(items), int(rate * seconds))
+        sent: dict[tuple[str, int], float] = {}
+        versions: dict[str, int] = {}
+        cpu_before = [cpu_seconds(w.proc.pid) for w in workers if w.proc]
+        started = time.monotonic()
+        for n, pick in enumerate(picks):
+            time.sleep(max(0.0, started + n / rate - time.monotonic()))
+            user = users[n % len(users)]
+            versions[user] = versions.get(user, 0) + 1
+            sent[(user, versions[user])] = time.monotonic()
+            producer.send_async(_engagement(user, items[pick]["id"], n), None, partition_key=user)
+        producer.flush()
+        publishing = time.monotonic() - started
+        deadline = time.monotonic() + 120
+        while len(arrived[-1]) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        cpu = [
+            cpu_seconds(w.proc.pid) - b for w, b in zip(workers, cpu_before, strict=True) if w.proc
+        ]
+        for worker in workers:
+            worker.terminate()
+    finally:
+        for worker in workers:
+            worker.kill()
+        for consumer in consumers:
+            consumer.close()
+        c.close()
+    stages = [config["stage"] for config in configs]
+    return Freshness(
+        lags_s={
+            stage: freshness_lags(sent, dict(a)) for stage, a in zip(stages, arrived, strict=True)
+        },
+        sent=len(sent),
+        rate=len(sent) / publishing,
+        cpu_s={stage: spent / len(sent) for stage, spent in zip(stages, cpu, strict=True)},
+    )
+
+
+def measure_freshness(rate: float, seconds: float) -> None:
+    from streamvane_stack import Stack
+
+    stack = Stack()
+    if not stack.is_ready():
+        raise typer.BadParameter("the local stack is not running: run `make stack-up`")
+    with tempfile.TemporaryDirectory() as tmp:
+        run = measure_freshness_once(
+            stack.endpoints, Path(tmp), rate, seconds, np.random.default_rng(13)
+        )
+
+    def percentiles(lags: list[float]) -> str:
+        if not lags:
+            return "none"
+        p50, p99 = (float(np.percentile(lags, q)) for q in (50, 99))
+        return f"{p50:.3f} s / {p99:.3f} s"
+
+    *hops, last = run.lags_s.items()
+    table = Table(
+        title="freshness: engagement published -> the user's updated recommendations "
+        f"(one worker process per stage, {FRESH_USERS} users)"
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    cpu = ", ".join(f"{stage} {1000 * spent:.2f}" for stage, spent in run.cpu_s.items())
+    for name, value in (
+        ("engagements published", f"{run.sent:,} at {run.rate:,.0f}/s (asked {rate:,.0f}/s)"),
+        ("answered by updated recommendations", f"{len(last[1]):,}"),
+        ("freshness p50 / p99", percentiles(last[1])),
+        *((f"  of which to {stage}'s output", percentiles(lags)) for stage, lags in hops),
+        ("worker CPU ms per engagement", f"{cpu} (total {1000 * sum(run.cpu_s.values()):.2f})"),
+        ("load average (1, 5, 15 min)", " ".join(f"{x:.1f}" for x in os.getloadavg())),
+    ):
+        table.add_row(name, value)
+    Console().print(table)
+
+
 def main(
     sizes: Annotated[str, typer.Option(help="Catalogue sizes, comma separated.")] = "10000,100000",
     queries: Annotated[int, typer.Option(help="Queries per size.")] = 1000,
@@ -290,11 +532,21 @@ def main(
     ] = False,
     rounds: Annotated[int, typer.Option(min=1, help="Ranking rounds (medians shown).")] = 3,
     messages: Annotated[int, typer.Option(min=10, help="Candidates messages per round.")] = 2000,
+    freshness: Annotated[
+        bool,
+        typer.Option(
+            help="Also engagement -> updated recommendations latency (needs the local stack)."
+        ),
+    ] = False,
+    rate: Annotated[float, typer.Option(min=1, help="Freshness: engagements per second.")] = 200,
+    seconds: Annotated[float, typer.Option(min=1, help="Freshness: seconds of engagements.")] = 30,
 ) -> None:
     """Retrieval recall@10 against brute force, queries/s per core, adds/s, index size;
     with --ranking, ranking throughput against Triton alone."""
     if ranking:
         measure_ranking(rounds, messages)
+    if freshness:
+        measure_freshness(rate, seconds)
     if not sizes:
         return
     params = HnswParams(ef_search=ef)

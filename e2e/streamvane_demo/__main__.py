@@ -8,7 +8,6 @@ waits for every enriched item on the sink topic and prints what happened.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,44 +17,24 @@ from typing import Annotated, Any
 import httpx
 import pulsar
 import typer
-import yaml
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from process_runner import harness
 from process_runner.kubectl import kubectl
 from streamvane_demo.report import PipelineRun, StageCounts, latency_percentiles, sample_rows
-from streamvane_stack import Endpoints, Stack
-from streamvane_stack.manifests import for_stack
+from streamvane_demo.session import (
+    NAMESPACE,
+    apply,
+    collect,
+    console,
+    demo_cluster,
+    load_items,
+    sample,
+    wait_ready,
+)
+from streamvane_stack import Endpoints
 from streamvane_stack.publish import PublishFailed, send_all
 
-REPO = Path(__file__).resolve().parents[2]
-ITEMS_FILE = Path(__file__).with_name("content_items.jsonl")
-SAMPLES = REPO / "crds" / "samples"
-NAMESPACE = "streamvane-demo"
-
-# Piped output (make, CI logs) gets a width that fits the summary tables.
-console = Console() if sys.stdout.isatty() else Console(width=130)
 app = typer.Typer(add_completion=False, help=__doc__)
-
-
-def _report(line: str) -> None:
-    console.print(f"[cyan]stack[/cyan] {line}")
-
-
-def _check(result: Any, what: str) -> None:
-    if result.returncode != 0:
-        console.print(f"[red]{what} failed:[/red] {result.stderr.strip()}")
-        raise typer.Exit(1)
-
-
-def load_items(count: int) -> list[dict[str, Any]]:
-    """``count`` items cycling through the shipped set, each with a unique id."""
-    base = [json.loads(line) for line in ITEMS_FILE.read_text().splitlines() if line.strip()]
-    return [
-        {**base[i % len(base)], "id": f"{base[i % len(base)]['id']}-{i:05d}"} for i in range(count)
-    ]
 
 
 def pipeline_manifest(
@@ -63,30 +42,9 @@ def pipeline_manifest(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The sample Pipeline, pointed at this stack and at a fresh Pulsar namespace so counts
     start at zero."""
-    pipeline = _sample("pipeline-content-understanding.yaml", stack)
-    pipeline["metadata"]["namespace"] = NAMESPACE
+    pipeline = sample("pipeline-content-understanding.yaml", stack)
     pipeline["spec"]["pulsar"]["namespace"] = pulsar_namespace
-    backend = _sample("inferencebackend-triton-local.yaml", stack)
-    backend["metadata"]["namespace"] = NAMESPACE
-    return pipeline, [backend, pipeline]
-
-
-def _sample(name: str, stack: Endpoints) -> dict[str, Any]:
-    return for_stack(yaml.safe_load((SAMPLES / name).read_text()), stack)
-
-
-def wait_ready(stack: Endpoints, name: str, timeout_s: float) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        result = kubectl(stack.kubeconfig, "get", "pipeline", name, "-n", NAMESPACE, "-o", "json")
-        if result.returncode != 0:
-            return None
-        obj: dict[str, Any] = json.loads(result.stdout)
-        conditions = obj.get("status", {}).get("conditions", [])
-        return (
-            obj if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
-        )
-
-    return harness.wait_for(f"Pipeline {name} Ready", ready, timeout_s)  # type: ignore[return-value]
+    return pipeline, [sample("inferencebackend-triton-local.yaml", stack), pipeline]
 
 
 def topic_counts(admin_url: str, topic: str) -> int:
@@ -107,38 +65,8 @@ def main(
     ] = False,
 ) -> None:
     """Run the sample content-understanding pipeline end to end and print a summary."""
-    stack_ = Stack()
-    with console.status("starting the local stack (first run fetches and builds, see progress)"):
-        stack = stack_.up(_report)
-    run_dir = stack.cache / "run" / "demo"
-    console.print("[bold]1/4[/bold] CRDs, operator and process runner")
-    _check(kubectl(stack.kubeconfig, "apply", "-f", str(REPO / "crds")), "kubectl apply crds")
-    namespace = kubectl(
-        stack.kubeconfig, "create", "namespace", NAMESPACE, "--dry-run=client", "-o", "yaml"
-    ).stdout
-    _check(
-        kubectl(stack.kubeconfig, "apply", "-f", "-", stdin=namespace), "kubectl apply namespace"
-    )
-    operator = harness.operator(stack.kubeconfig, [NAMESPACE], run_dir / "operator.log").start()
-    runner = harness.runner(
-        stack.kubeconfig, [NAMESPACE], run_dir / "runner.log", log_dir=run_dir / "workers"
-    ).start()
-    try:
+    with demo_cluster("demo", keep_running, step="[bold]1/4[/bold] ") as (stack, run_dir):
         _run(stack, items, timeout, run_dir)
-    finally:
-        if not keep_running:
-            console.print(
-                "stopping: deleting the Pipeline (Retain keeps its topics), operator, runner"
-            )
-            kubectl(
-                stack.kubeconfig, "delete", "pipeline", "--all", "-n", NAMESPACE, "--timeout=60s"
-            )
-            runner.stop()
-            operator.stop()
-    console.print(
-        f"\nThe stack is still up: export KUBECONFIG={stack.kubeconfig}; "
-        "kubectl get pipelines -A; `make stack-down` stops it."
-    )
 
 
 def _run(stack: Endpoints, count: int, timeout_s: float, run_dir: Path) -> None:
@@ -148,10 +76,7 @@ def _run(stack: Endpoints, count: int, timeout_s: float, run_dir: Path) -> None:
     console.print(
         f"[bold]2/4[/bold] kubectl apply Pipeline {name} (Pulsar namespace {pulsar_namespace})"
     )
-    _check(
-        kubectl(stack.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(manifests)),
-        "kubectl apply pipeline",
-    )
+    apply(stack, manifests, "pipeline")
     started = time.monotonic()
     with console.status("waiting for topics, subscriptions and workers (Pipeline Ready)"):
         wait_ready(stack, name, timeout_s=180)
@@ -178,7 +103,7 @@ def _run(stack: Endpoints, count: int, timeout_s: float, run_dir: Path) -> None:
         except PublishFailed as e:
             console.print(f"[red]not every item was published: {e}[/red]")
             raise typer.Exit(1) from e
-        results = _collect(sink, sent_at, timeout_s)
+        results = collect(sink, sent_at, timeout_s, "[bold]4/4[/bold] enriched items")
     finally:
         client.close()
     counts = [
@@ -191,33 +116,6 @@ def _run(stack: Endpoints, count: int, timeout_s: float, run_dir: Path) -> None:
         for stage in run.stages
     ]
     _print_summary(counts, results, sent_at)
-
-
-def _collect(
-    sink: pulsar.Consumer, sent_at: dict[str, float], timeout_s: float
-) -> dict[str, tuple[float, dict[str, Any]]]:
-    """Enriched items by id, with their arrival time; stops when all arrived or at timeout."""
-    received: dict[str, tuple[float, dict[str, Any]]] = {}
-    deadline = time.monotonic() + timeout_s
-    columns = (
-        TextColumn("[bold]4/4[/bold] enriched items"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("sink", total=len(sent_at))
-        while len(received) < len(sent_at) and time.monotonic() < deadline:
-            try:
-                message = sink.receive(timeout_millis=1000)
-            except pulsar.Timeout:
-                continue
-            item = json.loads(message.data())
-            if item["id"] in sent_at and item["id"] not in received:
-                received[item["id"]] = (time.monotonic(), item)
-                progress.update(task, completed=len(received))
-            sink.acknowledge(message)
-    return received
 
 
 def _print_summary(

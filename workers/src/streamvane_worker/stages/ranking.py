@@ -31,6 +31,7 @@ from streamvane_worker.stages.recommendation import (
     RankedItem,
     RankingFeatures,
     Recommendations,
+    request_id,
 )
 
 log = structlog.get_logger(__name__)
@@ -121,6 +122,7 @@ class Ranking:
                 model=model,
                 user_features=users[i].tolist(),
                 profile_version=message.profile.version,
+                request_id=request_id(message.profile),
                 candidates_scored=len(mine),
                 ranked_at=now,
             )

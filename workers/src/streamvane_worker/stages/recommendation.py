@@ -10,6 +10,7 @@ user's messages in order on one replica. The schemas are documented in workers/R
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from enum import StrEnum
 
@@ -76,6 +77,17 @@ class UserProfile(Message):
         return self.user_id
 
 
+REQUEST_IDS = uuid.UUID("6f1c2a3e-5d0b-4c8e-9a51-2f7d3b9e0c14")
+"""Namespace of the request ids of served recommendations (uuid5)."""
+
+
+def request_id(profile: UserProfile) -> str:
+    """The id of the recommendations served for ``profile``: the same for a redelivered
+    profile, another for every new version (and for a user whose state started again)."""
+    key = f"{profile.user_id}\n{profile.version}\n{profile.updated_at.isoformat()}"
+    return str(uuid.uuid5(REQUEST_IDS, key))
+
+
 class Candidate(Wire):
     item_id: str
     score: float = Field(..., description="Cosine similarity of the item to the profile.")
@@ -135,6 +147,10 @@ class Recommendations(Message):
         description="The model's ``user`` row: the profile vector, as the model saw it.",
     )
     profile_version: int = Field(..., ge=0, description="Version of the profile ranked for.")
+    request_id: str | None = Field(
+        None,
+        description="Id of this served list (``request_id``); engagements answering it carry it.",
+    )
     candidates_scored: int = Field(..., ge=0, description="Candidates the model scored.")
     ranked_at: datetime
 

@@ -103,14 +103,7 @@ def _nearest(
 def test_recommendation_pipeline_ranks_the_catalogue_without_blocked_or_deleted_items(
     cluster: Cluster,
 ) -> None:
-    assert cluster.apply(cluster.sample("inferencebackend-triton-local.yaml")).returncode == 0
-    assert cluster.apply(cluster.sample("pipeline-content-understanding.yaml")).returncode == 0
-    recs = cluster.sample("pipeline-recommendation.yaml")
-    for stage in recs["spec"]["stages"]:
-        stage["params"]["catalogueTopic"] = cluster.topic("content-enriched")
-    assert cluster.apply(recs).returncode == 0
-    cluster.wait_ready("content-understanding", timeout_s=300)
-    ready = cluster.wait_ready("recommendation", timeout_s=300)
+    ready = cluster.apply_recommendation_samples(timeout_s=300)
     assert ready["status"]["stagesReady"] == "3/3"
     assert "recommendation-profiles-state" in cluster.pulsar_topics()
 

@@ -33,14 +33,7 @@ seed the stack gave 6 of 8 and a mean gain of 0.12 (2026-12-02)."""
 def test_simulated_users_recommendations_move_toward_their_tastes_when_they_engage(
     cluster: Cluster,
 ) -> None:
-    assert cluster.apply(cluster.sample("inferencebackend-triton-local.yaml")).returncode == 0
-    assert cluster.apply(cluster.sample("pipeline-content-understanding.yaml")).returncode == 0
-    recs = cluster.sample("pipeline-recommendation.yaml")
-    for stage in recs["spec"]["stages"]:
-        stage["params"]["catalogueTopic"] = cluster.topic("content-enriched")
-    assert cluster.apply(recs).returncode == 0
-    cluster.wait_ready("content-understanding", timeout_s=WAIT_S)
-    cluster.wait_ready("recommendation", timeout_s=WAIT_S)
+    cluster.apply_recommendation_samples(timeout_s=WAIT_S)
 
     items = [json.loads(line) for line in DEMO_ITEMS.read_text().splitlines() if line.strip()]
     cluster.publish("content-items", items)

@@ -61,6 +61,18 @@ class Cluster:
     def apply(self, doc: dict[str, Any], namespace: str | None = None) -> Any:
         return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc), namespace=namespace)
 
+    def apply_recommendation_samples(self, timeout_s: float) -> dict[str, Any]:
+        """The content sample and the recommendation sample chained to it (its catalogue is
+        the content pipeline's output), both Ready; returns the recommendation Pipeline."""
+        assert self.apply(self.sample("inferencebackend-triton-local.yaml")).returncode == 0
+        assert self.apply(self.sample("pipeline-content-understanding.yaml")).returncode == 0
+        recs = self.sample("pipeline-recommendation.yaml")
+        for stage in recs["spec"]["stages"]:
+            stage["params"]["catalogueTopic"] = self.topic("content-enriched")
+        assert self.apply(recs).returncode == 0
+        self.wait_ready("content-understanding", timeout_s=timeout_s)
+        return self.wait_ready("recommendation", timeout_s=timeout_s)
+
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The object as stored, managedFields included (kubectl leaves them out by default)."""
         result = self.kubectl(

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +76,22 @@ def _compact(stack: Any, topic: str) -> None:
     httpx.put(f"{stack.pulsar_admin_url}/admin/v2/{path}/compaction", timeout=10).raise_for_status()
 
 
-def test_user_profile_loses_no_update_and_applies_none_twice_when_its_worker_is_sigkilled(
-    stack: Any, pulsar_client: pulsar.Client, workers: list[WorkerProcess], tmp_path: Path
-) -> None:
+@dataclass(frozen=True)
+class ProfileRun:
+    """A user-profile worker config over a fresh catalogue, its input producer and output."""
+
+    config: dict[str, Any]
+    params: dict[str, Any]
+    state: str
+    out: Collector
+    producer: pulsar.Producer
+
+
+def _profile_run(stack: Any, client: pulsar.Client) -> ProfileRun:
     base = f"persistent://public/default/it-profile-{uuid.uuid4().hex[:8]}"
     catalogue, state = _topic(base, "catalogue"), _topic(base, "state")
     _send_keyed(
-        pulsar_client,
-        catalogue,
-        [(f"item-{k}", json.dumps(_item(k)).encode()) for k in range(ITEMS)],
+        client, catalogue, [(f"item-{k}", json.dumps(_item(k)).encode()) for k in range(ITEMS)]
     )
     params = {"catalogueTopic": catalogue, "halfLifeS": 600}
     config = _config(
@@ -98,47 +106,29 @@ def test_user_profile_loses_no_update_and_applies_none_twice_when_its_worker_is_
         state={"topic": state},
         params=params,
     )
-    out = Collector(pulsar_client, _topic(base, "out"))
-    worker = WorkerProcess(config, tmp_path).start()
-    workers.append(worker)
-    worker.wait_started(timeout=180)
+    out = Collector(client, _topic(base, "out"))
+    producer = client.create_producer(_topic(base, "in"), batching_enabled=False)
+    return ProfileRun(config, params, state, out, producer)
 
-    t0 = time.time()
-    kinds = ["view", "like", "share", "skip", "impression"]
-    events = [
-        {
-            "userId": f"user-{n % USERS}",
-            "itemId": f"item-{(n * 5) % ITEMS}",
-            "eventType": kinds[n % len(kinds)],
-            "dwellMs": (n * 997) % 40_000,
-            "requestId": f"req-{n}",
-            "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 + n)) + "Z",
-        }
-        for n in range(600)
-    ]
-    producer = pulsar_client.create_producer(_topic(base, "in"), batching_enabled=False)
-    first_half = threading.Event()
 
-    def publish() -> None:
-        for n, event in enumerate(events):
-            producer.send(json.dumps(event).encode(), partition_key=event["userId"])
-            if n == len(events) // 2:
-                first_half.set()
-            time.sleep(0.005)
+KINDS = ["view", "like", "share", "skip", "impression"]
 
-    publisher = threading.Thread(target=publish)
-    publisher.start()
-    assert first_half.wait(60)
-    out.until(50, timeout=60)
-    assert publisher.is_alive(), "the kill must come mid-stream"
-    worker.kill()  # SIGKILL: no drain, whatever was received and not acked is redelivered
-    _compact(stack, state)
-    restarted = WorkerProcess(config, tmp_path).start()
-    workers.append(restarted)
-    restarted.wait_started(timeout=180)
-    publisher.join(60)
-    producer.close()
 
+def _engagement(n: int, t0: float) -> dict[str, Any]:
+    return {
+        "userId": f"user-{n % USERS}",
+        "itemId": f"item-{(n * 5) % ITEMS}",
+        "eventType": KINDS[n % len(KINDS)],
+        "dwellMs": (n * 997) % 40_000,
+        "requestId": f"req-{n}",
+        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 + n)) + "Z",
+    }
+
+
+def _assert_every_update_applied_once(run: ProfileRun, events: list[dict[str, Any]]) -> None:
+    """Each user's newest profile has one version per engagement (a lost update shows as a
+    lower version, a double one higher) and is exactly the state of every engagement applied
+    once."""
     per_user: dict[str, int] = {}
     for event in events:
         per_user[event["userId"]] = per_user.get(event["userId"], 0) + 1
@@ -148,17 +138,16 @@ def test_user_profile_loses_no_update_and_applies_none_twice_when_its_worker_is_
     while time.monotonic() < deadline and any(
         latest.get(u, {}).get("version") != n for u, n in per_user.items()
     ):
-        out.until(len(out.messages) + 1, timeout=1)
-        for message in out.messages[read:]:
+        run.out.until(len(run.out.messages) + 1, timeout=1)
+        for message in run.out.messages[read:]:
             profile = json.loads(message.data())
             if profile["version"] > latest.get(profile["userId"], {}).get("version", -1):
                 latest[profile["userId"]] = profile
-        read = len(out.messages)
+        read = len(run.out.messages)
     versions = {u: p["version"] for u, p in latest.items()}
     assert versions == per_user, "a lost update shows as a lower version, a double one higher"
 
-    # And the state is exactly the one computed from every engagement applied once.
-    typed = UserProfileParams.model_validate(params)
+    typed = UserProfileParams.model_validate(run.params)
     for user, profile in latest.items():
         expected = EMPTY
         for event in (e for e in events if e["userId"] == user):
@@ -168,8 +157,90 @@ def test_user_profile_loses_no_update_and_applies_none_twice_when_its_worker_is_
         unit = expected.total / np.linalg.norm(expected.total)
         np.testing.assert_allclose(profile["vector"], unit, atol=1e-5)
         assert profile["recentItems"] == [item for item, _ in expected.recent]
+
+
+def test_user_profile_loses_no_update_and_applies_none_twice_when_its_worker_is_sigkilled(
+    stack: Any, pulsar_client: pulsar.Client, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    run = _profile_run(stack, pulsar_client)
+    worker = WorkerProcess(run.config, tmp_path).start()
+    workers.append(worker)
+    worker.wait_started(timeout=180)
+
+    t0 = time.time()
+    events = [_engagement(n, t0) for n in range(600)]
+    first_half = threading.Event()
+
+    def publish() -> None:
+        for n, event in enumerate(events):
+            run.producer.send(json.dumps(event).encode(), partition_key=event["userId"])
+            if n == len(events) // 2:
+                first_half.set()
+            time.sleep(0.005)
+
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    assert first_half.wait(60)
+    run.out.until(50, timeout=60)
+    assert publisher.is_alive(), "the kill must come mid-stream"
+    worker.kill()  # SIGKILL: no drain, whatever was received and not acked is redelivered
+    _compact(stack, run.state)
+    restarted = WorkerProcess(run.config, tmp_path).start()
+    workers.append(restarted)
+    restarted.wait_started(timeout=180)
+    publisher.join(60)
+    run.producer.close()
+
+    _assert_every_update_applied_once(run, events)
     assert restarted.events("state_rebuilt")[0]["keys"] > 0
     assert restarted.terminate() == 0
+
+
+KILLS = 10
+
+
+def test_user_profile_loses_no_update_across_ten_sigkills_of_two_key_shared_replicas(
+    stack: Any, pulsar_client: pulsar.Client, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    """Two replicas share the users (Key_Shared); one of them is SIGKILLed and replaced ten
+    times while engagements keep arriving, so keys move between replicas at every kill."""
+    run = _profile_run(stack, pulsar_client)
+    replicas = [WorkerProcess(run.config, tmp_path).start() for _ in range(2)]
+    workers.extend(replicas)
+    for replica in replicas:
+        replica.wait_started(timeout=180)
+
+    t0 = time.time()
+    events: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def publish() -> None:
+        while not done.is_set():
+            event = _engagement(len(events), t0)
+            run.producer.send(json.dumps(event).encode(), partition_key=event["userId"])
+            events.append(event)
+            time.sleep(0.01)
+
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    try:
+        for kill in range(KILLS):
+            produced = len(run.out.messages)
+            run.out.until(produced + 20, timeout=60)  # both replicas' work flows before each kill
+            victim = replicas[kill % 2]
+            victim.kill()
+            replicas[kill % 2] = WorkerProcess(run.config, tmp_path).start()
+            workers.append(replicas[kill % 2])
+            replicas[kill % 2].wait_started(timeout=180)
+    finally:
+        done.set()
+        publisher.join(60)
+    run.producer.close()
+
+    assert len(events) > 100
+    _assert_every_update_applied_once(run, events)
+    for replica in replicas:
+        assert replica.terminate() == 0
 
 
 def _profile(user: str, vector: list[float], recent: list[str]) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -166,7 +167,8 @@ def test_user_profile_loses_no_update_and_applies_none_twice_when_its_worker_is_
             vector = np.asarray(_vector(item), dtype=np.float32)
             expected = apply(expected, Engagement.model_validate(event), vector, typed) or expected
         unit = expected.total / np.linalg.norm(expected.total)
-        np.testing.assert_allclose(profile["vector"], unit, atol=1e-5)
+        logged = np.frombuffer(base64.b64decode(profile["vector"]), dtype="<f4")
+        np.testing.assert_allclose(logged, unit, atol=1e-5)
         assert profile["recentItems"] == [item for item, _ in expected.recent]
     assert restarted.events("state_rebuilt")[0]["keys"] > 0
     assert restarted.terminate() == 0

@@ -379,7 +379,10 @@ def main(
     ] = False,
     delivery_only: Annotated[
         bool,
-        typer.Option(help="Only the passthrough rows: AtLeastOnce vs EffectivelyOnce (no model)."),
+        typer.Option(
+            help="Only the rows without a model: the passthrough stage (AtLeastOnce and "
+            "EffectivelyOnce) and the raw pulsar-client loop."
+        ),
     ] = False,
 ) -> None:
     stack = Stack()
@@ -405,6 +408,7 @@ def main(
             console.log(f"round {round_}/{repeat}")
             with tempfile.TemporaryDirectory() as scratch:
                 _delivery_round(rows, stack.endpoints, Path(scratch), passthrough_items)
+            rows["raw"].add(raw_passthrough(stack.endpoints, passthrough_items))
         report(rows, latency_rate)
         return
     try:
@@ -465,7 +469,7 @@ def report(rows: dict[str, Row], latency_rate: float) -> None:
             row.name,
             f"{row.median:.1f}",
             " ".join(f"{t:.0f}" for t in row.throughputs),
-            f"{row.median_cpu:.2f}" if row.cpu_per_1000 else "",
+            f"{row.median_cpu:.3f}" if row.cpu_per_1000 else "",
             f"{row.percentile(50):.0f}" if row.latencies_ms else "",
             f"{row.percentile(99):.0f}" if row.latencies_ms else "",
             row.note if row.name[1] != "b" else f"latency at {latency_rate:.0f} items/s",

@@ -4,7 +4,18 @@ Builds the model from the pinned wheel with the project's own build code, checks
 accelerated provider matches the CPU output, and prints embeddings/s per batch size (median of
 several timed rounds) as a table and as JSON.
 
+With ``--buckets 16,32,64,128,256`` it also measures what sequence-length buckets
+(``inference.sequenceBuckets``, padded by the worker's own ``pad_to_bucket``) do on each
+provider: a stream of ``--requests`` requests of ``--request-rows`` texts of mixed lengths
+(8 to 128 tokens) is run (a) each request at its own longest length, one model call per
+request, which is all Triton's onnxruntime backend can do when shapes differ, and (b) padded
+to the buckets, requests of equal shape merged up to ``--max-batch`` rows per call, as Triton's
+dynamic batcher merges equal shapes. Needs ``tokenizers`` (imported by the worker's tokenizer
+module) besides onnxruntime.
+
     python bench/bench_model_gpu.py --cache ~/.cache/streamvane --out /tmp/bench
+    python bench/bench_model_gpu.py --cache ~/.cache/streamvane --batch-sizes 64 \
+        --buckets 16,32,64,128,256
 """
 
 from __future__ import annotations
@@ -23,9 +34,12 @@ import numpy.typing as npt
 import onnxruntime as ort
 import typer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "workers" / "src")]  # run as a script from anywhere
 
 from models.build import build_all  # noqa: E402
+
+from streamvane_worker.inference.tokenizer import Encoded, pad_to_bucket  # noqa: E402
 
 Feeds = dict[str, npt.NDArray[np.int64]]
 
@@ -102,6 +116,46 @@ def _measure(
     return rates
 
 
+def _requests(count: int, rows: int, rng: np.random.Generator) -> list[Feeds]:
+    """Requests of mixed lengths, each padded to its own longest text, as the worker sends."""
+    requests = []
+    for _ in range(count):
+        lengths = rng.integers(8, 129, size=rows)
+        feeds = _feeds(rows, int(lengths.max()), rng)
+        feeds["attention_mask"] = (np.arange(lengths.max()) < lengths[:, None]).astype(np.int64)
+        feeds["input_ids"][feeds["attention_mask"] == 0] = 0
+        requests.append(feeds)
+    return requests
+
+
+def _merged(requests: list[Feeds], buckets: tuple[int, ...], max_batch: int) -> list[Feeds]:
+    """Pad each request to its bucket, then merge equal shapes up to ``max_batch`` rows."""
+    by_shape: dict[int, list[Encoded]] = {}
+    for feeds in requests:
+        padded = pad_to_bucket(Encoded(feeds["input_ids"], feeds["attention_mask"]), buckets)
+        by_shape.setdefault(padded.input_ids.shape[1], []).append(padded)
+    calls = []
+    for group in by_shape.values():
+        ids = np.concatenate([e.input_ids for e in group])
+        mask = np.concatenate([e.attention_mask for e in group])
+        for start in range(0, len(ids), max_batch):
+            end = start + max_batch
+            calls.append({"input_ids": ids[start:end], "attention_mask": mask[start:end]})
+    return calls
+
+
+def _stream_rate(session: ort.InferenceSession, calls: list[Feeds], rounds: int) -> float:
+    """Texts/s over all ``calls``, median of ``rounds`` passes after one warm-up pass."""
+    texts = sum(len(c["input_ids"]) for c in calls)
+    rates = []
+    for _ in range(rounds + 1):
+        start = time.perf_counter()
+        for feeds in calls:
+            _run(session, feeds)
+        rates.append(texts / (time.perf_counter() - start))
+    return statistics.median(rates[1:])
+
+
 def main(
     cache: Annotated[
         Path, typer.Option(help="Cache holding downloads/<wheel>; the build goes here too.")
@@ -116,6 +170,12 @@ def main(
     cpu_threads: Annotated[
         int, typer.Option(help="onnxruntime intra-op threads on CPU.")
     ] = os.cpu_count() or 1,
+    buckets: Annotated[
+        str, typer.Option(help="Also compare sequence-length buckets (comma separated).")
+    ] = "",
+    requests: Annotated[int, typer.Option(help="Requests in the bucket comparison.")] = 256,
+    request_rows: Annotated[int, typer.Option(help="Texts per request.")] = 8,
+    max_batch: Annotated[int, typer.Option(help="Rows per merged model call.")] = 64,
 ) -> None:
     model = build_all(cache).model_onnx
     print(f"onnxruntime {ort.__version__}, providers {ort.get_available_providers()}")
@@ -151,6 +211,21 @@ def main(
             figures.append(Figure(name, batch, seq_len, median, 1000 * batch / median, rates))
             print(f"{name:14s} {batch:5d} {seq_len:4d} {median:10.1f} {1000 * batch / median:9.2f}")
 
+    bucket_figures: dict[str, dict[str, float]] = {}
+    if buckets:
+        chosen = tuple(int(b) for b in buckets.split(","))
+        stream = _requests(requests, request_rows, rng)
+        merged = _merged(stream, chosen, max_batch)
+        print(f"\n{requests} requests x {request_rows} texts of 8-128 tokens; buckets {chosen}")
+        print(f"{'provider':14s} {'own shape/s':>12s} {'buckets/s':>10s} {'ratio':>6s}")
+        for name, session in sessions.items():
+            own, bucketed = (
+                _stream_rate(session, stream, rounds),
+                _stream_rate(session, merged, rounds),
+            )
+            bucket_figures[name] = {"own_shape": own, "buckets": bucketed}
+            print(f"{name:14s} {own:12.1f} {bucketed:10.1f} {bucketed / own:6.2f}")
+
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         report = {
@@ -158,6 +233,7 @@ def main(
             "cpu_threads": cpu_threads,
             "agreement_with_cpu": agreement,
             "figures": [asdict(f) for f in figures],
+            "buckets": {"buckets": buckets, "texts_per_s": bucket_figures},
         }
         (out / "bench_model_gpu.json").write_text(json.dumps(report, indent=2) + "\n")
 

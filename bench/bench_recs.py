@@ -23,7 +23,8 @@ alone on the same model (``recs-ranker``), interleaved over ``--rounds``, in sco
                     each request one stage micro-batch's rows (``maxBatchSize`` messages x
                     ``CANDIDATES`` rows), ``IN_FLIGHT`` callers (the stage's maxInFlightBatches)
     ranking stage   a worker subprocess over a backlog of Candidates messages, Pulsar -> worker
-                    -> Triton -> Pulsar, timed from the output topic's broker counters
+                    -> Triton -> Pulsar, timed from the output topic's broker counters, with
+                    the worker process's CPU seconds per 1,000 messages (from /proc)
 
 With ``--freshness`` (needs ``make stack-up``) it runs the three recommendation stages
 (user-profile -> candidate-retrieval -> ranking, the sample's batching) as worker processes
@@ -70,6 +71,7 @@ from streamvane_worker.inference.backend import EMBEDDING_DIM
 from streamvane_worker.inference.ranker import DENSE, DENSE_FEATURES, ITEM, USER
 from streamvane_worker.stages.candidate_retrieval import INDEX_FILE, ItemIndex
 from streamvane_worker.stages.catalogue import CatalogueItem
+from streamvane_worker.stages.vector import Vector
 
 K = 10
 CLUSTERS = 200
@@ -140,7 +142,7 @@ def _candidates(n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
             "userId": f"user-{k}",
             "profile": {
                 "userId": f"user-{k}",
-                "vector": users[k].tolist(),
+                "vector": Vector.of(users[k]).to_base64(),
                 "strength": 2.0,
                 "recentItems": [],
                 "eventCount": 3,
@@ -165,9 +167,12 @@ def _catalogue(rng: np.random.Generator) -> list[dict[str, Any]]:
     ]
 
 
-def ranking_stage(stack: Any, tmp: Path, messages: int, rng: np.random.Generator) -> float:
-    """Rows/s of a ranking worker over a backlog of ``messages`` Candidates."""
-    from bench.bench_workers import _wait_published
+def ranking_stage(
+    stack: Any, tmp: Path, messages: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """Rows/s of a ranking worker over a backlog of ``messages`` Candidates, and the worker
+    process's CPU seconds per 1,000 messages over the same window."""
+    from bench.bench_workers import _wait_published, cpu_seconds
     from tests.integration.worker.pipeline import (
         Collector,
         Topics,
@@ -200,9 +205,11 @@ def ranking_stage(stack: Any, tmp: Path, messages: int, rng: np.random.Generator
     try:
         worker.wait_started()
         _wait_published(stack, topics.output, 1, timeout=120)
-        started = time.monotonic()
+        assert worker.proc is not None
+        started, cpu_started = time.monotonic(), cpu_seconds(worker.proc.pid)
         _wait_published(stack, topics.output, messages, timeout=600)
         elapsed = time.monotonic() - started
+        cpu = cpu_seconds(worker.proc.pid) - cpu_started
         worker.terminate()
         collector = Collector(c, topics.output, collector.subscription)
         collector.until(messages, timeout=120)
@@ -212,7 +219,7 @@ def ranking_stage(stack: Any, tmp: Path, messages: int, rng: np.random.Generator
         worker.kill()
         collector.close()
         c.close()
-    return (messages - 1) * CANDIDATES / elapsed
+    return (messages - 1) * CANDIDATES / elapsed, 1000 * cpu / (messages - 1)
 
 
 def _rows(rng: np.random.Generator) -> dict[str, Vectors]:
@@ -259,6 +266,7 @@ def measure_ranking(rounds: int, messages: int) -> None:
     alone: list[float] = []
     analyzed: list[float] = []
     stage: list[float] = []
+    stage_cpu: list[float] = []
     try:
         analyzer = perf_analyzer.ensure()
     except perf_analyzer.PerfAnalyzerUnavailable as e:
@@ -269,27 +277,29 @@ def measure_ranking(rounds: int, messages: int) -> None:
         for round_ in range(1, rounds + 1):
             analyzed.append(perf_analyzer_alone(analyzer, endpoints.triton_grpc, rng))
             alone.append(triton_alone(endpoints.triton_grpc, rng, 10.0))
-            stage.append(ranking_stage(endpoints, Path(tmp), messages, rng))
+            rows_s, cpu = ranking_stage(endpoints, Path(tmp), messages, rng)
+            stage.append(rows_s)
+            stage_cpu.append(cpu)
             Console().log(
                 f"round {round_}/{rounds}: perf_analyzer {analyzed[-1]:,.0f} rows/s, "
                 f"Triton alone {alone[-1]:,.0f} rows/s, "
-                f"ranking stage {stage[-1]:,.0f} rows/s"
+                f"ranking stage {stage[-1]:,.0f} rows/s, {cpu:.2f} worker CPU s / 1k messages"
             )
     table = Table(
         title=f"ranking ({RANKER}; {MESSAGES_PER_BATCH} messages x {CANDIDATES} "
         f"candidates per batch, {IN_FLIGHT} in flight; medians of {rounds} rounds)"
     )
-    for column in ("measurement", "rows/s", "ranking stage / this"):
+    for column in ("measurement", "rows/s", "ranking stage / this", "CPU s / 1k messages"):
         table.add_column(column, justify="right")
 
     def row(name: str, alone_rows: list[float]) -> None:
         # Rows of one round share the machine's load: the median of the rounds' ratios.
         pairs = [(s, a) for s, a in zip(stage, alone_rows, strict=True) if not math.isnan(a)]
         if not pairs:
-            table.add_row(name, "no figure", "")
+            table.add_row(name, "no figure", "", "")
             return
         ratio = statistics.median(s / a for s, a in pairs)
-        table.add_row(name, f"{statistics.median(a for _, a in pairs):,.0f}", f"{ratio:.2f}")
+        table.add_row(name, f"{statistics.median(a for _, a in pairs):,.0f}", f"{ratio:.2f}", "")
 
     row("Triton alone (perf_analyzer)", analyzed)
     row("Triton alone (tritonclient gRPC)", alone)
@@ -297,6 +307,7 @@ def measure_ranking(rounds: int, messages: int) -> None:
         "ranking stage (Pulsar -> worker -> Triton -> Pulsar)",
         f"{statistics.median(stage):,.0f}",
         "",
+        f"{statistics.median(stage_cpu):.2f}",
     )
     Console().print(table)
 

@@ -8,6 +8,9 @@ gain over a naive consumer? Prints one table for one run on one machine and mode
          throughput over a backlog, and end-to-end latency at a paced rate
     (c)  a naive consumer: receive one, tokenize, infer one, produce one (awaiting the broker),
          ack; same model through the same Triton
+    (f)  a Python Pulsar Function doing the same (``bench/pulsar_function_embed.py``: one
+         message per call, one Triton call each), deployed on the stack's functions worker
+         over the same backlog, through the same Triton
     passthrough stage vs a raw pulsar-client consume -> produce loop (no model)
     passthrough stage with delivery.guarantee EffectivelyOnce vs AtLeastOnce (the cost of
          de-duplicated, unbatched output producers)
@@ -17,7 +20,8 @@ gain over a naive consumer? Prints one table for one run on one machine and mode
 Every row is measured ``--repeat`` times, interleaved so that all rows see the same machine
 load; the table shows medians. Needs the local stack (``make stack-up``).
 
-    python -m bench.bench_workers [--repeat 3] [--items 3000] [--delivery-only]
+    python -m bench.bench_workers [--repeat 3] [--items 3000] [--function-items 600]
+                                  [--delivery-only]
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import numpy as np
 import pulsar
 import typer
@@ -282,6 +287,85 @@ def naive_consumer(stack: Any, n: int, tokenizer: TextTokenizer) -> Run:
     return Run(n / elapsed, 1000 * cpu / n)
 
 
+FUNCTION_FILE = Path(__file__).with_name("pulsar_function_embed.py")
+FUNCTIONS = "/admin/v3/functions/public/default"
+
+
+def pulsar_function(stack: Any, n: int, triton_url: str) -> Run:
+    """Items/s of the Python Pulsar Function (``FUNCTION_FILE``) over a backlog of ``n``, first
+    to last output (broker counters, as for the pipeline), and the CPU of its instance
+    process (the functions worker starts one python process per instance)."""
+    topics = Topics.unique("bench-function")
+    name = topics.input.rsplit("/", 1)[1]
+    c = client(stack)
+    collector = Collector(c, topics.output)
+    collector.close()
+    publish(c, topics.input, bench_items(n))
+    config = {
+        "tenant": "public",
+        "namespace": "default",
+        "name": name,
+        "className": f"{FUNCTION_FILE.stem}.Embed",
+        "py": FUNCTION_FILE.name,
+        "runtime": "PYTHON",
+        "inputs": [topics.input],
+        "output": topics.output,
+        "parallelism": 1,
+        "processingGuarantees": "ATLEAST_ONCE",
+        "autoAck": True,
+        "subscriptionPosition": "Earliest",
+        "userConfig": {
+            "tritonUrl": triton_url,
+            "model": MODEL,
+            "tokenizer": str(paths.tokenizer_path()),
+        },
+    }
+    admin = httpx.Client(base_url=stack.pulsar_admin_url, timeout=60)
+    created = admin.post(
+        f"{FUNCTIONS}/{name}",
+        files={
+            "functionConfig": (None, json.dumps(config).encode(), "application/json"),
+            "data": (FUNCTION_FILE.name, FUNCTION_FILE.read_bytes(), "application/octet-stream"),
+        },
+    )
+    if created.status_code >= 300:
+        admin.close()
+        c.close()
+        raise RuntimeError(f"function not created: {created.status_code} {created.text[:500]}")
+    try:
+        _wait_published(stack, topics.output, 1, timeout=180)
+        pid = _instance_pid(name)
+        started, cpu_started = time.monotonic(), cpu_seconds(pid)
+        _wait_published(stack, topics.output, n, timeout=600)
+        elapsed = time.monotonic() - started
+        cpu = cpu_seconds(pid) - cpu_started
+    finally:
+        admin.delete(f"{FUNCTIONS}/{name}")
+        admin.close()
+    try:
+        collector = Collector(c, topics.output, collector.subscription)
+        collector.until(n, timeout=120)
+        assert len(set(collector.ids())) == n, "the function lost items"
+    finally:
+        collector.close()
+        c.close()
+    return Run((n - 1) / elapsed, 1000 * cpu / (n - 1))
+
+
+def _instance_pid(function: str) -> int:
+    """The python instance process the functions worker started for ``function``."""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"python_instance_main.py") for a in argv) and (
+            function.encode() in argv
+        ):
+            return int(proc.name)
+    raise RuntimeError(f"no python instance process for function {function}")
+
+
 def raw_passthrough(stack: Any, n: int) -> Run:
     """Items/s of a plain pulsar-client loop: receive, send_async, ack in the send callback,
     and the CPU of this process (the loop) meanwhile."""
@@ -372,6 +456,9 @@ def main(
     repeat: Annotated[int, typer.Option(min=1, help="Repetitions per row (medians shown).")] = 3,
     items: Annotated[int, typer.Option(min=100, help="Items per pipeline run.")] = 3000,
     naive_items: Annotated[int, typer.Option(min=10, help="Items per naive run.")] = 300,
+    function_items: Annotated[
+        int, typer.Option(min=10, help="Items per Pulsar Function run.")
+    ] = 600,
     passthrough_items: Annotated[int, typer.Option(min=100)] = 20_000,
     latency_rate: Annotated[float, typer.Option(help="Items/s for the latency run.")] = 100.0,
     shared_triton: Annotated[
@@ -379,7 +466,10 @@ def main(
     ] = False,
     delivery_only: Annotated[
         bool,
-        typer.Option(help="Only the passthrough rows: AtLeastOnce vs EffectivelyOnce (no model)."),
+        typer.Option(
+            help="Only the rows without a model: the passthrough stage (AtLeastOnce and "
+            "EffectivelyOnce) and the raw pulsar-client loop."
+        ),
     ] = False,
 ) -> None:
     stack = Stack()
@@ -395,6 +485,7 @@ def main(
             ("a_direct", "(a') Triton alone, tritonclient gRPC load generator"),
             ("b", "(b) pipeline Pulsar -> worker -> Triton -> Pulsar"),
             ("c", "(c) naive per-message consumer"),
+            ("f", "(f) Pulsar Function (Python), same Triton"),
             ("pass", "passthrough stage worker (no model)"),
             ("pass_eo", "passthrough stage worker, EffectivelyOnce"),
             ("raw", "raw pulsar-client consume -> produce loop"),
@@ -405,6 +496,7 @@ def main(
             console.log(f"round {round_}/{repeat}")
             with tempfile.TemporaryDirectory() as scratch:
                 _delivery_round(rows, stack.endpoints, Path(scratch), passthrough_items)
+            rows["raw"].add(raw_passthrough(stack.endpoints, passthrough_items))
         report(rows, latency_rate)
         return
     try:
@@ -435,6 +527,7 @@ def main(
             )
             rows["b"].add(pipeline_throughput(endpoints, tmp, "text-embedding", items, _batching()))
             rows["c"].add(naive_consumer(endpoints, naive_items, tokenizer))
+            rows["f"].add(pulsar_function(endpoints, function_items, endpoints.triton_grpc))
             _delivery_round(rows, endpoints, tmp, passthrough_items)
             rows["raw"].add(raw_passthrough(endpoints, passthrough_items))
             console.log({k: round(r.throughputs[-1], 1) for k, r in rows.items() if r.throughputs})
@@ -465,7 +558,7 @@ def report(rows: dict[str, Row], latency_rate: float) -> None:
             row.name,
             f"{row.median:.1f}",
             " ".join(f"{t:.0f}" for t in row.throughputs),
-            f"{row.median_cpu:.2f}" if row.cpu_per_1000 else "",
+            f"{row.median_cpu:.3f}" if row.cpu_per_1000 else "",
             f"{row.percentile(50):.0f}" if row.latencies_ms else "",
             f"{row.percentile(99):.0f}" if row.latencies_ms else "",
             row.note if row.name[1] != "b" else f"latency at {latency_rate:.0f} items/s",
@@ -485,8 +578,10 @@ def report(rows: dict[str, Row], latency_rate: float) -> None:
         ("(b)/(a) perf_analyzer", throughput, rows["b"], rows["a"], ">= 0.8"),
         ("(b)/(a') direct gRPC", throughput, rows["b"], rows["a_direct"], ">= 0.8"),
         ("(b)/(c)", throughput, rows["b"], rows["c"], ">= 5"),
+        ("(b)/(f) Pulsar Function", throughput, rows["b"], rows["f"], ">= 3"),
         ("passthrough / raw loop", throughput, rows["pass"], rows["raw"], ">= 0.8"),
         ("CPU per item: (b) worker / (c) naive", cpu, rows["b"], rows["c"], "<= 0.5"),
+        ("CPU per item: (b) worker / (f) Pulsar Function", cpu, rows["b"], rows["f"], ""),
         ("CPU per item: passthrough / raw loop", cpu, rows["pass"], rows["raw"], ""),
         (
             "EffectivelyOnce / AtLeastOnce passthrough",

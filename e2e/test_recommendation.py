@@ -6,6 +6,7 @@ appearing in both."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -85,6 +86,11 @@ class Engagements:
         return n
 
 
+def _float32(wire: str) -> np.ndarray:
+    """A vector field of a recommendation message: base64 of little-endian float32."""
+    return np.frombuffer(base64.b64decode(wire), dtype="<f4")
+
+
 def _unit(vector: list[float]) -> np.ndarray:
     v = np.asarray(vector, dtype=np.float32)
     return v / float(np.linalg.norm(v))
@@ -96,7 +102,7 @@ def _nearest(
     """Exact nearest neighbours of the profile among the retrievable, unseen items."""
     allowed = [i for i in enriched if i not in blocked and i not in profile["recentItems"]]
     vectors = np.stack([_unit(enriched[i]["embedding"]["vector"]) for i in allowed])
-    scores = vectors @ np.asarray(profile["vector"], dtype=np.float32)
+    scores = vectors @ _float32(profile["vector"])
     return [allowed[j] for j in np.argsort(-scores)]
 
 
@@ -155,10 +161,10 @@ def test_recommendation_pipeline_ranks_the_catalogue_without_blocked_or_deleted_
         scores = [r["score"] for r in top]
         assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
         # The logged features are exactly what the ranker was given.
-        assert recommended["userFeatures"] == np.float32(profile["vector"]).tolist()
+        assert recommended["userFeatures"] == profile["vector"], "the same float32 bytes"
         by_id = {c["itemId"]: c["score"] for c in latest["items"]}
         for r in top:
-            logged = np.asarray(r["features"]["item"], dtype=np.float32)
+            logged = _float32(r["features"]["item"])
             np.testing.assert_array_equal(
                 logged, _unit(enriched[r["itemId"]]["embedding"]["vector"])
             )

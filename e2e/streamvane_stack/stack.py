@@ -188,6 +188,9 @@ class Pulsar(Component):
                 "--bookkeeper-dir", str(data / "bookkeeper"),
             ],
             env={
+                # The functions worker starts a Python function's instance with the python3
+                # on PATH: this environment's, so a function imports what the project uses.
+                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
                 "PULSAR_MEM": self.memory,
                 "PULSAR_GC": "-XX:+UseG1GC -XX:+PerfDisableSharedMem",
                 "PULSAR_LOG_DIR": str(s.log_dir),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -155,7 +156,8 @@ def _assert_every_update_applied_once(run: ProfileRun, events: list[dict[str, An
             vector = np.asarray(_vector(item), dtype=np.float32)
             expected = apply(expected, Engagement.model_validate(event), vector, typed) or expected
         unit = expected.total / np.linalg.norm(expected.total)
-        np.testing.assert_allclose(profile["vector"], unit, atol=1e-5)
+        logged = np.frombuffer(base64.b64decode(profile["vector"]), dtype="<f4")
+        np.testing.assert_allclose(logged, unit, atol=1e-5)
         assert profile["recentItems"] == [item for item, _ in expected.recent]
 
 

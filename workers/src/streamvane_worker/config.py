@@ -26,6 +26,12 @@ process runner) each serve probes on their own port."""
 
 TOPIC_PATTERN = r"^(persistent|non-persistent)://[a-zA-Z0-9_.-]+/[a-zA-Z0-9_.-]+/[a-zA-Z0-9_.-]+$"
 MAX_TOPIC_LENGTH = 1024
+MAX_SEQUENCE_TOKENS = 256
+"""The tokenizer truncates to this (``inference.tokenizer.MAX_TOKENS``, the model's training
+length): no sequence-length bucket above it is ever needed."""
+DEFAULT_SEQUENCE_BUCKETS: tuple[int, ...] = ()
+"""Chosen by measurement on CPU (workers/README.md): padding only costs there, as Triton's CPU
+model runs each request at its own shape."""
 """Longest fully qualified topic name a stage parameter takes."""
 
 
@@ -200,6 +206,13 @@ class InferenceSettings(_Model):
     tokenizer_path: Path | None = Field(
         None, description="tokenizer.json of the model; None means the packaged default."
     )
+    sequence_buckets: tuple[int, ...] = Field(
+        DEFAULT_SEQUENCE_BUCKETS,
+        description="Token lengths (increasing, at most 256) a batch is padded up to, the "
+        "smallest that holds its longest text, so that Triton's dynamic batcher can merge "
+        "equal shapes (e.g. [16, 32, 64, 128, 256] on a GPU); empty pads each batch to its "
+        "longest text only.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> InferenceSettings:
@@ -207,6 +220,13 @@ class InferenceSettings(_Model):
             raise ValueError("inference.onnxPath is required when backend is 'onnxruntime'")
         if self.tls_ca_file is not None and not self.tls:
             raise ValueError("inference.tlsCaFile is set but inference.tls is false")
+        buckets = self.sequence_buckets
+        if any(b < 1 or b > MAX_SEQUENCE_TOKENS for b in buckets) or list(buckets) != sorted(
+            set(buckets)
+        ):
+            raise ValueError(
+                f"inference.sequenceBuckets must increase, each within 1..{MAX_SEQUENCE_TOKENS}"
+            )
         return self
 
 

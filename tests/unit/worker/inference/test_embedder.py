@@ -2,13 +2,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from streamvane_worker.config import MAX_SEQUENCE_TOKENS, InferenceSettings
 from streamvane_worker.inference import paths
 from streamvane_worker.inference.embedder import Embedder
 from streamvane_worker.inference.errors import ModelFilesMissing
 from streamvane_worker.inference.onnx import OnnxBackend
-from streamvane_worker.inference.testing import FakeBackend, fake_embedder
-from streamvane_worker.inference.tokenizer import MAX_TOKENS, TextTokenizer
+from streamvane_worker.inference.testing import FakeBackend, FakeTokenizer, fake_embedder
+from streamvane_worker.inference.tokenizer import (
+    MAX_TOKENS,
+    Encoded,
+    TextTokenizer,
+    pad_to_bucket,
+)
 
 needs_model = pytest.mark.skipif(
     not paths.onnx_path().is_file(), reason="model not built (make models)"
@@ -50,3 +57,62 @@ async def test_onnx_backend_ranks_paraphrase_above_unrelated_when_embedding_real
 async def test_onnx_backend_raises_named_error_when_model_is_missing(tmp_path) -> None:
     with pytest.raises(ModelFilesMissing, match="make models"):
         await OnnxBackend(tmp_path / "model.onnx", "m").start()
+
+
+def _encoded(width: int, lengths: list[int]) -> Encoded:
+    ids = np.zeros((len(lengths), width), dtype=np.int64)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = 7
+    return Encoded(input_ids=ids, attention_mask=(ids != 0).astype(np.int64))
+
+
+@pytest.mark.parametrize(
+    ("width", "buckets", "padded"),
+    [(5, (4, 8, 16), 8), (8, (4, 8, 16), 8), (17, (4, 8, 16), 17), (5, (), 5), (1, (16,), 16)],
+)
+def test_pad_to_bucket_pads_to_the_smallest_bucket_that_fits_when_buckets_are_set(
+    width: int, buckets: tuple[int, ...], padded: int
+) -> None:
+    encoded = _encoded(width, [width, 1])
+    out = pad_to_bucket(encoded, buckets)
+
+    assert out.input_ids.shape == out.attention_mask.shape == (2, padded)
+    assert np.array_equal(out.input_ids[:, :width], encoded.input_ids)
+    assert not out.input_ids[:, width:].any() and not out.attention_mask[:, width:].any()
+
+
+async def test_embedder_sends_bucket_shapes_when_sequence_buckets_are_configured() -> None:
+    backend = FakeBackend()
+    embedder = Embedder(FakeTokenizer(), backend, buckets=(4, 8))
+    await embedder.start()
+    plain = await fake_embedder()
+
+    texts = ["one two three", "one two three four five"]
+    embedded = await embedder.embed(texts)
+    await embedder.embed(["a b c d e f g h i j"])
+
+    assert backend.widths == [8, 10], "5 tokens -> bucket 8; 10 is longer than every bucket"
+    assert np.array_equal(embedded.vectors, (await plain.embed(texts)).vectors)
+
+
+def test_sequence_buckets_are_refused_when_not_increasing_or_longer_than_the_tokenizer() -> None:
+    assert MAX_SEQUENCE_TOKENS == MAX_TOKENS
+    assert InferenceSettings(sequence_buckets=(16, 64, 256)).sequence_buckets == (16, 64, 256)
+    for buckets in [(64, 16), (16, 16), (0, 16), (16, MAX_TOKENS + 1)]:
+        with pytest.raises(ValidationError, match="sequenceBuckets"):
+            InferenceSettings(sequence_buckets=buckets)
+
+
+@needs_model
+async def test_onnx_embeddings_do_not_change_when_a_batch_is_padded_to_a_bucket() -> None:
+    texts = ["a cat sits on the mat", "stock prices fell sharply on monday"]
+    tokenizer = TextTokenizer(paths.tokenizer_path())
+    plain = Embedder(tokenizer, OnnxBackend(paths.onnx_path(), "all-minilm-l6-v2"))
+    bucketed = Embedder(
+        tokenizer, OnnxBackend(paths.onnx_path(), "all-minilm-l6-v2"), buckets=(64,)
+    )
+    await plain.start()
+    await bucketed.start()
+
+    a, b = (await plain.embed(texts)).vectors, (await bucketed.embed(texts)).vectors
+    np.testing.assert_allclose(a, b, atol=1e-5)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from streamvane_worker.config import StageType
+from streamvane_worker.inference.backend import EMBEDDING_DIM
 from streamvane_worker.inference.errors import ModelMismatch
 from streamvane_worker.inference.ranker import DENSE_FEATURES, Ranker, check_ranker
 from streamvane_worker.inference.testing import FakeRankerServer
@@ -16,6 +17,7 @@ from streamvane_worker.io.testing import FakeBroker
 from streamvane_worker.runtime.decode import encode
 from streamvane_worker.stages import create_stage
 from streamvane_worker.stages.recommendation import Candidates, Recommendations
+from streamvane_worker.stages.vector import Float32
 
 from .recs import CATALOGUE, T0, axis, catalogue_item, context
 
@@ -86,8 +88,10 @@ async def test_ranking_logs_the_exact_rows_the_model_saw_when_it_emits_recommend
     (seen,) = server.seen
     (ranked,) = out.items
     logged = json.loads(encode(out))
-    assert np.array_equal(np.asarray(logged["userFeatures"], np.float32), seen["user"][0])
-    item = np.asarray(logged["items"][0]["features"]["item"], np.float32)
+    wire = Float32(EMBEDDING_DIM)
+    assert np.array_equal(wire.validate(logged["userFeatures"]).array, seen["user"][0])
+    assert isinstance(logged["items"][0]["features"]["item"], str), "base64 float32"
+    item = wire.validate(logged["items"][0]["features"]["item"]).array
     assert np.array_equal(item, seen["item"][0])
     dense = logged["items"][0]["features"]["dense"]
     assert list(dense) == list(DENSE_FEATURES)

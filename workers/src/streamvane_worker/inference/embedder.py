@@ -1,4 +1,5 @@
-"""Texts -> embeddings: tokenize, split to the model's max batch size, run the backend."""
+"""Texts -> embeddings: tokenize, split to the model's max batch size, pad to a sequence-length
+bucket if configured (``inference.sequenceBuckets``), run the backend."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 
 from streamvane_worker.inference.backend import EmbeddingArray, EmbeddingBackend, ModelInfo
 from streamvane_worker.inference.batching import in_chunks
-from streamvane_worker.inference.tokenizer import Tokenizer
+from streamvane_worker.inference.tokenizer import Tokenizer, pad_to_bucket
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,10 @@ class Embedder:
         tokenizer: Tokenizer,
         backend: EmbeddingBackend,
         observe: Callable[[float], None] | None = None,
+        buckets: tuple[int, ...] = (),
     ) -> None:
         self._tokenizer = tokenizer
+        self._buckets = buckets
         self.backend = backend
         self._observe = observe
         """Called with each model call's duration in seconds (the inference latency metric)."""
@@ -56,7 +59,9 @@ class Embedder:
 
     async def _embed_chunk(self, texts: list[str]) -> EmbeddingArray:
         # Tokenizing a batch is CPU work in Rust that releases the GIL: keep it off the loop.
-        encoded = await asyncio.to_thread(self._tokenizer.encode, texts)
+        encoded = pad_to_bucket(
+            await asyncio.to_thread(self._tokenizer.encode, texts), self._buckets
+        )
         started = time.perf_counter()
         vectors = await self.backend.embed(encoded.input_ids, encoded.attention_mask)
         if self._observe is not None:

@@ -53,6 +53,8 @@ class FakeBackend:
         self.latencies_s = list(latencies_s or [])
         """Consumed one per ``embed`` call, like ``failures``: how long the call takes."""
         self.calls: list[int] = []
+        self.widths: list[int] = []
+        """Sequence length (padded) of each ``embed`` call."""
         self.is_ready = True
 
     async def start(self) -> ModelInfo:
@@ -65,6 +67,7 @@ class FakeBackend:
 
     async def embed(self, input_ids: TokenArray, attention_mask: TokenArray) -> EmbeddingArray:
         self.calls.append(len(input_ids))
+        self.widths.append(input_ids.shape[1])
         if self.latencies_s:
             await asyncio.sleep(self.latencies_s.pop(0))
         if self.failures:

@@ -1,4 +1,5 @@
-"""Tokenizer wrapper: the model's tokenizer.json -> int64 tensors padded to the batch's longest."""
+"""Tokenizer wrapper: the model's tokenizer.json -> int64 tensors padded to the batch's longest,
+optionally further to a sequence-length bucket (``pad_to_bucket``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,25 @@ PAD_ID = 0
 class Encoded:
     input_ids: TokenArray
     attention_mask: TokenArray
+
+
+def pad_to_bucket(encoded: Encoded, buckets: tuple[int, ...]) -> Encoded:
+    """Pad a batch with ``PAD_ID`` (attention mask 0) to the smallest bucket that holds its
+    longest sequence; unchanged without buckets or when it is longer than every bucket (pure).
+
+    Why: Triton's dynamic batcher merges requests only when their shapes are equal (the
+    onnxruntime backend has no ragged batching), so batches padded to their own longest
+    rarely merge; a few fixed lengths make them merge, at the price of computing padding.
+    Masked positions do not change the mean-pooled embedding."""
+    length = encoded.input_ids.shape[1]
+    target = next((b for b in sorted(buckets) if b >= length), length)
+    if target == length:
+        return encoded
+    pad = ((0, 0), (0, target - length))
+    return Encoded(
+        input_ids=np.pad(encoded.input_ids, pad, constant_values=PAD_ID),
+        attention_mask=np.pad(encoded.attention_mask, pad, constant_values=0),
+    )
 
 
 class Tokenizer(Protocol):

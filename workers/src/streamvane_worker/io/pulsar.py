@@ -192,20 +192,7 @@ class PulsarSource:
             messages = await asyncio.to_thread(self._consumer.batch_receive)
         except pulsar.PulsarException as e:
             raise from_pulsar(e, what=f"receive from {self._consumer.topic()}") from e
-        return [
-            Received(
-                payload=m.data(),
-                message_id=str(m.message_id()),
-                topic=m.topic_name(),
-                redelivery_count=m.redelivery_count(),
-                publish_time_ms=m.publish_timestamp(),
-                properties=m.properties(),
-                key=m.partition_key() or None,
-                handle=m,
-                position=_position(m.message_id()),
-            )
-            for m in messages
-        ]
+        return [_received(m) for m in messages]
 
     def ack(self, messages: Sequence[Received]) -> None:
         for message in messages:
@@ -510,6 +497,21 @@ class PulsarAttemptLog:
             await asyncio.to_thread(self._reader.close)
         except pulsar.PulsarException as e:
             raise from_pulsar(e, what=f"close the attempt journal {self.topic}") from e
+
+
+def _received(message: pulsar.Message) -> Received:
+    message_id = message.message_id()
+    return Received(
+        payload=message.data(),
+        message_id=str(message_id),
+        topic=message.topic_name(),
+        redelivery_count=message.redelivery_count(),
+        publish_time_ms=message.publish_timestamp(),
+        properties=message.properties(),
+        key=message.partition_key() or None,
+        handle=message,
+        position=_position(message_id),
+    )
 
 
 def _position(message_id: pulsar.MessageId) -> Position:

@@ -72,7 +72,9 @@ def _triton(settings: InferenceSettings) -> TritonBackend:
 def build_embedder(settings: InferenceSettings, observe: Callable[[float], None]) -> Embedder:
     # No tokenizerPath: the default model's tokenizer, which the worker image ships in the cache.
     tokenizer = TextTokenizer(settings.tokenizer_path or paths.tokenizer_path())
-    return Embedder(tokenizer, build_backend(settings), observe=observe)
+    return Embedder(
+        tokenizer, build_backend(settings), observe=observe, buckets=settings.sequence_buckets
+    )
 
 
 def build_model(config: WorkerConfig, observe: Callable[[float], None]) -> Embedder | Ranker:

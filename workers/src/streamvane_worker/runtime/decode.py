@@ -21,6 +21,7 @@ count bounds the depth, and a surrogate can only come from a ``\\uD800``-``\\uDF
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -65,15 +66,23 @@ def decode(payload: bytes, limits: Limits, model: type[M]) -> M | Malformed:
         return Malformed("undecodable", f"{type(e).__name__}: {e}"[:500])
 
 
+@functools.cache
+def _decoder(max_number_digits: int) -> json.JSONDecoder:
+    """One decoder per limit: ``json.loads`` with hooks builds a new one per call, which cost
+    more than parsing a small message."""
+    return json.JSONDecoder(
+        parse_int=functools.partial(_integer, max_digits=max_number_digits),
+        parse_constant=_constant,
+    )
+
+
 def _decode(payload: bytes, limits: Limits, model: type[M]) -> M | Malformed:
     if len(payload) > limits.max_bytes:
         return Malformed("oversize", f"{len(payload)} bytes > maxMessageBytes {limits.max_bytes}")
     try:
-        data = json.loads(
-            payload,
-            parse_int=lambda text: _integer(text, limits.max_number_digits),
-            parse_constant=_constant,
-        )
+        # As json.loads reads bytes: UTF-8, -16 or -32 by the first bytes.
+        text = payload.decode(json.detect_encoding(payload), "surrogatepass")
+        data = _decoder(limits.max_number_digits).decode(text)
     except RecursionError:
         raise _Rejected(
             "too-deep", f"nested deeper than maxNestingDepth {limits.max_depth}"

@@ -511,35 +511,36 @@ class Worker:
         persisted everywhere, the PublishRejected if a broker refused it, or the last transient
         error if draining interrupted the retries (or at once, without ``in_place``)."""
         results: list[PulsarError | None] = [None] * len(messages)
-        missing = [set(range(len(sinks))) for _ in messages]
+        everything = list(range(len(messages)))
+        # Per sink, the messages it has not persisted yet (a list per sink, not a set per
+        # message: this runs for every output).
+        pending = [everything for _ in sinks]
         attempt = 0
         while True:
             sends = []
-            for s, sink in enumerate(sinks):
-                indexes = [
-                    i for i, left in enumerate(missing)
-                    if s in left and not isinstance(results[i], PublishRejected)
-                ]  # fmt: skip
+            for s, indexes in enumerate(pending):
                 if indexes:
-                    batch = [messages[i] for i in indexes]
-                    sends.append((s, indexes, asyncio.ensure_future(sink.send_batch(batch))))
+                    batch = messages if indexes is everything else [messages[i] for i in indexes]
+                    sends.append((s, indexes, asyncio.ensure_future(sinks[s].send_batch(batch))))
             if issued is not None:
                 await asyncio.sleep(0)  # each send_batch issues all its sends in its first step
                 issued.set()
                 issued = None
             transient: PulsarError | None = None
             for s, indexes, future in sends:
+                failed: list[int] = []
                 for i, error in zip(indexes, await future, strict=True):
-                    if error is None:
-                        missing[i].discard(s)
-                    elif isinstance(error, PublishRejected):
+                    if error is not None:
                         results[i] = error
-                    else:
-                        results[i] = transient = error
-            waiting = [
-                i for i, left in enumerate(missing)
-                if left and not isinstance(results[i], PublishRejected)
-            ]  # fmt: skip
+                        if not isinstance(error, PublishRejected):
+                            transient = error
+                            failed.append(i)
+                pending[s] = failed
+            # What a broker refused is not sent again, to any sink.
+            pending = [
+                [i for i in left if not isinstance(results[i], PublishRejected)] for left in pending
+            ]
+            waiting = {i for left in pending for i in left}
             if not waiting:
                 return [r if isinstance(r, PublishRejected) else None for r in results]
             if not in_place:

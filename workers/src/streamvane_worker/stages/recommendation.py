@@ -13,13 +13,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field
 
 from streamvane_worker.inference.backend import EMBEDDING_DIM
 from streamvane_worker.stages.message import Message, Wire
+from streamvane_worker.stages.vector import Float32, Vector
 
 ID_MAX = 512
+EmbeddingVector = Annotated[Vector, Float32(EMBEDDING_DIM)]
+"""A vector in the item embedding space: base64 float32 on the wire (``stages.vector``)."""
 
 
 class EventType(StrEnum):
@@ -57,10 +61,8 @@ class UserProfile(Message):
     the items engaged with, L2-normalised, plus the recently engaged item ids."""
 
     user_id: str = Field(..., min_length=1, max_length=ID_MAX)
-    vector: list[float] = Field(
+    vector: EmbeddingVector = Field(
         ...,
-        min_length=EMBEDDING_DIM,
-        max_length=EMBEDDING_DIM,
         description="Unit interest vector in the item embedding space (zero when no interest).",
     )
     strength: float = Field(
@@ -110,10 +112,8 @@ class RankingFeatures(Wire):
     """The exact values the ranking model was given for one item (the user's vector is on the
     message, once): logged at serving time, so training uses what serving used."""
 
-    item: list[float] = Field(
+    item: EmbeddingVector = Field(
         ...,
-        min_length=EMBEDDING_DIM,
-        max_length=EMBEDDING_DIM,
         description="The item's unit embedding from the catalogue, as the model's ``item`` row.",
     )
     dense: dict[str, float] = Field(
@@ -140,10 +140,8 @@ class Recommendations(Message):
     user_id: str = Field(..., min_length=1, max_length=ID_MAX)
     items: list[RankedItem]
     model: ModelRef = Field(..., description="The ranking model that scored the items.")
-    user_features: list[float] = Field(
+    user_features: EmbeddingVector = Field(
         ...,
-        min_length=EMBEDDING_DIM,
-        max_length=EMBEDDING_DIM,
         description="The model's ``user`` row: the profile vector, as the model saw it.",
     )
     profile_version: int = Field(..., ge=0, description="Version of the profile ranked for.")

@@ -29,6 +29,7 @@ from streamvane_worker.stages.catalogue import Catalogue, Following, ItemVectors
 from streamvane_worker.stages.keyed_state import Codec, KeyedState, StateMetrics
 from streamvane_worker.stages.message import Message
 from streamvane_worker.stages.recommendation import Engagement, EventType, UserProfile
+from streamvane_worker.stages.vector import Vector
 
 REMEMBERED_EVENTS = 256
 """Engagement identities kept per user to recognise redeliveries."""
@@ -107,7 +108,7 @@ def profile(user_id: str, state: ProfileState) -> UserProfile:
     unit = state.total / strength if strength > 0 else state.total
     return UserProfile(
         user_id=user_id,
-        vector=np.round(unit, VECTOR_DECIMALS).tolist(),
+        vector=Vector(np.round(unit, VECTOR_DECIMALS)),
         strength=round(strength, 6),
         recent_items=[item for item, _ in state.recent],
         event_count=state.events,

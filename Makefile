@@ -135,6 +135,10 @@ bench-autoscale: install models ## Autoscaling: our policy vs KEDA+HPA and Numaf
 bench-workers: install models ## Triton alone vs Pulsar -> worker -> Triton -> Pulsar vs a naive consumer (medians, ratios)
 	$(PY) -m bench.bench_workers
 
+.PHONY: bench-operator
+bench-operator: install ## Control plane: operator with 50/200/500 Pipelines on the local stack (Ready s, RSS, idle CPU, admin calls, edit latency)
+	$(PY) -m bench.bench_operator
+
 ##@ Demo
 
 .PHONY: demo

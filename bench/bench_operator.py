@@ -25,8 +25,10 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import signal
 import socket
 import statistics
+import sys
 import threading
 import time
 import urllib.request
@@ -227,10 +229,10 @@ class StatusWriter:
                         self._mark_ready(deployment)
                     if self._stop.is_set():
                         break
-            except k8s.ApiException as e:
-                if e.status != 410:  # expired resourceVersion: list again
-                    raise
+            except k8s.ApiException:
+                # An expired or not yet known resourceVersion: list again (ADDED for all).
                 version = None
+                time.sleep(0.2)
 
     def _mark_ready(self, deployment: Any) -> None:
         status = ready_deployment_status(deployment)
@@ -257,7 +259,7 @@ def scrape(port: int, name: str) -> float:
 class Bench:
     """One size's run: namespace, operator, status writer, Pipelines, measurements."""
 
-    def __init__(self, stack: Endpoints, size: int, resync_s: float) -> None:
+    def __init__(self, stack: Endpoints, size: int, resync_s: float, log_dir: Path) -> None:
         self.stack = stack
         self.size = size
         self.resync_s = resync_s
@@ -270,7 +272,6 @@ class Bench:
         self.core = k8s.CoreV1Api(api)
         self.policy = k8s.PolicyV1Api(api)
         self.metrics_port = free_port()
-        log_dir = stack.cache / "run" / "bench-operator"
         defaults = OperatorConfig()
         self.operator = harness.operator(
             stack.kubeconfig,
@@ -573,6 +574,8 @@ def main(
     ] = 900,
 ) -> None:
     counts = sizes_of(sizes)
+    # SIGTERM unwinds like Ctrl-C: the operator stops and the namespace is cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stack = Stack()
     if not stack.is_ready():
         raise typer.BadParameter("the local stack is not running: run `make stack-up`")
@@ -592,7 +595,7 @@ def main(
             f"[bold]{size} Pipelines[/bold] (load average {load[0]:.1f} {load[1]:.1f} "
             f"{load[2]:.1f})"
         )
-        bench = Bench(endpoints, size, resync_seconds)
+        bench = Bench(endpoints, size, resync_seconds, stack.settings.run_dir / "bench-operator")
         results.append(bench.run(idle_seconds, edits, ready_timeout))
     report(results, idle_seconds, edits, resync_seconds)
     load = os.getloadavg()

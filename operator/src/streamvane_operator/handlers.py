@@ -136,7 +136,15 @@ def register(
         # Repairs drift and refreshes status.
         _finish(body, pipeline_outcome(spec, meta, status, patch), logger, timer=True)
 
-    @kopf.timer(*PIPELINES, interval=config.autoscale_interval_s, when=local, registry=registry)
+    def autoscaled(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+        return autoscale.needs_ticks(dict(spec), dict(status))
+
+    @kopf.timer(
+        *PIPELINES,
+        interval=config.autoscale_interval_s,
+        when=kopf.all_([local, autoscaled]),
+        registry=registry,
+    )
     def pipeline_autoscale(
         body: kopf.Body,
         spec: kopf.Spec,

@@ -6,7 +6,7 @@ Nothing here decides anything; the decisions live in ``streamvane_operator.recon
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import kopf
@@ -33,6 +33,15 @@ BACKENDS = (GROUP, VERSION, "inferencebackends")
 WORKER_DEPLOYMENTS = ("apps", "v1", "deployments")
 MAX_ERROR_MESSAGE = 4096
 WORKER_PODS = ("", "v1", "pods")
+WORKER_CHILDREN = (
+    ("", "v1", "configmaps"),
+    ("", "v1", "services"),
+    ("policy", "v1", "poddisruptionbudgets"),
+)
+Reconciler = Callable[
+    [Deps, Owner, Mapping[str, Any], int, Mapping[str, Any] | None],
+    Outcome[PipelineStatus] | None,
+]
 INDEX = "pipelines_by_backend"
 """kopf index: (namespace, InferenceBackend name) -> Pipelines whose stages use it."""
 WORKER_LABELS: dict[str, Any] = {
@@ -86,13 +95,16 @@ def register(
         return _connection_info(credentials)
 
     def pipeline_outcome(
-        spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch
-    ) -> Outcome[PipelineStatus]:
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        reconcile: Reconciler = pipeline.reconcile_pipeline,
+    ) -> Outcome[PipelineStatus] | None:
         owner = pipeline.owner_of(meta["name"], meta["namespace"], meta["uid"])
-        outcome = pipeline.reconcile_pipeline(
-            deps, owner, dict(spec), int(meta.get("generation", 0)), dict(status)
-        )
-        patch.status.update(_dump(_latest_foreign_conditions(outcome.status, owner)))
+        outcome = reconcile(deps, owner, dict(spec), int(meta.get("generation", 0)), dict(status))
+        if outcome is not None:
+            patch.status.update(_dump(_latest_foreign_conditions(outcome.status, owner)))
         return outcome
 
     def _latest_foreign_conditions(status: PipelineStatus, owner: Owner) -> PipelineStatus:
@@ -115,7 +127,9 @@ def register(
         logger: kopf.Logger,
         **_: Any,
     ) -> None:
-        _finish(body, pipeline_outcome(spec, meta, status, patch), logger)
+        outcome = pipeline_outcome(spec, meta, status, patch)
+        assert outcome is not None  # a full reconcile always has one
+        _finish(body, outcome, logger)
 
     @kopf.timer(
         *PIPELINES,
@@ -133,16 +147,19 @@ def register(
         logger: kopf.Logger,
         **_: Any,
     ) -> None:
-        # Repairs drift and refreshes status.
-        _finish(body, pipeline_outcome(spec, meta, status, patch), logger, timer=True)
+        # Repairs drift and refreshes status; an unchanged Pipeline whose Pulsar snapshot
+        # shows nothing new is skipped (the watches report changes in Kubernetes).
+        outcome = pipeline_outcome(spec, meta, status, patch, pipeline.resync_pipeline)
+        if outcome is not None:
+            _finish(body, outcome, logger, timer=True)
 
     def autoscaled(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
-        return autoscale.needs_ticks(dict(spec), dict(status))
+        return local(spec) and autoscale.needs_ticks(dict(spec), dict(status))
 
     @kopf.timer(
         *PIPELINES,
         interval=config.autoscale_interval_s,
-        when=kopf.all_([local, autoscaled]),
+        when=autoscaled,
         registry=registry,
     )
     def pipeline_autoscale(
@@ -220,6 +237,20 @@ def register(
         if event.get("type") not in ("MODIFIED", "DELETED"):
             return
         reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger)
+
+    def worker_child_deleted(meta: kopf.Meta, logger: kopf.Logger, **_: Any) -> None:
+        # Deleted behind the operator's back: restored now (the resync of an unchanged
+        # Pipeline reads no children; Deployments have worker_changed).
+        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger)
+
+    for resource in WORKER_CHILDREN:
+        kopf.on.event(
+            *resource,
+            labels=WORKER_LABELS,
+            when=lambda event, **_: event.get("type") == "DELETED",
+            id=f"worker_child_deleted/{resource[2]}",
+            registry=registry,
+        )(worker_child_deleted)
 
     @kopf.on.event(*WORKER_PODS, labels=WORKER_LABELS, registry=registry)
     def worker_pod_changed(

@@ -321,6 +321,11 @@ class PulsarAdmin:
         """Producers connected to ``topic`` now."""
         return len(self.stats(topic, partitioned).get("publishers") or [])
 
+    def broker_topic_stats(self) -> dict[str, Any]:
+        """Stats of every topic this broker has loaded, subscriptions included, in one call:
+        {namespace: {bundle: {"persistent": {topic: stats}}}}. Needs the super-user role."""
+        return dict(self._json("GET", "/admin/v2/broker-stats/topics", "read broker topic stats"))
+
     # stats and geo-replication (the hub)
 
     def topic_stats(self, topic: TopicName, partitioned: bool) -> dict[str, Any] | None:

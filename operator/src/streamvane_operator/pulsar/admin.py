@@ -169,6 +169,12 @@ class PulsarAdmin:
                 found.setdefault(local, 0)
         return found
 
+    def topic_names(self, tenant: str, namespace: str) -> set[str]:
+        """Local names of the namespace's topics in one call (a partitioned topic under its
+        own name, from its partitions); existence only, no partition counts."""
+        listed = self._json("GET", f"/admin/v2/persistent/{tenant}/{namespace}", "list topics")
+        return {TopicName.parse(name).local.split(PARTITION_MARKER)[0] for name in listed}
+
     def partitions(self, topic: TopicName) -> int:
         data = self._json("GET", f"{topic.path}/partitions", f"read partitions of {topic}")
         return int(data.get("partitions", 0))

@@ -1,10 +1,11 @@
 """What the operator remembers between reconciles, so that a resync of an unchanged Pipeline
 costs next to nothing: no Kubernetes read, and of Pulsar only one shared snapshot.
 
-- A **snapshot** of the broker's topics (``broker-stats/topics``: every loaded topic with its
-  subscriptions, backlogs and rates) is read at most once per ``snapshot_ttl_s`` per admin
-  client, for all Pipelines together. It shows a topic or stage subscription deleted behind
-  the operator's back, and the backlogs that the status reports.
+- Two reads shared by all Pipelines, each at most once per ``snapshot_ttl_s``: the live
+  topic listing of each Pulsar namespace (one call: a topic deleted behind the operator's
+  back is recreated at the next resync), and a **snapshot** of the broker's topics
+  (``broker-stats/topics``, one call per admin client: every loaded topic's subscriptions,
+  backlogs and rates, as the broker refreshes them every ``statsUpdateFrequencyInSecs``).
 - **Pulsar checked**: the topology a full check (``ensure_topology``) last found in order,
   and when. Until ``pulsar_recheck_s`` passes or the topology changes, a reconcile trusts the
   snapshot instead of reading every topic's properties and policies again.
@@ -12,9 +13,10 @@ costs next to nothing: no Kubernetes read, and of Pulsar only one shared snapsho
   spec whose snapshot shows the same backlogs, within ``full_resync_s`` of it, has nothing to
   do: the watches report what changes in Kubernetes (Deployments, pods, backends).
 
-A broker that does not serve the snapshot (a token without the super-user role), or topics
-it has not loaded (another broker's, or unloaded since a restart), fall back to the per-topic
-reads: slower, never wrong.
+A broker that does not serve the snapshot (a token without the super-user role), or
+subscriptions it does not show (another broker's topics, topics not loaded or too new), fall
+back to the per-topic stats: slower, never wrong. One Pulsar namespace per Pipeline costs one
+listing per resync each.
 """
 
 from __future__ import annotations
@@ -23,12 +25,17 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamvane_operator.pulsar.admin import PARTITION_MARKER, PulsarAdmin, SubscriptionStats
-from streamvane_operator.pulsar.errors import PulsarError
+from streamvane_operator.pulsar.admin import (
+    PARTITION_MARKER,
+    PulsarAdmin,
+    SubscriptionStats,
+    TopicName,
+)
+from streamvane_operator.pulsar.errors import PulsarError, PulsarNotFound
 from streamvane_operator.render.topology import Topology
 
 Snapshot = Mapping[str, "TopicSnapshot"]
@@ -62,20 +69,22 @@ def parse_broker_topics(data: Mapping[str, Any]) -> dict[str, TopicSnapshot]:
     return {topic: TopicSnapshot(rates[topic], subs[topic]) for topic in rates}
 
 
-def stage_stats(topo: Topology, snapshot: Snapshot) -> dict[str, SubscriptionStats] | None:
-    """Stage -> stats of its subscription, when the snapshot shows every topic and stage
-    subscription of ``topo``; None when something is missing from it (deleted, or not
-    loaded): then the per-topic reads decide."""
-    if any(topo.topic(t.name) not in snapshot for t in topo.topics):
+def stage_stats(
+    topo: Topology, listed: Set[str], snapshot: Snapshot
+) -> dict[str, SubscriptionStats | None] | None:
+    """Stage -> stats of its subscription as the snapshot shows it (None: not in it, the
+    per-topic stats decide); None when a topic of ``topo`` is missing from the namespace's
+    live listing ``listed``: then the full check recreates it."""
+    if any(t.name not in listed for t in topo.topics):
         return None
-    found: dict[str, SubscriptionStats] = {}
+    found: dict[str, SubscriptionStats | None] = {}
     for sub in topo.subscriptions:
-        topic = snapshot[topo.topic(sub.topic)]
-        stats = topic.subscriptions.get(sub.name)
-        if stats is None:
-            return None
-        found[sub.stage] = SubscriptionStats(
-            stats.backlog, stats.consumers, topic.rate_in, stats.rate_out
+        topic = snapshot.get(topo.topic(sub.topic))
+        stats = topic.subscriptions.get(sub.name) if topic is not None else None
+        found[sub.stage] = (
+            SubscriptionStats(stats.backlog, stats.consumers, topic.rate_in, stats.rate_out)
+            if topic is not None and stats is not None
+            else None
         )
     return found
 
@@ -126,49 +135,95 @@ class ReconcileMemory:
     pulsar_recheck_s: float = 3600.0
     full_resync_s: float = 300.0
     clock: Callable[[], float] = time.monotonic
-    _snapshots: dict[int, tuple[PulsarAdmin, float, dict[str, TopicSnapshot] | None]] = field(
-        default_factory=dict
-    )
-    """id(admin client) -> (the client, kept so that its id is not reused; read at; topics)."""
+    _reads: dict[tuple[int, str], tuple[PulsarAdmin, float, Any]] = field(default_factory=dict)
+    """(id(admin client), what) -> (the client, kept so that its id is not reused; read at;
+    what was read)."""
     _checked: dict[str, PulsarChecked] = field(default_factory=dict)
     _settled: dict[str, Settled] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _reading: threading.Lock = field(default_factory=threading.Lock)
 
-    def snapshot(self, admin: PulsarAdmin) -> dict[str, TopicSnapshot] | None:
-        """The broker's topics as read at most ``snapshot_ttl_s`` ago; None when the broker
-        does not serve them (remembered as long)."""
-        with self._reading:  # one read at a time: the others wait for it, then share it
-            cached = self._snapshots.get(id(admin))
+    def snapshot(self, admin: PulsarAdmin) -> dict[str, TopicSnapshot]:
+        """The broker's topics as read at most ``snapshot_ttl_s`` ago; empty when the broker
+        does not serve them."""
+
+        def read() -> dict[str, TopicSnapshot]:
+            try:
+                return parse_broker_topics(admin.broker_topic_stats())
+            except PulsarError:
+                return {}
+
+        found: dict[str, TopicSnapshot] = self._shared(admin, "broker-stats", read)
+        return found
+
+    def listed(self, admin: PulsarAdmin, tenant: str, namespace: str) -> set[str]:
+        """The namespace's topics as listed at most ``snapshot_ttl_s`` ago (empty while it
+        does not exist)."""
+
+        def read() -> set[str]:
+            try:
+                return admin.topic_names(tenant, namespace)
+            except PulsarNotFound:
+                return set()
+
+        found: set[str] = self._shared(admin, f"{tenant}/{namespace}", read)
+        return found
+
+    def _shared(self, admin: PulsarAdmin, what: str, read: Callable[[], Any]) -> Any:
+        # One read at a time: the others wait for it, then share it.
+        with self._reading:
+            cached = self._reads.get((id(admin), what))
             if cached is not None and self.clock() - cached[1] < self.snapshot_ttl_s:
                 return cached[2]
-            try:
-                found: dict[str, TopicSnapshot] | None = parse_broker_topics(
-                    admin.broker_topic_stats()
-                )
-            except PulsarError:
-                found = None
-            self._snapshots[id(admin)] = (admin, self.clock(), found)
+            found = read()
+            self._reads[(id(admin), what)] = (admin, self.clock(), found)
             return found
+
+    def observed(self, admin: PulsarAdmin, topo: Topology) -> dict[str, SubscriptionStats] | None:
+        """Stage stats when Pulsar shows the whole topology (snapshot, else per-topic stats);
+        None when a topic or stage subscription is missing."""
+        stats = stage_stats(
+            topo, self.listed(admin, topo.tenant, topo.namespace), self.snapshot(admin)
+        )
+        if stats is None:
+            return None
+        found: dict[str, SubscriptionStats] = {}
+        by_stage = {sub.stage: sub for sub in topo.subscriptions}
+        partitions = {t.name: t.partitions for t in topo.topics}
+        for stage, seen in stats.items():
+            sub = by_stage[stage]
+            topic = TopicName(topo.tenant, topo.namespace, sub.topic)
+            read = seen or admin.subscription_stats(topic, sub.name, partitions[sub.topic] > 0)
+            if read is None:
+                return None
+            found[stage] = read
+        return found
 
     def known_stats(
         self, uid: str, key: Hashable, admin: PulsarAdmin, topo: Topology
     ) -> dict[str, SubscriptionStats] | None:
-        """Stage stats from the snapshot when the last full check of ``key`` is recent and
-        the snapshot shows the whole topology; None: run the full check."""
+        """Stage stats when the last full check of ``key`` is recent and Pulsar shows the
+        whole topology; None: run the full check."""
         with self._lock:
             checked = self._checked.get(uid)
         if not still_checked(checked, key, self.clock(), self.pulsar_recheck_s):
             return None
-        snapshot = self.snapshot(admin)
-        return stage_stats(topo, snapshot) if snapshot is not None else None
+        try:
+            return self.observed(admin, topo)
+        except PulsarNotFound:
+            return None  # deleted meanwhile
 
     def checked(self, uid: str, key: Hashable) -> None:
         with self._lock:
             self._checked[uid] = PulsarChecked(key, self.clock())
 
     def settled(
-        self, uid: str, spec: str, admin: PulsarAdmin, topo: Topology, lag: Mapping[str, int | None]
+        self,
+        uid: str,
+        spec: str,
+        admin: PulsarAdmin,
+        topo: Topology,
+        lag: Mapping[str, int | None],
     ) -> None:
         with self._lock:
             self._settled[uid] = Settled(spec, self.clock(), admin, topo, dict(lag))
@@ -179,13 +234,16 @@ class ReconcileMemory:
 
     def nothing_to_do(self, uid: str, spec: str) -> bool:
         """A resync of ``spec`` finds what the last full reconcile left: same spec, recent,
-        and the snapshot shows the whole topology with the backlogs in the status."""
+        and Pulsar shows the whole topology with the backlogs in the status. Raises what
+        the admin client raises (the reconcile then reports it)."""
         with self._lock:
             settled = self._settled.get(uid)
         if settled is None or not still_settled(settled, spec, self.clock(), self.full_resync_s):
             return False
-        snapshot = self.snapshot(settled.admin)
-        stats = stage_stats(settled.topo, snapshot) if snapshot is not None else None
+        try:
+            stats = self.observed(settled.admin, settled.topo)
+        except PulsarError:
+            return False  # the reconcile finds out and says what
         return stats is not None and backlogs(stats) == settled.lag
 
     def forget(self, uid: str) -> None:

@@ -32,6 +32,9 @@ from .test_reconcile_pipeline import (
 )
 
 SNAPSHOT = "GET /admin/v2/broker-stats/topics"
+LISTING = "GET /admin/v2/persistent/streamvane/content"
+SHARED_READS = [LISTING, SNAPSHOT]
+"""What a resync of an unchanged Pipeline reads: both shared by every Pipeline."""
 
 
 class Clock:
@@ -80,19 +83,24 @@ def test_parse_broker_topics_adds_up_partitions_under_the_topic_name() -> None:
     }
 
 
-def test_stage_stats_only_when_every_topic_and_subscription_is_in_the_snapshot() -> None:
+def test_stage_stats_need_every_topic_listed_and_take_what_the_snapshot_shows() -> None:
     world = World()
     world.reconcile(pipeline_spec(embed_stage(), relay_stage()))
     spec = PipelineSpec.model_validate(pipeline_spec(embed_stage(), relay_stage()))
     topo = topology(OWNER.namespace, OWNER.name, spec)
-    snapshot = parse_broker_topics(world.pulsar.admin().broker_topic_stats())
+    admin = world.pulsar.admin()
+    listed = admin.topic_names("streamvane", "content")
+    snapshot = parse_broker_topics(admin.broker_topic_stats())
 
-    assert set(stage_stats(topo, snapshot) or {}) == {"embed", "relay"}
-    without_dlq = {k: v for k, v in snapshot.items() if not k.endswith("-dlq")}
-    assert stage_stats(topo, without_dlq) is None
-    items = TOPIC.format("items")
-    unsubscribed = {**snapshot, items: TopicSnapshot(0.0, {})}
-    assert stage_stats(topo, unsubscribed) is None
+    assert stage_stats(topo, listed, snapshot) == {
+        "embed": SubscriptionStats(0, 0),
+        "relay": SubscriptionStats(0, 0),
+    }
+    assert stage_stats(topo, listed - {"out"}, snapshot) is None
+    # Not (yet) in the snapshot: the per-topic stats decide.
+    unsubscribed = {**snapshot, TOPIC.format("items"): TopicSnapshot(0.0, {})}
+    assert (stage_stats(topo, listed, unsubscribed) or {})["embed"] is None
+    assert stage_stats(topo, listed, {}) == {"embed": None, "relay": None}
 
 
 def test_a_full_check_is_trusted_until_recheck_passes_or_the_topology_changes() -> None:
@@ -122,7 +130,7 @@ def test_second_reconcile_reads_only_the_snapshot_when_pulsar_was_checked(world:
     outcome = world.reconcile(spec)
 
     assert outcome.problem is None
-    assert world.pulsar.calls[calls:] == [SNAPSHOT]
+    assert world.pulsar.calls[calls:] == SHARED_READS
 
 
 def test_resync_of_a_ready_unchanged_pipeline_does_nothing(world: World, clock: Clock) -> None:
@@ -132,7 +140,7 @@ def test_resync_of_a_ready_unchanged_pipeline_does_nothing(world: World, clock: 
     clock.now += 10  # a fresh snapshot
 
     assert resync_pipeline(world.deps, OWNER, spec, 1, status) is None
-    assert world.pulsar.calls[calls:] == [SNAPSHOT]
+    assert world.pulsar.calls[calls:] == SHARED_READS
 
 
 def test_resync_reconciles_when_a_backlog_changed(world: World, clock: Clock) -> None:
@@ -175,7 +183,7 @@ def test_resync_reconciles_an_edited_spec(world: World) -> None:
     assert resync_pipeline(world.deps, OWNER, spec, 2, status) is not None
 
 
-def test_every_reconcile_checks_pulsar_in_full_when_the_broker_refuses_the_snapshot(
+def test_resync_reads_each_subscriptions_stats_when_the_broker_refuses_the_snapshot(
     world: World, clock: Clock
 ) -> None:
     world.pulsar.broker_stats = False
@@ -183,8 +191,25 @@ def test_every_reconcile_checks_pulsar_in_full_when_the_broker_refuses_the_snaps
     calls = len(world.pulsar.calls)
     clock.now += 10
 
+    assert resync_pipeline(world.deps, OWNER, spec, 1, status) is None
+    reads = world.pulsar.calls[calls:]
+    assert reads[:2] == SHARED_READS
+    assert sorted(reads[2:]) == [
+        "GET /admin/v2/persistent/streamvane/content/embedded/stats",
+        "GET /admin/v2/persistent/streamvane/content/items/stats",
+    ]
+
+
+def test_resync_recreates_a_subscription_deleted_behind_the_operators_back(
+    world: World, clock: Clock
+) -> None:
+    world.pulsar.broker_stats = False  # the per-topic stats show the deletion at once
+    spec, status = settle(world)
+    items = TOPIC.format("items")
+    world.pulsar.subscriptions[items].clear()
+    clock.now += 10
+
     outcome = resync_pipeline(world.deps, OWNER, spec, 1, status)
 
     assert outcome is not None and outcome.problem is None
-    reads = world.pulsar.calls[calls:]
-    assert SNAPSHOT in reads and any(c.endswith("/properties") for c in reads)
+    assert world.pulsar.subscriptions[items] == {"media.cu-embed"}

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from streamvane_operator.api.common import API_VERSION, GROUP, VERSION
 from streamvane_operator.api.pipeline import PipelineStatus
+from streamvane_operator.coalesce import Coalescer
 from streamvane_operator.config import OperatorConfig
 from streamvane_operator.diffbase import DigestDiffBaseStorage
 from streamvane_operator.kube.client import ObjectRef
@@ -209,9 +210,14 @@ def register(
             raise kopf.TemporaryError(str(e), delay=e.delay_s) from e
         _post(body, events, logger)
 
+    coalesced = Coalescer()
+
     def reconcile_named(namespace: str, name: str, logger: kopf.Logger) -> None:
         """Reconcile a Pipeline outside its own handlers (something it depends on changed)
-        and write its status."""
+        and write its status; events arriving meanwhile for it make one more reconcile."""
+        coalesced.run((namespace, name), lambda: _reconcile_named(namespace, name, logger))
+
+    def _reconcile_named(namespace: str, name: str, logger: kopf.Logger) -> None:
         ref = ObjectRef(API_VERSION, pipeline.KIND, namespace, name)
         parent = deps.kube.get(ref)
         if parent is None or parent["metadata"].get("deletionTimestamp"):

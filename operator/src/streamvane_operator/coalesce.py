@@ -36,3 +36,23 @@ class Coalescer:
                 self._running.discard(key)
                 self._again.discard(key)
             raise
+
+
+class LastSeen:
+    """The last state seen per key: a watch event that changes nothing that matters (a
+    status write that leaves readiness as it was) needs no reconcile. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[Hashable, Hashable] = {}
+
+    def changed(self, key: Hashable, state: Hashable) -> bool:
+        """Whether ``state`` differs from the last one seen for ``key`` (or none was)."""
+        with self._lock:
+            before = self._states.get(key)
+            self._states[key] = state
+        return before != state
+
+    def forget(self, key: Hashable) -> None:
+        with self._lock:
+            self._states.pop(key, None)

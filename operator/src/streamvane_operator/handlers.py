@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from streamvane_operator.api.common import API_VERSION, GROUP, VERSION
 from streamvane_operator.api.pipeline import PipelineStatus
-from streamvane_operator.coalesce import Coalescer
+from streamvane_operator.coalesce import Coalescer, LastSeen
 from streamvane_operator.config import OperatorConfig
 from streamvane_operator.diffbase import DigestDiffBaseStorage
 from streamvane_operator.kube.client import ObjectRef
@@ -23,6 +23,7 @@ from streamvane_operator.kube.errors import KubeError
 from streamvane_operator.reconcile import autoscale, backend, pipeline
 from streamvane_operator.reconcile.common import Deps, Events, Outcome, RetryLater
 from streamvane_operator.reconcile.status import (
+    deployment_ready,
     stage_of,
     with_current_foreign_conditions,
     worker_failure,
@@ -211,6 +212,7 @@ def register(
         _post(body, events, logger)
 
     coalesced = Coalescer()
+    workers_seen = LastSeen()
 
     def reconcile_named(namespace: str, name: str, logger: kopf.Logger) -> None:
         """Reconcile a Pipeline outside its own handlers (something it depends on changed)
@@ -242,6 +244,14 @@ def register(
         # (type None) and ADDED are the operator's own doing.
         if event.get("type") not in ("MODIFIED", "DELETED"):
             return
+        if event["type"] == "DELETED":
+            workers_seen.forget(meta["uid"])
+        else:
+            # Spec (generation) and readiness are all a reconcile would learn from it.
+            body = dict(event.get("object") or {})
+            state = (meta.get("generation"), deployment_ready(body))
+            if not workers_seen.changed(meta["uid"], state):
+                return
         reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger)
 
     def worker_child_deleted(meta: kopf.Meta, logger: kopf.Logger, **_: Any) -> None:

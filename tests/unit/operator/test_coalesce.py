@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from streamvane_operator.coalesce import Coalescer
+from streamvane_operator.coalesce import Coalescer, LastSeen
 
 
 def test_requests_during_a_run_make_exactly_one_more_run_and_return_at_once() -> None:
@@ -54,3 +54,14 @@ def test_a_failed_run_leaves_the_key_free() -> None:
     runs: list[int] = []
     coalescer.run("p", lambda: runs.append(1))
     assert runs == [1]
+
+
+def test_last_seen_reports_a_change_only_when_the_state_differs() -> None:
+    seen = LastSeen()
+
+    assert seen.changed("deployment-uid", (1, False))
+    assert not seen.changed("deployment-uid", (1, False))
+    assert seen.changed("deployment-uid", (1, True))
+    assert seen.changed("deployment-uid", (2, True))
+    seen.forget("deployment-uid")
+    assert seen.changed("deployment-uid", (2, True))

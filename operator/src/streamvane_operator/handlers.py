@@ -244,13 +244,14 @@ def register(
         # (type None) and ADDED are the operator's own doing.
         if event.get("type") not in ("MODIFIED", "DELETED"):
             return
+        key = (meta["namespace"], meta["name"])
         if event["type"] == "DELETED":
-            workers_seen.forget(meta["uid"])
+            workers_seen.forget(key)
         else:
             # Spec (generation) and readiness are all a reconcile would learn from it.
             body = dict(event.get("object") or {})
             state = (meta.get("generation"), deployment_ready(body))
-            if not workers_seen.changed(meta["uid"], state):
+            if not workers_seen.changed(key, state):
                 return
         reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger)
 

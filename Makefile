@@ -143,6 +143,10 @@ bench-training: install models ## Online learner vs frozen vs popularity on a dr
 bench-workers: install models ## Triton alone vs Pulsar -> worker -> Triton -> Pulsar vs a naive consumer (medians, ratios)
 	$(PY) -m bench.bench_workers
 
+.PHONY: bench-operator
+bench-operator: install ## Control plane: operator with 50/200/500 Pipelines on the local stack (Ready s, RSS, idle CPU, admin calls, edit latency)
+	$(PY) -m bench.bench_operator
+
 ##@ Demo
 
 .PHONY: demo

@@ -29,12 +29,13 @@ tests/chart/test_chart_rbac.py fails when the two differ in any group, resource 
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects", "triggerauthentications"]
   verbs: ["get", "list", "create", "patch", "delete"]
+# Watched too: a child deleted behind the operator's back is restored at once.
 - apiGroups: [""]
   resources: ["configmaps", "services"]
-  verbs: ["get", "list", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Worker pods: container statuses (crash loops, termination messages) reported in the
 # Pipeline's status; watched to report a crash at once.
 - apiGroups: [""]

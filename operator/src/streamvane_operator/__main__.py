@@ -19,12 +19,14 @@ from streamvane_operator.metrics import OperatorMetrics
 from streamvane_operator.pulsar.admin import AdminPool
 from streamvane_operator.reconcile.common import Deps
 from streamvane_operator.reconcile.hub import HubDeps
+from streamvane_operator.reconcile.memory import ReconcileMemory
 from streamvane_operator.render.labels import FIELD_MANAGER
 from streamvane_operator.render.worker import WorkerDefaults
 from streamvane_operator.rollout.member import HUB_MANAGER
 from streamvane_operator.scaling.signals import MetricsReader
 
 DEFAULTS = OperatorConfig()
+SNAPSHOT_TTL_S = 10.0
 
 
 class Mode(StrEnum):
@@ -70,6 +72,20 @@ def run(
     resync_seconds: Annotated[
         float, typer.Option(help="Period of the drift-repair and status refresh.")
     ] = DEFAULTS.resync_s,
+    full_resync_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Longest time a resync skips an unchanged, Ready Pipeline (the watches "
+            "report changes; this catches what they cannot see)."
+        ),
+    ] = DEFAULTS.full_resync_s,
+    pulsar_recheck_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Longest time between full checks of a Pipeline's topics and policies; "
+            "a deleted topic or subscription is seen at the next resync regardless."
+        ),
+    ] = DEFAULTS.pulsar_recheck_s,
     autoscale_interval_seconds: Annotated[
         float,
         typer.Option(
@@ -128,6 +144,8 @@ def run(
         worker_image=worker_image,
         worker_log_format=worker_log_format.value,
         resync_s=resync_seconds,
+        full_resync_s=full_resync_seconds,
+        pulsar_recheck_s=pulsar_recheck_seconds,
         autoscale_interval_s=autoscale_interval_seconds,
         retry_transient_s=retry_seconds,
         kubeconfig=kubeconfig,
@@ -164,6 +182,12 @@ def run(
         retry_rejected_s=config.retry_rejected_s,
         metrics=metrics,
         triton_metrics=triton_metrics,
+        memory=ReconcileMemory(
+            # Fresh for every resync, shared by the Pipelines resynced around the same time.
+            snapshot_ttl_s=min(SNAPSHOT_TTL_S, config.resync_s / 2),
+            pulsar_recheck_s=config.pulsar_recheck_s,
+            full_resync_s=config.full_resync_s,
+        ),
     )
     registry = kopf.OperatorRegistry()
     if config.hub:

@@ -16,6 +16,13 @@ class OperatorConfig:
     """Log format rendered into every WorkerConfig (json in clusters, console locally)."""
     resync_s: float = 30.0
     """Interval of the periodic reconcile that repairs drift and refreshes status."""
+    full_resync_s: float = 300.0
+    """Longest time a resync trusts the last full reconcile of an unchanged Pipeline: the
+    safety net for drift no watch reports (an edited ConfigMap, Service or PDB)."""
+    pulsar_recheck_s: float = 3600.0
+    """Longest time between full checks of a Pipeline's topics and their policies (owner,
+    retention, compaction, de-duplication); in between, a shared broker snapshot shows a
+    deleted topic or subscription at the next resync."""
     autoscale_interval_s: float = 5.0
     """Period of the autoscaler's tick: one read of each Pipeline's signals, then decisions."""
     retry_transient_s: float = 10.0

@@ -6,7 +6,7 @@ Nothing here decides anything; the decisions live in ``streamvane_operator.recon
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import kopf
@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from streamvane_operator.api.common import API_VERSION, GROUP, VERSION
 from streamvane_operator.api.pipeline import PipelineStatus
+from streamvane_operator.coalesce import Coalescer, LastSeen
 from streamvane_operator.config import OperatorConfig
 from streamvane_operator.diffbase import DigestDiffBaseStorage
 from streamvane_operator.kube.client import ObjectRef
@@ -22,6 +23,7 @@ from streamvane_operator.kube.errors import KubeError
 from streamvane_operator.reconcile import autoscale, backend, pipeline
 from streamvane_operator.reconcile.common import Deps, Events, Outcome, RetryLater
 from streamvane_operator.reconcile.status import (
+    deployment_ready,
     stage_of,
     with_current_foreign_conditions,
     worker_failure,
@@ -33,6 +35,15 @@ BACKENDS = (GROUP, VERSION, "inferencebackends")
 WORKER_DEPLOYMENTS = ("apps", "v1", "deployments")
 MAX_ERROR_MESSAGE = 4096
 WORKER_PODS = ("", "v1", "pods")
+WORKER_CHILDREN = (
+    ("", "v1", "configmaps"),
+    ("", "v1", "services"),
+    ("policy", "v1", "poddisruptionbudgets"),
+)
+Reconciler = Callable[
+    [Deps, Owner, Mapping[str, Any], int, Mapping[str, Any] | None],
+    Outcome[PipelineStatus] | None,
+]
 INDEX = "pipelines_by_backend"
 """kopf index: (namespace, InferenceBackend name) -> Pipelines whose stages use it."""
 WORKER_LABELS: dict[str, Any] = {
@@ -86,13 +97,16 @@ def register(
         return _connection_info(credentials)
 
     def pipeline_outcome(
-        spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch
-    ) -> Outcome[PipelineStatus]:
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        reconcile: Reconciler = pipeline.reconcile_pipeline,
+    ) -> Outcome[PipelineStatus] | None:
         owner = pipeline.owner_of(meta["name"], meta["namespace"], meta["uid"])
-        outcome = pipeline.reconcile_pipeline(
-            deps, owner, dict(spec), int(meta.get("generation", 0)), dict(status)
-        )
-        patch.status.update(_dump(_latest_foreign_conditions(outcome.status, owner)))
+        outcome = reconcile(deps, owner, dict(spec), int(meta.get("generation", 0)), dict(status))
+        if outcome is not None:
+            patch.status.update(_dump(_latest_foreign_conditions(outcome.status, owner)))
         return outcome
 
     def _latest_foreign_conditions(status: PipelineStatus, owner: Owner) -> PipelineStatus:
@@ -115,7 +129,9 @@ def register(
         logger: kopf.Logger,
         **_: Any,
     ) -> None:
-        _finish(body, pipeline_outcome(spec, meta, status, patch), logger)
+        outcome = pipeline_outcome(spec, meta, status, patch)
+        assert outcome is not None  # a full reconcile always has one
+        _finish(body, outcome, logger)
 
     @kopf.timer(
         *PIPELINES,
@@ -133,10 +149,21 @@ def register(
         logger: kopf.Logger,
         **_: Any,
     ) -> None:
-        # Repairs drift and refreshes status.
-        _finish(body, pipeline_outcome(spec, meta, status, patch), logger, timer=True)
+        # Repairs drift and refreshes status; an unchanged Pipeline whose Pulsar snapshot
+        # shows nothing new is skipped (the watches report changes in Kubernetes).
+        outcome = pipeline_outcome(spec, meta, status, patch, pipeline.resync_pipeline)
+        if outcome is not None:
+            _finish(body, outcome, logger, timer=True)
 
-    @kopf.timer(*PIPELINES, interval=config.autoscale_interval_s, when=local, registry=registry)
+    def autoscaled(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+        return local(spec) and autoscale.needs_ticks(dict(spec), dict(status))
+
+    @kopf.timer(
+        *PIPELINES,
+        interval=config.autoscale_interval_s,
+        when=autoscaled,
+        registry=registry,
+    )
     def pipeline_autoscale(
         body: kopf.Body,
         spec: kopf.Spec,
@@ -184,9 +211,15 @@ def register(
             raise kopf.TemporaryError(str(e), delay=e.delay_s) from e
         _post(body, events, logger)
 
+    coalesced = Coalescer()
+    workers_seen = LastSeen()
+
     def reconcile_named(namespace: str, name: str, logger: kopf.Logger) -> None:
         """Reconcile a Pipeline outside its own handlers (something it depends on changed)
-        and write its status."""
+        and write its status; events arriving meanwhile for it make one more reconcile."""
+        coalesced.run((namespace, name), lambda: _reconcile_named(namespace, name, logger))
+
+    def _reconcile_named(namespace: str, name: str, logger: kopf.Logger) -> None:
         ref = ObjectRef(API_VERSION, pipeline.KIND, namespace, name)
         parent = deps.kube.get(ref)
         if parent is None or parent["metadata"].get("deletionTimestamp"):
@@ -211,7 +244,30 @@ def register(
         # (type None) and ADDED are the operator's own doing.
         if event.get("type") not in ("MODIFIED", "DELETED"):
             return
+        key = (meta["namespace"], meta["name"])
+        if event["type"] == "DELETED":
+            workers_seen.forget(key)
+        else:
+            # Spec (generation) and readiness are all a reconcile would learn from it.
+            body = dict(event.get("object") or {})
+            state = (meta.get("generation"), deployment_ready(body))
+            if not workers_seen.changed(key, state):
+                return
         reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger)
+
+    def worker_child_deleted(meta: kopf.Meta, logger: kopf.Logger, **_: Any) -> None:
+        # Deleted behind the operator's back: restored now (the resync of an unchanged
+        # Pipeline reads no children; Deployments have worker_changed).
+        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger)
+
+    for resource in WORKER_CHILDREN:
+        kopf.on.event(
+            *resource,
+            labels=WORKER_LABELS,
+            when=lambda event, **_: event.get("type") == "DELETED",
+            id=f"worker_child_deleted/{resource[2]}",
+            registry=registry,
+        )(worker_child_deleted)
 
     @kopf.on.event(*WORKER_PODS, labels=WORKER_LABELS, registry=registry)
     def worker_pod_changed(

@@ -43,8 +43,14 @@ NAMESPACED_RULES = (
         ("scaledobjects", "triggerauthentications"),
         ("get", "list", "create", "patch", "delete"),
     ),
-    Rule(("",), ("configmaps", "services"), ("get", "list", "create", "patch", "delete")),
-    Rule(("policy",), ("poddisruptionbudgets",), ("get", "list", "create", "patch", "delete")),
+    # kopf watches the other children too: one deleted behind the operator's back is
+    # restored at once (a resync of an unchanged Pipeline reads no children).
+    Rule(("",), ("configmaps", "services"), ("get", "list", "watch", "create", "patch", "delete")),
+    Rule(
+        ("policy",),
+        ("poddisruptionbudgets",),
+        ("get", "list", "watch", "create", "patch", "delete"),
+    ),
     # Worker pods: their container statuses (crash loops, termination messages) go into the
     # Pipeline's status; kopf watches them to report a crash at once.
     Rule(("",), ("pods",), ("list", "watch")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,9 @@ class KubeClient:
         self._dynamic: DynamicClient | None = None
         self._not_served: dict[tuple[str, str], float] = {}
         self._clock = time.monotonic
+        # The dynamic client's discovery cache is not thread-safe: a lookup that misses
+        # re-reads discovery, and another handler thread reading meanwhile gets a KeyError.
+        self._discovery = threading.Lock()
 
     def apply(self, obj: Manifest) -> Manifest:
         ref = ObjectRef.of(obj)
@@ -232,7 +236,11 @@ class KubeClient:
 
     def _client(self) -> DynamicClient:
         if self._dynamic is None:
-            self._dynamic = self._call("discover API", lambda: DynamicClient(self._api_client))
+            with self._discovery:
+                if self._dynamic is None:
+                    self._dynamic = self._call(
+                        "discover API", lambda: DynamicClient(self._api_client)
+                    )
         return self._dynamic
 
     def _resource(self, api_version: str, kind: str) -> Any:
@@ -241,8 +249,10 @@ class KubeClient:
         key = (api_version, kind)
         if self._clock() < self._not_served.get(key, 0.0):
             raise KubeNotServed(f"{api_version} {kind} is not served (CRD installed?)", 404)
+        client = self._client()
         try:
-            return self._client().resources.get(api_version=api_version, kind=kind)
+            with self._discovery:
+                return client.resources.get(api_version=api_version, kind=kind)
         except ResourceNotFoundError as e:
             self._not_served[key] = self._clock() + NOT_SERVED_TTL_S
             raise KubeNotServed(f"{api_version} {kind} is not served (CRD installed?)", 404) from e

@@ -192,6 +192,12 @@ class PulsarAdmin:
                 found.setdefault(local, 0)
         return found
 
+    def topic_names(self, tenant: str, namespace: str) -> set[str]:
+        """Local names of the namespace's topics in one call (a partitioned topic under its
+        own name, from its partitions); existence only, no partition counts."""
+        listed = self._json("GET", f"/admin/v2/persistent/{tenant}/{namespace}", "list topics")
+        return {TopicName.parse(name).local.split(PARTITION_MARKER)[0] for name in listed}
+
     def partitions(self, topic: TopicName) -> int:
         data = self._json("GET", f"{topic.path}/partitions", f"read partitions of {topic}")
         return int(data.get("partitions", 0))
@@ -386,6 +392,11 @@ class PulsarAdmin:
     def publishers(self, topic: TopicName, partitioned: bool) -> int:
         """Producers connected to ``topic`` now."""
         return len(self.stats(topic, partitioned).get("publishers") or [])
+
+    def broker_topic_stats(self) -> dict[str, Any]:
+        """Stats of every topic this broker has loaded, subscriptions included, in one call:
+        {namespace: {bundle: {"persistent": {topic: stats}}}}. Needs the super-user role."""
+        return dict(self._json("GET", "/admin/v2/broker-stats/topics", "read broker topic stats"))
 
     # stats and geo-replication (the hub)
 

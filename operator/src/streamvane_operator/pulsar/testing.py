@@ -59,6 +59,8 @@ class FakePulsar:
     schema_compatibility: dict[str, str] = field(default_factory=dict)
     """Fully qualified name -> its topic-level schemaCompatibilityStrategy."""
     unavailable: bool = False
+    broker_stats: bool = True
+    """Whether broker-stats/topics is served (False: refused, as for a non-super-user)."""
     calls: list[str] = field(default_factory=list)
     _params: httpx.QueryParams = field(default_factory=httpx.QueryParams, repr=False)
     """Query of the request being answered."""
@@ -90,6 +92,7 @@ class FakePulsar:
     def _routes(self) -> list[tuple[str, str, Route]]:
         return [
             (r"/admin/v2/clusters", "GET", lambda m, b: _ok(self.clusters)),
+            (r"/admin/v2/broker-stats/topics", "GET", self._broker_topics),
             (r"/admin/v2/tenants", "GET", lambda m, b: _ok(sorted(self.tenants))),
             (r"/admin/v2/tenants/(?P<t>[^/]+)", "PUT", self._create_tenant),
             (r"/admin/v2/namespaces/(?P<t>[^/]+)", "GET", self._list_namespaces),
@@ -244,6 +247,29 @@ class FakePulsar:
             )
         subs.remove(m["sub"])
         return httpx.Response(204)
+
+    def _broker_topics(self, m: re.Match[str], body: object) -> httpx.Response:
+        """Every topic as the broker's one bundle holds it; a partitioned topic's figures on
+        its partition 0 (the others empty), as the client adds them up."""
+        if not self.broker_stats:
+            return httpx.Response(403, json={"reason": "Super-user access required"})
+        namespaces: dict[str, dict[str, Any]] = {}
+        for topic, partitions in self.topics.items():
+            tenant, namespace, _ = topic.removeprefix("persistent://").split("/")
+            bundle = namespaces.setdefault(f"{tenant}/{namespace}", {"0x0_0xf": {"persistent": {}}})
+            names = [f"{topic}-partition-{i}" for i in range(partitions)] or [topic]
+            for i, name in enumerate(names):
+                subs = {
+                    sub: {
+                        "msgBacklog": self.backlog.get((topic, sub), 0) if i == 0 else 0,
+                        "msgRateOut": self.rate_out.get((topic, sub), 0.0) if i == 0 else 0.0,
+                        "consumers": [{}] * self.consumers.get((topic, sub), 0) if i == 0 else [],
+                    }
+                    for sub in self.subscriptions.get(topic, set())
+                }
+                rate = self.rate_in.get(topic, 0.0) if i == 0 else 0.0
+                bundle["0x0_0xf"]["persistent"][name] = {"msgRateIn": rate, "subscriptions": subs}
+        return _ok(namespaces)
 
     def _stats(self, m: re.Match[str], body: object) -> httpx.Response:
         topic = _name(m)

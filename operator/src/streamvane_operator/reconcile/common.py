@@ -24,6 +24,7 @@ from streamvane_operator.pulsar.errors import (
     PulsarUnauthorized,
     PulsarUnavailable,
 )
+from streamvane_operator.reconcile.memory import ReconcileMemory
 from streamvane_operator.reconcile.ownership import object_conflicts
 from streamvane_operator.reconcile.plan import owned_by, plan
 from streamvane_operator.reconcile.schemas import SchemaRefused
@@ -96,6 +97,8 @@ class Deps:
     """Reads a Triton metrics endpoint (the autoscaler's saturation signal)."""
     monotonic: Callable[[], float] = time.monotonic
     """The autoscaler's steady clock."""
+    memory: ReconcileMemory = field(default_factory=ReconcileMemory)
+    """What reconciles remember of each other (``reconcile.memory``)."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from streamvane_operator.api.backend import InferenceBackendSpec
-from streamvane_operator.api.common import API_VERSION, Manifest, SecretKeyRef
+from streamvane_operator.api.common import API_VERSION, ConditionStatus, Manifest, SecretKeyRef
 from streamvane_operator.api.pipeline import (
     DeletionPolicy,
     PipelineSpec,
@@ -32,7 +32,7 @@ from streamvane_operator.api.validation import (
 )
 from streamvane_operator.kube.client import Kube
 from streamvane_operator.kube.errors import KubeError, KubeRejected
-from streamvane_operator.pulsar.admin import PulsarAdmin
+from streamvane_operator.pulsar.admin import PulsarAdmin, SubscriptionStats
 from streamvane_operator.reconcile import preflight, schemas
 from streamvane_operator.reconcile.common import (
     Deps,
@@ -49,9 +49,11 @@ from streamvane_operator.reconcile.common import (
     problems,
     retry_delay,
 )
+from streamvane_operator.reconcile.memory import backlogs, spec_digest
 from streamvane_operator.reconcile.ownership import merged, pipeline_id
 from streamvane_operator.reconcile.replicas import hand_over_replicas, with_initial_replicas
 from streamvane_operator.reconcile.status import (
+    READY,
     DesiredCondition,
     Problem,
     deployment_ready,
@@ -65,6 +67,7 @@ from streamvane_operator.reconcile.status import (
     worker_failure,
 )
 from streamvane_operator.reconcile.topology import (
+    TopologyChanges,
     delete_created,
     ensure_topology,
     retire_subscriptions,
@@ -101,6 +104,19 @@ def reconcile_pipeline(
     )
 
 
+def resync_pipeline(
+    deps: Deps,
+    owner: Owner,
+    raw_spec: Mapping[str, Any],
+    generation: int,
+    previous_status: Mapping[str, Any] | None,
+) -> Outcome[PipelineStatus] | None:
+    """The timer's reconcile; None when it has nothing to do (``ReconcileMemory``)."""
+    if deps.memory.nothing_to_do(owner.uid, spec_digest(raw_spec, generation)):
+        return None
+    return reconcile_pipeline(deps, owner, raw_spec, generation, previous_status)
+
+
 def _reconcile(
     deps: Deps,
     owner: Owner,
@@ -118,6 +134,7 @@ def _reconcile(
     problem: Problem | None = None
     policy: SchemaCompatibility | None = None
     registered_targets: list[schemas.SchemaTarget] | None = None
+    settled: tuple[PulsarAdmin, Topology] | None = None
     try:
         with problems():
             # The name becomes label selectors and Service names: check it before any call.
@@ -138,12 +155,16 @@ def _reconcile(
             desired = {s.name: s.scaling.min_replicas for s in spec.stages}
             check_conflicts(deps.kube, rendered.objects, observed, owner.uid)
             admin = pulsar_admin(deps, owner, spec)
-            changes = ensure_topology(
-                admin,
-                topo,
-                pipeline_id(owner.namespace, owner.name),
-                {s.name: s.input.initial_position for s in spec.stages},
-                frozenset(spec.shared_outputs),
+            positions = {s.name: s.input.initial_position for s in spec.stages}
+            shared = frozenset(spec.shared_outputs)
+            checked_key = (admin.admin_url, topo, tuple(sorted(positions.items())), shared)
+            known = deps.memory.known_stats(owner.uid, checked_key, admin, topo)
+            changes = (
+                ensure_topology(
+                    admin, topo, pipeline_id(owner.namespace, owner.name), positions, shared
+                )
+                if known is None
+                else TopologyChanges()  # checked recently, and the snapshot shows it all
             )
             created = (
                 merged(created[0], changes.owned_topics),
@@ -173,14 +194,21 @@ def _reconcile(
             gone = set(retiring) - set(still)
             created = (created[0], [s for s in created[1] if s not in gone])
             retiring = still
-            stats = subscription_stats(admin, topo)
-            lag = {stage: s.backlog if s else None for stage, s in stats.items()}
+            # A backlog's age (the lag metric) needs the per-topic stats; none at rest.
+            stats: Mapping[str, SubscriptionStats | None] = (
+                known
+                if known is not None and not any(s.backlog for s in known.values())
+                else subscription_stats(admin, topo)
+            )
+            deps.memory.checked(owner.uid, checked_key)
+            lag = backlogs(stats)
             now = deps.clock()
             deps.metrics.stage_loads(
                 owner.namespace,
                 owner.name,
                 {stage: stage_load(s, now) for stage, s in stats.items() if s},
             )
+            settled = (admin, topo)
     except Stop as stop:
         problem = stop.problem
         events.warn(problem.failure.value, problem.message)
@@ -198,6 +226,12 @@ def _reconcile(
         retiring,
         schemas.condition(problem, registered_targets, policy) if policy else None,
     )
+    # Only a Ready Pipeline with nothing left to retire can wait for what the watches or
+    # the snapshot report; anything else is reconciled again at every resync.
+    if settled is not None and problem is None and not retiring and is_ready(status):
+        deps.memory.settled(owner.uid, spec_digest(raw_spec, generation), *settled, lag)
+    else:
+        deps.memory.unsettle(owner.uid)
     return Outcome(
         status=status.model_copy(
             update={"created_topics": created[0], "created_subscriptions": created[1]}
@@ -211,6 +245,10 @@ def _reconcile(
 def local_topics(topo: Topology, qualified: Sequence[str]) -> set[str]:
     """The local names of those of ``qualified`` in the topology's namespace."""
     return {t for t in (topic.name for topic in topo.topics) if topo.topic(t) in qualified}
+
+
+def is_ready(status: PipelineStatus) -> bool:
+    return any(c.type == READY and c.status is ConditionStatus.TRUE for c in status.conditions)
 
 
 def named_ours(owner: Owner, topo: Topology) -> list[str]:
@@ -392,6 +430,7 @@ def delete_pipeline(
             if is_label_value(owner.name):
                 delete_children(deps.kube, owner, PIPELINE_LABEL)
             deps.metrics.forget_pipeline(owner.namespace, owner.name)
+            deps.memory.forget(owner.uid)
             spec = parse(PipelineSpec, raw_spec)
             if spec.deletion_policy is DeletionPolicy.RETAIN:
                 events.info(

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+
+from kubernetes.utils import parse_quantity
 
 from streamvane_operator.api.common import Manifest
 from streamvane_operator.kube.client import ObjectRef
+
+QUANTITY_MAPS = frozenset({"requests", "limits", "hard", "capacity"})
+"""Keys whose values are resource quantities (container resources, quotas)."""
+QUANTITY_FIELDS = frozenset({"sizeLimit"})
+"""Single quantity fields (emptyDir)."""
 
 _DELETE_ORDER = (
     "ScaledObject",
@@ -46,14 +54,23 @@ def plan(desired: Sequence[Manifest], observed: Sequence[Manifest], owner_uid: s
     return Plan(apply=to_apply, delete=tuple(stale))
 
 
-def contains(observed: Any, desired: Any) -> bool:
+def contains(observed: Any, desired: Any, key: str = "") -> bool:
     """True when every field set in ``desired`` has the same value in ``observed``.
 
-    Fields the API server adds (defaults, status, managedFields) do not count as drift.
+    Fields the API server adds (defaults, status, managedFields) do not count as drift, nor
+    do quantities it wrote in canonical form (``1`` as "1", "0.5" as "500m", "1024Mi" as
+    "1Gi"): comparing those literally would re-apply the object on every resync.
     """
     if isinstance(desired, dict):
+        quantities = key in QUANTITY_MAPS
         return isinstance(observed, dict) and all(
-            key in observed and contains(observed[key], value) for key, value in desired.items()
+            name in observed
+            and (
+                same_quantity(observed[name], value)
+                if quantities
+                else contains(observed[name], value, name)
+            )
+            for name, value in desired.items()
         )
     if isinstance(desired, list):
         return (
@@ -61,7 +78,25 @@ def contains(observed: Any, desired: Any) -> bool:
             and len(observed) == len(desired)
             and all(contains(o, d) for o, d in zip(observed, desired, strict=True))
         )
+    if key in QUANTITY_FIELDS:
+        return same_quantity(observed, desired)
     return bool(observed == desired)
+
+
+def same_quantity(observed: Any, desired: Any) -> bool:
+    """Equal as Kubernetes quantities; literally equal when either is not one."""
+    if observed == desired:
+        return True
+    return _quantity(observed) is not None and _quantity(observed) == _quantity(desired)
+
+
+def _quantity(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        return Decimal(parse_quantity(value))
+    except ValueError:
+        return None
 
 
 def owned_by(obj: Manifest, owner_uid: str) -> bool:

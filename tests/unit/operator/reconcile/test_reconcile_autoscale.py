@@ -18,6 +18,7 @@ from streamvane_operator.reconcile.autoscale import (
     autoscale_pipeline,
     autoscaling_status,
     conditions_status,
+    needs_ticks,
     write_condition,
 )
 from streamvane_operator.reconcile.common import Deps
@@ -285,3 +286,15 @@ def test_scaling_condition_is_not_written_over_a_status_changed_since_it_was_rea
     assert write_condition(world.deps, OWNER, world.status, "8", outcome) is None
     stored = world.kube.objects[pipeline_ref]["status"]["conditions"]
     assert SCALING_ACTIVE in {c["type"] for c in stored}
+
+
+def test_autoscaler_ticks_only_for_scaled_stages_or_scaling_status_to_clear() -> None:
+    fixed = spec(minReplicas=1, maxReplicas=1)
+    scaling_condition = {"conditions": [{"type": "ScalingActive", "status": "True"}]}
+
+    assert needs_ticks(spec(), {})
+    assert not needs_ticks(fixed, {})
+    assert not needs_ticks(spec(engine="KEDA"), None)
+    assert needs_ticks(fixed, {"autoscaling": [{"name": "relay", "desiredReplicas": 2}]})
+    assert needs_ticks(fixed, scaling_condition)
+    assert not needs_ticks({"stages": "not a list"}, {})

@@ -58,3 +58,29 @@ def test_contains_treats_list_length_change_as_drift() -> None:
 
 def test_object_ref_reads_identity_when_built_from_manifest() -> None:
     assert ObjectRef.of(obj("ConfigMap", "a")) == ObjectRef("v1", "ConfigMap", "ns", "a")
+
+
+def container(resources: dict[str, Any]) -> dict[str, Any]:
+    return {"spec": {"containers": [{"name": "c", "resources": resources}]}}
+
+
+def test_canonical_quantities_of_the_api_server_are_no_drift() -> None:
+    desired = container(
+        {"requests": {"cpu": "0.5", "memory": "1024Mi"}, "limits": {"nvidia.com/gpu": 1}}
+    )
+    observed = container(
+        {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"nvidia.com/gpu": "1"}}
+    )
+
+    assert contains(observed, desired)
+    assert contains({"emptyDir": {"sizeLimit": "1Gi"}}, {"emptyDir": {"sizeLimit": "1024Mi"}})
+
+
+def test_other_quantities_and_plain_fields_are_drift() -> None:
+    desired = container({"limits": {"nvidia.com/gpu": 1, "memory": "2Gi"}})
+
+    assert not contains(container({"limits": {"nvidia.com/gpu": "2", "memory": "2Gi"}}), desired)
+    assert not contains(container({"limits": {"nvidia.com/gpu": "1"}}), desired)
+    assert not contains(container({"limits": {"nvidia.com/gpu": "x", "memory": "2Gi"}}), desired)
+    # Outside resource maps a number and its string are different values.
+    assert not contains({"data": {"replicas": "1"}}, {"data": {"replicas": 1}})

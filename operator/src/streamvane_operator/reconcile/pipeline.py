@@ -157,7 +157,15 @@ def _reconcile(
             admin = pulsar_admin(deps, owner, spec)
             positions = {s.name: s.input.initial_position for s in spec.stages}
             shared = frozenset(spec.shared_outputs)
-            checked_key = (admin.admin_url, topo, tuple(sorted(positions.items())), shared)
+            kinds = tuple((s.name, s.type) for s in spec.stages)  # the messages they write
+            checked_key = (
+                admin.admin_url,
+                topo,
+                tuple(sorted(positions.items())),
+                shared,
+                kinds,
+                spec.schema_compatibility,
+            )
             known = deps.memory.known_stats(owner.uid, checked_key, admin, topo)
             changes = (
                 ensure_topology(
@@ -175,12 +183,14 @@ def _reconcile(
             for note in changes.notes:
                 events.warn("TopicMismatch", note)
             # Before any Deployment: a refused schema leaves the running workers as they are.
+            # Checked recently with the same stages and policy: registered as they are.
             policy = spec.schema_compatibility
             targets = schemas.schema_targets(spec, local_topics(topo, created[0]))
-            for registered in schemas.ensure_schemas(
-                admin, topo.tenant, topo.namespace, targets, policy
-            ):
-                events.info("SchemaRegistered", f"registered {registered}")
+            if known is None:
+                for registered in schemas.ensure_schemas(
+                    admin, topo.tenant, topo.namespace, targets, policy
+                ):
+                    events.info("SchemaRegistered", f"registered {registered}")
             registered_targets = targets
             objects = with_initial_replicas(spec, rendered.objects, observed)
             hand_over_replicas(deps.kube, spec, observed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -80,11 +81,17 @@ class FeatureLayout:
         parts += [f"{n}[{w}]" for n, w in self.vectors] + list(self.scalars)
         return ", ".join(parts)
 
+    @cached_property
+    def expected(self) -> dict[str, int]:
+        """Feature name -> its width (0: a scalar), as every example must have them."""
+        widths = {n: w for n, w in self.vectors} | {n: 0 for n in self.scalars}
+        if self.cross_width:
+            widths |= {USER: self.cross_width, ITEM: self.cross_width}
+        return widths
+
     def row(self, features: Mapping[str, FeatureValue]) -> F32:
         """The learner's input row of one example's features; ``LayoutMismatch`` if they differ."""
-        expected = {n: w for n, w in self.vectors} | {n: 0 for n in self.scalars}
-        if self.cross_width:
-            expected |= {USER: self.cross_width, ITEM: self.cross_width}
+        expected = self.expected
         actual = {n: len(v) if isinstance(v, list) else 0 for n, v in features.items()}
         if actual != expected:
             missing = sorted(set(expected) - set(actual))

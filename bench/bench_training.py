@@ -54,6 +54,7 @@ from sklearn.metrics import f1_score  # noqa: E402
 
 from streamvane_worker.config import TaggingParams  # noqa: E402
 from streamvane_worker.inference import paths  # noqa: E402
+from streamvane_worker.inference.backend import unit_rows  # noqa: E402
 from streamvane_worker.inference.embedder import Embedder  # noqa: E402
 from streamvane_worker.inference.onnx import OnnxBackend  # noqa: E402
 from streamvane_worker.inference.ranker import DENSE_FEATURES  # noqa: E402
@@ -119,17 +120,17 @@ def embeddings(texts: list[str]) -> F32:
     return vectors
 
 
-def _unit(x: F32) -> F32:
-    return np.asarray(x / np.linalg.norm(x, axis=-1, keepdims=True), dtype=np.float32)
-
-
 def drifting_stream(
     items: F32, topics: npt.NDArray[np.intp], users: int, n: int, rng: np.random.Generator
 ) -> Iterator[tuple[str, int]]:
     """JSON training examples as the pipeline would log them, and each one's item index."""
-    centroids = _unit(np.stack([items[topics == k].mean(axis=0) for k in range(topics.max() + 1)]))
+    centroids = unit_rows(
+        np.stack([items[topics == k].mean(axis=0) for k in range(topics.max() + 1)])
+    )
     liked = rng.integers(0, len(centroids), (users, 2))
-    profiles = _unit(centroids[liked].sum(axis=1) + rng.normal(0, 0.02, (users, items.shape[1])))
+    profiles = unit_rows(
+        centroids[liked].sum(axis=1) + rng.normal(0, 0.02, (users, items.shape[1]))
+    )
     flip = np.where(rng.permutation(items.shape[1]) < items.shape[1] // 2, -1.0, 1.0)
     for t in range(n):
         u, i = int(rng.integers(users)), int(rng.integers(len(items)))

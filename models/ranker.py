@@ -32,6 +32,7 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from streamvane_worker.inference.backend import unit_rows
 from streamvane_worker.training import mlp
 from streamvane_worker.training.mlp import Adam, Weights, auc
 
@@ -76,23 +77,18 @@ def item_text(item: dict[str, object]) -> str:
     return "\n".join(str(item[k]) for k in ("title", "description", "transcript") if item.get(k))
 
 
-def _unit(x: F32) -> F32:
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.where(norm == 0, 1, norm)).astype(np.float32)
-
-
 def synthetic_pairs(
     vectors: F32, categories: list[str], users: int, rng: np.random.Generator
 ) -> Pairs:
     """Engagement pairs for ``users`` synthetic users over the catalogue ``vectors``."""
     names = sorted(set(categories))
     index = np.array([names.index(c) for c in categories])
-    centroids = _unit(np.stack([vectors[index == k].mean(axis=0) for k in range(len(names))]))
+    centroids = unit_rows(np.stack([vectors[index == k].mean(axis=0) for k in range(len(names))]))
     review = (rng.random(len(vectors)) < 0.15).astype(np.float32)
     rows: list[tuple[F32, F32, F32, float]] = []
     for _ in range(users):
         picks = rng.choice(len(names), size=rng.integers(1, 3), replace=False)
-        taste = _unit(
+        taste = unit_rows(
             centroids[picks].sum(axis=0) + rng.normal(0, 0.03, vectors.shape[1]).astype(np.float32)
         )
         affinity = vectors @ taste
@@ -102,7 +98,7 @@ def synthetic_pairs(
         )
         total = (vectors[engaged] * rng.uniform(1, 4, (len(engaged), 1))).sum(axis=0)
         strength = float(np.linalg.norm(total))
-        user = _unit(total.astype(np.float32))
+        user = unit_rows(total.astype(np.float32))
         logit = 10 * (affinity - np.median(affinity)) - 2.0 * review - 0.5
         clicked = rng.random(len(vectors)) < 1 / (1 + np.exp(-logit))
         for j in set(range(len(vectors))) - set(engaged.tolist()):
@@ -197,4 +193,4 @@ def build_ranker_graph(weights: Weights, name: str = RANKER_NAME) -> onnx.ModelP
 
 def train_ranker(vectors: F32, categories: list[str], users: int = 160) -> Trained:
     rng = np.random.default_rng(SEED)
-    return train(synthetic_pairs(_unit(vectors), categories, users, rng), rng)
+    return train(synthetic_pairs(unit_rows(vectors), categories, users, rng), rng)

@@ -24,6 +24,8 @@ import numpy as np
 import numpy.typing as npt
 import pulsar
 
+from streamvane_worker.inference.backend import unit_rows
+
 Vector = npt.NDArray[np.float32]
 
 MIDPOINT = 0.25
@@ -76,9 +78,7 @@ class User:
 
 
 def unit(vector: npt.ArrayLike) -> Vector:
-    v = np.asarray(vector, dtype=np.float32)
-    norm = float(np.linalg.norm(v))
-    return v / norm if norm > 0 else v
+    return unit_rows(np.asarray(vector, dtype=np.float32))
 
 
 def taste_of(vectors: Sequence[Vector]) -> Vector:

@@ -24,6 +24,13 @@ TokenArray = npt.NDArray[np.int64]
 EmbeddingArray = npt.NDArray[np.float32]
 
 
+def unit_rows(x: EmbeddingArray) -> EmbeddingArray:
+    """Each row (or the one vector) scaled to unit length; a zero row stays zero."""
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    unit: EmbeddingArray = (x / np.where(norm == 0, 1, norm)).astype(np.float32)
+    return unit
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the worker learned about the served model at start."""

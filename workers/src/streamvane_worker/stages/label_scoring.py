@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from streamvane_worker.inference.backend import EmbeddingArray
+from streamvane_worker.inference.backend import EmbeddingArray, unit_rows
 from streamvane_worker.training.mlp import Adam
 
 HEAD_STEPS = 300
@@ -45,11 +45,6 @@ class Scores(Protocol):
         ...
 
 
-def _unit(x: EmbeddingArray) -> EmbeddingArray:
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.asarray(x / np.where(norm == 0, 1, norm), dtype=np.float32)
-
-
 @dataclass(frozen=True)
 class Prototypes:
     vectors: EmbeddingArray
@@ -61,7 +56,9 @@ class Prototypes:
     def of(cls, embedded: Sequence[EmbeddingArray]) -> Prototypes:
         """Per class, its texts' embeddings [1 + examples, dim], description first: the
         description and, with examples, their centroid."""
-        per_class = [[e[0], _unit(e[1:].mean(axis=0))] if len(e) > 1 else [e[0]] for e in embedded]
+        per_class = [
+            [e[0], unit_rows(e[1:].mean(axis=0))] if len(e) > 1 else [e[0]] for e in embedded
+        ]
         starts = np.cumsum([0, *(len(p) for p in per_class[:-1])])
         return cls(np.stack([v for p in per_class for v in p]).astype(np.float32), starts)
 

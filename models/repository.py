@@ -28,8 +28,8 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _place_model(source: Path, target: Path) -> None:
-    """Hard-link the model (same cache, no second 90 MB copy), copying across filesystems."""
+def _link_file(source: Path, target: Path) -> None:
+    """Hard-link a file (same cache, no second copy of a 90 MB model), copying across filesystems."""
     if target.is_file() and (
         os.path.samefile(source, target) or sha256_file(source) == sha256_file(target)
     ):
@@ -43,6 +43,17 @@ def _place_model(source: Path, target: Path) -> None:
     tmp.replace(target)
 
 
+def mirror_repository(source: Path, target: Path) -> None:
+    """Lay out ``target`` with ``source``'s files, hard-linked: a writable repository of its
+    own for one Triton (new model versions go into it) at no copy of the models. Versions
+    written into ``target`` earlier stay; the files of ``source`` win."""
+    for src in sorted(source.rglob("*")):
+        if src.is_file() and "__pycache__" not in src.parts:
+            dst = target / src.relative_to(source)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _link_file(src, dst)
+
+
 def assemble_repository(kind: Kind, model_name: str, model_onnx: Path, root: Path) -> Path:
     """Lay out ``root/<model_name>`` from the ``kind`` template; returns that model folder."""
     template = TEMPLATES / kind / model_name
@@ -52,6 +63,6 @@ def assemble_repository(kind: Kind, model_name: str, model_onnx: Path, root: Pat
             _write_if_changed(target / src.relative_to(template), src.read_bytes())
     version_dir = target / MODEL_VERSION
     version_dir.mkdir(parents=True, exist_ok=True)
-    _place_model(model_onnx, version_dir / "model.onnx")
+    _link_file(model_onnx, version_dir / "model.onnx")
     log.info("triton_repository_ready", kind=kind, path=str(target))
     return target

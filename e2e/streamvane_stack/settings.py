@@ -48,8 +48,15 @@ class StackSettings:
         return self.run_dir / "kubeconfig"
 
     @property
-    def model_repository(self) -> Path:
+    def built_model_repository(self) -> Path:
+        """What ``make models`` built, shared by every stack on this cache (read-only here)."""
         return self.cache / "models" / "triton-cpu"
+
+    @property
+    def model_repository(self) -> Path:
+        """This stack's own repository, laid out from the built one at start: the online
+        trainer writes new model versions into it, so stacks side by side never share them."""
+        return self.run_dir / "triton-models"
 
     @classmethod
     def from_env(cls) -> StackSettings:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from models.repository import mirror_repository
 
 from streamvane_stack import fetch
 from streamvane_stack.fetch import Report
@@ -404,11 +405,11 @@ class Triton(Component):
         import pytriton  # the bundled tritonserver ships inside nvidia-pytriton
 
         self.server_root = Path(pytriton.__file__).parent / "tritonserver"
-        if not (self.settings.model_repository).is_dir():
-            raise StackError(
-                f"no Triton model repository at {self.settings.model_repository}: run `make models`"
-            )
+        built = self.settings.built_model_repository
+        if not built.is_dir():
+            raise StackError(f"no Triton model repository at {built}: run `make models`")
         self.backends = self._assemble_python_backend()
+        mirror_repository(built, self.settings.model_repository)
 
     def _assemble_python_backend(self) -> Path:
         """The python backend, plus the stub built for this interpreter's version."""
@@ -442,6 +443,9 @@ class Triton(Component):
             [
                 str(self.server_root / "bin" / "tritonserver"),
                 f"--model-repository={s.model_repository}",
+                # Explicit model control: new versions are loaded through the repository API
+                # (the online trainer's promotions); every model present is loaded at start.
+                "--model-control-mode=explicit", "--load-model=*",
                 f"--backend-directory={self.backends}",
                 f"--http-address={HOST}", f"--http-port={s.triton_http_port}",
                 f"--grpc-address={HOST}", f"--grpc-port={s.triton_grpc_port}",

@@ -16,24 +16,44 @@ from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from streamvane_worker.inference.ranker import DENSE_FEATURES, ITEM, USER
+from streamvane_worker.stages.message import Message
 
 F32 = npt.NDArray[np.float32]
 FeatureValue = float | list[float]
 
 
-class TrainingExample(BaseModel):
-    """One line of a replay file (and, in a pipeline, one joined training example)."""
+class TrainingExample(Message):
+    """One line of a replay file, and one message of a pipeline's training-examples topic:
+    ``label``, ``ts`` and ``features`` are all the learner needs; the rest say where the
+    example came from (the join fills them; a replay file may leave them out)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore")
 
     label: int = Field(ge=0, le=1, description="1 for a positive engagement, 0 for a negative.")
     ts: int = Field(description="Event time, milliseconds since the epoch.")
     features: dict[str, FeatureValue] = Field(
         min_length=1, description="Named numbers or lists of numbers (embeddings)."
     )
+    id: str | None = Field(
+        None, description="Deterministic id (the same join yields the same id): de-duplicates."
+    )
+    request_id: str | None = Field(None, description="The served recommendation list's id.")
+    user_id: str | None = None
+    item_id: str | None = None
+    sample_rate: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="The rate examples of this label were kept at (negative down-sampling): "
+        "the learner weighs the example by its inverse.",
+    )
+    model_version: str | None = Field(None, description="The ranking model version that served it.")
+
+    def routing_key(self) -> str:
+        return self.user_id or self.id or ""
 
     @field_validator("features")
     @classmethod

@@ -26,6 +26,8 @@ process runner) each serve probes on their own port."""
 
 TOPIC_PATTERN = r"^(persistent|non-persistent)://[a-zA-Z0-9_.-]+/[a-zA-Z0-9_.-]+/[a-zA-Z0-9_.-]+$"
 MAX_TOPIC_LENGTH = 1024
+LOCAL_TOPIC_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
+"""A topic name within the Pipeline's Pulsar namespace (the operator qualifies it)."""
 MAX_SEQUENCE_TOKENS = 256
 """The tokenizer truncates to this (``inference.tokenizer.MAX_TOKENS``, the model's training
 length): no sequence-length bucket above it is ever needed."""
@@ -486,6 +488,15 @@ class RankingParams(_Model):
         le=1000,
         description="Ranked items emitted per user: the best-scored of the candidates still in "
         "the catalogue and not blocked.",
+    )
+    model_versions_topic: str | None = Field(
+        None,
+        pattern=f"{TOPIC_PATTERN}|{LOCAL_TOPIC_PATTERN}",
+        max_length=MAX_TOPIC_LENGTH,
+        description="Topic of ModelVersion announcements (the online-training stage's output), "
+        "read from the start and followed: each request asks Triton for the newest announced "
+        "serving version, falling back to the last one that served while it is not loaded. A "
+        "local name is in the Pipeline's Pulsar namespace. Unset: Triton's default version.",
     )
 
 

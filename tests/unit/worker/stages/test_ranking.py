@@ -16,6 +16,7 @@ from streamvane_worker.inference.testing import FakeRankerServer
 from streamvane_worker.io.testing import FakeBroker
 from streamvane_worker.runtime.decode import encode
 from streamvane_worker.stages import create_stage
+from streamvane_worker.stages.model_version import ModelVersion
 from streamvane_worker.stages.recommendation import Candidates, Recommendations
 from streamvane_worker.stages.vector import Float32
 
@@ -154,3 +155,93 @@ def test_check_ranker_names_the_tensor_when_the_served_model_is_not_a_ranker() -
     }
     with pytest.raises(ModelMismatch, match="missing input 'user'.*unexpected inputs"):
         check_ranker(metadata, {"max_batch_size": 64}, "all-minilm-l6-v2")
+
+
+VERSIONS = "persistent://t/recs/model-versions"
+
+
+def _announcement(model: str, version: int, serving: int, promoted: bool = True) -> bytes:
+    return (
+        ModelVersion(
+            model=model,
+            version=version,
+            promoted=promoted,
+            serving_version=serving,
+            reason="test",
+            announced_at=T0,
+        )
+        .model_dump_json(by_alias=True)
+        .encode()
+    )
+
+
+async def _versioned_stage(broker: FakeBroker, server: FakeRankerServer) -> tuple[Any, Ranker]:
+    ranker = Ranker(server)
+    await ranker.start()
+    params = {**PARAMS, "modelVersionsTopic": VERSIONS}
+    ctx = replace(context(broker, StageType.RANKING, params), ranker=ranker)
+    return await create_stage(ctx), ranker
+
+
+async def test_ranking_asks_for_the_newest_announced_version_and_records_it_when_one_was_read() -> (
+    None
+):
+    broker, server = FakeBroker(), FakeRankerServer(served={1, 2})
+    _catalogue(broker)
+    broker.publish(VERSIONS, "fake-ranker", _announcement("fake-ranker", 1, 1))
+    broker.publish(VERSIONS, "other", _announcement("other", 9, 9))
+    broker.publish(VERSIONS, "fake-ranker", _announcement("fake-ranker", 2, 2))
+    broker.publish(VERSIONS, "fake-ranker", _announcement("fake-ranker", 3, 2, promoted=False))
+    broker.publish(VERSIONS, "junk", b"not json")
+    stage, _ = await _versioned_stage(broker, server)
+
+    (out,) = (await stage.process([_candidates("u", {"a": 0.5}, axis(0))])).outputs.values()
+
+    assert server.asked == [2], "the serving version of the newest announcement, not 3 or 9"
+    assert out.model.version == "2"
+
+
+async def test_ranking_switches_version_when_a_rollback_is_announced_while_it_runs() -> None:
+    broker, server = FakeBroker(), FakeRankerServer(served={1, 2})
+    _catalogue(broker)
+    broker.publish(VERSIONS, "fake-ranker", _announcement("fake-ranker", 2, 2))
+    stage, ranker = await _versioned_stage(broker, server)
+    message = _candidates("u", {"a": 0.5}, axis(0))
+    assert (await stage.process([message])).outputs[0].model.version == "2"
+
+    broker.publish(VERSIONS, "fake-ranker", _announcement("fake-ranker", 1, 1))
+    deadline = asyncio.get_running_loop().time() + 5
+    while ranker.choice.announced != 1 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)  # the topic is followed by a background task
+
+    assert (await stage.process([message])).outputs[0].model.version == "1"
+
+
+async def test_ranking_falls_back_to_the_version_that_served_when_triton_refuses_the_announced_one() -> (
+    None
+):
+    broker, server = FakeBroker(), FakeRankerServer(served={1})
+    _catalogue(broker)
+    broker.publish(VERSIONS, "fake-ranker", _announcement("fake-ranker", 1, 1))
+    stage, ranker = await _versioned_stage(broker, server)
+    message = _candidates("u", {"a": 0.5, "c": 0.2}, axis(0))
+    assert (await stage.process([message])).outputs[0].model.version == "1"
+
+    ranker.announce(2)  # announced, but this Triton has not loaded it
+    result = await stage.process([message])
+
+    assert result.errors == [] and result.outputs[0].model.version == "1"
+    assert server.asked[1:] == [2, 1], "refused once, then the previous version"
+    await stage.process([message])
+    assert server.asked[3:] == [1], "the refused version is left alone for a while"
+
+
+async def test_ranking_uses_triton_default_when_no_announced_version_is_served() -> None:
+    broker, server = FakeBroker(), FakeRankerServer(served={3})
+    _catalogue(broker)
+    broker.publish(VERSIONS, "fake-ranker", _announcement("fake-ranker", 4, 4))
+    stage, _ = await _versioned_stage(broker, server)
+
+    (out,) = (await stage.process([_candidates("u", {"a": 0.5}, axis(0))])).outputs.values()
+
+    assert server.asked == [4, None] and out.model.version == "3"

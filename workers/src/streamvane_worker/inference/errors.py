@@ -24,6 +24,11 @@ class BackendOverloaded(BackendUnavailable):
     """
 
 
+class VersionNotServed(BackendUnavailable):
+    """An explicitly requested model version is not loaded (yet, or any more); other versions
+    of the model may serve. Transient: a caller that cannot fall back retries in place."""
+
+
 class InferenceFailed(InferenceError):
     """The backend rejected or failed this request; retrying the same input will not help."""
 

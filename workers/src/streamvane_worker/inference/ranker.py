@@ -4,7 +4,9 @@ The model is built by ``models/ranker.py`` (``recs-ranker``); this side checks, 
 the served model takes what the ranking stage sends: FP32 ``user`` [batch, 384], ``item``
 [batch, 384] and ``dense`` [batch, len(DENSE_FEATURES)], FP32 ``score`` [batch, 1] out, and
 that it batches. Calls go through the one Triton client (``TritonBackend.infer``) and are split
-to the model's max batch size like the embedder's (``batching.in_chunks``).
+to the model's max batch size like the embedder's (``batching.in_chunks``). Which version is
+asked for follows the trainer's announcements (``inference.versions``); each result carries the
+version Triton says computed it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
+from streamvane_worker.inference import versions
 from streamvane_worker.inference.backend import EMBEDDING_DIM, ModelInfo, served_model_info
 from streamvane_worker.inference.batching import in_chunks
+from streamvane_worker.inference.errors import VersionNotServed
+from streamvane_worker.inference.versions import VersionChoice
 
 USER = "user"
 ITEM = "item"
@@ -28,6 +34,7 @@ DENSE_FEATURES = ("retrievalScore", "review", "logProfileStrength", "logProfileE
 """The ``dense`` columns, in order (the model's training features, models/ranker.py)."""
 
 FloatArray = npt.NDArray[np.float32]
+log = structlog.get_logger(__name__)
 
 
 class TensorServer(Protocol):
@@ -38,9 +45,12 @@ class TensorServer(Protocol):
 
     async def describe(self) -> tuple[dict[str, Any], dict[str, Any]]: ...
 
-    async def infer(
-        self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str]
-    ) -> dict[str, npt.NDArray[Any]]: ...
+    async def infer_at(
+        self,
+        inputs: Mapping[str, npt.NDArray[Any]],
+        outputs: Sequence[str],
+        version: int | None,
+    ) -> tuple[dict[str, npt.NDArray[Any]], str]: ...
 
     async def ready(self) -> bool: ...
 
@@ -75,10 +85,13 @@ class Scored:
     scores: FloatArray
     """One score per row."""
     inference_ms: float
+    version: str
+    """The model version that computed them, as Triton reports it."""
 
 
 class Ranker:
-    """What the ranking stage uses: one call per micro-batch of rows."""
+    """What the ranking stage uses: one call per micro-batch of rows, to the newest announced
+    version of the model (``inference.versions``) once ``announce`` was called."""
 
     def __init__(
         self, backend: TensorServer, observe: Callable[[float], None] | None = None
@@ -87,6 +100,7 @@ class Ranker:
         self._observe = observe
         """Called with each model call's duration in seconds (the inference latency metric)."""
         self._info: ModelInfo | None = None
+        self.choice = VersionChoice()
 
     async def start(self) -> ModelInfo:
         metadata, config = await self.backend.describe()
@@ -99,21 +113,63 @@ class Ranker:
             raise RuntimeError("Ranker.start() was not awaited")
         return self._info
 
+    def announce(self, version: int) -> None:
+        """The newest announcement says Triton serves ``version``."""
+        if self.choice.announced != version:
+            log.info("model_version_announced", model=self.backend.model, version=version)
+        self.choice = versions.announce(self.choice, version)
+
+    @property
+    def version(self) -> str:
+        """The version the next call asks for (the served model's at start when none)."""
+        chosen = versions.pick(self.choice, time.monotonic())
+        return self.info.version if chosen is None else str(chosen)
+
     async def score(self, user: FloatArray, item: FloatArray, dense: FloatArray) -> Scored:
-        """Scores of the rows, in order; model calls for one batch run concurrently."""
+        """Scores of the rows, in order, all from one version; model calls for one batch run
+        concurrently. A version Triton does not serve is skipped for the previous one that
+        did (then Triton's default), and logged."""
         started = time.perf_counter()
+        tried: set[int] = set()
+        while True:
+            version = versions.pick(self.choice, time.monotonic())
+            if version in tried:
+                version = None  # refused once in this call already: Triton's default
+            try:
+                scores, served = await self._score_at(version, user, item, dense)
+            except VersionNotServed as e:
+                assert version is not None  # only a version asked for by number is refused
+                tried.add(version)
+                self.choice = versions.refused(self.choice, version, time.monotonic())
+                log.warning(
+                    "model_version_unserved",
+                    model=self.backend.model,
+                    version=version,
+                    fallback=versions.pick(self.choice, time.monotonic()) or "default",
+                    error=str(e),
+                )
+                continue
+            if version is not None:
+                self.choice = versions.served(self.choice, version)
+            return Scored(scores, (time.perf_counter() - started) * 1000, served)
+
+    async def _score_at(
+        self, version: int | None, user: FloatArray, item: FloatArray, dense: FloatArray
+    ) -> tuple[FloatArray, str]:
+        served: list[str] = []
 
         async def call(rows: slice) -> FloatArray:
             began = time.perf_counter()
-            found = await self.backend.infer(
-                {USER: user[rows], ITEM: item[rows], DENSE: dense[rows]}, [SCORE]
+            found, by = await self.backend.infer_at(
+                {USER: user[rows], ITEM: item[rows], DENSE: dense[rows]}, [SCORE], version
             )
             if self._observe is not None:
                 self._observe(time.perf_counter() - began)
+            served.append(by)
             return np.asarray(found[SCORE], dtype=np.float32).reshape(-1)
 
         scores = await in_chunks(len(user), self.info.max_batch_size, call, (0,))
-        return Scored(scores=scores, inference_ms=(time.perf_counter() - started) * 1000)
+        return scores, served[0] if served else self.version
 
     async def close(self) -> None:
         await self.backend.close()

@@ -21,7 +21,7 @@ from streamvane_worker.inference.backend import (
     TokenArray,
 )
 from streamvane_worker.inference.embedder import Embedder
-from streamvane_worker.inference.errors import InferenceError
+from streamvane_worker.inference.errors import BackendUnavailable, InferenceError, VersionNotServed
 from streamvane_worker.inference.tokenizer import PAD_ID, Encoded
 
 
@@ -97,21 +97,24 @@ async def fake_embedder(backend: FakeBackend | None = None) -> Embedder:
 
 class FakeRankerServer:
     """Serves a ranker whose score is ``user · item`` plus the first dense feature over ten
-    (a deterministic stand-in for the MLP); records each call's row count."""
+    (a deterministic stand-in for the MLP), at the versions in ``served`` (Triton's default:
+    the highest); records each call's row count and the version asked for."""
 
     model = "fake-ranker"
 
-    def __init__(self, max_batch_size: int = 8) -> None:
+    def __init__(self, max_batch_size: int = 8, served: set[int] | None = None) -> None:
         self.max_batch_size = max_batch_size
+        self.served = set(served or {3})
         self.calls: list[int] = []
         self.seen: list[dict[str, npt.NDArray[Any]]] = []
+        self.asked: list[int | None] = []
 
     async def describe(self) -> tuple[dict[str, object], dict[str, object]]:
         def tensor(name: str, width: int) -> dict[str, object]:
             return {"name": name, "datatype": "FP32", "shape": [-1, width]}
 
         metadata = {
-            "versions": ["3"],
+            "versions": [str(v) for v in sorted(self.served)],
             "inputs": [
                 tensor("user", EMBEDDING_DIM),
                 tensor("item", EMBEDDING_DIM),
@@ -121,14 +124,23 @@ class FakeRankerServer:
         }
         return metadata, {"max_batch_size": self.max_batch_size}
 
-    async def infer(
-        self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str]
-    ) -> dict[str, npt.NDArray[Any]]:
+    async def infer_at(
+        self,
+        inputs: Mapping[str, npt.NDArray[Any]],
+        outputs: Sequence[str],
+        version: int | None,
+    ) -> tuple[dict[str, npt.NDArray[Any]], str]:
         assert len(inputs["user"]) <= self.max_batch_size
+        self.asked.append(version)
+        if version is not None and version not in self.served:
+            raise VersionNotServed(f"version {version} is not served")
+        if not self.served:
+            raise BackendUnavailable("no version is served")
         self.calls.append(len(inputs["user"]))
         self.seen.append(dict(inputs))
         score = (inputs["user"] * inputs["item"]).sum(axis=1) + inputs["dense"][:, 0] / 10
-        return {"score": score.astype(np.float32)[:, np.newaxis]}
+        by = max(self.served) if version is None else version
+        return {"score": score.astype(np.float32)[:, np.newaxis]}, str(by)
 
     async def ready(self) -> bool:
         return True

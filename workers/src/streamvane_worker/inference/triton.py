@@ -8,7 +8,9 @@ against what the worker sends before it runs (the embedding model here: INT64 in
 infrastructure failures in place (never against a message's redelivery budget):
 
 - UNAVAILABLE, and a model that was served at start but is not now (Triton unloads its models
-  before it closes its port on a graceful shutdown): ``BackendUnavailable``;
+  before it closes its port on a graceful shutdown): ``BackendUnavailable``; a version asked
+  for by number (``infer_at``) that is not loaded: ``VersionNotServed``, a kind of it, which
+  the ranker answers by asking for another version;
 - a passed deadline or a full queue: ``BackendOverloaded``. Each request carries its deadline
   as Triton's request ``timeout`` too, so a request still queued when the client gives up is
   rejected by Triton's queue policy instead of computed for nobody (``models/``).
@@ -45,6 +47,7 @@ from streamvane_worker.inference.errors import (
     InferenceError,
     InferenceFailed,
     ModelNotFound,
+    VersionNotServed,
     from_triton,
 )
 
@@ -158,6 +161,18 @@ class TritonBackend:
         self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str]
     ) -> dict[str, npt.NDArray[Any]]:
         """One call: named input tensors in, the named outputs back."""
+        found, _ = await self.infer_at(inputs, outputs, None)
+        return found
+
+    async def infer_at(
+        self,
+        inputs: Mapping[str, npt.NDArray[Any]],
+        outputs: Sequence[str],
+        version: int | None,
+    ) -> tuple[dict[str, npt.NDArray[Any]], str]:
+        """One call to ``version`` of the model (None: the configured version, else Triton's
+        policy); the named outputs and the version Triton says computed them. Raises
+        VersionNotServed when the ``version`` asked for is not loaded."""
         tensors = []
         for name, array in inputs.items():
             tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
@@ -167,7 +182,7 @@ class TritonBackend:
             result = await self._client.infer(
                 self._model,
                 tensors,
-                model_version=self._version,
+                model_version=self._version if version is None else str(version),
                 outputs=[grpcclient.InferRequestedOutput(name) for name in outputs],
                 timeout=int(self._timeout_s * 1_000_000),
                 client_timeout=self._timeout_s,
@@ -175,6 +190,8 @@ class TritonBackend:
         except InferenceServerException as e:
             error = from_triton(e, url=self._url, model=self._model)
             if isinstance(error, ModelNotFound):
+                if version is not None:
+                    raise VersionNotServed(f"version {version} not served: {error}") from e
                 # Served at start, so not a deployment error: Triton is unloading or loading it.
                 raise BackendUnavailable(f"model not served now: {error}") from e
             raise error from e
@@ -184,7 +201,7 @@ class TritonBackend:
             if output is None:
                 raise InferenceFailed(f"Triton returned no {name!r} output")
             found[name] = output
-        return found
+        return found, str(result.get_response().model_version)
 
     async def embed(self, input_ids: TokenArray, attention_mask: TokenArray) -> EmbeddingArray:
         found = await self.infer(

@@ -31,7 +31,8 @@ from prometheus_client import CollectorRegistry, Gauge
 from streamvane_worker.config import CandidateRetrievalParams, HnswParams
 from streamvane_worker.inference.backend import EMBEDDING_DIM, EmbeddingArray
 from streamvane_worker.stages.base import Stage, StageContext, StageKind, StageResult
-from streamvane_worker.stages.catalogue import Catalogue, CatalogueItem, Following
+from streamvane_worker.stages.catalogue import Catalogue, CatalogueItem
+from streamvane_worker.stages.following import Following
 from streamvane_worker.stages.item import Decision
 from streamvane_worker.stages.message import Message
 from streamvane_worker.stages.recommendation import Candidate, Candidates, UserProfile

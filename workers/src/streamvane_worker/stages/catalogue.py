@@ -3,31 +3,23 @@
 Every replica of a recommendation stage reads the whole topic with a ``Reader`` (no
 subscription, nothing acked) and hands each change to a ``CatalogueListener``: an enriched
 item upserts, an empty message keyed by an item id (a tombstone, as compaction understands it)
-deletes. ``catch_up`` reads to the end before a stage starts; ``follow`` keeps reading on the
-event loop afterwards, so listeners are only ever called from the loop (no locks needed).
+deletes; it is read and followed like every ``FollowedTopic``, so listeners are only ever
+called from the event loop (no locks needed).
 Items without an embedding, and payloads that do not parse, are skipped and counted.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import structlog
 from pydantic import ValidationError
 
 from streamvane_worker.inference.backend import EmbeddingArray
 from streamvane_worker.io.base import Reader, Record
-from streamvane_worker.io.errors import PulsarError
+from streamvane_worker.stages.following import FollowedTopic
 from streamvane_worker.stages.item import ContentItem, Decision
-
-log = structlog.get_logger(__name__)
-
-READ_MAX = 1000
-FOLLOW_WAIT_MS = 200
-RETRY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,53 +54,22 @@ def parse(record: Record) -> CatalogueItem | str | None:
     return CatalogueItem(item.id, vector / norm, item.safety.decision if item.safety else None)
 
 
-class Catalogue:
+class Catalogue(FollowedTopic):
     def __init__(
         self, reader: Reader, listener: CatalogueListener, position: bytes | None = None
     ) -> None:
-        """``position``: where ``reader`` was opened, for a listener restored from a snapshot."""
-        self._reader = reader
+        super().__init__(reader, position)
         self._listener = listener
-        self.position = position
-        """Of the last record applied: a reader opened after it misses nothing."""
         self.skipped = 0
-        self._reading = asyncio.Lock()  # one read at a time: follow and catch_up share a reader
 
-    async def catch_up(self) -> int:
-        """Apply everything published so far; returns how many records were read."""
-        total = 0
-        while records := await self._read(0):
-            total += len(records)
-        return total
-
-    async def follow(self) -> None:
-        """Apply changes as they arrive, until cancelled."""
-        while True:
-            try:
-                await self._read(FOLLOW_WAIT_MS)
-            except PulsarError as e:
-                log.warning("catalogue_read_failed", error=str(e))
-                await asyncio.sleep(RETRY_S)
-
-    async def _read(self, wait_ms: int) -> list[Record]:
-        async with self._reading:
-            records = await self._reader.read_available(READ_MAX, wait_ms)
-            self._apply(records)
-        return records
-
-    def _apply(self, records: list[Record]) -> None:
-        for record in records:
-            change = parse(record)
-            if isinstance(change, CatalogueItem):
-                self._listener.upsert(change)
-            elif change is not None:
-                self._listener.delete(change)
-            else:
-                self.skipped += 1
-            self.position = record.position
-
-    async def close(self) -> None:
-        await self._reader.close()
+    def apply(self, record: Record) -> None:
+        change = parse(record)
+        if isinstance(change, CatalogueItem):
+            self._listener.upsert(change)
+        elif change is not None:
+            self._listener.delete(change)
+        else:
+            self.skipped += 1
 
 
 class ItemVectors:
@@ -122,16 +83,3 @@ class ItemVectors:
 
     def delete(self, item_id: str) -> None:
         self.vectors.pop(item_id, None)
-
-
-class Following:
-    """The task that runs ``Catalogue.follow``; closing cancels it and closes the reader."""
-
-    def __init__(self, catalogue: Catalogue) -> None:
-        self._catalogue = catalogue
-        self._task = asyncio.create_task(catalogue.follow(), name="catalogue-follow")
-
-    async def close(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self._catalogue.close()

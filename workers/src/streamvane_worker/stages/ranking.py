@@ -8,7 +8,12 @@ here too) the stage builds one row: the profile vector (``user``), the item's em
 and event count). All rows of a micro-batch are scored in one pass through the Triton client,
 split to the model's max batch size (``inference.ranker``). The top ``topK`` per user are
 emitted as ``Recommendations``, each with the exact float32 rows the model saw (base64 on the
-wire, ``stages.vector``), plus the model's name and version.
+wire, ``stages.vector``), plus the model's name and the version that scored them.
+
+With ``modelVersionsTopic`` the stage reads the trainer's ``ModelVersion`` announcements from
+the start and follows them: every request asks Triton for the newest announced serving version
+of its model, falling back to the previous one that served while Triton does not serve it
+(``inference.versions``). Without it, Triton's default version serves, as configured.
 """
 
 from __future__ import annotations
@@ -17,14 +22,18 @@ from datetime import UTC, datetime
 
 import numpy as np
 import structlog
+from pydantic import ValidationError
 
 from streamvane_worker.config import RankingParams
 from streamvane_worker.inference.backend import EMBEDDING_DIM
 from streamvane_worker.inference.ranker import DENSE_FEATURES, FloatArray, Ranker
+from streamvane_worker.io.base import Reader, Record
 from streamvane_worker.stages.base import Stage, StageContext, StageKind, StageResult
-from streamvane_worker.stages.catalogue import Catalogue, CatalogueItem, Following
+from streamvane_worker.stages.catalogue import Catalogue, CatalogueItem
+from streamvane_worker.stages.following import FollowedTopic, Following
 from streamvane_worker.stages.item import Decision
 from streamvane_worker.stages.message import Message
+from streamvane_worker.stages.model_version import ModelVersion
 from streamvane_worker.stages.recommendation import (
     Candidates,
     ModelRef,
@@ -50,6 +59,35 @@ class RankableItems:
 
     def delete(self, item_id: str) -> None:
         self.items.pop(item_id, None)
+
+
+def serving_version(record: Record, model: str) -> int | None:
+    """The version Triton serves after this announcement, if it is one about ``model``; None
+    for other models, tombstones and payloads that do not parse (pure)."""
+    if not record.payload:
+        return None
+    try:
+        announced = ModelVersion.model_validate_json(record.payload)
+    except ValidationError:
+        return None
+    return announced.serving_version if announced.model == model else None
+
+
+class ServingVersions(FollowedTopic):
+    """The model-versions topic, followed: each announcement about the ranker's model tells
+    the ranker which version to ask Triton for (``Ranker.announce``)."""
+
+    def __init__(self, reader: Reader, ranker: Ranker) -> None:
+        super().__init__(reader)
+        self._ranker = ranker
+        self.skipped = 0
+
+    def apply(self, record: Record) -> None:
+        version = serving_version(record, self._ranker.backend.model)
+        if version is None:
+            self.skipped += 1
+        else:
+            self._ranker.announce(version)
 
 
 def dense_rows(
@@ -97,11 +135,14 @@ class Ranking:
             strength[owner],
             events[owner],
         )
-        scored = (await self._ranker.score(user, item, dense)).scores if found else np.zeros(0)
-        scores: list[float] = scored.tolist()
+        if found:
+            scored = await self._ranker.score(user, item, dense)
+            scores: list[float] = scored.scores.tolist()
+            version = scored.version
+        else:
+            scores, version = [], self._ranker.version
         dense_values: list[list[float]] = dense.tolist()
-        info = self._ranker.info
-        model = ModelRef(name=info.name, version=info.version)
+        model = ModelRef(name=self._ranker.info.name, version=version)
         now = datetime.now(UTC)
         outputs: dict[int, Message] = {}
         # Validated from plain values (faster than model_construct in pydantic 2); the logged
@@ -146,6 +187,18 @@ async def create(ctx: StageContext) -> Stage[Candidates]:
     read = await catalogue.catch_up()
     log.info("catalogue_read", records_read=read, items=len(items.items))
     ctx.closables.append(Following(catalogue))
+    if params.model_versions_topic is not None:
+        announced = ServingVersions(
+            await ctx.topics.reader(params.model_versions_topic, None), ctx.ranker
+        )
+        read = await announced.catch_up()
+        log.info(
+            "model_versions_read",
+            records_read=read,
+            version=ctx.ranker.choice.announced,
+            model=ctx.ranker.backend.model,
+        )
+        ctx.closables.append(Following(announced))
     return Ranking(params, ctx.ranker, items)
 
 

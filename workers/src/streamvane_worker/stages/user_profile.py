@@ -25,7 +25,8 @@ import numpy as np
 from streamvane_worker.config import EventWeights, UserProfileParams
 from streamvane_worker.inference.backend import EMBEDDING_DIM, EmbeddingArray
 from streamvane_worker.stages.base import ItemError, Stage, StageContext, StageKind, StageResult
-from streamvane_worker.stages.catalogue import Catalogue, Following, ItemVectors
+from streamvane_worker.stages.catalogue import Catalogue, ItemVectors
+from streamvane_worker.stages.following import Following
 from streamvane_worker.stages.keyed_state import Codec, KeyedState, StateMetrics
 from streamvane_worker.stages.message import Message
 from streamvane_worker.stages.recommendation import Engagement, EventType, UserProfile

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from streamvane_operator.pulsar.entries import entry_payloads
 from streamvane_operator.pulsar.errors import (
     PulsarConflict,
     PulsarError,
@@ -392,6 +393,38 @@ class PulsarAdmin:
     def publishers(self, topic: TopicName, partitioned: bool) -> int:
         """Producers connected to ``topic`` now."""
         return len(self.stats(topic, partitioned).get("publishers") or [])
+
+    def newest_payloads(self, topic: TopicName, entries: int) -> list[bytes]:
+        """Payloads of the messages in the newest ``entries`` entries of ``topic`` (a
+        producer's batch is one entry), newest first; fewer when the topic holds fewer, none
+        when it holds none or does not exist. One examinemessage call per entry."""
+        found: list[bytes] = []
+        for position in range(1, entries + 1):
+            action = f"examine message {position} from the end of {topic}"
+            path = f"{topic.path}/examinemessage"
+            params = {"initialPosition": "latest", "messagePosition": str(position)}
+            try:
+                # Past the first entry the broker answers a position beyond the oldest with
+                # HTTP 500: an end, not an outage to retry.
+                response = (
+                    self._send("GET", path, action, params=params)
+                    if position == 1
+                    else self._once("GET", path, action, None, params, None)
+                )
+            except (PulsarNotFound, PulsarUnavailable) as e:
+                if position == 1 and isinstance(e, PulsarUnavailable):
+                    raise
+                break
+            except PulsarRejected as e:
+                if e.status == PRECONDITION_FAILED:  # the topic holds no message
+                    break
+                raise
+            batched = response.headers.get("x-pulsar-num-batch-message")
+            payloads = (
+                entry_payloads(response.content, int(batched)) if batched else [response.content]
+            )
+            found.extend(reversed(payloads))
+        return found
 
     def broker_topic_stats(self) -> dict[str, Any]:
         """Stats of every topic this broker has loaded, subscriptions included, in one call:

@@ -169,6 +169,14 @@ class ReconcileMemory:
         found: set[str] = self._shared(admin, f"{tenant}/{namespace}", read)
         return found
 
+    def newest_payloads(self, admin: PulsarAdmin, topic: TopicName, entries: int) -> list[bytes]:
+        """The newest messages of ``topic`` (``PulsarAdmin.newest_payloads``) as read at most
+        ``snapshot_ttl_s`` ago: Pipelines following one model-versions topic share a read."""
+        found: list[bytes] = self._shared(
+            admin, f"newest:{topic}", lambda: admin.newest_payloads(topic, entries)
+        )
+        return found
+
     def _shared(self, admin: PulsarAdmin, what: str, read: Callable[[], Any]) -> Any:
         # One read at a time: the others wait for it, then share it.
         with self._reading:

@@ -19,7 +19,9 @@ PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
 SCHEMAS_COMPATIBLE = "SchemasCompatible"
 """Whether Pulsar's schema registry took the message schemas (reconcile/schemas.py)."""
-OWN_CONDITIONS = (READY, PROGRESSING, DEGRADED, SCHEMAS_COMPATIBLE)
+MODEL_SERVING = "ModelServing"
+"""Which model version the ranking stages' Triton serves, as announced (reconcile/serving.py)."""
+OWN_CONDITIONS = (READY, PROGRESSING, DEGRADED, SCHEMAS_COMPATIBLE, MODEL_SERVING)
 """What a reconcile decides; other conditions (the autoscaler's ScalingActive) are kept."""
 
 
@@ -201,10 +203,12 @@ def pipeline_status(
     now: datetime,
     retiring_subscriptions: Sequence[str] = (),
     schemas: DesiredCondition | None = None,
+    model_serving: DesiredCondition | None = None,
 ) -> PipelineStatus:
     """Ready: every stage serves. Progressing: a change is rolling out or being retried.
     Degraded: the last reconcile failed (the message says why and what to do).
-    SchemasCompatible: ``schemas``, or as before when the reconcile did not get to them."""
+    SchemasCompatible: ``schemas``, or as before when the reconcile did not get to them.
+    ModelServing: ``model_serving``; none without a stage following model versions."""
     total = len(stages)
     all_ready = total > 0 and len(ready_stages) == total
     waiting = [
@@ -248,7 +252,9 @@ def pipeline_status(
         degraded = desired_condition(DEGRADED, True, problem.failure.value, problem.message)
 
     backlogs = [s.backlog for s in stages if s.backlog is not None]
-    decided = [ready, progressing, degraded] + ([schemas] if schemas is not None else [])
+    decided = [ready, progressing, degraded] + [
+        c for c in (schemas, model_serving) if c is not None
+    ]
     unchanged = [] if schemas is not None else [c for c in previous if c.type == SCHEMAS_COMPATIBLE]
     return PipelineStatus(
         observed_generation=generation,
@@ -320,6 +326,18 @@ def previous_conditions(status: Mapping[str, Any] | None) -> list[Condition]:
         except ValidationError:
             continue
     return conditions
+
+
+def previous_condition(status: Mapping[str, Any] | None, type_: str) -> Condition | None:
+    return next((c for c in previous_conditions(status) if c.type == type_), None)
+
+
+def stored_condition(status: Mapping[str, Any] | None, type_: str) -> DesiredCondition | None:
+    """A stored condition as a reconcile would decide it again unchanged."""
+    found = previous_condition(status, type_)
+    if found is None:
+        return None
+    return DesiredCondition(found.type, found.status, found.reason, found.message)
 
 
 def previous_subscriptions(status: Mapping[str, Any] | None) -> dict[str, str]:

@@ -85,6 +85,25 @@ def secret_files(
     return [f for f in files if f is not None]
 
 
+MODEL_VERSIONS_PARAM = "modelVersionsTopic"
+"""The ranking stage's topic of model-version announcements (a local name or a full one)."""
+
+
+def model_versions_topic(spec: PipelineSpec, stage: StageSpec) -> str | None:
+    """The fully qualified topic a stage follows model versions on, if it names one."""
+    named = stage.typed_params().get(MODEL_VERSIONS_PARAM)
+    if not isinstance(named, str):
+        return None
+    return named if "://" in named else qualified(spec.pulsar.tenant, spec.pulsar.namespace, named)
+
+
+def worker_params(spec: PipelineSpec, stage: StageSpec) -> dict[str, object]:
+    """The stage's params for its worker, with topics local to the Pipeline qualified."""
+    params = stage.typed_params()
+    versions = model_versions_topic(spec, stage)
+    return params if versions is None else {**params, MODEL_VERSIONS_PARAM: versions}
+
+
 def worker_config(
     namespace: str,
     pipeline: str,
@@ -138,7 +157,7 @@ def worker_config(
                     dead_letter_topic=topic(dead_letter_topic(pipeline, stage)),
                 ),
                 "inference": inference,
-                "params": stage.typed_params(),
+                "params": worker_params(spec, stage),
                 "state": StateSettings(topic=topic(state_topic(pipeline, stage)))
                 if stage.type in STATEFUL_STAGES
                 else None,

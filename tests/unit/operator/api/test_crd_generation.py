@@ -169,6 +169,7 @@ def test_crd_types_params_per_stage_type_when_generated() -> None:
         "index",
         "snapshotDir",
         "snapshotIntervalS",
+        "modelVersionsTopic",
     }
     messages = [r["message"] for r in stage["x-kubernetes-validations"]]
     assert "stage type tagging needs params.labels" in messages

@@ -1,0 +1,161 @@
+"""ModelServing: the model version Triton serves for each ranking stage that follows model
+versions (``params.modelVersionsTopic``), as the online trainer last announced it there.
+
+Each announcement (the worker's ``ModelVersion``, keyed by model name) says which version it is
+about, whether it was promoted, why, and which version serves after it. The operator reads the
+newest few entries of the topic (Pulsar admin ``examinemessage``, no subscription, nothing
+consumed), only at a full Pulsar check (on a change and every ``--pulsar-recheck-seconds``),
+shared by every Pipeline reading the same topic within the snapshot's lifetime. A version kept
+out or a rollback is a warning Event once, when the condition first says it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from streamvane_operator.api.common import Condition, ConditionStatus
+from streamvane_operator.api.pipeline import PipelineSpec
+from streamvane_operator.pulsar.admin import PulsarAdmin, TopicName
+from streamvane_operator.pulsar.entries import EntryMalformed
+from streamvane_operator.pulsar.errors import PulsarError
+from streamvane_operator.reconcile.memory import ReconcileMemory
+from streamvane_operator.reconcile.status import MODEL_SERVING, DesiredCondition
+from streamvane_operator.render.worker import model_versions_topic
+
+NEWEST_ENTRIES = 4
+"""Entries read from the end of a model-versions topic: other models' announcements may be
+interleaved, and the one before the newest tells a rollback."""
+
+KEPT_OUT = "VersionKeptOut"
+ROLLED_BACK = "RolledBack"
+SERVING = "VersionServing"
+NONE_ANNOUNCED = "NoVersionAnnounced"
+UNREADABLE = "AnnouncementsUnreadable"
+EVENT_REASONS = {KEPT_OUT: "ModelVersionKeptOut", ROLLED_BACK: "ModelVersionRolledBack"}
+
+
+class Announcement(BaseModel):
+    """What the status needs of the worker's ``ModelVersion`` (stages/model_version.py: the
+    operator does not import the worker's stages); other fields are ignored."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
+    )
+
+    model: str
+    version: int
+    promoted: bool
+    serving_version: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ServingTarget:
+    stage: str
+    model: str
+    topic: str
+    """Fully qualified."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+def serving_targets(spec: PipelineSpec) -> list[ServingTarget]:
+    """The stages that follow model versions, with their model and topic (pure)."""
+    found = []
+    for stage in spec.stages:
+        topic = model_versions_topic(spec, stage)
+        if topic is not None and stage.model is not None:
+            found.append(ServingTarget(stage.name, stage.model.name, topic))
+    return found
+
+
+def announcements(payloads: Sequence[bytes], model: str) -> list[Announcement]:
+    """The announcements about ``model`` among ``payloads``, in their order (pure); others and
+    what does not parse are skipped."""
+    found = []
+    for payload in payloads:
+        try:
+            announcement = Announcement.model_validate_json(payload)
+        except ValidationError:
+            continue
+        if announcement.model == model:
+            found.append(announcement)
+    return found
+
+
+def verdict(target: ServingTarget, newest_first: Sequence[Announcement]) -> Verdict:
+    """What the newest announcement (and the one before it) say about serving (pure)."""
+    if not newest_first:
+        return Verdict(
+            ConditionStatus.UNKNOWN,
+            NONE_ANNOUNCED,
+            f"no {target.model} version announced on {target.topic} yet: Triton's default "
+            "version serves",
+        )
+    newest, before = newest_first[0], newest_first[1:2]
+    why = f": {newest.reason}" if newest.reason else ""
+    if not newest.promoted and newest.version != newest.serving_version:
+        return Verdict(
+            ConditionStatus.TRUE,
+            KEPT_OUT,
+            f"{target.model} version {newest.version} kept out{why}; "
+            f"version {newest.serving_version} serving",
+        )
+    if before and newest.serving_version < before[0].serving_version:
+        return Verdict(
+            ConditionStatus.TRUE,
+            ROLLED_BACK,
+            f"{target.model} rolled back to version {newest.serving_version} "
+            f"(from {before[0].serving_version}){why}",
+        )
+    return Verdict(
+        ConditionStatus.TRUE,
+        SERVING,
+        f"{target.model} version {newest.serving_version} serving{why}",
+    )
+
+
+def condition(verdicts: Sequence[Verdict]) -> DesiredCondition | None:
+    """One condition for all stages: the first warning's reason (else the first's), every
+    message; None without stages that follow model versions (pure)."""
+    if not verdicts:
+        return None
+    lead = next((v for v in verdicts if v.reason in EVENT_REASONS), verdicts[0])
+    status = (
+        ConditionStatus.TRUE
+        if all(v.status is ConditionStatus.TRUE for v in verdicts)
+        else ConditionStatus.UNKNOWN
+    )
+    message = "; ".join(v.message for v in verdicts)[:2048]
+    return DesiredCondition(MODEL_SERVING, status, lead.reason, message)
+
+
+def new_warnings(verdicts: Sequence[Verdict], previous: Condition | None) -> list[Verdict]:
+    """Kept-out and rolled-back verdicts the previous condition did not say yet (pure): each
+    is posted as an Event once."""
+    said = previous.message if previous is not None else ""
+    return [v for v in verdicts if v.reason in EVENT_REASONS and v.message not in said]
+
+
+def observe(
+    memory: ReconcileMemory, admin: PulsarAdmin, targets: Sequence[ServingTarget]
+) -> list[Verdict]:
+    """Read the newest announcements of each target's topic and judge them."""
+    found = []
+    for target in targets:
+        try:
+            payloads = memory.newest_payloads(admin, TopicName.parse(target.topic), NEWEST_ENTRIES)
+        except (PulsarError, EntryMalformed) as e:
+            found.append(Verdict(ConditionStatus.UNKNOWN, UNREADABLE, f"{target.topic}: {e}"))
+            continue
+        found.append(verdict(target, announcements(payloads, target.model)))
+    return found

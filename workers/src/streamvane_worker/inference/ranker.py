@@ -138,7 +138,8 @@ class Ranker:
             try:
                 scores, served = await self._score_at(version, user, item, dense)
             except VersionNotServed as e:
-                assert version is not None  # only a version asked for by number is refused
+                if version is None:  # only a version asked for by number is refused
+                    raise
                 tried.add(version)
                 self.choice = versions.refused(self.choice, version, time.monotonic())
                 log.warning(

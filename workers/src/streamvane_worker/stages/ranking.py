@@ -81,6 +81,7 @@ class ServingVersions(FollowedTopic):
         super().__init__(reader)
         self._ranker = ranker
         self.skipped = 0
+        """Other models' announcements, tombstones and payloads that do not parse."""
 
     def apply(self, record: Record) -> None:
         version = serving_version(record, self._ranker.backend.model)
@@ -195,6 +196,7 @@ async def create(ctx: StageContext) -> Stage[Candidates]:
         log.info(
             "model_versions_read",
             records_read=read,
+            skipped=announced.skipped,
             version=ctx.ranker.choice.announced,
             model=ctx.ranker.backend.model,
         )

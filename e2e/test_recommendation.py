@@ -112,6 +112,11 @@ def test_recommendation_pipeline_ranks_the_catalogue_without_blocked_or_deleted_
     ready = cluster.apply_recommendation_samples(timeout_s=300)
     assert ready["status"]["stagesReady"] == "3/3"
     assert "recommendation-profiles-state" in cluster.pulsar_topics()
+    serving = cluster.condition("recommendation", "ModelServing")
+    assert serving is not None and (serving["status"], serving["reason"]) == (
+        "Unknown",
+        "NoVersionAnnounced",
+    ), "the rank stage follows model-versions, where no trainer announced anything"
 
     items = [json.loads(line) for line in DEMO_ITEMS.read_text().splitlines() if line.strip()]
     cluster.publish("content-items", items)

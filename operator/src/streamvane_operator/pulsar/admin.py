@@ -10,7 +10,7 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -394,12 +394,20 @@ class PulsarAdmin:
         """Producers connected to ``topic`` now."""
         return len(self.stats(topic, partitioned).get("publishers") or [])
 
-    def newest_payloads(self, topic: TopicName, entries: int) -> list[bytes]:
+    def newest_payloads(
+        self,
+        topic: TopicName,
+        entries: int,
+        enough: Callable[[Sequence[bytes]], bool] = lambda _: False,
+    ) -> list[bytes]:
         """Payloads of the messages in the newest ``entries`` entries of ``topic`` (a
         producer's batch is one entry), newest first; fewer when the topic holds fewer, none
-        when it holds none or does not exist. One examinemessage call per entry."""
+        when it holds none or does not exist, and no more entries once ``enough`` holds for
+        what was read. One examinemessage call per entry."""
         found: list[bytes] = []
         for position in range(1, entries + 1):
+            if found and enough(found):
+                break
             action = f"examine message {position} from the end of {topic}"
             path = f"{topic.path}/examinemessage"
             params = {"initialPosition": "latest", "messagePosition": str(position)}

@@ -58,6 +58,9 @@ class FakePulsar:
     """Fully qualified name -> registered (type, definition) versions, oldest first."""
     schema_compatibility: dict[str, str] = field(default_factory=dict)
     """Fully qualified name -> its topic-level schemaCompatibilityStrategy."""
+    entries: dict[str, list[list[bytes]]] = field(default_factory=dict)
+    """Fully qualified name -> its entries, oldest first: each the payloads of one producer
+    batch (one payload: not batched), as examinemessage serves them."""
     unavailable: bool = False
     broker_stats: bool = True
     """Whether broker-stats/topics is served (False: refused, as for a non-super-user)."""
@@ -152,6 +155,7 @@ class FakePulsar:
             (_TOPIC + "/subscription/(?P<sub>[^/]+)", "PUT", self._create_subscription),
             (_TOPIC + "/subscription/(?P<sub>[^/]+)", "DELETE", self._delete_subscription),
             (_TOPIC + "/(partitioned-)?stats", "GET", self._stats),
+            (_TOPIC + "/examinemessage", "GET", self._examine),
             (
                 _TOPIC + "/schemaCompatibilityStrategy",
                 "GET",
@@ -271,6 +275,23 @@ class FakePulsar:
                 bundle["0x0_0xf"]["persistent"][name] = {"msgRateIn": rate, "subscriptions": subs}
         return _ok(namespaces)
 
+    def _examine(self, m: re.Match[str], body: object) -> httpx.Response:
+        """As Pulsar 4.0: 404 for a missing topic, 412 for one without messages, 500 for a
+        position past the oldest entry; a batch's body as the broker writes it."""
+        topic, position = _name(m), int(self._params.get("messagePosition", "1"))
+        if topic not in self.topics:
+            return httpx.Response(404, json={"reason": "Topic not found"})
+        entries = self.entries.get(topic, [])
+        if not entries:
+            return httpx.Response(412, json={"reason": "the total message is zero"})
+        if position > len(entries):
+            return httpx.Response(500, text="Incorrect parameter input error code: -14")
+        payloads = entries[-position]
+        if len(payloads) == 1:
+            return httpx.Response(200, content=payloads[0])
+        headers = {"X-Pulsar-num-batch-message": str(len(payloads))}
+        return httpx.Response(200, content=batch_body(payloads), headers=headers)
+
     def _stats(self, m: re.Match[str], body: object) -> httpx.Response:
         topic = _name(m)
         earliest = self._params.get("getEarliestTimeInBacklog") == "true"
@@ -348,3 +369,30 @@ def _ok(data: object) -> httpx.Response:
 
 def _conflict(reason: str) -> httpx.Response:
     return httpx.Response(409, json={"reason": reason})
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def batch_body(payloads: list[bytes]) -> bytes:
+    """A batch entry as examinemessage returns it: per message a 4-byte size, its
+    SingleMessageMetadata (a property, a partition key, payload_size, an event time) and the
+    payload."""
+    body = b""
+    prop = b"\x0a\x01a\x12\x01b"  # KeyValue{key: "a", value: "b"}
+    for i, payload in enumerate(payloads):
+        key = f"k{i}".encode()
+        metadata = (
+            b"\x0a" + _varint(len(prop)) + prop
+            + b"\x12" + _varint(len(key)) + key
+            + b"\x18" + _varint(len(payload))
+            + b"\x28" + _varint(1_764_633_600_000)
+        )  # fmt: skip
+        body += len(metadata).to_bytes(4, "big") + metadata + payload
+    return body

@@ -25,7 +25,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping, Set
+from collections.abc import Callable, Hashable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,11 +169,19 @@ class ReconcileMemory:
         found: set[str] = self._shared(admin, f"{tenant}/{namespace}", read)
         return found
 
-    def newest_payloads(self, admin: PulsarAdmin, topic: TopicName, entries: int) -> list[bytes]:
+    def newest_payloads(
+        self,
+        admin: PulsarAdmin,
+        topic: TopicName,
+        entries: int,
+        enough: Callable[[Sequence[bytes]], bool],
+        what: str,
+    ) -> list[bytes]:
         """The newest messages of ``topic`` (``PulsarAdmin.newest_payloads``) as read at most
-        ``snapshot_ttl_s`` ago: Pipelines following one model-versions topic share a read."""
+        ``snapshot_ttl_s`` ago for ``what`` (what ``enough`` looks for): Pipelines following
+        one model on one model-versions topic share a read."""
         found: list[bytes] = self._shared(
-            admin, f"newest:{topic}", lambda: admin.newest_payloads(topic, entries)
+            admin, f"newest:{topic}:{what}", lambda: admin.newest_payloads(topic, entries, enough)
         )
         return found
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
@@ -27,8 +28,9 @@ from streamvane_operator.reconcile.status import MODEL_SERVING, DesiredCondition
 from streamvane_operator.render.worker import model_versions_topic
 
 NEWEST_ENTRIES = 4
-"""Entries read from the end of a model-versions topic: other models' announcements may be
-interleaved, and the one before the newest tells a rollback."""
+"""Entries read at most from the end of a model-versions topic, until two announcements of the
+model are found (the one before the newest tells a rollback): other models' announcements may
+be interleaved."""
 
 KEPT_OUT = "VersionKeptOut"
 ROLLED_BACK = "RolledBack"
@@ -146,6 +148,10 @@ def new_warnings(verdicts: Sequence[Verdict], previous: Condition | None) -> lis
     return [v for v in verdicts if v.reason in EVENT_REASONS and v.message not in said]
 
 
+def _two_of(model: str, payloads: Sequence[bytes]) -> bool:
+    return len(announcements(payloads, model)) >= 2
+
+
 def observe(
     memory: ReconcileMemory, admin: PulsarAdmin, targets: Sequence[ServingTarget]
 ) -> list[Verdict]:
@@ -153,7 +159,13 @@ def observe(
     found = []
     for target in targets:
         try:
-            payloads = memory.newest_payloads(admin, TopicName.parse(target.topic), NEWEST_ENTRIES)
+            payloads = memory.newest_payloads(
+                admin,
+                TopicName.parse(target.topic),
+                NEWEST_ENTRIES,
+                partial(_two_of, target.model),
+                target.model,
+            )
         except (PulsarError, EntryMalformed) as e:
             found.append(Verdict(ConditionStatus.UNKNOWN, UNREADABLE, f"{target.topic}: {e}"))
             continue

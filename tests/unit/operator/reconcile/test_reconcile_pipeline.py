@@ -752,3 +752,62 @@ def test_reconcile_keeps_schemas_compatible_as_it_was_when_pulsar_is_unreachable
     assert outcome.problem.failure is Failure.PULSAR_UNAVAILABLE
     schemas = {c.type: c for c in outcome.status.conditions}["SchemasCompatible"]
     assert (schemas.status, schemas.reason) == ("True", "Registered")
+
+
+VERSIONS = TOPIC.format("model-versions")
+
+
+def rank_stage(**params: Any) -> dict[str, Any]:
+    return {
+        "name": "rank",
+        "type": "ranking",
+        "input": {"topic": "candidates"},
+        "outputs": ["recommendations"],
+        "model": {"backend": "triton", "name": "recs-ranker"},
+        "params": {"catalogueTopic": TOPIC.format("enriched"), **params},
+    }
+
+
+def announcement(version: int, serving: int) -> bytes:
+    return json.dumps(
+        {
+            "model": "recs-ranker",
+            "version": version,
+            "promoted": version == serving,
+            "servingVersion": serving,
+            "reason": "auc",
+            "announcedAt": "2026-01-01T00:00:00Z",
+        }
+    ).encode()
+
+
+def model_serving(outcome: Any) -> Any:
+    found = [c for c in outcome.status.conditions if c.type == "ModelServing"]
+    return found[0] if found else None
+
+
+def test_reconcile_reports_model_serving_at_full_checks_only_and_drops_it_when_not_followed(
+    world: World,
+) -> None:
+    world.deps.memory.pulsar_recheck_s = 0  # every reconcile a full Pulsar check
+    spec = pipeline_spec(rank_stage(modelVersionsTopic="model-versions"))
+    world.pulsar.topics[VERSIONS] = 0
+    world.pulsar.entries[VERSIONS] = [[announcement(1, 1)], [announcement(2, 1)]]
+
+    first = world.reconcile(spec)
+    kept = "recs-ranker version 2 kept out: auc; version 1 serving"
+    assert (model_serving(first).reason, model_serving(first).message) == ("VersionKeptOut", kept)
+    assert [(e.reason, e.warning) for e in first.events.items if "Model" in e.reason] == [
+        ("ModelVersionKeptOut", True)
+    ]
+    world.deps.memory.pulsar_recheck_s = 3600  # no full check now: the stored condition stands
+    world.pulsar.entries[VERSIONS].append([announcement(2, 2)])
+    world.pulsar.calls.clear()
+
+    again = world.reconcile(spec, status=status_dump(first))
+
+    assert model_serving(again).message == kept
+    assert not [e for e in again.events.items if "Model" in e.reason], "posted once"
+    assert not [c for c in world.pulsar.calls if c.endswith("/examinemessage")]
+    unfollowed = world.reconcile(pipeline_spec(rank_stage()), 2, status_dump(again))
+    assert model_serving(unfollowed) is None

@@ -62,6 +62,7 @@ STAGES = 3
 WORKERS = "app.kubernetes.io/managed-by=streamvane"
 CONFIG_HASH = "streamvane.io/config-hash"
 ADMIN_CALLS = "streamvane_operator_pulsar_admin_requests"
+TRIGGERS = "streamvane_operator_reconcile_triggers"
 CHILD_LISTS = ("deployments", "configmaps", "services", "poddisruptionbudgets")
 console = Console(width=150)
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -153,6 +154,25 @@ def counter_total(metrics_text: str, name: str) -> float:
         for sample in family.samples
         if sample.name == f"{name}_total"
     )
+
+
+def counter_by(metrics_text: str, name: str, label: str) -> dict[str, float]:
+    """Counter ``name`` summed per value of ``label`` (other labels added up)."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != name:
+            continue
+        for sample in family.samples:
+            if sample.name == f"{name}_total":
+                key = sample.labels.get(label, "")
+                found[key] = found.get(key, 0.0) + sample.value
+    return found
+
+
+def difference(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per key, how much a counter grew (keys that did not grow are left out)."""
+    grown = {key: value - before.get(key, 0.0) for key, value in after.items()}
+    return {key: value for key, value in sorted(grown.items()) if value}
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -251,9 +271,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def scrape(port: int, name: str) -> float:
+def metrics_text(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        return counter_total(response.read().decode(), name)
+        return str(response.read().decode())
+
+
+def scrape(port: int, name: str) -> float:
+    return counter_total(metrics_text(port), name)
+
+
+def triggers(port: int) -> dict[str, float]:
+    """The operator's reconciles (and skipped resyncs) so far, by what asked for them."""
+    return counter_by(metrics_text(port), TRIGGERS, "trigger")
 
 
 class Bench:
@@ -295,10 +324,14 @@ class Bench:
         harness.wait_for("operator metrics", self._metrics_up, 60)
         try:
             with StatusWriter(self.apps, self.namespace) as writer:
+                asked = triggers(self.metrics_port)
                 ready_s = self._create_all(ready_timeout_s)
+                console.print("  until Ready, by trigger: " + self._since(asked))
                 time.sleep(2)  # the last status patches land
                 idle = self._idle(idle_s)
+                asked = triggers(self.metrics_port)
                 edit_s = self._edits(edits) if ready_s is not None else None
+                console.print("  edits, by trigger: " + self._since(asked))
                 rss = peak_rss_mb(self.pid)
                 console.print(f"  status writer: {writer.written} Deployment status writes")
         finally:
@@ -315,6 +348,9 @@ class Bench:
             load=os.getloadavg(),
             reconciles_per_min=idle["reconciles_per_min"],
         )
+
+    def _since(self, asked: dict[str, float]) -> str:
+        return _counts(difference(asked, triggers(self.metrics_port)))
 
     def _metrics_up(self) -> bool:
         try:
@@ -375,16 +411,24 @@ class Bench:
         versions = self._versions()
         calls = scrape(self.metrics_port, ADMIN_CALLS)
         reconciles = scrape(self.metrics_port, "streamvane_operator_reconciles")
+        asked = triggers(self.metrics_port)
+        operations = counter_by(metrics_text(self.metrics_port), ADMIN_CALLS, "operation")
         cpu, wall = cpu_seconds(self.pid), time.monotonic()
         time.sleep(seconds)
         cpu, wall = cpu_seconds(self.pid) - cpu, time.monotonic() - wall
         calls = scrape(self.metrics_port, ADMIN_CALLS) - calls
         reconciles = scrape(self.metrics_port, "streamvane_operator_reconciles") - reconciles
+        asked = difference(asked, triggers(self.metrics_port))
+        operations = difference(
+            operations, counter_by(metrics_text(self.metrics_port), ADMIN_CALLS, "operation")
+        )
         rewrites = changed(versions, self._versions())
         console.print(
             f"  idle: {100 * cpu / wall:.1f} % of a core, {calls:.0f} admin calls, "
             f"{reconciles:.0f} reconciles, {rewrites} objects rewritten"
         )
+        console.print("  idle, by trigger: " + _counts(asked))
+        console.print("  idle, admin calls: " + _counts(operations))
         return {
             "cpu": 100 * cpu / wall,
             "admin_per_min": calls * 60 / wall,
@@ -469,6 +513,10 @@ def machine() -> str:
         if line.startswith("MemTotal:")
     )
     return f"{platform.node()}: {cpus} cores ({model}), {mem} GiB, {platform.platform()}"
+
+
+def _counts(counts: dict[str, float]) -> str:
+    return ", ".join(f"{key} {value:.0f}" for key, value in counts.items()) or "none"
 
 
 def _seconds(value: float | None) -> str:

@@ -127,8 +127,10 @@ def register(
         status: kopf.Status,
         patch: kopf.Patch,
         logger: kopf.Logger,
+        reason: str,
         **_: Any,
     ) -> None:
+        deps.metrics.triggered(pipeline.KIND, str(reason))
         outcome = pipeline_outcome(spec, meta, status, patch)
         assert outcome is not None  # a full reconcile always has one
         _finish(body, outcome, logger)
@@ -152,6 +154,7 @@ def register(
         # Repairs drift and refreshes status; an unchanged Pipeline whose Pulsar snapshot
         # shows nothing new is skipped (the watches report changes in Kubernetes).
         outcome = pipeline_outcome(spec, meta, status, patch, pipeline.resync_pipeline)
+        deps.metrics.triggered(pipeline.KIND, "resync" if outcome else "resync_skipped")
         if outcome is not None:
             _finish(body, outcome, logger, timer=True)
 
@@ -214,9 +217,10 @@ def register(
     coalesced = Coalescer()
     workers_seen = LastSeen()
 
-    def reconcile_named(namespace: str, name: str, logger: kopf.Logger) -> None:
+    def reconcile_named(namespace: str, name: str, logger: kopf.Logger, trigger: str) -> None:
         """Reconcile a Pipeline outside its own handlers (something it depends on changed)
         and write its status; events arriving meanwhile for it make one more reconcile."""
+        deps.metrics.triggered(pipeline.KIND, trigger)
         coalesced.run((namespace, name), lambda: _reconcile_named(namespace, name, logger))
 
     def _reconcile_named(namespace: str, name: str, logger: kopf.Logger) -> None:
@@ -253,12 +257,12 @@ def register(
             state = (meta.get("generation"), deployment_ready(body))
             if not workers_seen.changed(key, state):
                 return
-        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger)
+        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger, "deployment")
 
     def worker_child_deleted(meta: kopf.Meta, logger: kopf.Logger, **_: Any) -> None:
         # Deleted behind the operator's back: restored now (the resync of an unchanged
         # Pipeline reads no children; Deployments have worker_changed).
-        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger)
+        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger, "child_deleted")
 
     for resource in WORKER_CHILDREN:
         kopf.on.event(
@@ -279,7 +283,7 @@ def register(
             return
         if worker_failure(stage_of(dict(body)), [dict(body)]) is None:
             return
-        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger)
+        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger, "pod")
 
     @kopf.index(*PIPELINES, id=INDEX, registry=registry)
     def pipelines_by_backend(
@@ -299,7 +303,7 @@ def register(
     ) -> None:
         """An InferenceBackend appeared, changed or went: its Pipelines learn it now."""
         for name in sorted(set(index.get((namespace, backend_name), []))):
-            reconcile_named(namespace, name, logger)
+            reconcile_named(namespace, name, logger, "backend")
 
     def backend_outcome(
         body: kopf.Body,

@@ -87,6 +87,13 @@ class OperatorMetrics:
             ["kind", "reason"],
             registry=r,
         )
+        self.reconcile_triggers = Counter(
+            f"{PREFIX}_reconcile_triggers",
+            "Why reconciles ran, or were skipped, by kind and trigger (create, update, resume, "
+            "resync, resync_skipped, deployment, child_deleted, pod, backend).",
+            ["kind", "trigger"],
+            registry=r,
+        )
         self.reconcile_duration = Histogram(
             f"{PREFIX}_reconcile_duration_seconds",
             "Wall time of one reconcile.",
@@ -146,6 +153,10 @@ class OperatorMetrics:
         self.reconciles.labels(kind=kind, result=SUCCESS if reason is None else ERROR).inc()
         if reason is not None:
             self.reconcile_errors.labels(kind=kind, reason=reason).inc()
+
+    def triggered(self, kind: str, trigger: str) -> None:
+        """A reconcile of ``kind`` was asked for by ``trigger`` (a handler or watch)."""
+        self.reconcile_triggers.labels(kind=kind, trigger=trigger).inc()
 
     def pulsar_request(self, method: str, path: str, status: str, duration_s: float) -> None:
         operation = admin_operation(method, path)

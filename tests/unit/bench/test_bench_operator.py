@@ -8,7 +8,9 @@ from types import SimpleNamespace
 from bench.bench_operator import (
     GOALS,
     changed,
+    counter_by,
     counter_total,
+    difference,
     is_ready,
     peak_rss_mb,
     ready_deployment_status,
@@ -28,6 +30,13 @@ streamvane_operator_pulsar_admin_requests_created{operation="GET tenants",status
 def test_counter_total_sums_every_label_set_and_skips_created_samples() -> None:
     assert counter_total(METRICS, "streamvane_operator_pulsar_admin_requests") == 5
     assert counter_total(METRICS, "streamvane_operator_reconciles") == 0
+
+
+def test_counter_by_sums_per_label_value_and_difference_keeps_what_grew() -> None:
+    before = counter_by(METRICS, "streamvane_operator_pulsar_admin_requests", "operation")
+    assert before == {"GET tenants": 3.0, "GET persistent": 2.0}
+    after = {**before, "GET tenants": 5.0, "PUT persistent": 1.0}
+    assert difference(before, after) == {"GET tenants": 2.0, "PUT persistent": 1.0}
 
 
 def test_is_ready_when_ready_is_true_for_the_current_generation_only() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kubernetes import config as kube_config
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
@@ -67,8 +67,18 @@ class Kube(Protocol):
     def get(self, ref: ObjectRef) -> Manifest | None: ...
 
     def list(
-        self, api_version: str, kind: str, namespace: str, selector: str | None = None
-    ) -> list[Manifest]: ...
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        selector: str | None = None,
+        *,
+        cached: bool = False,
+    ) -> list[Manifest]:
+        """``cached``: from the API server's watch cache (a moment behind at most, as
+        informers list), not a read of every object of the kind in etcd: a label-selected
+        list from etcd costs as much as listing them all (0.9 s at 600 Deployments)."""
+        ...
 
     def patch_status(
         self, ref: ObjectRef, status: dict[str, Any], resource_version: str | None = None
@@ -95,18 +105,29 @@ def apply_patch(obj: Manifest) -> bytes:
     return json.dumps(obj, ensure_ascii=False).encode()
 
 
-def api_client(kubeconfig: Path | None) -> ApiClient:
-    """From ``kubeconfig`` when given, else in-cluster, else $KUBECONFIG / ~/.kube/config."""
+def api_client(kubeconfig: Path | None, connections: int | None = None) -> ApiClient:
+    """From ``kubeconfig`` when given, else in-cluster, else $KUBECONFIG / ~/.kube/config.
+
+    ``connections``: connections kept open to the API server (default: the client's, 5 per
+    CPU); beyond them each concurrent call opens, and then drops, a TLS connection of its own.
+    """
+    configuration = Configuration()
     if kubeconfig is not None:
-        return kube_config.new_client_from_config(config_file=str(kubeconfig))
-    try:
-        kube_config.load_incluster_config()
-    except kube_config.ConfigException:
-        kube_config.load_kube_config()
-    return ApiClient()
+        kube_config.load_kube_config(
+            config_file=str(kubeconfig), client_configuration=configuration
+        )
+    else:
+        try:
+            kube_config.load_incluster_config(client_configuration=configuration)
+        except kube_config.ConfigException:
+            kube_config.load_kube_config(client_configuration=configuration)
+    if connections is not None:
+        configuration.connection_pool_maxsize = connections
+    return ApiClient(configuration)
 
 
 NOT_SERVED_TTL_S = 300.0
+ANY_CACHED = "0"
 
 
 class KubeClient:
@@ -169,13 +190,23 @@ class KubeClient:
         return dict(result.to_dict())
 
     def list(
-        self, api_version: str, kind: str, namespace: str, selector: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        selector: str | None = None,
+        *,
+        cached: bool = False,
     ) -> list[Manifest]:
         try:
             result = self._call(
                 f"list {kind} in {namespace}",
                 lambda: self._client().get(
-                    self._resource(api_version, kind), namespace=namespace, label_selector=selector
+                    self._resource(api_version, kind),
+                    namespace=namespace,
+                    label_selector=selector,
+                    # "0": any version the watch cache holds (the API server's own semantics).
+                    resource_version=ANY_CACHED if cached else None,
                 ),
             )
         except KubeNotFound as e:

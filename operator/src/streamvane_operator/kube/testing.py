@@ -68,7 +68,13 @@ class FakeKube:
         return copy.deepcopy(obj) if obj is not None else None
 
     def list(
-        self, api_version: str, kind: str, namespace: str, selector: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        selector: str | None = None,
+        *,
+        cached: bool = False,
     ) -> list[Manifest]:
         self._check("list", api_version, kind)
         return [

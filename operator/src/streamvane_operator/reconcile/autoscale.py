@@ -100,7 +100,11 @@ def autoscale_pipeline(
         deployments = {
             stage_of(d): d
             for d in deps.kube.list(
-                "apps/v1", "Deployment", owner.namespace, f"{PIPELINE_LABEL}={owner.name}"
+                "apps/v1",
+                "Deployment",
+                owner.namespace,
+                f"{PIPELINE_LABEL}={owner.name}",
+                cached=True,
             )
             if owned_by(d, owner.uid)
         }

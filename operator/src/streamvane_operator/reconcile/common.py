@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -232,7 +232,7 @@ def observe_children(kube: Kube, owner: Owner, owner_label: str) -> list[Manifes
     found: list[Manifest] = []
     for api_version, kind in CHILD_KINDS:
         try:
-            objects = kube.list(api_version, kind, owner.namespace, selector)
+            objects = kube.list(api_version, kind, owner.namespace, selector, cached=True)
         except KubeNotServed:
             if (api_version, kind) in OPTIONAL_KINDS:
                 continue
@@ -267,10 +267,10 @@ def converge_children(
     observed: list[Manifest],
     events: Events,
 ) -> list[Manifest]:
-    """Apply what is missing or drifted, delete what nothing desires; the children afterwards."""
+    """Apply what is missing or drifted, delete what nothing desires; the children afterwards
+    (what the API server returned for each apply, without listing them again)."""
     todo = plan(desired, observed, owner.uid)
-    for obj in todo.apply:
-        kube.apply(obj)
+    applied = {ObjectRef.of(obj): kube.apply(obj) for obj in todo.apply}
     for ref in todo.delete:
         kube.delete(ref)
     if todo.empty:
@@ -278,7 +278,19 @@ def converge_children(
     summary = [f"applied {o['kind']} {o['metadata']['name']}" for o in todo.apply]
     summary += [f"deleted {ref.kind} {ref.name}" for ref in todo.delete]
     events.info("Reconciled", "; ".join(summary))
-    return observe_children(kube, owner, owner_label)
+    return after_changes(observed, applied, todo.delete)
+
+
+def after_changes(
+    observed: Sequence[Manifest],
+    applied: Mapping[ObjectRef, Manifest],
+    deleted: Sequence[ObjectRef],
+) -> list[Manifest]:
+    """``observed`` with the applied objects as the server returned them and the deleted
+    ones gone (pure)."""
+    gone = set(deleted) | set(applied)
+    kept = [obj for obj in observed if ObjectRef.of(obj) not in gone]
+    return kept + [applied[ref] for ref in applied if ref not in deleted]
 
 
 def delete_children(kube: Kube, owner: Owner, owner_label: str) -> None:

@@ -11,7 +11,10 @@ costs next to nothing: no Kubernetes read, and of Pulsar only one shared snapsho
   snapshot instead of reading every topic's properties and policies again.
 - **Settled**: the last full reconcile without a problem, per Pipeline. A resync of the same
   spec whose snapshot shows the same backlogs, within ``full_resync_s`` of it, has nothing to
-  do: the watches report what changes in Kubernetes (Deployments, pods, backends).
+  do: the watches report what changes in Kubernetes (Deployments, pods, backends). One that
+  found the Pipeline not Ready yet, only waiting for its workers (which the Deployment and
+  pod watches report), is trusted for ``waiting_s``: while hundreds of Pipelines are created
+  at once, a resync would redo each one's full reconcile for nothing.
 
 A broker that does not serve the snapshot (a token without the super-user role), or
 subscriptions it does not show (another broker's topics, topics not loaded or too new), fall
@@ -115,6 +118,8 @@ class Settled:
     topo: Topology
     lag: Mapping[str, int | None]
     """Stage -> backlog as written to the status."""
+    ready: bool = True
+    """False: no problem, but its workers were not all ready yet."""
 
 
 def still_checked(
@@ -123,8 +128,11 @@ def still_checked(
     return checked is not None and checked.key == key and now - checked.at < recheck_s
 
 
-def still_settled(settled: Settled | None, spec: str, now: float, full_resync_s: float) -> bool:
-    return settled is not None and settled.spec == spec and now - settled.at < full_resync_s
+def still_settled(
+    settled: Settled | None, spec: str, now: float, full_resync_s: float, waiting_s: float = 0.0
+) -> bool:
+    trusted_s = full_resync_s if settled is not None and settled.ready else waiting_s
+    return settled is not None and settled.spec == spec and now - settled.at < trusted_s
 
 
 @dataclass
@@ -134,12 +142,16 @@ class ReconcileMemory:
     snapshot_ttl_s: float = 10.0
     pulsar_recheck_s: float = 3600.0
     full_resync_s: float = 300.0
+    waiting_s: float = 0.0
+    """How long a resync trusts a full reconcile that only waits for its workers."""
     clock: Callable[[], float] = time.monotonic
     _reads: dict[tuple[int, str], tuple[PulsarAdmin, float, Any]] = field(default_factory=dict)
     """(id(admin client), what) -> (the client, kept so that its id is not reused; read at;
     what was read)."""
     _checked: dict[str, PulsarChecked] = field(default_factory=dict)
     _settled: dict[str, Settled] = field(default_factory=dict)
+    _reconciled: set[str] = field(default_factory=set)
+    """Pipelines fully reconciled by this process (whatever came of it)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _reading: threading.Lock = field(default_factory=threading.Lock)
 
@@ -240,13 +252,24 @@ class ReconcileMemory:
         admin: PulsarAdmin,
         topo: Topology,
         lag: Mapping[str, int | None],
+        *,
+        ready: bool = True,
     ) -> None:
         with self._lock:
-            self._settled[uid] = Settled(spec, self.clock(), admin, topo, dict(lag))
+            self._settled[uid] = Settled(spec, self.clock(), admin, topo, dict(lag), ready)
+            self._reconciled.add(uid)
 
     def unsettle(self, uid: str) -> None:
         with self._lock:
             self._settled.pop(uid, None)
+            self._reconciled.add(uid)
+
+    def not_reconciled_yet(self, uid: str) -> bool:
+        """No full reconcile of this Pipeline has finished in this process: its create or
+        resume handler (which kopf runs, and retries, for every Pipeline) is still queued.
+        A resync meanwhile would only do the same work twice."""
+        with self._lock:
+            return uid not in self._reconciled
 
     def nothing_to_do(self, uid: str, spec: str) -> bool:
         """A resync of ``spec`` finds what the last full reconcile left: same spec, recent,
@@ -254,8 +277,9 @@ class ReconcileMemory:
         the admin client raises (the reconcile then reports it)."""
         with self._lock:
             settled = self._settled.get(uid)
-        if settled is None or not still_settled(settled, spec, self.clock(), self.full_resync_s):
+        if not still_settled(settled, spec, self.clock(), self.full_resync_s, self.waiting_s):
             return False
+        assert settled is not None
         try:
             stats = self.observed(settled.admin, settled.topo)
         except PulsarError:
@@ -266,3 +290,4 @@ class ReconcileMemory:
         with self._lock:
             self._checked.pop(uid, None)
             self._settled.pop(uid, None)
+            self._reconciled.discard(uid)

@@ -53,6 +53,7 @@ from streamvane_operator.reconcile.memory import backlogs, spec_digest
 from streamvane_operator.reconcile.ownership import merged, pipeline_id
 from streamvane_operator.reconcile.replicas import hand_over_replicas, with_initial_replicas
 from streamvane_operator.reconcile.status import (
+    DEGRADED,
     MODEL_SERVING,
     READY,
     DesiredCondition,
@@ -115,6 +116,8 @@ def resync_pipeline(
     previous_status: Mapping[str, Any] | None,
 ) -> Outcome[PipelineStatus] | None:
     """The timer's reconcile; None when it has nothing to do (``ReconcileMemory``)."""
+    if deps.memory.not_reconciled_yet(owner.uid):
+        return None
     if deps.memory.nothing_to_do(owner.uid, spec_digest(raw_spec, generation)):
         return None
     return reconcile_pipeline(deps, owner, raw_spec, generation, previous_status)
@@ -193,7 +196,7 @@ def _reconcile(
             targets = schemas.schema_targets(spec, local_topics(topo, created[0]))
             if known is None:
                 for registered in schemas.ensure_schemas(
-                    admin, topo.tenant, topo.namespace, targets, policy
+                    admin, topo.tenant, topo.namespace, targets, policy, changes.new_topics
                 ):
                     events.info("SchemaRegistered", f"registered {registered}")
             registered_targets = targets
@@ -251,10 +254,13 @@ def _reconcile(
         schemas.condition(problem, registered_targets, policy) if policy else None,
         model_serving,
     )
-    # Only a Ready Pipeline with nothing left to retire can wait for what the watches or
-    # the snapshot report; anything else is reconciled again at every resync.
-    if settled is not None and problem is None and not retiring and is_ready(status):
-        deps.memory.settled(owner.uid, spec_digest(raw_spec, generation), *settled, lag)
+    # Only a Pipeline without a problem and with nothing left to retire can wait for what
+    # the watches or the snapshot report (one not Ready yet, for a while); anything else is
+    # reconciled again at every resync.
+    if settled is not None and problem is None and not retiring and not is_degraded(status):
+        deps.memory.settled(
+            owner.uid, spec_digest(raw_spec, generation), *settled, lag, ready=is_ready(status)
+        )
     else:
         deps.memory.unsettle(owner.uid)
     return Outcome(
@@ -273,7 +279,16 @@ def local_topics(topo: Topology, qualified: Sequence[str]) -> set[str]:
 
 
 def is_ready(status: PipelineStatus) -> bool:
-    return any(c.type == READY and c.status is ConditionStatus.TRUE for c in status.conditions)
+    return has_condition(status, READY)
+
+
+def is_degraded(status: PipelineStatus) -> bool:
+    """Degraded: the reconcile's own problem, or the workers' (crashing, not starting)."""
+    return has_condition(status, DEGRADED)
+
+
+def has_condition(status: PipelineStatus, kind: str) -> bool:
+    return any(c.type == kind and c.status is ConditionStatus.TRUE for c in status.conditions)
 
 
 def named_ours(owner: Owner, topo: Topology) -> list[str]:
@@ -505,7 +520,8 @@ def _pods(kube: Kube, owner: Owner) -> list[Manifest]:
     """The Pipeline's worker pods, for their container statuses; none if they cannot be read
     (status then says only what the Deployments say)."""
     try:
-        return kube.list("v1", "Pod", owner.namespace, f"{PIPELINE_LABEL}={owner.name}")
+        selector = f"{PIPELINE_LABEL}={owner.name}"
+        return kube.list("v1", "Pod", owner.namespace, selector, cached=True)
     except KubeError:
         return []
 
@@ -514,7 +530,7 @@ def inference_backends(kube: Kube, namespace: str) -> dict[str, InferenceBackend
     """Valid InferenceBackends in ``namespace`` by name; invalid ones report on themselves,
     and one being deleted is gone already."""
     found = {}
-    for obj in kube.list(API_VERSION, "InferenceBackend", namespace):
+    for obj in kube.list(API_VERSION, "InferenceBackend", namespace, cached=True):
         if obj["metadata"].get("deletionTimestamp"):
             continue
         try:

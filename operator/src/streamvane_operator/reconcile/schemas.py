@@ -86,19 +86,22 @@ def ensure_schemas(
     namespace: str,
     targets: Sequence[SchemaTarget],
     policy: SchemaCompatibility,
+    new_topics: Collection[str] = (),
 ) -> list[str]:
     """Set each target topic's compatibility strategy (on change) and register its schema;
     what was registered, for events. Raises SchemaRefused naming every refused topic, after
-    trying them all (registering a compatible schema changes nothing that runs)."""
+    trying them all (registering a compatible schema changes nothing that runs). Topics in
+    ``new_topics`` (local names, created just now) have neither to read back."""
     strategy = pulsar_strategy(policy)
     schemas = message_schemas()
     registered: list[str] = []
     refused: list[str] = []
     for target in targets:
         topic = TopicName(tenant, namespace, target.topic)
-        if admin.schema_compatibility(topic) != strategy:
+        new = target.topic in new_topics
+        if new or admin.schema_compatibility(topic) != strategy:
             admin.set_schema_compatibility(topic, strategy)
-        before = admin.schema(topic)
+        before = None if new else admin.schema(topic)
         if before is not None and before.definition == canonical(schemas[target.message]):
             continue  # registered as the latest version already
         try:

@@ -42,15 +42,13 @@ class TopologyChanges:
     """Topics of the topology this Pipeline created (it may delete them)."""
     created_subscriptions: list[str] = field(default_factory=list)
     """Subscriptions created now, as ``persistent://tenant/namespace/topic#name``."""
+    new_topics: set[str] = field(default_factory=set)
+    """Local names of the topics created now: nothing set on them yet to read back."""
 
 
 def observe_topics(admin: PulsarAdmin, topo: Topology) -> dict[str, ObservedTopic]:
-    """The topology's topics that exist (local name -> partitions and owner); {} while the
-    tenant or namespace does not exist."""
-    if topo.tenant not in admin.tenants():
-        return {}
-    if f"{topo.tenant}/{topo.namespace}" not in admin.namespaces(topo.tenant):
-        return {}
+    """The topology's topics that exist (local name -> partitions and owner), in a namespace
+    that exists."""
     existing = admin.topics(topo.tenant, topo.namespace)
     observed = {}
     for topic in topo.topics:
@@ -76,19 +74,24 @@ def ensure_topology(
     initialPosition) says, by default at the earliest message of the Pipeline's own topics:
     this runs before any worker exists, so whatever producers publish from now on is kept.
     """
-    observed = observe_topics(admin, topo)
+    has_tenant = topo.tenant in admin.tenants()
+    has_namespace = has_tenant and f"{topo.tenant}/{topo.namespace}" in admin.namespaces(
+        topo.tenant
+    )
+    observed = observe_topics(admin, topo) if has_namespace else {}
     conflicts = foreign_outputs(topo, me, observed, shared_outputs)
     if conflicts:
         raise TopicConflict(conflicts)
     changes = TopologyChanges(owned_topics=owned_topics(topo, me, observed))
     created, notes = changes.created, changes.notes
-    if topo.tenant not in admin.tenants():
+    if not has_tenant:
         admin.create_tenant(topo.tenant, admin.clusters())
         created.append(f"tenant {topo.tenant}")
-    if f"{topo.tenant}/{topo.namespace}" not in admin.namespaces(topo.tenant):
+    if not has_namespace:
         admin.create_namespace(topo.tenant, topo.namespace)
         created.append(f"namespace {topo.tenant}/{topo.namespace}")
     retention = Retention(topo.retention_minutes, topo.retention_size_mb)
+    fresh = changes.new_topics
     for topic in topo.topics:
         wanted = STATE_RETENTION if topic.state else retention
         name = TopicName(topo.tenant, topo.namespace, topic.name)
@@ -98,6 +101,7 @@ def ensure_topology(
             if admin.create_topic(name, topic.partitions, {OWNER_PROPERTY: me}):
                 created.append(f"topic {name}")
                 changes.owned_topics.append(str(name))
+                fresh.add(topic.name)
             else:
                 notes.append(f"topic {name} appeared meanwhile; it is used as is, not owned")
         elif have == 0 and topic.partitions > 0:
@@ -114,20 +118,23 @@ def ensure_topology(
                 f"{topic.partitions}"
             )
         # Written only on change: each write is a message on Pulsar's policy system topic.
-        if admin.retention(name) != wanted:
+        new = topic.name in fresh
+        if (None if new else admin.retention(name)) != wanted:
             admin.set_retention(name, wanted)
-        if topic.state and admin.compaction_threshold(name) != STATE_COMPACTION_THRESHOLD_BYTES:
+        if topic.state and (
+            new or admin.compaction_threshold(name) != STATE_COMPACTION_THRESHOLD_BYTES
+        ):
             admin.set_compaction_threshold(name, STATE_COMPACTION_THRESHOLD_BYTES)
             created.append(f"compaction of {name}")
         # Before any worker writes: an output written without it is not de-duplicated. It
         # stays on if the stage goes back to AtLeastOnce (harmless: producers of other
         # names are unaffected), and it applies to a shared output as well.
-        if topic.name in topo.deduplicated and admin.deduplication(name) is not True:
+        if topic.name in topo.deduplicated and (new or admin.deduplication(name) is not True):
             admin.set_deduplication(name, True)
             created.append(f"de-duplication of {name}")
     for sub in topo.subscriptions:
         name = TopicName(topo.tenant, topo.namespace, sub.topic)
-        if sub.name not in admin.subscriptions(name):
+        if sub.topic in fresh or sub.name not in admin.subscriptions(name):
             earliest = starts_earliest(positions.get(sub.stage), sub.topic, me, observed)
             admin.create_subscription(name, sub.name, earliest)
             changes.created_subscriptions.append(f"{name}#{sub.name}")

@@ -213,3 +213,45 @@ def test_resync_recreates_a_subscription_deleted_behind_the_operators_back(
 
     assert outcome is not None and outcome.problem is None
     assert world.pulsar.subscriptions[items] == {"media.cu-embed"}
+
+
+def waiting_world(clock: Clock) -> World:
+    world = World()
+    memory = ReconcileMemory(
+        snapshot_ttl_s=5, pulsar_recheck_s=600, full_resync_s=120, waiting_s=30, clock=clock
+    )
+    world.deps = dataclasses.replace(world.deps, memory=memory)
+    return world
+
+
+def test_resync_of_a_pipeline_waiting_for_its_workers_waits_one_period(clock: Clock) -> None:
+    world = waiting_world(clock)
+    spec = pipeline_spec(embed_stage(), relay_stage())
+    status = status_dump(world.reconcile(spec))  # Deployments written, none ready yet
+    clock.now += 10
+
+    assert resync_pipeline(world.deps, OWNER, spec, 1, status) is None
+
+    clock.now += 21  # past waiting_s: reconciled again, whatever the watches said
+    assert resync_pipeline(world.deps, OWNER, spec, 1, status) is not None
+
+
+def test_resync_of_a_pipeline_with_a_problem_is_never_skipped(clock: Clock) -> None:
+    world = waiting_world(clock)
+    spec = pipeline_spec(embed_stage(), relay_stage())
+    world.pulsar.unavailable = True
+    outcome = world.reconcile(spec)
+    assert outcome.problem is not None
+    world.pulsar.unavailable = False
+    clock.now += 10
+
+    assert resync_pipeline(world.deps, OWNER, spec, 1, status_dump(outcome)) is not None
+
+
+def test_resync_waits_for_the_first_full_reconcile_of_its_pipeline(clock: Clock) -> None:
+    world = waiting_world(clock)
+    spec = pipeline_spec(embed_stage(), relay_stage())
+    calls = len(world.pulsar.calls)
+
+    assert resync_pipeline(world.deps, OWNER, spec, 1, None) is None  # create still queued
+    assert world.pulsar.calls[calls:] == []

@@ -108,6 +108,17 @@ def world() -> World:
     return World()
 
 
+def test_first_reconcile_reads_back_no_policy_or_subscription_of_topics_it_created(
+    world: World,
+) -> None:
+    outcome = world.reconcile(pipeline_spec(embed_stage(), relay_stage()))
+
+    assert outcome.problem is None
+    reads = [c for c in world.pulsar.calls if c.startswith("GET")]
+    assert not [c for c in reads if c.endswith(("/retention", "/subscriptions", "/schema"))]
+    assert reads.count("GET /admin/v2/tenants") == 1
+
+
 def test_reconcile_creates_topics_and_subscriptions_before_workloads(world: World) -> None:
     subscribed_at_apply: list[bool] = []
     apply = world.kube.apply

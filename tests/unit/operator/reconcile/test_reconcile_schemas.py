@@ -121,6 +121,21 @@ def test_ensure_schemas_sets_the_strategy_and_registers_each_target_when_compati
     assert not [c for c in pulsar.calls if not c.startswith("GET")], "nothing written again"
 
 
+def test_ensure_schemas_reads_nothing_back_when_the_topics_were_just_created() -> None:
+    pulsar = FakePulsar()
+    targets = schema_targets(RECS, {"engagements"})
+
+    done = ensure_schemas(
+        pulsar.admin(), "t", "ns", targets, SchemaCompatibility.BACKWARD, {t.topic for t in targets}
+    )
+
+    assert len(done) == 3
+    assert not [c for c in pulsar.calls if c.startswith("GET")]
+    assert pulsar.schema_compatibility == {
+        TOPIC.format(t): "BACKWARD" for t in ("engagements", "profiles", "candidates")
+    }
+
+
 def test_ensure_schemas_refuses_naming_topic_stage_and_fields_when_the_registry_does() -> None:
     pulsar = FakePulsar()
     foreign = record({"name": "userId", "type": "long"})

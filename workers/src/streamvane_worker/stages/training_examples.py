@@ -200,11 +200,12 @@ def join(request: Request | None, event: Engagement, params: TrainingExamplesPar
 
 def close(request: Request, watermark_ms: int, window_ms: int, sample_rate: float) -> Closed | None:
     """Close a request whose window the watermark passed (negatives for the items that got
-    no positive, down-sampled by id), or delete a marker a window after; None: not yet."""
-    if request.closed:
-        return Closed([], None) if watermark_ms >= request.window_end_ms + window_ms else None
-    if watermark_ms < request.window_end_ms:
+    no positive, down-sampled by id), or delete a marker a window after; None: not yet. An
+    engagement at the window's very end still joins: the watermark must be past it."""
+    if watermark_ms < due(request, window_ms):
         return None
+    if request.closed:
+        return Closed([], None)
     negatives = [
         example(request, item, 0, request.window_end_ms, sample_rate)
         for item in request.items
@@ -214,9 +215,9 @@ def close(request: Request, watermark_ms: int, window_ms: int, sample_rate: floa
     return Closed(negatives, marker)
 
 
-def deadline(request: Request, window_ms: int) -> int:
+def due(request: Request, window_ms: int) -> int:
     """The watermark at which ``close`` next changes the request."""
-    return request.window_end_ms + (window_ms if request.closed else 0)
+    return request.window_end_ms + (window_ms if request.closed else 0) + 1
 
 
 @dataclass
@@ -345,7 +346,7 @@ class TrainingExamplesStage:
         the newest request served (so an idle restart still closes windows)."""
         owned = self._state.owned()
         for key, request in owned:
-            heapq.heappush(self._deadlines, (deadline(request, self._window_ms), key))
+            heapq.heappush(self._deadlines, (due(request, self._window_ms), key))
         newest = max((r.served_ms for _, r in owned), default=0)
         self._watermark.observe([newest], self._clock())
 
@@ -399,7 +400,7 @@ class TrainingExamplesStage:
     ) -> None:
         for key, request in changed.items():
             if request is not None:
-                heapq.heappush(self._deadlines, (deadline(request, self._window_ms), key))
+                heapq.heappush(self._deadlines, (due(request, self._window_ms), key))
         while self._deadlines and self._deadlines[0][0] <= watermark:
             _, key = heapq.heappop(self._deadlines)
             if key not in changed and not self._state.is_owned(key):
@@ -413,7 +414,7 @@ class TrainingExamplesStage:
             examples.extend(closed.examples)
             changed[key] = closed.after
             if closed.after is not None:
-                heapq.heappush(self._deadlines, (deadline(closed.after, self._window_ms), key))
+                heapq.heappush(self._deadlines, (due(closed.after, self._window_ms), key))
 
     async def _persist(
         self,
@@ -465,7 +466,8 @@ class IdleFlush:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-async def create(ctx: StageContext) -> Stage[Recommendations | Engagement]:
+async def build(ctx: StageContext, clock: Callable[[], float] = time.time) -> TrainingExamplesStage:
+    """The stage with its state rebuilt (without the idle flush task)."""
     params = TrainingExamplesParams.model_validate(ctx.params)
     if ctx.topics is None or ctx.state_topic is None:
         raise ValueError("training-examples needs broker access and a state topic")
@@ -486,8 +488,13 @@ async def create(ctx: StageContext) -> Stage[Recommendations | Engagement]:
     )
     ctx.closables.append(state)
     await state.rebuild()
-    stage = TrainingExamplesStage(params, state, outputs, late)
+    stage = TrainingExamplesStage(params, state, outputs, late, clock)
     stage.resume()
+    return stage
+
+
+async def create(ctx: StageContext) -> Stage[Recommendations | Engagement]:
+    stage = await build(ctx)
     ctx.closables.append(IdleFlush(stage))
     return stage
 

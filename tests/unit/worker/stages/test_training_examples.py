@@ -30,6 +30,7 @@ from streamvane_worker.stages.training_examples import (
     join,
     kept,
     ms,
+    serve,
     served,
 )
 from streamvane_worker.training.examples import FeatureLayout, TrainingExample
@@ -111,6 +112,29 @@ def test_join_names_the_late_reason_when_the_engagement_joins_nothing(
     assert join(request if engaged.request_id else None, engaged, PARAMS).late == reason
 
 
+def test_serve_joins_the_engagements_that_came_first_when_the_list_arrives_late() -> None:
+    early = join(None, _event("a", 5, eventType="like"), PARAMS).request
+    assert early is not None and not early.served
+    early = join(early, _event("zzz", 6), PARAMS).request
+    assert early is not None and len(early.waiting) == 2
+    assert join(early, _event("a", 5, eventType="like"), PARAMS) == Joined()  # redelivered
+    opened = serve(_recs("r", ["a", "b"]), "r", early, PARAMS)
+    assert opened is not None and opened.request.served and not opened.request.waiting
+    assert [(e.item_id, e.label) for e in opened.examples] == [("a", 1)]
+    assert [(e.item_id, reason) for e, reason in opened.late] == [("zzz", "item-not-served")]
+    assert serve(_recs("r", ["a", "b"]), "r", opened.request, PARAMS) is None  # redelivered
+
+
+def test_close_sends_waiting_engagements_late_when_their_list_never_came() -> None:
+    early = join(None, _event("a", 5), PARAMS).request
+    assert early is not None
+    at = ms(T0 + timedelta(seconds=5))
+    assert close(early, at, int(WINDOW_S * 1000), 1.0) is None
+    closed = close(early, at + 1, int(WINDOW_S * 1000), 1.0)
+    assert closed is not None and closed.after is None and not closed.examples
+    assert [e.item_id for e in closed.late] == ["a"]
+
+
 def test_join_says_window_closed_when_an_in_window_engagement_comes_after_the_close() -> None:
     request = served(_recs("r", ["a"]), "r", int(WINDOW_S * 1000))
     closed = close(request, request.window_end_ms + 1, int(WINDOW_S * 1000), 1.0)
@@ -185,6 +209,8 @@ def test_state_codec_round_trips_the_exact_float32_features_when_encoded_and_dec
     labelled = join(request, _event("a", 0.5), PARAMS).request
     assert labelled is not None
     assert decode_state(encode_state(labelled)) == labelled
+    early = join(None, _event("a", 0.5), PARAMS).request
+    assert early is not None and decode_state(encode_state(early)) == early
 
 
 def test_decode_state_raises_value_error_when_payload_is_not_a_state() -> None:
@@ -337,7 +363,7 @@ EVENTS = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(requests=st.integers(1, 6), events=EVENTS, batch=st.integers(1, 8))
 def test_stage_yields_exactly_one_correctly_labelled_example_per_served_item(
     requests: int, events: list[tuple[int, int, str, int]], batch: int
@@ -350,7 +376,8 @@ def test_stage_yields_exactly_one_correctly_labelled_example_per_served_item(
     async def run() -> None:
         broker = FakeBroker()
         clock = Clock(T0.timestamp())
-        stage = await _stage(broker, clock=clock, allowedLatenessSeconds=0, idleFlushSeconds=1)
+        # The lateness covers how early an engagement may be read.
+        stage = await _stage(broker, clock=clock, allowedLatenessSeconds=3, idleFlushSeconds=1)
         timeline: list[tuple[float, Recommendations | Engagement]] = [
             (10.0 * r, _recs(f"r{r}", ["i0", "i1", "i2"], seconds=10 * r)) for r in range(requests)
         ]
@@ -359,7 +386,8 @@ def test_stage_yields_exactly_one_correctly_labelled_example_per_served_item(
             for r, i, kind, t in events
             if r < requests
         ]
-        timeline.sort(key=lambda pair: pair[0])
+        # The two topics are read in any order: an engagement may come a little early.
+        timeline.sort(key=lambda pair: pair[0] - (3 if isinstance(pair[1], Engagement) else 0))
         for start in range(0, len(timeline), batch):
             chunk = timeline[start : start + batch]
             clock.now = T0.timestamp() + chunk[-1][0] + 0.5

@@ -22,8 +22,12 @@ Windows close on event time: the replica's watermark is the newest event time it
 when traffic stops (a background task checks every second). Engagements that join nothing go
 to the late-events topic with the reason in ``streamvane-late-reason``: ``after-window`` (its
 event time is past the window), ``window-closed`` (in the window, but it arrived after the
-window had closed), ``unknown-request`` (no request id, or one this stage never saw or forgot),
-``item-not-served`` (the request did not serve that item).
+window had closed), ``unknown-request`` (no request id, or a request never served),
+``item-not-served`` (the request did not serve that item). The two topics are not read in any
+order relative to each other (a backlog of one may be read before the other's), so an
+engagement of a request not served yet waits in the state until the watermark passes its
+event time (its list, served before it, would have been read by then), and joins the list if
+it comes; only then is it late as ``unknown-request``.
 
 State: one entry per request, keyed by request id, checkpointed to the compacted state topic
 (``keyed_state``). A batch's examples and late events are persisted first, then the state
@@ -44,7 +48,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -95,6 +99,14 @@ class Request:
     items: tuple[ServedItem, ...]
     closed: bool = False
     version: int = 1
+    waiting: tuple[str, ...] = ()
+    """Engagements (JSON) that came before their request was served: the two topics are read
+    in no particular order relative to each other. Only while ``served_ms`` is -1; then
+    ``window_end_ms`` is the newest one's event time."""
+
+    @property
+    def served(self) -> bool:
+        return self.served_ms >= 0
 
 
 @dataclass(frozen=True)
@@ -109,10 +121,21 @@ class Joined:
 
 @dataclass(frozen=True)
 class Closed:
-    """Closing a request: its negatives and what replaces it (None: delete it)."""
+    """Closing a request: its negatives, engagements that waited for it in vain, and what
+    replaces it (None: delete it)."""
 
     examples: list[TrainingExample]
     after: Request | None
+    late: list[Engagement] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Served:
+    """A request served: its state, and what the engagements that waited for it yield."""
+
+    request: Request
+    examples: list[TrainingExample]
+    late: list[tuple[Engagement, str]]
 
 
 def ms(at: datetime) -> int:
@@ -176,10 +199,29 @@ def qualifies(event: Engagement, params: TrainingExamplesParams) -> bool:
     )
 
 
+def waiting_for(request_id: str, event: Engagement) -> Request:
+    """An engagement whose request was not served (yet): it waits in the state."""
+    at = ms(event.event_time)
+    return Request(request_id, event.user_id, "", -1, at, (), (), waiting=(_json(event),))
+
+
 def join(request: Request | None, event: Engagement, params: TrainingExamplesParams) -> Joined:
     """Apply one engagement to the request it answers (pure)."""
     if request is None:
-        return Joined(late="unknown-request")
+        if event.request_id is None:
+            return Joined(late="unknown-request")
+        return Joined(request=waiting_for(event.request_id, event))
+    if not request.served:
+        if _json(event) in request.waiting:  # a redelivery
+            return Joined()
+        return Joined(
+            request=replace(
+                request,
+                waiting=(*request.waiting, _json(event)),
+                window_end_ms=max(request.window_end_ms, ms(event.event_time)),
+                version=request.version + 1,
+            )
+        )
     if ms(event.event_time) > request.window_end_ms:
         return Joined(late="after-window")
     if request.closed:
@@ -198,12 +240,41 @@ def join(request: Request | None, event: Engagement, params: TrainingExamplesPar
     )
 
 
+def serve(
+    recommendations: Recommendations,
+    request_id: str,
+    current: Request | None,
+    params: TrainingExamplesParams,
+) -> Served | None:
+    """A served list opens its request, and the engagements that came first join it in
+    event-time order (pure); None when it was served already (a redelivery)."""
+    if current is not None and current.served:
+        return None
+    request = served(recommendations, request_id, int(params.window_seconds * 1000))
+    request = replace(request, version=current.version + 1 if current else 1)
+    examples: list[TrainingExample] = []
+    late: list[tuple[Engagement, str]] = []
+    early = [Engagement.model_validate_json(e) for e in current.waiting] if current else []
+    for event in sorted(early, key=lambda e: e.event_time):
+        joined = join(request, event, params)
+        request = joined.request or request
+        if joined.example is not None:
+            examples.append(joined.example)
+        if joined.late is not None:
+            late.append((event, joined.late))
+    return Served(request, examples, late)
+
+
 def close(request: Request, watermark_ms: int, window_ms: int, sample_rate: float) -> Closed | None:
     """Close a request whose window the watermark passed (negatives for the items that got
     no positive, down-sampled by id), or delete a marker a window after; None: not yet. An
-    engagement at the window's very end still joins: the watermark must be past it."""
+    engagement at the window's very end still joins: the watermark must be past it. Once the
+    watermark passed the engagements that waited for an unserved request, its list was
+    served before them if at all: they are late, as ``unknown-request``."""
     if watermark_ms < due(request, window_ms):
         return None
+    if not request.served:
+        return Closed([], None, [Engagement.model_validate_json(e) for e in request.waiting])
     if request.closed:
         return Closed([], None)
     negatives = [
@@ -218,6 +289,10 @@ def close(request: Request, watermark_ms: int, window_ms: int, sample_rate: floa
 def due(request: Request, window_ms: int) -> int:
     """The watermark at which ``close`` next changes the request."""
     return request.window_end_ms + (window_ms if request.closed else 0) + 1
+
+
+def _json(event: Engagement) -> str:
+    return event.model_dump_json(by_alias=True, exclude_none=True)
 
 
 @dataclass
@@ -273,6 +348,7 @@ def encode_state(request: Request) -> bytes:
             ],
             "closed": request.closed,
             "version": request.version,
+            "waiting": list(request.waiting),
         }
     ).encode()
 
@@ -299,6 +375,7 @@ def decode_state(payload: bytes) -> Request:
             ),
             closed=bool(data["closed"]),
             version=int(data["version"]),
+            waiting=tuple(str(e) for e in data["waiting"]),
         )
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
         raise ValueError(f"not a request state: {e}") from e
@@ -314,8 +391,7 @@ def _example_out(item: TrainingExample) -> Outgoing:
 
 
 def _late_out(event: Engagement, reason: str) -> Outgoing:
-    payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
-    return Outgoing(payload, {LATE_REASON_PROPERTY: reason}, event.routing_key())
+    return Outgoing(_json(event).encode(), {LATE_REASON_PROPERTY: reason}, event.routing_key())
 
 
 class TrainingExamplesStage:
@@ -347,7 +423,7 @@ class TrainingExamplesStage:
         owned = self._state.owned()
         for key, request in owned:
             heapq.heappush(self._deadlines, (due(request, self._window_ms), key))
-        newest = max((r.served_ms for _, r in owned), default=0)
+        newest = max((r.served_ms for _, r in owned), default=0)  # -1: not served yet
         self._watermark.observe([newest], self._clock())
 
     async def process(self, items: list[Recommendations | Engagement]) -> StageResult:
@@ -358,25 +434,13 @@ class TrainingExamplesStage:
             late: list[Outgoing] = []
             errors: list[ItemError] = []
             for i, item in enumerate(items):
-                if isinstance(item, Recommendations):
-                    if item.request_id is None:
-                        errors.append(
-                            ItemError(i, "no-request-id", "recommendations need a requestId")
-                        )
-                    elif self._current(changed, item.request_id) is None:  # else a redelivery
-                        changed[item.request_id] = served(item, item.request_id, self._window_ms)
-                    continue
-                key = item.request_id
-                joined = join(self._current(changed, key) if key else None, item, self._params)
-                if joined.late is not None:
-                    late.append(_late_out(item, joined.late))
-                if joined.request is not None and key:
-                    changed[key] = joined.request
-                if joined.example is not None:
-                    examples.append(joined.example)
+                if isinstance(item, Recommendations) and item.request_id is None:
+                    errors.append(ItemError(i, "no-request-id", "recommendations need a requestId"))
+                else:
+                    self._apply(item, changed, examples, late)
             now = self._clock()
             self._watermark.observe((_event_ms(item) for item in items), now)
-            self._close_due(self._watermark.at(now), changed, examples)
+            self._close_due(self._watermark.at(now), changed, examples, late)
             await self._persist(examples, late, changed)
         return StageResult(errors=errors)
 
@@ -389,14 +453,43 @@ class TrainingExamplesStage:
             await self._state.catch_up()
             changed: dict[str, Request | None] = {}
             examples: list[TrainingExample] = []
-            self._close_due(watermark, changed, examples)
-            await self._persist(examples, [], changed)
+            late: list[Outgoing] = []
+            self._close_due(watermark, changed, examples, late)
+            await self._persist(examples, late, changed)
+
+    def _apply(
+        self,
+        item: Recommendations | Engagement,
+        changed: dict[str, Request | None],
+        examples: list[TrainingExample],
+        late: list[Outgoing],
+    ) -> None:
+        key = item.request_id
+        if isinstance(item, Recommendations):
+            assert key is not None  # checked by the caller
+            opened = serve(item, key, self._current(changed, key), self._params)
+            if opened is not None:
+                changed[key] = opened.request
+                examples.extend(opened.examples)
+                late.extend(_late_out(e, reason) for e, reason in opened.late)
+            return
+        joined = join(self._current(changed, key) if key else None, item, self._params)
+        if joined.late is not None:
+            late.append(_late_out(item, joined.late))
+        if joined.request is not None and key:
+            changed[key] = joined.request
+        if joined.example is not None:
+            examples.append(joined.example)
 
     def _current(self, changed: dict[str, Request | None], key: str) -> Request | None:
         return changed[key] if key in changed else self._state.get(key)
 
     def _close_due(
-        self, watermark: int, changed: dict[str, Request | None], examples: list[TrainingExample]
+        self,
+        watermark: int,
+        changed: dict[str, Request | None],
+        examples: list[TrainingExample],
+        late: list[Outgoing],
     ) -> None:
         for key, request in changed.items():
             if request is not None:
@@ -412,6 +505,7 @@ class TrainingExamplesStage:
             if closed is None:
                 continue  # a stale deadline: the request's own is still queued
             examples.extend(closed.examples)
+            late.extend(_late_out(e, "unknown-request") for e in closed.late)
             changed[key] = closed.after
             if closed.after is not None:
                 heapq.heappush(self._deadlines, (due(closed.after, self._window_ms), key))

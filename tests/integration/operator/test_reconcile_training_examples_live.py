@@ -1,7 +1,7 @@
 """Against the real kube-apiserver and Pulsar: a Pipeline with a training-examples stage
 reconciles into its topics (side input, late events, compacted state), one subscription name
 on both of the stage's topics, the schemas of what it reads and writes, and a worker config
-that names the side input."""
+that names the side input; a side subscription no stage reads any more is retired."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from test_reconcile_unchanged_live import Live, create, live, settled
 
 from streamvane_operator.kube.client import KubeClient
 from streamvane_operator.pulsar.admin import PulsarAdmin, TopicName
+from streamvane_operator.reconcile import pipeline
 from streamvane_operator.render.labels import PIPELINE_LABEL
 from streamvane_operator.render.topology import STATE_COMPACTION_THRESHOLD_BYTES
 from streamvane_worker.config import WorkerConfig
@@ -20,6 +21,10 @@ from streamvane_worker.config import WorkerConfig
 pytestmark = pytest.mark.integration
 
 __all__ = ["live"]  # the fixture, shared with the unchanged-reconcile tests
+
+
+def live_reconcile(live: Live, owner: Any, spec: dict[str, Any], status: dict[str, Any]) -> Any:
+    return pipeline.reconcile_pipeline(live.deps, owner, spec, 2, status)
 
 
 def join_spec(stack: Any, tenant: str, namespace: str) -> dict[str, Any]:
@@ -30,6 +35,7 @@ def join_spec(stack: Any, tenant: str, namespace: str) -> dict[str, Any]:
             "tenant": tenant,
             "namespace": namespace,
         },
+        "deletionPolicy": "Delete",
         "stages": [
             {
                 "name": "examples",
@@ -54,7 +60,7 @@ def test_pipeline_with_a_training_examples_stage_reconciles_its_topics_and_subsc
     spec = join_spec(stack, tenant, ns)
     owner = create(kube, "Pipeline", namespace, "loop", spec)
 
-    settled(live, owner, spec)
+    status = settled(live, owner, spec)
 
     topics = admin.topics(tenant, ns)
     assert {
@@ -77,3 +83,11 @@ def test_pipeline_with_a_training_examples_stage_reconciles_its_topics_and_subsc
     config = WorkerConfig.model_validate_json(next(iter(config_map["data"].values())))
     assert config.side_inputs() == {"engagementsTopic": f"persistent://{tenant}/{ns}/engagements"}
     assert config.state is not None and config.state.topic.endswith("/loop-examples-state")
+
+    # Reading engagements elsewhere retires the side subscription the Pipeline created
+    # (deletionPolicy Delete; Retain keeps it and says so in an event).
+    spec["stages"][0]["params"]["engagementsTopic"] = "engagements-v2"
+    outcome = live_reconcile(live, owner, spec, status)
+    assert outcome.problem is None
+    assert admin.subscriptions(TopicName(tenant, ns, "engagements")) == []
+    assert admin.subscriptions(TopicName(tenant, ns, "engagements-v2")) == [subscription]

@@ -151,7 +151,7 @@ def _reconcile(
             if refused is not None:
                 raise Stop(refused)
             topo = rendered.topology
-            retiring = stale_subscriptions(previous_status, topo.stage_subscriptions.values())
+            retiring = stale_subscriptions(previous_status, topo.subscription_names)
             desired = {s.name: s.scaling.min_replicas for s in spec.stages}
             check_conflicts(deps.kube, rendered.objects, observed, owner.uid)
             admin = pulsar_admin(deps, owner, spec)
@@ -262,11 +262,12 @@ def is_ready(status: PipelineStatus) -> bool:
 
 
 def named_ours(owner: Owner, topo: Topology) -> list[str]:
-    """Stage subscriptions under the default name, which holds the namespace and Pipeline
-    name: only this Pipeline creates them, whichever reconcile recorded them first."""
+    """Stage subscriptions (side inputs' too) under the default name, which holds the
+    namespace and Pipeline name: only this Pipeline creates them, whichever reconcile recorded
+    them first."""
     return [
         f"{topo.topic(sub.topic)}#{sub.name}"
-        for sub in topo.subscriptions
+        for sub in topo.all_subscriptions
         if sub.name == default_subscription(owner.namespace, owner.name, sub.stage)
     ]
 

@@ -68,6 +68,11 @@ class Topology:
         """Stage input subscriptions, then side-input subscriptions."""
         return (*self.subscriptions, *self.side_subscriptions)
 
+    @property
+    def subscription_names(self) -> list[str]:
+        """Every subscription, as ``persistent://tenant/namespace/topic#name``."""
+        return [f"{self.topic(s.topic)}#{s.name}" for s in self.all_subscriptions]
+
 
 def topology(namespace: str, pipeline: str, spec: PipelineSpec) -> Topology:
     """Topics in first-use order: data topics use the policy's partitions, dead-letter

@@ -10,6 +10,7 @@ import base64
 import json
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pulsar
 import pytest
 
 from process_runner.fixtures import Cluster, cluster_fixture  # noqa: F401  (the cluster fixture)
+from streamvane_worker.stages.training_examples import example_id
 
 pytestmark = pytest.mark.e2e
 
@@ -110,7 +112,7 @@ def test_recommendation_pipeline_ranks_the_catalogue_without_blocked_or_deleted_
     cluster: Cluster,
 ) -> None:
     ready = cluster.apply_recommendation_samples(timeout_s=300)
-    assert ready["status"]["stagesReady"] == "3/3"
+    assert ready["status"]["stagesReady"] == "4/4"
     assert "recommendation-profiles-state" in cluster.pulsar_topics()
     serving = cluster.condition("recommendation", "ModelServing")
     assert serving is not None and (serving["status"], serving["reason"]) == (
@@ -194,5 +196,28 @@ def test_recommendation_pipeline_ranks_the_catalogue_without_blocked_or_deleted_
             raise AssertionError(f"{deleted} still appears after its deletion")
         assert not candidates.every_item & blocked
         assert not ranked.every_item & blocked
+
+        # Liking a served item answers its request: the join emits a positive example with
+        # the features the ranker logged, in the replay-file shape.
+        liked = top[1]
+        served_at = datetime.fromisoformat(recommended["rankedAt"])
+        answer = {
+            "userId": user,
+            "itemId": liked["itemId"],
+            "eventType": "like",
+            "requestId": recommended["requestId"],
+            "eventTime": (served_at + timedelta(seconds=1)).isoformat(),
+        }
+        client.create_producer(cluster.topic("engagements"), batching_enabled=False).send(
+            json.dumps(answer).encode(), partition_key=user
+        )
+        wanted = example_id(recommended["requestId"], liked["itemId"])
+        examples = cluster.consume("training-examples", 1_000, 60)
+        (positive,) = [e for e in examples if e["id"] == wanted]
+        assert positive["label"] == 1 and positive["modelVersion"] == "1"
+        features = positive["features"]
+        assert features["user"] == _float32(recommended["userFeatures"]).tolist()
+        assert features["item"] == _float32(liked["features"]["item"]).tolist()
+        assert {k: features[k] for k in liked["features"]["dense"]} == liked["features"]["dense"]
     finally:
         client.close()

@@ -68,7 +68,8 @@ class Cluster:
         assert self.apply(self.sample("pipeline-content-understanding.yaml")).returncode == 0
         recs = self.sample("pipeline-recommendation.yaml")
         for stage in recs["spec"]["stages"]:
-            stage["params"]["catalogueTopic"] = self.topic("content-enriched")
+            if "catalogueTopic" in stage["params"]:  # not every stage reads the catalogue
+                stage["params"]["catalogueTopic"] = self.topic("content-enriched")
         assert self.apply(recs).returncode == 0
         self.wait_ready("content-understanding", timeout_s=timeout_s)
         return self.wait_ready("recommendation", timeout_s=timeout_s)

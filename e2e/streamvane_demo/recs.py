@@ -49,7 +49,8 @@ def manifests(stack: Endpoints, suffix: str) -> tuple[dict[str, Any], dict[str, 
     recs["spec"]["pulsar"]["namespace"] = f"recs-{suffix}"
     catalogue = PipelineRun.from_spec(content["metadata"]["name"], content["spec"]).sink_topic
     for stage in recs["spec"]["stages"]:
-        stage["params"]["catalogueTopic"] = catalogue
+        if "catalogueTopic" in stage["params"]:  # not every stage reads the catalogue
+            stage["params"]["catalogueTopic"] = catalogue
     return content, recs
 
 

@@ -78,3 +78,43 @@ def test_worker_config_rejects_a_ranking_stage_when_its_backend_is_not_triton() 
     )
     with pytest.raises(ValidationError, match="ranking scores on Triton"):
         WorkerConfig.model_validate(ranking)
+
+
+def _join_config(**overrides: object) -> dict[str, object]:
+    join: dict[str, object] = {
+        "stageType": "training-examples",
+        "input": {
+            "topic": "persistent://t/n/recommendations",
+            "subscription": "s",
+            "subscriptionType": "Key_Shared",
+        },
+        "params": {"engagementsTopic": "engagements"},
+    }
+    return _profile_config(**(join | overrides))
+
+
+def test_worker_config_qualifies_side_inputs_like_the_input_when_a_join_reads_engagements() -> None:
+    config = WorkerConfig.model_validate(_join_config())
+    assert config.side_inputs() == {"engagementsTopic": "persistent://t/n/engagements"}
+
+
+def test_worker_config_rejects_a_join_when_it_asks_for_effectively_once() -> None:
+    with pytest.raises(ValidationError, match="must be AtLeastOnce"):
+        WorkerConfig.model_validate(
+            _join_config(
+                delivery={
+                    "deadLetterTopic": "persistent://t/n/dlq",
+                    "guarantee": "EffectivelyOnce",
+                },
+                input={
+                    "topic": "persistent://t/n/recommendations",
+                    "subscription": "s",
+                    "subscriptionType": "Failover",
+                },
+            )
+        )
+
+
+def test_worker_config_rejects_a_side_input_when_it_is_the_stage_input() -> None:
+    with pytest.raises(ValidationError, match="side input"):
+        WorkerConfig.model_validate(_join_config(params={"engagementsTopic": "recommendations"}))

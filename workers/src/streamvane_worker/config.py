@@ -53,6 +53,7 @@ class StageType(StrEnum):
     USER_PROFILE = "user-profile"
     CANDIDATE_RETRIEVAL = "candidate-retrieval"
     RANKING = "ranking"
+    TRAINING_EXAMPLES = "training-examples"
 
 
 class SubscriptionType(StrEnum):
@@ -500,6 +501,79 @@ class RankingParams(_Model):
     )
 
 
+LOCAL_TOPIC_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
+"""A topic name local to the stage's own tenant/namespace (as the Pipeline names topics)."""
+
+PositiveEvent = Literal["impression", "view", "like", "share", "skip"]
+
+
+class TrainingExamplesParams(_Model):
+    engagements_topic: str = Field(
+        ...,
+        min_length=1,
+        max_length=200,
+        pattern=LOCAL_TOPIC_PATTERN,
+        description="Topic of the Pipeline's namespace holding the Engagement events (keyed by "
+        "userId, like the Recommendations input); the stage reads it with its own subscription "
+        "and subscription type, so one user's two streams reach the same replica.",
+    )
+    window_seconds: float = Field(
+        600.0,
+        gt=0,
+        le=86_400,
+        description="Event time after a Recommendations message's rankedAt during which an "
+        "engagement answers it; a served item without a qualifying one by then is a negative.",
+    )
+    allowed_lateness_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="How far the watermark trails the newest event time seen: events that much "
+        "out of order still join.",
+    )
+    idle_flush_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Wall-clock seconds without input after which the watermark advances with "
+        "the wall clock, so windows still close when traffic stops.",
+    )
+    positive_events: list[PositiveEvent] = Field(
+        ["view", "like", "share"],
+        min_length=1,
+        max_length=5,
+        description="Engagement types that make a served item a positive.",
+    )
+    min_dwell_ms: int = Field(
+        0,
+        ge=0,
+        le=86_400_000,
+        description="Least dwell of a qualifying engagement (0: any).",
+    )
+    negative_sample_rate: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Share of negatives kept (chosen by example id, so a replay keeps the same "
+        "ones); recorded on each example as sampleRate.",
+    )
+    late_topic: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=LOCAL_TOPIC_PATTERN,
+        description="Topic of the Pipeline's namespace engagements that join nothing go to, with "
+        "the reason in the streamvane-late-reason property; default <pipeline>-<stage>-late.",
+    )
+    max_requests: int = Field(
+        100_000,
+        ge=1,
+        le=100_000_000,
+        description="Served requests held in memory per replica (open and recently closed); "
+        "beyond it the least recently touched is evicted.",
+    )
+
+
 PARAMS_BY_STAGE: dict[StageType, type[_Model]] = {
     StageType.PASSTHROUGH: NoParams,
     StageType.TEXT_EMBEDDING: NoParams,
@@ -508,6 +582,7 @@ PARAMS_BY_STAGE: dict[StageType, type[_Model]] = {
     StageType.USER_PROFILE: UserProfileParams,
     StageType.CANDIDATE_RETRIEVAL: CandidateRetrievalParams,
     StageType.RANKING: RankingParams,
+    StageType.TRAINING_EXAMPLES: TrainingExamplesParams,
 }
 """Which params model each stage type takes; the operator validates specs against it."""
 
@@ -530,12 +605,43 @@ MESSAGES_BY_STAGE: dict[StageType, tuple[str, str]] = {
     StageType.USER_PROFILE: ("Engagement", "UserProfile"),
     StageType.CANDIDATE_RETRIEVAL: ("UserProfile", "Candidates"),
     StageType.RANKING: ("Candidates", "Recommendations"),
+    StageType.TRAINING_EXAMPLES: ("Recommendations", "TrainingExample"),
 }
 """Names of the message models each stage type reads and writes, for the operator to check
 that a stage reads what the stage feeding it writes (the stage registry holds the models)."""
 
-STATEFUL_STAGES = frozenset({StageType.USER_PROFILE})
+SIDE_INPUTS_BY_STAGE: dict[StageType, dict[str, str]] = {
+    StageType.TRAINING_EXAMPLES: {"engagementsTopic": "Engagement"},
+}
+"""Topics a stage type reads besides its input, with the same subscription: the param naming
+each (a local topic name) and the message model it holds."""
+
+STATEFUL_STAGES = frozenset({StageType.USER_PROFILE, StageType.TRAINING_EXAMPLES})
 """Stage types keeping keyed state: they need a ``state`` topic and a keyed subscription."""
+
+SINGLE_WRITER_STAGES = frozenset({StageType.TRAINING_EXAMPLES})
+"""Stage types that write their outputs themselves (not one output per input), so they cannot
+be effectively-once."""
+
+
+def side_input_topics(stage_type: StageType, params: dict[str, object]) -> dict[str, str]:
+    """Param name -> the local topic each side input of a stage reads."""
+    return {
+        param: str(params[param])
+        for param in SIDE_INPUTS_BY_STAGE.get(stage_type, {})
+        if isinstance(params.get(param), str)
+    }
+
+
+def late_topic(pipeline: str, stage: str, params: dict[str, object]) -> str:
+    """The local topic a training-examples stage sends engagements that join nothing to."""
+    named = params.get("lateTopic")
+    return named if isinstance(named, str) else f"{pipeline}-{stage}-late"
+
+
+def qualify_like(topic: str, local: str) -> str:
+    """``local`` in the tenant/namespace of the fully qualified ``topic``."""
+    return f"{topic.rsplit('/', 1)[0]}/{local}"
 
 
 class StateSettings(_Model):
@@ -609,8 +715,27 @@ class WorkerConfig(_Model):
                     f"stage type {self.stage_type} keeps per-key state: its input needs a "
                     "Key_Shared or Failover subscription"
                 )
+        if (
+            self.stage_type in SINGLE_WRITER_STAGES
+            and self.delivery.guarantee is DeliveryGuarantee.EFFECTIVELY_ONCE
+        ):
+            raise ValueError(
+                f"stage type {self.stage_type} writes its outputs itself (not one per input "
+                "position): delivery.guarantee must be AtLeastOnce (its outputs carry ids)"
+            )
         PARAMS_BY_STAGE[self.stage_type].model_validate(self.params)
+        for topic in self.side_inputs().values():
+            if topic == self.input.topic or topic in self.outputs:
+                raise ValueError(f"side input {topic} is the stage's input or one of its outputs")
         return self
+
+    def side_inputs(self) -> dict[str, str]:
+        """Param name -> the fully qualified topic of each side input (same namespace as the
+        input topic), read with the input's subscription."""
+        return {
+            param: qualify_like(self.input.topic, local)
+            for param, local in side_input_topics(self.stage_type, self.params).items()
+        }
 
     def typed_params(self) -> _Model:
         """The params parsed into the stage type's own model."""

@@ -483,7 +483,10 @@ class StageSpec(Model):
         "for safety; catalogueTopic, halfLifeS, eventWeights, dwellWeight, dwellCapMs, "
         "historySize, maxUsers and userTtlS for user-profile; catalogueTopic, topK, "
         "excludeReview, index, snapshotDir and snapshotIntervalS for candidate-retrieval; "
-        "catalogueTopic and topK for ranking; none for passthrough and text-embedding.",
+        "catalogueTopic and topK for ranking; engagementsTopic, windowSeconds, "
+        "allowedLatenessSeconds, idleFlushSeconds, positiveEvents, minDwellMs, "
+        "negativeSampleRate, lateTopic and maxRequests for training-examples; none for "
+        "passthrough and text-embedding.",
     )
 
     @model_validator(mode="after")

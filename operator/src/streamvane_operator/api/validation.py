@@ -12,7 +12,15 @@ from pydantic import BaseModel, ValidationError
 from streamvane_operator.api.backend import InferenceBackendSpec
 from streamvane_operator.api.common import DNS_1035, MAX_NAME
 from streamvane_operator.api.pipeline import PipelineSpec, StageSpec
-from streamvane_worker.config import MESSAGES_BY_STAGE, PARAMS_BY_STAGE, STAGES_NEEDING_MODEL
+from streamvane_worker.config import (
+    MESSAGES_BY_STAGE,
+    PARAMS_BY_STAGE,
+    SIDE_INPUTS_BY_STAGE,
+    STAGES_NEEDING_MODEL,
+    StageType,
+    late_topic,
+    side_input_topics,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -124,6 +132,12 @@ def _stage_problems(
                 f"{where} publishes to its own input topic {stage.input.topic!r}; "
                 "remove it from outputs"
             )
+        for topic in side_topics(stage):
+            if topic == stage.input.topic or topic in stage.outputs:
+                yield (
+                    f"{where} reads {topic!r} as a side input, which is also its input or one "
+                    "of its outputs; name another topic"
+                )
         if stage.type in STAGES_NEEDING_MODEL and stage.model is None:
             yield f"{where}: stage type {stage.type.value!r} needs a model (backend and name)"
         if stage.model is not None:
@@ -147,7 +161,11 @@ def _backend_problems(
 
 
 def _topic_problems(namespace: str, name: str, spec: PipelineSpec) -> Iterator[str]:
-    data_topics = {s.input.topic for s in spec.stages} | {t for s in spec.stages for t in s.outputs}
+    data_topics = (
+        {s.input.topic for s in spec.stages}
+        | {t for s in spec.stages for t in s.outputs}
+        | {t for s in spec.stages for t in side_topics(s)}
+    )
     for stage in spec.stages:
         dlq = dead_letter_topic(name, stage)
         if dlq in data_topics:
@@ -155,6 +173,13 @@ def _topic_problems(namespace: str, name: str, spec: PipelineSpec) -> Iterator[s
                 f"stage {stage.name!r}: dead-letter topic {dlq!r} is also a data topic; "
                 "choose another delivery.deadLetterTopic"
             )
+        if stage.type is StageType.TRAINING_EXAMPLES:
+            late = late_topic_of(name, stage)
+            if late in data_topics or late == dlq:
+                yield (
+                    f"stage {stage.name!r}: late-events topic {late!r} is also a data or "
+                    "dead-letter topic; choose another params.lateTopic"
+                )
     subscribers = Counter(
         (s.input.topic, subscription_name(namespace, name, s)) for s in spec.stages
     )
@@ -173,16 +198,31 @@ def _message_problems(spec: PipelineSpec) -> Iterator[str]:
         for topic in stage.outputs:
             producers.setdefault(topic, []).append(stage)
     for stage in spec.stages:
-        reads = MESSAGES_BY_STAGE[stage.type][0]
-        for producer in producers.get(stage.input.topic, []):
-            writes = MESSAGES_BY_STAGE[producer.type][1]
-            if writes != reads:
-                yield (
-                    f"stage {stage.name!r} ({stage.type.value}) reads {reads} messages but its "
-                    f"input topic {stage.input.topic!r} gets {writes} messages from stage "
-                    f"{producer.name!r} ({producer.type.value}); feed it from a stage that "
-                    f"writes {reads}"
-                )
+        reads = {stage.input.topic: MESSAGES_BY_STAGE[stage.type][0]}
+        side = SIDE_INPUTS_BY_STAGE.get(stage.type, {})
+        reads |= {
+            t: side[p] for p, t in side_input_topics(stage.type, stage.typed_params()).items()
+        }
+        for topic, message in reads.items():
+            for producer in producers.get(topic, []):
+                writes = MESSAGES_BY_STAGE[producer.type][1]
+                if writes != message:
+                    yield (
+                        f"stage {stage.name!r} ({stage.type.value}) reads {message} messages "
+                        f"but its input topic {topic!r} gets {writes} messages from stage "
+                        f"{producer.name!r} ({producer.type.value}); feed it from a stage "
+                        f"that writes {message}"
+                    )
+
+
+def side_topics(stage: StageSpec) -> list[str]:
+    """The local topics a stage reads besides its input (with the same subscription)."""
+    return list(side_input_topics(stage.type, stage.typed_params()).values())
+
+
+def late_topic_of(pipeline: str, stage: StageSpec) -> str:
+    """Where a training-examples stage sends engagements that join nothing."""
+    return late_topic(pipeline, stage.name, stage.typed_params())
 
 
 def state_topic(pipeline: str, stage: StageSpec) -> str:

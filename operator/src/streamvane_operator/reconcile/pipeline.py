@@ -159,7 +159,7 @@ def _reconcile(
             if refused is not None:
                 raise Stop(refused)
             topo = rendered.topology
-            retiring = stale_subscriptions(previous_status, topo.stage_subscriptions.values())
+            retiring = stale_subscriptions(previous_status, topo.subscription_names)
             desired = {s.name: s.scaling.min_replicas for s in spec.stages}
             check_conflicts(deps.kube, rendered.objects, observed, owner.uid)
             admin = pulsar_admin(deps, owner, spec)
@@ -292,11 +292,12 @@ def has_condition(status: PipelineStatus, kind: str) -> bool:
 
 
 def named_ours(owner: Owner, topo: Topology) -> list[str]:
-    """Stage subscriptions under the default name, which holds the namespace and Pipeline
-    name: only this Pipeline creates them, whichever reconcile recorded them first."""
+    """Stage subscriptions (side inputs' too) under the default name, which holds the
+    namespace and Pipeline name: only this Pipeline creates them, whichever reconcile recorded
+    them first."""
     return [
         f"{topo.topic(sub.topic)}#{sub.name}"
-        for sub in topo.subscriptions
+        for sub in topo.all_subscriptions
         if sub.name == default_subscription(owner.namespace, owner.name, sub.stage)
     ]
 

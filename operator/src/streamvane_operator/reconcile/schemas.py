@@ -31,7 +31,7 @@ from streamvane_operator.reconcile.status import (
     Problem,
     desired_condition,
 )
-from streamvane_worker.config import MESSAGES_BY_STAGE
+from streamvane_worker.config import MESSAGES_BY_STAGE, SIDE_INPUTS_BY_STAGE, side_input_topics
 from streamvane_worker.schemas import message_schemas
 
 MAX_DIFFERENCES = 5
@@ -69,10 +69,16 @@ def schema_targets(spec: PipelineSpec, created: Collection[str]) -> list[SchemaT
     written = {t for s in spec.stages for t in s.outputs}
     for stage in spec.stages:
         reads, writes = MESSAGES_BY_STAGE[stage.type]
-        if stage.input.topic not in written and stage.input.topic in created:
-            found.setdefault((stage.input.topic, reads), []).append(
-                f"stage {stage.name!r} ({stage.type.value}) reads"
-            )
+        side = SIDE_INPUTS_BY_STAGE.get(stage.type, {})
+        inputs = {stage.input.topic: reads} | {
+            topic: side[param]
+            for param, topic in side_input_topics(stage.type, stage.typed_params()).items()
+        }
+        for topic, message in inputs.items():
+            if topic not in written and topic in created:
+                found.setdefault((topic, message), []).append(
+                    f"stage {stage.name!r} ({stage.type.value}) reads"
+                )
         for topic in stage.outputs:
             found.setdefault((topic, writes), []).append(
                 f"stage {stage.name!r} ({stage.type.value}) writes"

@@ -355,7 +355,9 @@ def previous_retiring(status: Mapping[str, Any] | None) -> list[str]:
 
 
 def stale_subscriptions(status: Mapping[str, Any] | None, desired: Iterable[str]) -> list[str]:
-    """Subscriptions a stored status recorded (stage inputs, and those still retiring) that
-    are not ``desired`` any more: a stage was removed or now reads another topic."""
-    known = {*previous_subscriptions(status).values(), *previous_retiring(status)}
+    """Subscriptions a stored status recorded (stage inputs, those it created, such as a
+    stage's side-input subscriptions, and those still retiring) that are not ``desired`` any
+    more: a stage was removed or now reads another topic."""
+    created = [str(s) for s in (status or {}).get("createdSubscriptions") or []]
+    known = {*previous_subscriptions(status).values(), *previous_retiring(status), *created}
     return sorted(known - set(desired) - {""})

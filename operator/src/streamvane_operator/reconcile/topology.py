@@ -132,7 +132,7 @@ def ensure_topology(
         if topic.name in topo.deduplicated and (new or admin.deduplication(name) is not True):
             admin.set_deduplication(name, True)
             created.append(f"de-duplication of {name}")
-    for sub in topo.subscriptions:
+    for sub in topo.all_subscriptions:
         name = TopicName(topo.tenant, topo.namespace, sub.topic)
         if sub.topic in fresh or sub.name not in admin.subscriptions(name):
             earliest = starts_earliest(positions.get(sub.stage), sub.topic, me, observed)

@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamvane_operator.api.pipeline import PipelineSpec
-from streamvane_operator.api.validation import dead_letter_topic, state_topic, subscription_name
-from streamvane_worker.config import STATEFUL_STAGES, attempts_topic_of
+from streamvane_operator.api.validation import (
+    dead_letter_topic,
+    late_topic_of,
+    side_topics,
+    state_topic,
+    subscription_name,
+)
+from streamvane_worker.config import STATEFUL_STAGES, StageType, attempts_topic_of
 
 STATE_COMPACTION_THRESHOLD_BYTES = 16 * 1024 * 1024
 """Backlog past the last compaction at which Pulsar compacts a state topic again."""
@@ -46,6 +52,8 @@ class Topology:
     """Topics the workers publish to (stage outputs and dead-letter topics)."""
     deduplicated: frozenset[str] = frozenset()
     """Outputs of effectively-once stages: the broker de-duplicates them."""
+    side_subscriptions: tuple[Subscription, ...] = ()
+    """A stage's subscriptions on its side inputs (same name as on its input)."""
 
     def topic(self, local: str) -> str:
         return qualified(self.tenant, self.namespace, local)
@@ -55,6 +63,16 @@ class Topology:
         """Stage -> its subscription as ``persistent://tenant/namespace/topic#name``."""
         return {s.stage: f"{self.topic(s.topic)}#{s.name}" for s in self.subscriptions}
 
+    @property
+    def all_subscriptions(self) -> tuple[Subscription, ...]:
+        """Stage input subscriptions, then side-input subscriptions."""
+        return (*self.subscriptions, *self.side_subscriptions)
+
+    @property
+    def subscription_names(self) -> list[str]:
+        """Every subscription, as ``persistent://tenant/namespace/topic#name``."""
+        return [f"{self.topic(s.topic)}#{s.name}" for s in self.all_subscriptions]
+
 
 def topology(namespace: str, pipeline: str, spec: PipelineSpec) -> Topology:
     """Topics in first-use order: data topics use the policy's partitions, dead-letter
@@ -63,13 +81,17 @@ def topology(namespace: str, pipeline: str, spec: PipelineSpec) -> Topology:
     data: dict[str, None] = {}
     for stage in spec.stages:
         data[stage.input.topic] = None
+        data.update(dict.fromkeys(side_topics(stage)))
         data.update(dict.fromkeys(stage.outputs))
+    lates = dict.fromkeys(
+        late_topic_of(pipeline, s) for s in spec.stages if s.type is StageType.TRAINING_EXAMPLES
+    )
     dead_letters = dict.fromkeys(dead_letter_topic(pipeline, s) for s in spec.stages)
     states = dict.fromkeys(
         state_topic(pipeline, s) for s in spec.stages if s.type in STATEFUL_STAGES
     )
-    # Dead-letter topics and the workers' attempt journals beside them.
-    worker_topics = dead_letters | dict.fromkeys(attempts_topic_of(d) for d in dead_letters)
+    # Dead-letter topics and the workers' attempt journals beside them, late-event topics.
+    worker_topics = dead_letters | dict.fromkeys(attempts_topic_of(d) for d in dead_letters) | lates
     topics = (
         [Topic(name, spec.topics.partitions) for name in data]
         + [Topic(name, 0) for name in worker_topics if name not in data]
@@ -84,6 +106,11 @@ def topology(namespace: str, pipeline: str, spec: PipelineSpec) -> Topology:
                 stage.name, stage.input.topic, subscription_name(namespace, pipeline, stage)
             )
             for stage in spec.stages
+        ),
+        side_subscriptions=tuple(
+            Subscription(stage.name, topic, subscription_name(namespace, pipeline, stage))
+            for stage in spec.stages
+            for topic in side_topics(stage)
         ),
         retention_minutes=spec.topics.retention_minutes,
         retention_size_mb=spec.topics.retention_size_mb,

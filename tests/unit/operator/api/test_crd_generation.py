@@ -170,9 +170,19 @@ def test_crd_types_params_per_stage_type_when_generated() -> None:
         "snapshotDir",
         "snapshotIntervalS",
         "modelVersionsTopic",
+        "engagementsTopic",
+        "windowSeconds",
+        "allowedLatenessSeconds",
+        "idleFlushSeconds",
+        "positiveEvents",
+        "minDwellMs",
+        "negativeSampleRate",
+        "lateTopic",
+        "maxRequests",
     }
     messages = [r["message"] for r in stage["x-kubernetes-validations"]]
     assert "stage type tagging needs params.labels" in messages
     assert "params.categories is only for stage type safety" in messages
+    assert "stage type training-examples needs params.engagementsTopic" in messages
     assert schema["properties"]["metadata"]["properties"]["name"]["maxLength"] == 63
     assert "size(self.metadata.name)" in schema["x-kubernetes-validations"][0]["rule"]

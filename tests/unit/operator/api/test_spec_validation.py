@@ -365,3 +365,44 @@ def test_stage_spec_accepts_effectively_once_when_failover_and_at_most_one_repli
         )
     )
     assert parsed.stages[0].effectively_once
+
+
+def _join(engagements: str = "engagements", **params: Any) -> dict[str, Any]:
+    return stage(
+        "join",
+        "recommendations",
+        "training-examples",
+        type="training-examples",
+        input={"topic": "recommendations", "subscriptionType": "Key_Shared"},
+        params={"engagementsTopic": engagements, **params},
+    )
+
+
+def test_pipeline_problems_accepts_a_join_when_profiles_read_the_same_engagements() -> None:
+    profiles = stage(
+        "profiles",
+        "engagements",
+        "user-profiles",
+        type="user-profile",
+        input={"topic": "engagements", "subscriptionType": "Key_Shared"},
+        params={"catalogueTopic": "persistent://t/n/c"},
+    )
+
+    assert pipeline_problems("p", spec(profiles, _join()), BACKENDS, "media") == []
+
+
+def test_pipeline_problems_refuses_a_join_when_its_engagements_topic_gets_other_messages() -> None:
+    chain = spec(stage("tag", "items", "engagements"), _join())
+
+    (problem,) = pipeline_problems("p", chain, BACKENDS, "media")
+    assert "reads Engagement messages but its input topic 'engagements' gets ContentItem" in problem
+
+
+def test_pipeline_problems_refuses_a_join_when_its_side_input_is_its_own_output() -> None:
+    problems = pipeline_problems("p", spec(_join("training-examples")), BACKENDS, "media")
+    assert any("side input" in p for p in problems)
+
+
+def test_pipeline_problems_refuses_a_late_topic_when_it_is_a_data_topic() -> None:
+    problems = pipeline_problems("p", spec(_join(lateTopic="recommendations")), BACKENDS, "media")
+    assert any("late-events topic 'recommendations'" in p for p in problems)

@@ -172,6 +172,22 @@ def test_stale_subscriptions_lists_recorded_ones_no_stage_reads_when_spec_change
     assert stale_subscriptions(None, []) == []
 
 
+def test_stale_subscriptions_lists_a_created_side_input_subscription_when_no_stage_reads_it() -> (
+    None
+):
+    stored = {
+        "stages": [{"name": "join", "subscription": "persistent://t/n/recs#p-join"}],
+        "createdSubscriptions": [
+            "persistent://t/n/recs#p-join",
+            "persistent://t/n/engagements#p-join",
+        ],
+    }
+
+    assert stale_subscriptions(stored, ["persistent://t/n/recs#p-join"]) == [
+        "persistent://t/n/engagements#p-join"
+    ]
+
+
 def test_reconcile_status_takes_the_autoscalers_condition_as_stored_now_not_as_read() -> None:
     read_then = Condition(
         type="ScalingActive",

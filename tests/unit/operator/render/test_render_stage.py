@@ -341,3 +341,40 @@ def test_topology_deduplicates_only_outputs_of_effectively_once_stages_when_rend
     topo = topology("media", "cu", PipelineSpec.model_validate(spec))
 
     assert topo.deduplicated == frozenset({"embedded"})
+
+
+def test_topology_subscribes_a_join_to_its_engagements_and_creates_its_late_topic() -> None:
+    spec = PipelineSpec.model_validate(
+        {
+            "pulsar": {"namespace": "recs"},
+            "stages": [
+                {
+                    "name": "join",
+                    "type": "training-examples",
+                    "input": {"topic": "recommendations", "subscriptionType": "Key_Shared"},
+                    "outputs": ["training-examples"],
+                    "params": {"engagementsTopic": "engagements"},
+                }
+            ],
+        }
+    )
+
+    topo = topology("media", "recs", spec)
+
+    assert [(t.name, t.partitions, t.state) for t in topo.topics] == [
+        ("recommendations", 0, False),
+        ("engagements", 0, False),
+        ("training-examples", 0, False),
+        ("recs-join-dlq", 0, False),
+        ("recs-join-dlq-attempts", 0, False),
+        ("recs-join-late", 0, False),
+        ("recs-join-state", 0, True),
+    ]
+    assert [(s.topic, s.name) for s in topo.all_subscriptions] == [
+        ("recommendations", "media.recs-join"),
+        ("engagements", "media.recs-join"),
+    ]
+    assert "recs-join-late" in topo.produced
+    assert topo.stage_subscriptions == {
+        "join": "persistent://streamvane/recs/recommendations#media.recs-join"
+    }

@@ -96,3 +96,31 @@ async def test_rebuild_skips_a_record_when_its_payload_does_not_decode() -> None
     state = await _state(broker)
     await state.rebuild()
     assert state.get("bad") is None and len(state) == 0
+
+
+async def test_commit_deletes_a_key_for_every_replica_when_its_value_is_none() -> None:
+    broker = FakeBroker()
+    mine, other = await _state(broker), await _state(broker, identity="r2")
+    await mine.commit({"a": 1, "b": 1})
+    await other.catch_up()
+    await mine.commit({"a": None})
+    (tombstone,) = [r for r in broker.log(TOPIC) if r.key == "a" and not r.payload]
+    assert tombstone.properties[VERSION_PROPERTY] == "2"
+    await other.catch_up()
+    assert (mine.get("a"), other.get("a"), other.get("b")) == (None, None, 1)
+    restarted = await _state(broker, identity="r3")
+    await restarted.rebuild()
+    assert (restarted.get("a"), restarted.get("b")) == (None, 1)
+
+
+async def test_owned_holds_committed_and_rebuilt_keys_but_not_those_another_replica_took() -> None:
+    broker = FakeBroker()
+    first = await _state(broker)
+    await first.commit({"a": 1, "b": 1})
+    second = await _state(broker, identity="r2")
+    await second.rebuild()  # a starting replica cannot tell whose a key is: it takes them
+    assert sorted(k for k, _ in second.owned()) == ["a", "b"]
+    await second.commit({"b": 2})
+    await first.catch_up()
+    assert [k for k, _ in first.owned()] == ["a"]
+    assert first.is_owned("a") and not first.is_owned("b") and first.get("b") == 2

@@ -163,12 +163,19 @@ class PulsarSource:
         self._consumer = consumer
 
     @classmethod
-    async def subscribe(cls, client: pulsar.Client, config: WorkerConfig) -> PulsarSource:
+    async def subscribe(
+        cls, client: pulsar.Client, config: WorkerConfig, consumer_name: str
+    ) -> PulsarSource:
+        """Subscribe to the input and any side inputs under one subscription and one consumer
+        name, unique per replica: Key_Shared's consistent-hash selector places a consumer on
+        its ring by name, so equal consumer sets map a key to the same replica on every topic
+        (same-named consumers would be told apart by arrival order, which differs per topic)."""
         settings, delivery, batching = config.input, config.delivery, config.batching
+        side = list(config.side_inputs().values())
         try:
             consumer = await asyncio.to_thread(
                 client.subscribe,
-                settings.topic,
+                [settings.topic, *side] if side else settings.topic,
                 settings.subscription,
                 consumer_type=_CONSUMER_TYPES[settings.subscription_type],
                 receiver_queue_size=settings.receiver_queue_size,
@@ -179,7 +186,7 @@ class PulsarSource:
                 ),
                 batch_index_ack_enabled=True,
                 unacked_messages_timeout_ms=delivery.ack_timeout_ms,
-                consumer_name=f"{config.pipeline}.{config.stage}",
+                consumer_name=consumer_name,
             )
         except pulsar.PulsarException as e:
             raise PulsarUnavailable(

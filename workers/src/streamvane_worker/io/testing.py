@@ -40,9 +40,11 @@ class FakeSource:
         payload: bytes | dict[str, object],
         redelivery_count: int = 0,
         properties: dict[str, str] | None = None,
+        topic: str = "persistent://t/n/in",
     ) -> str:
-        """Queue a message for the worker; returns its message id. Messages sit one per
-        entry of ledger 1 of a non-partitioned topic, in publish order."""
+        """Queue a message for the worker (from ``topic``: the input, or a side input);
+        returns its message id. Messages sit one per entry of ledger 1 of a non-partitioned
+        topic, in publish order."""
         data = json.dumps(payload).encode() if isinstance(payload, dict) else payload
         index = next(self._ids)
         message_id = f"m{index}"
@@ -50,7 +52,7 @@ class FakeSource:
             Received(
                 payload=data,
                 message_id=message_id,
-                topic="persistent://t/n/in",
+                topic=topic,
                 redelivery_count=redelivery_count,
                 publish_time_ms=int(time.time() * 1000),
                 properties=properties or {},

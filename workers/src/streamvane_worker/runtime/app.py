@@ -144,11 +144,14 @@ async def serve(config: WorkerConfig) -> None:
         client = connect(config)
     except PulsarError as e:
         raise StartupError(f"{what}: {e}") from e
+    name = f"{config.pipeline}.{config.stage}"
+    identity = f"{name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     try:
         source = await _retrying(
-            what, config.startup_timeout_s, lambda: PulsarSource.subscribe(client, config)
+            what,
+            config.startup_timeout_s,
+            lambda: PulsarSource.subscribe(client, config, identity),
         )
-        name = f"{config.pipeline}.{config.stage}"
         effectively_once = config.delivery.guarantee is DeliveryGuarantee.EFFECTIVELY_ONCE
         sinks = [
             await _retrying(
@@ -165,11 +168,12 @@ async def serve(config: WorkerConfig) -> None:
             config.startup_timeout_s,
             lambda: PulsarSink.create(client, config.delivery.dead_letter_topic, name),
         )
-        retry = await _retrying(
-            what,
-            config.startup_timeout_s,
-            lambda: PulsarSink.create(client, config.input.topic, name),
-        )
+        retry = {
+            topic: await _retrying(
+                what, config.startup_timeout_s, partial(PulsarSink.create, client, topic, name)
+            )
+            for topic in [config.input.topic, *config.side_inputs().values()]
+        }
         attempts = await _retrying(
             what,
             config.startup_timeout_s,
@@ -195,9 +199,11 @@ async def serve(config: WorkerConfig) -> None:
                 topics=topics,
                 state_topic=config.state.topic if config.state else None,
                 registry=metrics.registry,
-                identity=f"{name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}",
+                identity=identity,
                 closables=closables,
                 ranker=model if isinstance(model, Ranker) else None,
+                input_topic=config.input.topic,
+                outputs=tuple(config.outputs),
             )
         )
         worker = Worker(
@@ -214,7 +220,13 @@ async def serve(config: WorkerConfig) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
-        log.info("worker_started", input=config.input.topic, outputs=config.outputs)
+        log.info(
+            "worker_started",
+            input=config.input.topic,
+            side_inputs=config.side_inputs(),
+            outputs=config.outputs,
+            consumer=identity,
+        )
         await worker.run()
     finally:
         await _close_all(closables)

@@ -55,8 +55,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -80,7 +81,7 @@ from streamvane_worker.runtime.concurrency import AdaptiveLimit
 from streamvane_worker.runtime.decode import Limits, Malformed, decode, encode
 from streamvane_worker.runtime.metrics import Metrics
 from streamvane_worker.runtime.trace import TRACEPARENT, child_traceparent
-from streamvane_worker.stages import input_model
+from streamvane_worker.stages import input_model, side_input_models
 from streamvane_worker.stages.base import Stage
 from streamvane_worker.stages.message import Message
 
@@ -103,6 +104,7 @@ HEARTBEAT_STALE_S = 30.0
 """The readiness loop turns every second; a loop that has not for this long is wedged."""
 RETRY_BASE_S = 0.2
 RETRY_MAX_S = 5.0
+PARTITION_SUFFIX = re.compile(r"-partition-\d+$")
 
 T = TypeVar("T")
 
@@ -134,6 +136,8 @@ class Outcome:
     publish: list[tuple[Received, Message]] = field(default_factory=list)
     dead_letter: list[tuple[Received, Failure]] = field(default_factory=list)
     nack: list[tuple[Received, Failure]] = field(default_factory=list)
+    consumed: list[Received] = field(default_factory=list)
+    """Processed without an output: acked once the batch's outputs are persisted."""
     release: list[Received] = field(default_factory=list)
     """Held back by an infrastructure failure while draining: left unsettled, so the broker
     redelivers them (to another consumer) without counting a redelivery."""
@@ -146,7 +150,7 @@ class Worker:
         source: Source,
         sinks: Sequence[Sink],
         dead_letter: Sink,
-        retry: Sink,
+        retry: Sink | Mapping[str, Sink],
         stage: Stage[Any],
         metrics: Metrics,
         backend_ready: Callable[[], Awaitable[bool]],
@@ -160,10 +164,15 @@ class Worker:
         self._source = source
         self._sinks = sinks
         self._dead_letter = dead_letter
-        self._retry = retry
-        """A producer on the input topic, for messages retried later (``_retry_later``)."""
+        self._retry = retry if isinstance(retry, Mapping) else {config.input.topic: retry}
+        """A producer on each input topic, for messages retried later (``_retry_later``)."""
         self._stage = stage
         self._input_model = input_model(config.stage_type)
+        side_models = side_input_models(config.stage_type)
+        self._models: dict[str, type[Message]] = {
+            topic: side_models[param] for param, topic in config.side_inputs().items()
+        }
+        """Side input topic -> its message model (anything else is the input model)."""
         self._attempts = attempts
         self._backend_ready = backend_ready
         self._needs_backend = config.stage_type in STAGES_NEEDING_MODEL_PER_ITEM
@@ -362,7 +371,7 @@ class Worker:
                 outcome.dead_letter.append((message, Failure("crash-loop", detail, count)))
                 self._quarantined.inc()
                 continue
-            item = decode(message.payload, self._limits, self._input_model)
+            item = decode(message.payload, self._limits, self._model_of(message.topic))
             if isinstance(item, Malformed):
                 outcome.dead_letter.append((message, Failure(item.reason, item.detail)))
             elif deliveries(message) >= delivery.max_redeliveries:
@@ -379,6 +388,12 @@ class Worker:
         await self._retry_later(outcome.nack)
         self._release(outcome.release)
         self._attempts.end(batch)
+
+    def _model_of(self, topic: str) -> type[Message]:
+        """The message model of a record's topic (a partition is its topic's)."""
+        if not self._models:
+            return self._input_model
+        return self._models.get(PARTITION_SUFFIX.sub("", topic), self._input_model)
 
     async def _run_stage(self, decoded: list[tuple[Received, Message]], outcome: Outcome) -> None:
         attempt = 0
@@ -412,6 +427,10 @@ class Worker:
                 (decoded[error.index][0], Failure(error.reason, error.detail))
             )
         outcome.publish.extend((decoded[i][0], item) for i, item in result.outputs.items())
+        # A stage may take a message without an output of its own (a join that keeps it in
+        # its state, or wrote its outputs itself): it is acked with the batch's outputs.
+        answered = set(result.outputs) | {error.index for error in result.errors}
+        outcome.consumed.extend(m for i, (m, _) in enumerate(decoded) if i not in answered)
 
     async def _stage_failed(
         self, decoded: list[tuple[Received, Message]], outcome: Outcome, error: Exception
@@ -465,7 +484,7 @@ class Worker:
         publish = outcome.publish
         if self._effectively_once:
             if self._gap:
-                outcome.release.extend(m for m, _ in publish)
+                outcome.release.extend([*(m for m, _ in publish), *outcome.consumed])
                 issued.set()
                 return
             publish = sorted(publish, key=lambda pair: _position_key(pair[0]))
@@ -491,7 +510,7 @@ class Worker:
                 outcome.dead_letter.append((message, Failure("publish-rejected", str(error))))
             else:
                 outcome.release.append(message)
-        self._ack(done)
+        self._ack([*done, *outcome.consumed])
         self._out.inc(len(done))
         now_ms = time.time() * 1000
         for message in done:
@@ -639,7 +658,7 @@ class Worker:
             )
             for message, _ in failed
         ]
-        results = await self._retry.send_batch(outgoing)
+        results = await self._send_retries(failed, outgoing)
         requeued: list[Received] = []
         nacked: list[Received] = []
         for (message, failure), error in zip(failed, results, strict=True):
@@ -654,6 +673,23 @@ class Worker:
             (requeued if error is None else nacked).append(message)
         self._ack(requeued)
         self._nack(nacked)
+
+    async def _send_retries(
+        self, failed: list[tuple[Received, Failure]], outgoing: list[Outgoing]
+    ) -> list[PulsarError | None]:
+        """Each message back to its own input topic (the input or a side input)."""
+        by_topic: dict[str, list[int]] = {}
+        for i, (message, _) in enumerate(failed):
+            topic = PARTITION_SUFFIX.sub("", message.topic)
+            by_topic.setdefault(
+                topic if topic in self._retry else self._config.input.topic, []
+            ).append(i)
+        results: list[PulsarError | None] = [None] * len(failed)
+        for topic, indexes in by_topic.items():
+            sent = await self._retry[topic].send_batch([outgoing[i] for i in indexes])
+            for i, error in zip(indexes, sent, strict=True):
+                results[i] = error
+        return results
 
     def _ack(self, messages: list[Received]) -> None:
         self._source.ack(messages)
@@ -715,7 +751,7 @@ class Worker:
 
     async def _close(self) -> None:
         closables: list[Sink | Source | AttemptLog] = [
-            *self._sinks, self._dead_letter, self._retry, self._attempts, self._source
+            *self._sinks, self._dead_letter, *self._retry.values(), self._attempts, self._source
         ]  # fmt: skip
         for closable in closables:
             try:

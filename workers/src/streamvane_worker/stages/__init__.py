@@ -13,6 +13,7 @@ from streamvane_worker.stages import (
     safety,
     tagging,
     text_embedding,
+    training_examples,
     user_profile,
 )
 from streamvane_worker.stages.base import Stage, StageContext, StageKind
@@ -26,6 +27,7 @@ REGISTRY: dict[StageType, StageKind] = {
     StageType.USER_PROFILE: user_profile.KIND,
     StageType.CANDIDATE_RETRIEVAL: candidate_retrieval.KIND,
     StageType.RANKING: ranking.KIND,
+    StageType.TRAINING_EXAMPLES: training_examples.KIND,
 }
 
 
@@ -37,8 +39,21 @@ def input_model(stage_type: StageType) -> type[Message]:
     return REGISTRY[stage_type].input
 
 
+def side_input_models(stage_type: StageType) -> dict[str, type[Message]]:
+    """The message model of each side input, by the param naming its topic."""
+    return dict(REGISTRY[stage_type].side_inputs)
+
+
 def output_model(stage_type: StageType) -> type[Message]:
     return REGISTRY[stage_type].output
 
 
-__all__ = ["REGISTRY", "Stage", "StageContext", "create_stage", "input_model", "output_model"]
+__all__ = [
+    "REGISTRY",
+    "Stage",
+    "StageContext",
+    "create_stage",
+    "input_model",
+    "output_model",
+    "side_input_models",
+]

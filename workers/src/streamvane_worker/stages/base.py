@@ -82,6 +82,10 @@ class StageContext:
     """Readers, sinks and tasks the stage opened, closed by the worker on the way out."""
     ranker: Ranker | None = None
     """The ranking model, for the ranking stage."""
+    input_topic: str = ""
+    """The fully qualified input topic (local topic params are qualified like it)."""
+    outputs: tuple[str, ...] = ()
+    """The output topics, for a stage that writes its outputs itself."""
 
 
 StageFactory = Callable[[StageContext], Awaitable[Stage[Any]]]
@@ -94,6 +98,9 @@ class StageKind:
     create: StageFactory
     input: type[Message]
     output: type[Message]
+    side_inputs: Mapping[str, type[Message]] = field(default_factory=dict)
+    """Topics read besides the input, with the same subscription: the message model of each
+    by the param naming the topic (``config.SIDE_INPUTS_BY_STAGE`` names them too)."""
 
 
 class Stopwatch:

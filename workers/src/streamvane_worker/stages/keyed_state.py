@@ -10,6 +10,12 @@
   owner acked — that is, checkpointed — the ones before, so the newest state is on the topic.
   Each checkpoint carries its writer and version in properties: our own are skipped without
   being parsed, and an older version never replaces a newer one.
+- ``commit`` also deletes keys: an empty checkpoint (a tombstone, which compaction removes)
+  with the next version; a replica reading one drops the key.
+- Ownership: a key is ours when we installed it by ``commit`` or by ``rebuild`` (a starting
+  replica cannot tell whose a key is), and stops being ours when a newer checkpoint of another
+  replica is caught up (Key_Shared moved its messages there). Stages acting on keys without an
+  input message (closing a window) act only on ``owned`` keys.
 - Memory is bounded: at most ``max_entries`` keys (least recently used evicted first) and none
   idle longer than ``ttl_s``; entries, bytes and evictions are exported as metrics.
 """
@@ -54,6 +60,7 @@ class _Entry(Generic[S]):
     version: int
     size: int
     touched: float
+    own: bool
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,14 @@ class KeyedState(Generic[S]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def owned(self) -> list[tuple[str, S]]:
+        """The keys this replica owns with their values (see the module docstring)."""
+        return [(key, entry.value) for key, entry in self._entries.items() if entry.own]
+
+    def is_owned(self, key: str) -> bool:
+        entry = self._entries.get(key)
+        return entry is not None and entry.own
+
     def get(self, key: str) -> S | None:
         entry = self._entries.get(key)
         if entry is None:
@@ -144,18 +159,23 @@ class KeyedState(Generic[S]):
                 self._apply(record, skip_own=True)
         self._evict()
 
-    async def commit(self, values: Mapping[str, S]) -> None:
-        """Checkpoint ``values`` and, once persisted, install them. Raises StateUnavailable."""
+    async def commit(self, values: Mapping[str, S | None]) -> None:
+        """Checkpoint ``values`` (None: delete the key) and, once persisted, install them.
+        Raises StateUnavailable."""
         if not values:
             return
-        encoded = {key: self._codec.encode(value) for key, value in values.items()}
+        versions = {
+            key: self._codec.version(value) if value is not None else self._next_version(key)
+            for key, value in values.items()
+        }
+        encoded = {
+            key: self._codec.encode(value) if value is not None else b""
+            for key, value in values.items()
+        }
         outgoing = [
             Outgoing(
                 payload,
-                {
-                    WRITER_PROPERTY: self._identity,
-                    VERSION_PROPERTY: str(self._codec.version(values[key])),
-                },
+                {WRITER_PROPERTY: self._identity, VERSION_PROPERTY: str(versions[key])},
                 key,
             )
             for key, payload in encoded.items()
@@ -165,11 +185,18 @@ class KeyedState(Generic[S]):
         if errors:
             raise StateUnavailable(f"checkpoint to {self._sink.topic} failed: {errors[0]}")
         for key, value in values.items():
-            self._install(key, value, self._codec.version(value), len(encoded[key]))
+            if value is None:
+                self._remove(key)
+            else:
+                self._install(key, value, versions[key], len(encoded[key]), own=True)
         self._evict()
 
+    def _next_version(self, key: str) -> int:
+        entry = self._entries.get(key)
+        return entry.version + 1 if entry is not None else 1
+
     def _apply(self, record: Record, *, skip_own: bool) -> None:
-        if record.key is None or not record.payload:
+        if record.key is None:
             return
         if skip_own and record.properties.get(WRITER_PROPERTY) == self._identity:
             return
@@ -177,19 +204,27 @@ class KeyedState(Generic[S]):
         version = int(record.properties.get(VERSION_PROPERTY, "0"))
         if current is not None and current.version >= version:
             return
+        if not record.payload:  # a tombstone: the key was deleted
+            self._remove(record.key)
+            return
         try:
             value = self._codec.decode(record.payload)
         except ValueError as e:
             log.warning("state_record_skipped", key=record.key, error=str(e)[:200])
             return
-        self._install(record.key, value, self._codec.version(value), len(record.payload))
+        self._install(
+            record.key, value, self._codec.version(value), len(record.payload), own=not skip_own
+        )
 
-    def _install(self, key: str, value: S, version: int, size: int) -> None:
+    def _install(self, key: str, value: S, version: int, size: int, *, own: bool) -> None:
+        self._remove(key)
+        self._entries[key] = _Entry(value, version, size, self._clock(), own)
+        self._bytes += size
+
+    def _remove(self, key: str) -> None:
         previous = self._entries.pop(key, None)
         if previous is not None:
             self._bytes -= previous.size
-        self._entries[key] = _Entry(value, version, size, self._clock())
-        self._bytes += size
 
     def _evict(self) -> None:
         cutoff = self._clock() - self._ttl_s

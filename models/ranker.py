@@ -29,19 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from streamvane_worker.inference.backend import unit_rows
 from streamvane_worker.training import mlp
 from streamvane_worker.training.mlp import Adam, Weights, auc
 
 RANKER_NAME = "recs-ranker"
-USER = "user"
-ITEM = "item"
-DENSE = "dense"
-SCORE = "score"
-DENSE_FEATURES = ("retrievalScore", "review", "logProfileStrength", "logProfileEvents")
 DIM = 384
 """Width of the vectors the served ranker takes (all-MiniLM-L6-v2's embeddings)."""
 HIDDEN = 32
@@ -148,47 +141,6 @@ def train(pairs: Pairs, rng: np.random.Generator, steps: int = 300, lr: float = 
         holdout_cosine_auc=auc(pairs.dense[hold, 0], pairs.label[hold]),
         pairs=n,
     )
-
-
-def build_ranker_graph(weights: Weights, name: str = RANKER_NAME) -> onnx.ModelProto:
-    """The scoring graph: Mul, Concat, MatMul + Add, Relu, MatMul + Add, Sigmoid; its vectors
-    are as wide as the embeddings it was trained on."""
-    batch = "batch"
-    dim = weights.w1.shape[0] - len(DENSE_FEATURES)
-    nodes = [
-        helper.make_node("Mul", [USER, ITEM], ["cross"]),
-        helper.make_node("Concat", ["cross", DENSE], ["x"], axis=1),
-        helper.make_node("MatMul", ["x", "w1"], ["h_pre"]),
-        helper.make_node("Add", ["h_pre", "b1"], ["h_biased"]),
-        helper.make_node("Relu", ["h_biased"], ["h"]),
-        helper.make_node("MatMul", ["h", "w2"], ["logit_pre"]),
-        helper.make_node("Add", ["logit_pre", "b2"], ["logit"]),
-        helper.make_node("Sigmoid", ["logit"], [SCORE]),
-    ]
-    initializers = [
-        numpy_helper.from_array(np.asarray(value, dtype=np.float32), key)
-        for key, value in (
-            ("w1", weights.w1),
-            ("b1", weights.b1),
-            ("w2", weights.w2),
-            ("b2", weights.b2),
-        )
-    ]
-    graph = helper.make_graph(
-        nodes,
-        name,
-        [
-            helper.make_tensor_value_info(USER, TensorProto.FLOAT, [batch, dim]),
-            helper.make_tensor_value_info(ITEM, TensorProto.FLOAT, [batch, dim]),
-            helper.make_tensor_value_info(DENSE, TensorProto.FLOAT, [batch, len(DENSE_FEATURES)]),
-        ],
-        [helper.make_tensor_value_info(SCORE, TensorProto.FLOAT, [batch, 1])],
-        initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
 
 
 def train_ranker(vectors: F32, categories: list[str], users: int = 160) -> Trained:

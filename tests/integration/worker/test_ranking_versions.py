@@ -26,7 +26,9 @@ import pulsar
 import pytest
 from models import ranker as ranker_model
 
+from streamvane_worker.inference.ranker import DENSE_FEATURES
 from streamvane_worker.stages.model_version import ModelVersion
+from streamvane_worker.training.export import ranker_graph
 from streamvane_worker.training.mlp import Weights
 
 from .pipeline import Collector, WorkerProcess
@@ -112,9 +114,9 @@ def versions(stack: Any) -> Iterator[Versions]:
     second.mkdir(exist_ok=True)
     shutil.copyfile(folder / "1" / "model.py", second / "model.py")
     weights = Weights.initial(
-        DIM + len(ranker_model.DENSE_FEATURES), ranker_model.HIDDEN, np.random.default_rng(2)
+        DIM + len(DENSE_FEATURES), ranker_model.HIDDEN, np.random.default_rng(2)
     )
-    onnx.save_model(ranker_model.build_ranker_graph(weights), second / "model.onnx")
+    onnx.save_model(ranker_graph(weights, MODEL), second / "model.onnx")
     found = Versions(folder, f"http://{stack.triton_http}")
     yield found
     found.load([1])
@@ -133,7 +135,7 @@ def rescored(session: ort.InferenceSession, recommendations: dict[str, Any]) -> 
         "user": np.stack([user] * len(items)),
         "item": np.stack([_decode(i["features"]["item"]) for i in items]),
         "dense": np.asarray(
-            [[i["features"]["dense"][f] for f in ranker_model.DENSE_FEATURES] for i in items],
+            [[i["features"]["dense"][f] for f in DENSE_FEATURES] for i in items],
             dtype=np.float32,
         ),
     }

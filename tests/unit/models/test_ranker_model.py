@@ -20,6 +20,7 @@ from models.testing import FakeInferenceRequest, fake_pb_utils
 from tritonclient.grpc import model_config_pb2 as mc
 
 from streamvane_worker.inference import ranker as worker_ranker
+from streamvane_worker.training.export import ranker_graph
 
 MODEL_PY = TEMPLATES / "cpu" / ranker.RANKER_NAME / "1" / "model.py"
 
@@ -38,7 +39,7 @@ def _rows(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(2)
     user = rng.normal(size=(n, ranker.DIM)).astype(np.float32)
     item = rng.normal(size=(n, ranker.DIM)).astype(np.float32)
-    dense = rng.normal(size=(n, len(ranker.DENSE_FEATURES))).astype(np.float32)
+    dense = rng.normal(size=(n, len(worker_ranker.DENSE_FEATURES))).astype(np.float32)
     return user, item, dense
 
 
@@ -52,10 +53,10 @@ def test_train_ranker_beats_retrieval_score_when_taste_drives_engagement(
 def test_ranker_graph_matches_numpy_forward_when_run_on_onnxruntime(
     trained: ranker.Trained,
 ) -> None:
-    model = ranker.build_ranker_graph(trained.weights)
+    model = ranker_graph(trained.weights, ranker.RANKER_NAME)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     user, item, dense = _rows(17)
-    (scores,) = session.run([ranker.SCORE], {"user": user, "item": item, "dense": dense})
+    (scores,) = session.run([worker_ranker.SCORE], {"user": user, "item": item, "dense": dense})
     np.testing.assert_allclose(
         scores, ranker.forward(trained.weights, user, item, dense), atol=1e-6
     )
@@ -65,7 +66,9 @@ def test_python_backend_scores_each_request_like_one_run_when_requests_are_batch
     trained: ranker.Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "1").mkdir()
-    onnx.save_model(ranker.build_ranker_graph(trained.weights), tmp_path / "1" / "model.onnx")
+    onnx.save_model(
+        ranker_graph(trained.weights, ranker.RANKER_NAME), tmp_path / "1" / "model.onnx"
+    )
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake_pb_utils())
     spec = importlib.util.spec_from_file_location("ranker_python_backend", MODEL_PY)
     assert spec and spec.loader
@@ -107,4 +110,3 @@ def test_ranker_configs_declare_the_tensors_the_worker_sends_when_parsed() -> No
         (worker_ranker.DENSE, mc.TYPE_FP32, [len(worker_ranker.DENSE_FEATURES)]),
         (worker_ranker.SCORE, mc.TYPE_FP32, [1]),
     ]
-    assert ranker.DENSE_FEATURES == worker_ranker.DENSE_FEATURES

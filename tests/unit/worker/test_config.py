@@ -76,7 +76,7 @@ def test_worker_config_rejects_a_ranking_stage_when_its_backend_is_not_triton() 
         params={"catalogueTopic": "persistent://t/c/enriched"},
         inference={"backend": "onnxruntime", "onnxPath": "/m.onnx", "modelName": "recs-ranker"},
     )
-    with pytest.raises(ValidationError, match="ranking scores on Triton"):
+    with pytest.raises(ValidationError, match="ranking.s model is the ranker on Triton"):
         WorkerConfig.model_validate(ranking)
 
 

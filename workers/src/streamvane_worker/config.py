@@ -54,6 +54,7 @@ class StageType(StrEnum):
     CANDIDATE_RETRIEVAL = "candidate-retrieval"
     RANKING = "ranking"
     TRAINING_EXAMPLES = "training-examples"
+    ONLINE_TRAINING = "online-training"
 
 
 class SubscriptionType(StrEnum):
@@ -574,6 +575,62 @@ class TrainingExamplesParams(_Model):
     )
 
 
+class OnlineTrainingParams(_Model):
+    model_repository: str = Field(
+        ...,
+        min_length=1,
+        max_length=1024,
+        description="Directory of Triton's model repository as mounted in the worker (the "
+        "volume Triton serves): each promoted version is written to <modelRepository>/<model>/"
+        "<version>/ there, then loaded through Triton's repository API.",
+    )
+    export_every_examples: int = Field(
+        10_000,
+        ge=1,
+        le=100_000_000,
+        description="Examples learned after which the current weights become a candidate version.",
+    )
+    export_interval_s: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="Seconds after which the weights become a candidate version even before "
+        "exportEveryExamples, if anything was learned since the last one.",
+    )
+    evaluation_examples: int = Field(
+        2000,
+        ge=10,
+        le=10_000_000,
+        description="Examples a candidate is evaluated on before it may be promoted: it and "
+        "the serving version score each of the next ones before the trainer learns from it "
+        "(progressive validation); also the sliding window of the progressive AUC metric.",
+    )
+    promotion_margin: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="How much lower a candidate's AUC may be than the serving version's on "
+        "the evaluation window and still be promoted; lower still, it is kept out.",
+    )
+    learning_rate: float = Field(
+        0.003, gt=0, le=1, description="Adam's step size for the online updates."
+    )
+    pinned_version: int | None = Field(
+        None,
+        ge=1,
+        description="Serve this version (one in the repository) whatever the evaluations say: "
+        "a rollback by hand. Training and evaluation go on; candidates are announced, kept "
+        "out. Unset: the guard decides again from the last version it promoted.",
+    )
+    keep_versions: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Versions Triton keeps loaded: the serving one and those promoted before "
+        "it, which the ranking stage falls back to.",
+    )
+
+
 PARAMS_BY_STAGE: dict[StageType, type[_Model]] = {
     StageType.PASSTHROUGH: NoParams,
     StageType.TEXT_EMBEDDING: NoParams,
@@ -583,12 +640,22 @@ PARAMS_BY_STAGE: dict[StageType, type[_Model]] = {
     StageType.CANDIDATE_RETRIEVAL: CandidateRetrievalParams,
     StageType.RANKING: RankingParams,
     StageType.TRAINING_EXAMPLES: TrainingExamplesParams,
+    StageType.ONLINE_TRAINING: OnlineTrainingParams,
 }
 """Which params model each stage type takes; the operator validates specs against it."""
 
 STAGES_NEEDING_MODEL = frozenset(
-    {StageType.TEXT_EMBEDDING, StageType.TAGGING, StageType.SAFETY, StageType.RANKING}
+    {
+        StageType.TEXT_EMBEDDING,
+        StageType.TAGGING,
+        StageType.SAFETY,
+        StageType.RANKING,
+        StageType.ONLINE_TRAINING,
+    }
 )
+
+RANKER_STAGES = frozenset({StageType.RANKING, StageType.ONLINE_TRAINING})
+"""Stage types whose model is the ranker on Triton: one scores with it, one trains it."""
 
 STAGES_NEEDING_MODEL_PER_ITEM = frozenset({StageType.TEXT_EMBEDDING, StageType.RANKING})
 """Stage types that call the model for every message; tagging and safety need it at start (their
@@ -606,6 +673,7 @@ MESSAGES_BY_STAGE: dict[StageType, tuple[str, str]] = {
     StageType.CANDIDATE_RETRIEVAL: ("UserProfile", "Candidates"),
     StageType.RANKING: ("Candidates", "Recommendations"),
     StageType.TRAINING_EXAMPLES: ("Recommendations", "TrainingExample"),
+    StageType.ONLINE_TRAINING: ("TrainingExample", "ModelVersion"),
 }
 """Names of the message models each stage type reads and writes, for the operator to check
 that a stage reads what the stage feeding it writes (the stage registry holds the models)."""
@@ -616,12 +684,18 @@ SIDE_INPUTS_BY_STAGE: dict[StageType, dict[str, str]] = {
 """Topics a stage type reads besides its input, with the same subscription: the param naming
 each (a local topic name) and the message model it holds."""
 
-STATEFUL_STAGES = frozenset({StageType.USER_PROFILE, StageType.TRAINING_EXAMPLES})
+STATEFUL_STAGES = frozenset(
+    {StageType.USER_PROFILE, StageType.TRAINING_EXAMPLES, StageType.ONLINE_TRAINING}
+)
 """Stage types keeping keyed state: they need a ``state`` topic and a keyed subscription."""
 
-SINGLE_WRITER_STAGES = frozenset({StageType.TRAINING_EXAMPLES})
+SINGLE_WRITER_STAGES = frozenset({StageType.TRAINING_EXAMPLES, StageType.ONLINE_TRAINING})
 """Stage types that write their outputs themselves (not one output per input), so they cannot
 be effectively-once."""
+
+SINGLE_CONSUMER_STAGES = frozenset({StageType.ONLINE_TRAINING})
+"""Stage types that must see their whole input in one process (one model learns from every
+example): a Failover subscription and at most one replica."""
 
 
 def side_input_topics(stage_type: StageType, params: dict[str, object]) -> dict[str, str]:
@@ -700,12 +774,21 @@ class WorkerConfig(_Model):
         if self.stage_type in STAGES_NEEDING_MODEL and self.inference is None:
             raise ValueError(f"stage type {self.stage_type} needs an 'inference' section")
         if (
-            self.stage_type == StageType.RANKING
+            self.stage_type in RANKER_STAGES
             and self.inference is not None
             and self.inference.backend != "triton"
         ):
             raise ValueError(
-                "stage type ranking scores on Triton: inference.backend must be triton"
+                f"stage type {self.stage_type}'s model is the ranker on Triton: "
+                "inference.backend must be triton"
+            )
+        if (
+            self.stage_type in SINGLE_CONSUMER_STAGES
+            and self.input.subscription_type is not SubscriptionType.FAILOVER
+        ):
+            raise ValueError(
+                f"stage type {self.stage_type} learns from every example in one process: its "
+                "input needs a Failover subscription"
             )
         if self.stage_type in STATEFUL_STAGES:
             if self.state is None:

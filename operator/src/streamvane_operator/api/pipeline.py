@@ -30,6 +30,7 @@ from streamvane_operator.api.region import (
 )
 from streamvane_worker.config import (
     PARAMS_BY_STAGE,
+    SINGLE_CONSUMER_STAGES,
     BatchingSettings,
     DeliveryGuarantee,
     DeliverySettings,
@@ -420,6 +421,26 @@ def _delivery_rules() -> list[JsonValue]:
     ]
 
 
+def single_consumer_problem(stage_type: StageType) -> str:
+    return (
+        f"stage type {stage_type.value} learns from every example in one process: it needs "
+        "input.subscriptionType Failover and scaling.maxReplicas 1"
+    )
+
+
+def _single_consumer_rules() -> list[JsonValue]:
+    """CEL rules for the stage types one process must run (mirrored by StageSpec)."""
+    return [
+        {
+            "rule": f"self.type != '{stage_type.value}' || (has(self.input.subscriptionType) "
+            "&& self.input.subscriptionType == 'Failover' && (!has(self.scaling) || "
+            "!has(self.scaling.maxReplicas) || self.scaling.maxReplicas == 1))",
+            "message": single_consumer_problem(stage_type),
+        }
+        for stage_type in sorted(SINGLE_CONSUMER_STAGES)
+    ]
+
+
 def _params_model() -> type[BaseModel]:
     takers: dict[str, list[tuple[StageType, FieldInfo]]] = {}
     for stage_type, model in PARAMS_BY_STAGE.items():
@@ -445,7 +466,11 @@ DEFAULT_RESOURCES = Resources(requests={"cpu": "250m", "memory": "512Mi"}, limit
 
 class StageSpec(Model):
     model_config = Model.model_config | {
-        "json_schema_extra": {"x-kubernetes-validations": _params_rules() + _delivery_rules()}
+        "json_schema_extra": {
+            "x-kubernetes-validations": _params_rules()
+            + _delivery_rules()
+            + _single_consumer_rules()
+        }
     }
 
     name: str = Field(
@@ -483,10 +508,12 @@ class StageSpec(Model):
         "for safety; catalogueTopic, halfLifeS, eventWeights, dwellWeight, dwellCapMs, "
         "historySize, maxUsers and userTtlS for user-profile; catalogueTopic, topK, "
         "excludeReview, index, snapshotDir and snapshotIntervalS for candidate-retrieval; "
-        "catalogueTopic and topK for ranking; engagementsTopic, windowSeconds, "
-        "allowedLatenessSeconds, idleFlushSeconds, positiveEvents, minDwellMs, "
-        "negativeSampleRate, lateTopic and maxRequests for training-examples; none for "
-        "passthrough and text-embedding.",
+        "catalogueTopic, topK and modelVersionsTopic for ranking; engagementsTopic, "
+        "windowSeconds, allowedLatenessSeconds, idleFlushSeconds, positiveEvents, minDwellMs, "
+        "negativeSampleRate, lateTopic and maxRequests for training-examples; "
+        "modelRepository, exportEveryExamples, exportIntervalS, evaluationExamples, "
+        "promotionMargin, learningRate, pinnedVersion and keepVersions for online-training; "
+        "none for passthrough and text-embedding.",
     )
 
     @model_validator(mode="after")
@@ -496,6 +523,11 @@ class StageSpec(Model):
                 raise ValueError(EFFECTIVELY_ONCE_NEEDS_FAILOVER)
             if self.scaling.max_replicas != 1:
                 raise ValueError(EFFECTIVELY_ONCE_NEEDS_ONE_REPLICA)
+        if self.type in SINGLE_CONSUMER_STAGES and (
+            self.input.subscription_type is not SubscriptionType.FAILOVER
+            or self.scaling.max_replicas != 1
+        ):
+            raise ValueError(single_consumer_problem(self.type))
         return self
 
     @property

@@ -29,7 +29,7 @@ from streamvane_operator.render.worker import (
     WorkerDefaults,
     config_json,
 )
-from streamvane_worker.config import CONFIG_FILE_ENV, WorkerConfig
+from streamvane_worker.config import CONFIG_FILE_ENV, SINGLE_CONSUMER_STAGES, WorkerConfig
 
 WORKER_UID = 65532  # "nonroot" in distroless and our worker image
 TERMINATION_GRACE_SECONDS = 30
@@ -165,7 +165,9 @@ def _deployment(
 
 def _strategy(stage: StageSpec) -> dict[str, Any]:
     """Surge one new pod before the old one goes; an effectively-once stage's new pod cannot
-    take over the old one's named producers while it runs, so the old one goes first."""
-    if stage.effectively_once:
+    take over the old one's named producers while it runs, and a single-consumer stage's
+    (the trainer's) would resume from a checkpoint the old one is still moving on from, so
+    for those the old one goes first."""
+    if stage.effectively_once or stage.type in SINGLE_CONSUMER_STAGES:
         return {"type": "Recreate"}
     return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}

@@ -179,10 +179,20 @@ def test_crd_types_params_per_stage_type_when_generated() -> None:
         "negativeSampleRate",
         "lateTopic",
         "maxRequests",
+        "modelRepository",
+        "exportEveryExamples",
+        "exportIntervalS",
+        "evaluationExamples",
+        "promotionMargin",
+        "learningRate",
+        "pinnedVersion",
+        "keepVersions",
     }
     messages = [r["message"] for r in stage["x-kubernetes-validations"]]
     assert "stage type tagging needs params.labels" in messages
     assert "params.categories is only for stage type safety" in messages
     assert "stage type training-examples needs params.engagementsTopic" in messages
+    assert "stage type online-training needs params.modelRepository" in messages
+    assert any(m.startswith("stage type online-training learns from every") for m in messages)
     assert schema["properties"]["metadata"]["properties"]["name"]["maxLength"] == 63
     assert "size(self.metadata.name)" in schema["x-kubernetes-validations"][0]["rule"]

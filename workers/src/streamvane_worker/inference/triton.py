@@ -21,6 +21,7 @@ The gRPC channel reconnects quickly after an outage: its reconnect backoff is ca
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,8 @@ from streamvane_worker.inference.errors import (
 log = structlog.get_logger(__name__)
 
 PROBE_TIMEOUT_S = 2.0
+LOAD_TIMEOUT_S = 120.0
+"""Loading a version reads and initialises its model (a python backend starts a process)."""
 RECONNECT_MAX_BACKOFF_MS = 1000
 CHANNEL_ARGS = [
     ("grpc.initial_reconnect_backoff_ms", 250),
@@ -202,6 +205,17 @@ class TritonBackend:
                 raise InferenceFailed(f"Triton returned no {name!r} output")
             found[name] = output
         return found, str(result.get_response().model_version)
+
+    async def load(self, config: Mapping[str, Any]) -> None:
+        """Load (or reload) the model with ``config`` through the repository API (Triton's
+        explicit model control): the versions its ``version_policy`` names are read from the
+        repository; until the new ones are ready the loaded ones go on serving."""
+        try:
+            await self._client.load_model(
+                self._model, config=json.dumps(config), client_timeout=LOAD_TIMEOUT_S
+            )
+        except InferenceServerException as e:
+            raise from_triton(e, url=self._url, model=self._model) from e
 
     async def embed(self, input_ids: TokenArray, attention_mask: TokenArray) -> EmbeddingArray:
         found = await self.infer(

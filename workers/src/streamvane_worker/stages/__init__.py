@@ -8,6 +8,7 @@ from typing import Any
 from streamvane_worker.config import StageType
 from streamvane_worker.stages import (
     candidate_retrieval,
+    online_training,
     passthrough,
     ranking,
     safety,
@@ -28,6 +29,7 @@ REGISTRY: dict[StageType, StageKind] = {
     StageType.CANDIDATE_RETRIEVAL: candidate_retrieval.KIND,
     StageType.RANKING: ranking.KIND,
     StageType.TRAINING_EXAMPLES: training_examples.KIND,
+    StageType.ONLINE_TRAINING: online_training.KIND,
 }
 
 

@@ -68,7 +68,9 @@ class LearnerSettings:
 class OnlineLearner:
     weights: Weights
     optimizer: Adam
-    inputs: RunningStandardiser = field(default_factory=RunningStandardiser)
+    inputs: RunningStandardiser | None = field(default_factory=RunningStandardiser)
+    """None: rows go in as they are (a learner warm-started from served weights, which were
+    trained on raw rows: standardising now would change what they compute)."""
     examples_seen: int = 0
 
     @classmethod
@@ -76,19 +78,39 @@ class OnlineLearner:
         rng = np.random.default_rng(settings.seed)
         return cls(Weights.initial(width, settings.hidden, rng), Adam(lr=settings.learning_rate))
 
+    @classmethod
+    def warm(cls, weights: Weights, settings: LearnerSettings) -> OnlineLearner:
+        """A learner that goes on from ``weights`` (a served version), on raw rows."""
+        return cls(weights, Adam(lr=settings.learning_rate), inputs=None)
+
+    def _in(self, x: F32) -> F32:
+        return x if self.inputs is None else self.inputs.apply(x)
+
     def score(self, x: F32) -> F32:
         """Engagement probabilities [n] of rows ``x`` under the current weights."""
-        return forward(self.weights, self.inputs.apply(x))[:, 0]
+        return forward(self.weights, self._in(x))[:, 0]
 
-    def learn(self, x: F32, y: F32) -> None:
-        """One Adam step on the mini-batch ``x`` with labels ``y`` [n, 1]."""
+    def learn(self, x: F32, y: F32, w: F32 | None = None) -> None:
+        """One Adam step on the mini-batch ``x`` with labels ``y`` [n, 1] and row weights
+        ``w`` [n, 1] (None: equal)."""
         if not len(x):
             return
-        self.inputs.update(x)
+        if self.inputs is not None:
+            self.inputs.update(x)
         self.weights = self.optimizer.step_weights(
-            self.weights, gradients(self.weights, self.inputs.apply(x), y)
+            self.weights, gradients(self.weights, self._in(x), y, w)
         )
         self.examples_seen += len(x)
+
+    def exported(self) -> Weights:
+        """The weights on raw rows: the standardisation folded into the first layer, so the
+        served graph computes ``score`` without it."""
+        if self.inputs is None or not self.inputs.count:
+            return self.weights
+        scale = self.inputs.scale()
+        w1 = (self.weights.w1 * scale[:, None]).astype(np.float32)
+        b1 = (self.weights.b1 - (self.inputs.mean * scale) @ self.weights.w1).astype(np.float32)
+        return Weights(w1, b1, self.weights.w2, self.weights.b2)
 
     def progressive(self, x: F32, y: F32) -> F32:
         """Progressive validation: score the batch first, then learn from it; the scores."""

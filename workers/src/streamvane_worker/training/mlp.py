@@ -49,13 +49,13 @@ def forward(weights: Weights, x: F32) -> F32:
     return sigmoid(hidden @ weights.w2 + weights.b2)
 
 
-def gradients(weights: Weights, x: F32, y: F32) -> list[F32]:
-    """Gradients of the mean logistic loss of rows ``x`` with labels ``y`` [n, 1], in the order
-    of ``Weights.arrays``."""
+def gradients(weights: Weights, x: F32, y: F32, w: F32 | None = None) -> list[F32]:
+    """Gradients of the logistic loss of rows ``x`` with labels ``y`` [n, 1], averaged with
+    the row weights ``w`` [n, 1] (None: all equal), in the order of ``Weights.arrays``."""
     pre = x @ weights.w1 + weights.b1
     hidden = np.maximum(pre, 0)
     prob = sigmoid(hidden @ weights.w2 + weights.b2)
-    d_logit = (prob - y) / len(y)
+    d_logit = (prob - y) / len(y) if w is None else (prob - y) * (w / w.sum())
     d_hidden = (d_logit @ weights.w2.T) * (pre > 0)
     return [x.T @ d_hidden, d_hidden.sum(0), hidden.T @ d_logit, d_logit.sum(0)]
 

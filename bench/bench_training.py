@@ -24,7 +24,17 @@ cached in ``$STREAMVANE_CACHE/bench/``.
                        the reference, scikit-learn's LogisticRegression trained on all the
                        training split. The same pure functions the tagging stage runs.
 
+    serving            (``--serving``, on the running local stack) an online-training worker
+                       on a copy of recs-ranker in the stack's Triton, fed synthetic examples at
+                       a steady rate, each stamped with its publish time as its event time (a
+                       positive's time is its engagement's): per version, the seconds from the
+                       newest example it learned from to its announcement (promoted: written,
+                       loaded by Triton, serving), and the worker's CPU per 1,000 examples. The
+                       wait is mostly the evaluation window (``evaluationExamples`` / rate):
+                       a setting, reported beside the figure.
+
     python -m bench.bench_training [--users 200] [--examples 60000] [--shots 20]
+    python -m bench.bench_training --serving [--rate 500] [--versions 5]
 """
 
 from __future__ import annotations
@@ -264,6 +274,106 @@ def tagging_table(vectors: F32, topics: npt.NDArray[np.intp], names: list[str], 
     console.print(table)
 
 
+def measure_serving(rate: float, versions: int, export_every: int, evaluation: int) -> None:
+    """Engagement -> serving version on the local stack (see the module doc)."""
+    import tempfile
+    import uuid
+
+    from bench.bench_workers import cpu_seconds
+    from tests.integration.worker.pipeline import Collector, Tastes, WorkerProcess, client
+
+    from streamvane_stack import Stack
+    from streamvane_stack.models import model_copy
+    from streamvane_worker.stages.model_version import ModelVersion
+
+    stack = Stack()
+    if not stack.is_ready():
+        raise typer.BadParameter("the local stack is not running: run `make stack-up`")
+    endpoints = stack.endpoints
+    name = f"bench-trainer-{uuid.uuid4().hex[:6]}"
+    base = f"persistent://public/default/{name}"
+    config = {
+        "pipeline": "bench",
+        "stage": "train",
+        "stageType": "online-training",
+        "pulsar": {"serviceUrl": endpoints.pulsar_url},
+        "input": {
+            "topic": f"{base}-examples",
+            "subscription": "trainer",
+            "subscriptionType": "Failover",
+        },
+        "outputs": [f"{base}-versions"],
+        "batching": {"maxBatchSize": 256, "maxDelayMs": 50},
+        "delivery": {"deadLetterTopic": f"{base}-dlq"},
+        "state": {"topic": f"{base}-state"},
+        "inference": {"tritonUrl": endpoints.triton_grpc, "modelName": name},
+        "params": {
+            "modelRepository": str(endpoints.model_repository),
+            "exportEveryExamples": export_every,
+            "evaluationExamples": evaluation,
+        },
+        "healthPort": 0,
+        "startupTimeoutS": 60,
+    }
+    tastes = Tastes(seed=5)
+    c = client(endpoints)
+    announced: list[ModelVersion] = []
+    with tempfile.TemporaryDirectory() as tmp, model_copy(endpoints, "recs-ranker", name):
+        collector = Collector(c, f"{base}-versions")
+        producer = c.create_producer(f"{base}-examples", batching_enabled=True)
+        worker = WorkerProcess(config, Path(tmp)).start()
+        try:
+            worker.wait_started(timeout=120)
+            assert worker.proc is not None
+            cpu_started, sent, started = cpu_seconds(worker.proc.pid), 0, time.monotonic()
+            while len(announced) < versions:
+                due = int((time.monotonic() - started) * rate) - sent
+                now_ms = int(time.time() * 1000)
+                for payload in tastes.examples(max(due, 0), sent, ts_ms=now_ms):
+                    producer.send_async(payload, lambda _result, _id: None)
+                sent += max(due, 0)
+                producer.flush()
+                collector.until(len(collector.messages) + 1, timeout=0.1)
+                announced = [ModelVersion.model_validate_json(m.data()) for m in collector.messages]
+                if time.monotonic() - started > 600:
+                    raise TimeoutError(f"{len(announced)} versions in 10 minutes")
+            elapsed = time.monotonic() - started
+            cpu = cpu_seconds(worker.proc.pid) - cpu_started
+        finally:
+            worker.kill()
+            producer.close()
+            collector.close()
+            c.close()
+    table = Table(title=f"engagement -> version on Triton ({rate:,.0f} examples/s asked)")
+    for column in (
+        "version",
+        "outcome",
+        "AUC vs serving",
+        "learned",
+        "newest example -> announced",
+    ):
+        table.add_column(column, justify="left" if column == "outcome" else "right")
+    latencies = []
+    for a in announced:
+        assert a.newest_example_time is not None
+        latency = (a.announced_at - a.newest_example_time).total_seconds()
+        latencies.append(latency)
+        table.add_row(
+            str(a.version),
+            "promoted" if a.promoted else "kept out",
+            f"{a.auc:.3f} vs {a.serving_auc:.3f}" if a.auc is not None and a.serving_auc else "-",
+            f"{a.examples_learned:,}",
+            f"{latency:.1f} s",
+        )
+    console.print(table)
+    console.print(
+        f"median {float(np.median(latencies)):.1f} s from the newest example learned to its "
+        f"version's announcement (goal <= 60 s; {evaluation:,} evaluation examples at "
+        f"{sent / elapsed:,.0f}/s achieved = {evaluation / (sent / elapsed):.1f} s of it); "
+        f"trainer CPU {1000 * cpu / sent:.3f} s per 1,000 examples"
+    )
+
+
 def main(
     users: Annotated[int, typer.Option(help="Synthetic users of the drifting stream.")] = 200,
     examples: Annotated[int, typer.Option(help="Examples in the drifting stream.")] = 60_000,
@@ -272,12 +382,30 @@ def main(
     shots: Annotated[
         int, typer.Option(help="Example articles per topic for prototypes and the head.")
     ] = 20,
+    serving: Annotated[
+        bool,
+        typer.Option(
+            help="Only the engagement -> serving version figure, on the running local stack."
+        ),
+    ] = False,
+    rate: Annotated[float, typer.Option(help="--serving: examples per second fed.")] = 500,
+    versions: Annotated[int, typer.Option(help="--serving: versions to wait for.")] = 5,
+    export_every: Annotated[
+        int, typer.Option(help="--serving: the trainer's exportEveryExamples.")
+    ] = 5_000,
+    evaluation: Annotated[
+        int, typer.Option(help="--serving: the trainer's evaluationExamples.")
+    ] = 2_000,
 ) -> None:
     """Online vs frozen vs popularity on a drifting stream, the trainer's rate, and tagging
-    macro-F1 of zero-shot, examples-as-prototypes and a trained head (see the module doc)."""
+    macro-F1 of zero-shot, examples-as-prototypes and a trained head; or, with --serving,
+    engagement -> serving version on the local stack (see the module doc)."""
     console.print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
     )
+    if serving:
+        measure_serving(rate, versions, export_every, evaluation)
+        return
     articles = bbc_articles()
     names = sorted({topic for topic, _ in articles})
     topics = np.array([names.index(topic) for topic, _ in articles])
@@ -287,8 +415,7 @@ def main(
         f"trainer: {trainer_rate():,.0f} examples per CPU second (goal >= 5,000 on one core)"
     )
     console.print(
-        "engagement -> serving model that learned from it: not measured (the online-training "
-        "stage that exports versions to Triton is not built yet)"
+        "engagement -> serving version: `python -m bench.bench_training --serving` (local stack)"
     )
     tagging_table(vectors, topics, names, shots)
 

@@ -112,7 +112,7 @@ def test_recommendation_pipeline_ranks_the_catalogue_without_blocked_or_deleted_
     cluster: Cluster,
 ) -> None:
     ready = cluster.apply_recommendation_samples(timeout_s=300)
-    assert ready["status"]["stagesReady"] == "4/4"
+    assert ready["status"]["stagesReady"] == "5/5"
     assert "recommendation-profiles-state" in cluster.pulsar_topics()
     serving = cluster.condition("recommendation", "ModelServing")
     assert serving is not None and (serving["status"], serving["reason"]) == (
@@ -161,7 +161,10 @@ def test_recommendation_pipeline_ranks_the_catalogue_without_blocked_or_deleted_
 
         recommended = ranked.until(user, version)
         assert recommended["profileVersion"] == version
-        assert recommended["model"] == {"name": "recs-ranker", "version": "1"}
+        assert recommended["model"] == {
+            "name": f"recs-ranker-{cluster.namespace}",
+            "version": "1",
+        }
         assert recommended["candidatesScored"] == 20
         top = recommended["items"]
         assert len(top) == 10 and {r["itemId"] for r in top} <= set(found)

@@ -8,7 +8,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,11 +24,14 @@ from streamvane_operator.pulsar.admin import PulsarAdmin, TopicName
 from streamvane_operator.pulsar.errors import PulsarNotFound
 from streamvane_stack import Endpoints
 from streamvane_stack.manifests import for_stack
+from streamvane_stack.models import copy_model, drop_model
 from streamvane_stack.publish import send_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "crds" / "samples"
 TENANT = "streamvane-e2e"
+RANKER = "recs-ranker"
+"""The built ranking model the recommendation sample names."""
 T = TypeVar("T")
 
 
@@ -47,6 +50,8 @@ class Cluster:
     """More namespaces the operator watches (Pipelines of other tenants)."""
     pulsar_client_options: dict[str, Any] = field(default_factory=dict)
     """Extra ``pulsar.Client`` arguments (token, CA) of ``publish`` and ``consume``."""
+    models: list[str] = field(default_factory=list)
+    """Model copies of this test's in the stack's Triton (``own_model``), dropped at the end."""
 
     def kubectl(self, *args: str, stdin: str | None = None, namespace: str | None = None) -> Any:
         return kubectl(self.kubeconfig, *args, "-n", namespace or self.namespace, stdin=stdin)
@@ -61,15 +66,30 @@ class Cluster:
     def apply(self, doc: dict[str, Any], namespace: str | None = None) -> Any:
         return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc), namespace=namespace)
 
-    def apply_recommendation_samples(self, timeout_s: float) -> dict[str, Any]:
+    def own_model(self, base: str) -> str:
+        """A copy of ``base`` for this test alone (its trainer writes versions of it)."""
+        name = f"{base}-{self.namespace}"
+        copy_model(self.stack, base, name)
+        self.models.append(name)
+        return name
+
+    def apply_recommendation_samples(
+        self, timeout_s: float, params: Mapping[str, dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         """The content sample and the recommendation sample chained to it (its catalogue is
-        the content pipeline's output), both Ready; returns the recommendation Pipeline."""
+        the content pipeline's output), both Ready, on a ranker of this test's own (the
+        sample's trainer promotes versions of it); ``params`` overrides stage params by stage
+        type. Returns the recommendation Pipeline."""
         assert self.apply(self.sample("inferencebackend-triton-local.yaml")).returncode == 0
         assert self.apply(self.sample("pipeline-content-understanding.yaml")).returncode == 0
         recs = self.sample("pipeline-recommendation.yaml")
+        ranker = self.own_model(RANKER)
         for stage in recs["spec"]["stages"]:
             if "catalogueTopic" in stage["params"]:  # not every stage reads the catalogue
                 stage["params"]["catalogueTopic"] = self.topic("content-enriched")
+            if stage.get("model", {}).get("name") == RANKER:
+                stage["model"]["name"] = ranker
+            stage["params"].update((params or {}).get(stage["type"], {}))
         assert self.apply(recs).returncode == 0
         self.wait_ready("content-understanding", timeout_s=timeout_s)
         return self.wait_ready("recommendation", timeout_s=timeout_s)
@@ -268,3 +288,5 @@ def teardown(cluster: Cluster) -> None:
                 path = topic.removeprefix("persistent://")
                 http.delete(f"/admin/v2/persistent/{path}{suffix}", params={"force": "true"})
         http.delete(f"/admin/v2/namespaces/{TENANT}/{cluster.pulsar_namespace}")
+    for model in cluster.models:
+        drop_model(cluster.stack, model)

@@ -209,6 +209,17 @@ class Runner:
         waiting = [c for c in self.crashed if c.key == key and c.template == current_hash]
         keep = waiting[: max(0, desired - len(current))]
         self.crashed = [c for c in self.crashed if c.key != key or c in keep]
+        if recreate(deployment) and old:
+            # Recreate: every old replica goes first; new ones start once none is left.
+            for replica in old:
+                self._stop(replica, "replaced by a new template (Recreate)")
+            return
+        stopping_old = any(
+            r.key == key and r.stopping_since is not None and r.template != current_hash
+            for r in self.replicas
+        )
+        if recreate(deployment) and stopping_old:
+            return
         if len(current) < desired and self.clock() >= crashes.retry_at:
             try:
                 plan = plan_pod(template)
@@ -566,6 +577,11 @@ def _tail(path: Path, size: int = 16_384) -> bytes:
     with path.open("rb") as f:
         f.seek(max(0, path.stat().st_size - size))
         return f.read()
+
+
+def recreate(deployment: dict[str, Any]) -> bool:
+    """Whether the Deployment replaces its Pods with ``Recreate`` (old ones gone first)."""
+    return bool((deployment["spec"].get("strategy") or {}).get("type") == "Recreate")
 
 
 def _not_ready_first(replicas: list[Replica]) -> list[Replica]:

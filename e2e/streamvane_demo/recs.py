@@ -5,7 +5,11 @@ sample and the recommendation sample chained to it, feeds the shipped items thro
 pipeline into the catalogue, then lets simulated users (hidden tastes for two categories, over
 the items' real embeddings) click one stray item and answer their recommendations for a few
 rounds. Prints each user's recommendations before and after, with a taste match: the mean
-similarity of the top items to the user's hidden taste.
+similarity of the top items to the user's hidden taste, and the ranker version that scored
+them. Meanwhile the join turns the engagements into training examples and the online trainer
+learns from them (small versions here: ``DEMO_PARAMS``); the model versions it promoted or
+kept out are listed at the end, with their AUC against the version serving and the seconds
+from the newest engagement each learned from to its announcement.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ from streamvane_stack.publish import send_all
 app = typer.Typer(add_completion=False, help=__doc__)
 TOP = 5
 """Recommended items shown per user and counted in the taste match."""
+DEMO_PARAMS: dict[str, dict[str, Any]] = {
+    "training-examples": {"windowSeconds": 30, "allowedLatenessSeconds": 3, "idleFlushSeconds": 2},
+    "online-training": {"exportEveryExamples": 100, "evaluationExamples": 60, "learningRate": 0.01},
+}
+"""Short windows and small versions, so a few minutes of simulated users see versions."""
 
 
 def manifests(stack: Endpoints, suffix: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -51,6 +60,7 @@ def manifests(stack: Endpoints, suffix: str) -> tuple[dict[str, Any], dict[str, 
     for stage in recs["spec"]["stages"]:
         if "catalogueTopic" in stage["params"]:  # not every stage reads the catalogue
             stage["params"]["catalogueTopic"] = catalogue
+        stage["params"].update(DEMO_PARAMS.get(stage["type"], {}))
     return content, recs
 
 
@@ -62,7 +72,7 @@ def main(
         typer.Option(
             min=1, help="Times each user answers its recommendations (the catalogue is 48 items)."
         ),
-    ] = 1,
+    ] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the users' tastes and decisions.")] = 10,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each step.")] = 300,
     keep_running: Annotated[
@@ -98,15 +108,15 @@ def _run(stack: Endpoints, users: int, rounds: int, seed: int, timeout_s: float)
             console.print(f"[red]{len(ids) - len(enriched)} items were not enriched[/red]")
             raise typer.Exit(1)
         vectors, categories = recommendable(enriched)
-        candidates = next(s for s in recs_run.stages if s.name == "retrieve").output_topics[0]
-        topics = (recs_run.input_topic, candidates, recs_run.sink_topic)
+        output = {s.name: s.output_topics[0] for s in recs_run.stages}
+        topics = (recs_run.input_topic, output["retrieve"], output["rank"])
         with console.status("[bold]4/5[/bold] waiting for the stages to hold the catalogue"):
             sim.wait_catalogue_followed(
                 client, topics, next(iter(vectors)), len(vectors), timeout_s
             )
         rng = np.random.default_rng(seed)
         people = sim.make_users(users, vectors, categories, rng)
-        live = sim.Users(client, recs_run.input_topic, recs_run.sink_topic)
+        live = sim.Users(client, recs_run.input_topic, output["rank"])
         started = time.monotonic()
         with console.status("[bold]5/5[/bold] simulated users") as status:
 
@@ -119,9 +129,11 @@ def _run(stack: Endpoints, users: int, rounds: int, seed: int, timeout_s: float)
             f"  {sum(live.sent.values())} engagements, {users} users, {rounds} round(s), "
             f"{time.monotonic() - started:.1f}s"
         )
+        announced = sim.announcements(client, output["train"])
     finally:
         client.close()
     _print(trajectories, vectors, enriched)
+    _print_versions(announced)
 
 
 def recommendable(
@@ -167,7 +179,9 @@ def _print(
             listing(first),
             f"{matches[0]:.2f}",
             listing(last),
-            " -> ".join(f"{m:.2f}" for m in matches[1:]),
+            " -> ".join(f"{m:.2f}" for m in matches[1:])
+            + "\nranker "
+            + " -> ".join(f"v{x.model_version}" for x in t.served),
         )
     console.print(table)
     console.print(
@@ -175,6 +189,40 @@ def _print(
         f"{np.mean(before_all):.2f} before, {np.mean(after_all):.2f} after; "
         f"{improved}/{len(trajectories)} users' recommendations moved toward their taste"
     )
+
+
+def _print_versions(announced: list[dict[str, Any]]) -> None:
+    if not announced:
+        console.print(
+            "model versions: none judged yet (a candidate needs "
+            f"{DEMO_PARAMS['online-training']['exportEveryExamples']} examples, then "
+            f"{DEMO_PARAMS['online-training']['evaluationExamples']} more with both labels; "
+            "try more --rounds)"
+        )
+        return
+    table = Table(title="Model versions of the online trainer (model-versions topic)")
+    for column in (
+        "version",
+        "outcome",
+        "AUC",
+        "serving AUC",
+        "learned",
+        "engagement -> announced",
+    ):
+        table.add_column(column, justify="right" if column != "outcome" else "left")
+    for a in announced:
+        latency = sim.announce_latency_s(a)
+        table.add_row(
+            str(a["version"]),
+            f"promoted, serving v{a['servingVersion']}"
+            if a["promoted"]
+            else f"kept out, serving v{a['servingVersion']}",
+            f"{a['auc']:.3f}" if a.get("auc") is not None else "-",
+            f"{a['servingAuc']:.3f}" if a.get("servingAuc") is not None else "-",
+            str(a.get("examplesLearned", 0)),
+            f"{latency:.1f}s" if latency is not None else "-",
+        )
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ class Served:
     profile_version: int
     candidates_scored: int
     items: tuple[Shown, ...]
+    model_version: str = ""
+    """The ranker version that scored them."""
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Served:
@@ -66,6 +68,7 @@ class Served:
             profile_version=int(doc["profileVersion"]),
             candidates_scored=int(doc["candidatesScored"]),
             items=tuple(Shown(i["itemId"], float(i["score"])) for i in doc["items"]),
+            model_version=str(doc.get("model", {}).get("version", "")),
         )
 
 
@@ -347,3 +350,26 @@ def wait_catalogue_followed(
     finally:
         probe.close()
         candidates.close()
+
+
+def announcements(client: pulsar.Client, topic: str) -> list[dict[str, Any]]:
+    """Every ``ModelVersion`` on ``topic`` so far, in order (a reader: nothing consumed)."""
+    reader = client.create_reader(topic, pulsar.MessageId.earliest)
+    found = []
+    try:
+        while reader.has_message_available():
+            found.append(json.loads(reader.read_next(timeout_millis=5000).data()))
+    finally:
+        reader.close()
+    return found
+
+
+def announce_latency_s(announcement: Mapping[str, Any]) -> float | None:
+    """Seconds from the newest example a version learned from (a positive's time is its
+    engagement's) to the version's announcement."""
+    newest = announcement.get("newestExampleTime")
+    if not newest:
+        return None
+    learned = datetime.fromisoformat(newest.replace("Z", "+00:00"))
+    announced = datetime.fromisoformat(announcement["announcedAt"].replace("Z", "+00:00"))
+    return (announced - learned).total_seconds()

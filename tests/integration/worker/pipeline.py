@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pulsar
 
 from streamvane_stack.publish import send_all
 from streamvane_worker.__main__ import EXIT_STARTUP
 from streamvane_worker.config import CONFIG_FILE_ENV
+from streamvane_worker.inference.ranker import DENSE_FEATURES
 
 
 @dataclass(frozen=True)
@@ -200,3 +202,46 @@ class Collector:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+DIM = 384
+CLUSTERS = 6
+
+
+class Tastes:
+    """Users of ``CLUSTERS`` clusters; an item is liked far more often by its own cluster."""
+
+    def __init__(self, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        centres = rng.normal(size=(CLUSTERS, DIM))
+        self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
+        self.rng = rng
+
+    def examples(
+        self, n: int, start: int, *, inverted: bool = False, ts_ms: int | None = None
+    ) -> list[bytes]:
+        """``n`` TrainingExample payloads numbered from ``start``; ``ts_ms``: their event time
+        (default: a fixed past one, spaced by a millisecond)."""
+        rng = self.rng
+        users = rng.integers(CLUSTERS, size=n)
+        items = rng.integers(CLUSTERS, size=n)
+        noise = rng.normal(scale=0.3 / np.sqrt(DIM), size=(n, DIM))
+        item_vectors = self.centres[items] + noise
+        item_vectors /= np.linalg.norm(item_vectors, axis=1, keepdims=True)
+        liked = rng.random(n) < np.where(users == items, 0.8, 0.1)
+        labels = ~liked if inverted else liked
+        return [
+            json.dumps(
+                {
+                    "label": int(labels[i]),
+                    "ts": ts_ms if ts_ms is not None else 1_700_000_000_000 + start + i,
+                    "id": f"ex-{start + i}",
+                    "features": {
+                        "user": self.centres[users[i]].tolist(),
+                        "item": item_vectors[i].tolist(),
+                        **{f: float(rng.random()) for f in DENSE_FEATURES},
+                    },
+                }
+            ).encode()
+            for i in range(n)
+        ]

@@ -11,8 +11,6 @@ over."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,16 +23,15 @@ import onnxruntime as ort
 import pulsar
 import pytest
 
+from streamvane_stack.models import model_copy
 from streamvane_worker.inference.ranker import DENSE_FEATURES
 from streamvane_worker.stages.model_version import ModelVersion
 
-from .pipeline import Collector, WorkerProcess
+from .pipeline import CLUSTERS, Collector, Tastes, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
 BUILT = "recs-ranker"
-DIM = 384
-CLUSTERS = 6
 WAIT_S = 180.0
 EXPORT_EVERY = 400
 EVALUATION = 200
@@ -68,55 +65,8 @@ class TrainerModel:
 @pytest.fixture
 def model(stack: Any) -> Iterator[TrainerModel]:
     name = f"trainer-it-{uuid.uuid4().hex[:8]}"
-    built = stack.model_repository / BUILT
-    folder = stack.model_repository / name
-    (folder / "1").mkdir(parents=True)
-    for file in (built / "1").iterdir():
-        if file.is_file():
-            shutil.copyfile(file, folder / "1" / file.name)
-    config = (built / "config.pbtxt").read_text().replace(f'name: "{BUILT}"', f'name: "{name}"')
-    (folder / "config.pbtxt").write_text(config)
-    http = f"http://{stack.triton_http}"
-    loaded = httpx.post(f"{http}/v2/repository/models/{name}/load", json={}, timeout=120)
-    assert loaded.status_code == 200, loaded.text
-    yield TrainerModel(name, folder, http)
-    httpx.post(f"{http}/v2/repository/models/{name}/unload", json={}, timeout=60)
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-class Tastes:
-    """Users of ``CLUSTERS`` clusters; an item is liked far more often by its own cluster."""
-
-    def __init__(self, seed: int) -> None:
-        rng = np.random.default_rng(seed)
-        centres = rng.normal(size=(CLUSTERS, DIM))
-        self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
-        self.rng = rng
-
-    def examples(self, n: int, start: int, *, inverted: bool = False) -> list[bytes]:
-        rng = self.rng
-        users = rng.integers(CLUSTERS, size=n)
-        items = rng.integers(CLUSTERS, size=n)
-        noise = rng.normal(scale=0.3 / np.sqrt(DIM), size=(n, DIM))
-        item_vectors = self.centres[items] + noise
-        item_vectors /= np.linalg.norm(item_vectors, axis=1, keepdims=True)
-        liked = rng.random(n) < np.where(users == items, 0.8, 0.1)
-        labels = ~liked if inverted else liked
-        return [
-            json.dumps(
-                {
-                    "label": int(labels[i]),
-                    "ts": 1_700_000_000_000 + start + i,
-                    "id": f"ex-{start + i}",
-                    "features": {
-                        "user": self.centres[users[i]].tolist(),
-                        "item": item_vectors[i].tolist(),
-                        **{f: float(rng.random()) for f in DENSE_FEATURES},
-                    },
-                }
-            ).encode()
-            for i in range(n)
-        ]
+    with model_copy(stack, BUILT, name) as folder:
+        yield TrainerModel(name, folder, f"http://{stack.triton_http}")
 
 
 @dataclass

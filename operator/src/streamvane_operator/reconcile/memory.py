@@ -6,6 +6,8 @@ costs next to nothing: no Kubernetes read, and of Pulsar only one shared snapsho
   back is recreated at the next resync), and a **snapshot** of the broker's topics
   (``broker-stats/topics``, one call per admin client: every loaded topic's subscriptions,
   backlogs and rates, as the broker refreshes them every ``statsUpdateFrequencyInSecs``).
+  The newest entries of each model-versions topic (``newest_payloads``, for the model-serving
+  timer) are shared likewise, for ``announcements_ttl_s``.
 - **Pulsar checked**: the topology a full check (``ensure_topology``) last found in order,
   and when. Until ``pulsar_recheck_s`` passes or the topology changes, a reconcile trusts the
   snapshot instead of reading every topic's properties and policies again.

@@ -18,6 +18,7 @@ import numpy as np
 import pulsar
 import pytest
 
+from process_runner import harness
 from process_runner.fixtures import Cluster, cluster_fixture  # noqa: F401  (the cluster fixture)
 from streamvane_worker.stages.training_examples import example_id
 
@@ -114,8 +115,11 @@ def test_recommendation_pipeline_ranks_the_catalogue_without_blocked_or_deleted_
     ready = cluster.apply_recommendation_samples(timeout_s=300)
     assert ready["status"]["stagesReady"] == "5/5"
     assert "recommendation-profiles-state" in cluster.pulsar_topics()
-    serving = cluster.condition("recommendation", "ModelServing")
-    assert serving is not None and (serving["status"], serving["reason"]) == (
+    # Written by the operator's model-serving timer (every 2 s here), not by the reconcile.
+    serving = harness.wait_for(
+        "ModelServing", lambda: cluster.condition("recommendation", "ModelServing"), 30
+    )
+    assert (serving["status"], serving["reason"]) == (
         "Unknown",
         "NoVersionAnnounced",
     ), "the rank stage follows model-versions, where no trainer announced anything"

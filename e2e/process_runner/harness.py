@@ -82,6 +82,7 @@ def operator(
     resync_s: float = 5,
     retry_s: float = 2,
     autoscale_s: float = 2,
+    model_serving_s: float = 2,
     extra_args: Sequence[str] = (),
 ) -> Background:
     """``python -m streamvane_operator`` watching ``namespaces`` of the local stack."""
@@ -93,6 +94,7 @@ def operator(
         f"--resync-seconds={resync_s}",
         f"--retry-seconds={retry_s}",
         f"--autoscale-interval-seconds={autoscale_s}",
+        f"--model-serving-seconds={model_serving_s}",
         "--worker-log-format=console",
         "--log-format=plain",
         *(f"--namespace={ns}" for ns in namespaces),

@@ -86,6 +86,12 @@ def test_operator_watches_listed_namespaces_when_namespaced_with_a_list() -> Non
     assert {"--verbose", "--log-format=plain", "--worker-log-format=console"} <= set(args)
 
 
+def test_operator_refreshes_model_serving_as_often_as_set_when_rendered() -> None:
+    assert "--model-serving-seconds=15" in _args(_operator_container(render()))
+    args = _args(_operator_container(render(sets=["operator.modelServingSeconds=5"])))
+    assert "--model-serving-seconds=5" in args
+
+
 def test_operator_watches_all_namespaces_when_cluster_mode() -> None:
     args = _args(_operator_container(render(CHART / "ci" / "cluster-values.yaml")))
     assert not [a for a in args if a.startswith("--namespace")]

@@ -101,6 +101,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- else }}
 - --worker-image={{ include "streamvane.workerImage" $root }}
 - --worker-log-format={{ $root.Values.workers.logFormat }}
+- --model-serving-seconds={{ $root.Values.operator.modelServingSeconds }}
 {{- end }}
 - --liveness-port=$(STREAMVANE_OPERATOR_LIVENESS_PORT)
 - --metrics-port=$(STREAMVANE_OPERATOR_METRICS_PORT)

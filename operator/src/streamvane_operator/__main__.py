@@ -100,6 +100,15 @@ def run(
             "a deleted topic or subscription is seen at the next resync regardless."
         ),
     ] = DEFAULTS.pulsar_recheck_s,
+    model_serving_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.5,
+            help="Period of the ModelServing refresh of Pipelines whose stages follow model "
+            "versions (params.modelVersionsTopic): read the newest announcements, update the "
+            "condition and post its warning Events.",
+        ),
+    ] = DEFAULTS.model_serving_s,
     autoscale_interval_seconds: Annotated[
         float,
         typer.Option(
@@ -168,6 +177,7 @@ def run(
         resync_s=resync_seconds,
         full_resync_s=full_resync_seconds,
         pulsar_recheck_s=pulsar_recheck_seconds,
+        model_serving_s=model_serving_seconds,
         autoscale_interval_s=autoscale_interval_seconds,
         retry_transient_s=retry_seconds,
         kubeconfig=kubeconfig,
@@ -210,6 +220,8 @@ def run(
         memory=ReconcileMemory(
             # Fresh for every resync, shared by the Pipelines resynced around the same time.
             snapshot_ttl_s=min(SNAPSHOT_TTL_S, config.resync_s / 2),
+            # Likewise fresh for every model-serving tick.
+            announcements_ttl_s=config.model_serving_s / 2,
             pulsar_recheck_s=config.pulsar_recheck_s,
             full_resync_s=config.full_resync_s,
             # One resync period: a Pipeline still waiting for its workers is reconciled

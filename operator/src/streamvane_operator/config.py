@@ -23,6 +23,9 @@ class OperatorConfig:
     """Longest time between full checks of a Pipeline's topics and their policies (owner,
     retention, compaction, de-duplication); in between, a shared broker snapshot shows a
     deleted topic or subscription at the next resync."""
+    model_serving_s: float = 15.0
+    """Period of the timer that reads the model-versions topics of Pipelines following model
+    versions and refreshes their ModelServing condition (and its warning Events)."""
     autoscale_interval_s: float = 5.0
     """Period of the autoscaler's tick: one read of each Pipeline's signals, then decisions."""
     retry_transient_s: float = 10.0

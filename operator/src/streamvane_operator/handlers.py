@@ -20,7 +20,7 @@ from streamvane_operator.config import OperatorConfig
 from streamvane_operator.diffbase import DigestDiffBaseStorage
 from streamvane_operator.kube.client import ObjectRef
 from streamvane_operator.kube.errors import KubeError
-from streamvane_operator.reconcile import autoscale, backend, pipeline
+from streamvane_operator.reconcile import autoscale, backend, pipeline, serving
 from streamvane_operator.reconcile.common import Deps, Events, Outcome, RetryLater
 from streamvane_operator.reconcile.status import (
     deployment_ready,
@@ -194,6 +194,35 @@ def register(
         )
         if unwritten is not None:
             logger.info(f"ScalingActive not written this tick: {unwritten}")
+        _post(body, outcome.events, logger)
+
+    def follows_model_versions(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+        return local(spec) and serving.needs_ticks(dict(spec), dict(status))
+
+    @kopf.timer(
+        *PIPELINES,
+        interval=config.model_serving_s,
+        when=follows_model_versions,
+        registry=registry,
+    )
+    def pipeline_model_serving(
+        body: kopf.Body,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        # The trainer announces versions at any time: the condition follows within a tick,
+        # not at the next full Pulsar check.
+        if meta.get("deletionTimestamp"):
+            return
+        owner = pipeline.owner_of(meta["name"], meta["namespace"], meta["uid"])
+        outcome = serving.refresh_pipeline(
+            deps, owner, dict(spec), dict(status), str(meta["resourceVersion"])
+        )
+        if outcome.unwritten is not None:
+            logger.info("ModelServing not written this tick: %s", outcome.unwritten)
         _post(body, outcome.events, logger)
 
     @kopf.on.delete(*PIPELINES, when=local, registry=registry)

@@ -21,22 +21,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from streamvane_operator.api.common import API_VERSION, Condition
 from streamvane_operator.api.pipeline import PipelineSpec, StageAutoscaling, StageSpec
 from streamvane_operator.api.validation import InvalidSpecError, parse
 from streamvane_operator.kube.client import ObjectRef
 from streamvane_operator.kube.errors import KubeError
 from streamvane_operator.pulsar.admin import TopicName
 from streamvane_operator.pulsar.errors import PulsarError
-from streamvane_operator.reconcile.common import Deps, Events
-from streamvane_operator.reconcile.pipeline import KIND, inference_backends, pulsar_admin
+from streamvane_operator.reconcile.common import Deps, Events, write_conditions
+from streamvane_operator.reconcile.pipeline import inference_backends, pulsar_admin
 from streamvane_operator.reconcile.plan import owned_by
 from streamvane_operator.reconcile.replicas import builtin_autoscaled
 from streamvane_operator.reconcile.status import (
     DesiredCondition,
     desired_condition,
-    merge_conditions,
     previous_conditions,
+    replaced_condition,
     stage_of,
 )
 from streamvane_operator.render.backend import resolve
@@ -280,19 +279,7 @@ def conditions_status(
     autoscaled by the operator), or None when the stored one already says so."""
     if outcome.skipped:
         return None
-    previous = previous_conditions(status)
-    others = [c for c in previous if c.type != SCALING_ACTIVE]
-    stored = [c for c in previous if c.type == SCALING_ACTIVE]
-    if outcome.condition is None:
-        if not stored:
-            return None
-        merged = []
-    else:
-        generation = int(status.get("observedGeneration") or 0)
-        merged = merge_conditions(previous, [outcome.condition], generation, now)
-        if stored and _same(stored[0], merged[0]):
-            return None
-    return [c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in others + merged]
+    return replaced_condition(status, outcome.condition, SCALING_ACTIVE, now)
 
 
 def write_condition(
@@ -303,18 +290,6 @@ def write_condition(
     outcome: AutoscaleOutcome,
 ) -> str | None:
     """Write the conditions with this tick's ScalingActive if it changed, only over the
-    status that was read; returns why not (changed since, or unreachable: the next tick
-    compares again)."""
+    status that was read; returns why not (``write_conditions``)."""
     conditions = conditions_status(status, outcome, deps.clock())
-    if conditions is None:
-        return None
-    ref = ObjectRef(API_VERSION, KIND, owner.namespace, owner.name)
-    try:
-        deps.kube.patch_status(ref, {"conditions": conditions}, resource_version)
-    except KubeError as e:
-        return str(e)
-    return None
-
-
-def _same(a: Condition, b: Condition) -> bool:
-    return (a.status, a.reason, a.message) == (b.status, b.reason, b.message)
+    return write_conditions(deps.kube, owner, conditions, resource_version)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -297,3 +297,20 @@ def delete_children(kube: Kube, owner: Owner, owner_label: str) -> None:
     """Children are deleted explicitly so nothing depends on a garbage collector."""
     for ref in plan([], observe_children(kube, owner, owner_label), owner.uid).delete:
         kube.delete(ref)
+
+
+def write_conditions(
+    kube: Kube, owner: Owner, conditions: list[dict[str, Any]] | None, resource_version: str
+) -> str | None:
+    """Write the owner's status conditions (None: nothing to write) only over the status read
+    at ``resource_version``: a timer that owns one condition must not drop what another
+    writer wrote since. Returns why not (changed since, or unreachable: the next tick
+    compares again)."""
+    if conditions is None:
+        return None
+    ref = ObjectRef(owner.api_version, owner.kind, owner.namespace, owner.name)
+    try:
+        kube.patch_status(ref, {"conditions": conditions}, resource_version)
+    except KubeError as e:
+        return str(e)
+    return None

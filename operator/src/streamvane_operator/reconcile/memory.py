@@ -6,6 +6,8 @@ costs next to nothing: no Kubernetes read, and of Pulsar only one shared snapsho
   back is recreated at the next resync), and a **snapshot** of the broker's topics
   (``broker-stats/topics``, one call per admin client: every loaded topic's subscriptions,
   backlogs and rates, as the broker refreshes them every ``statsUpdateFrequencyInSecs``).
+  The newest entries of each model-versions topic (``newest_payloads``, for the model-serving
+  timer) are shared likewise, for ``announcements_ttl_s``.
 - **Pulsar checked**: the topology a full check (``ensure_topology``) last found in order,
   and when. Until ``pulsar_recheck_s`` passes or the topology changes, a reconcile trusts the
   snapshot instead of reading every topic's properties and policies again.
@@ -140,6 +142,9 @@ class ReconcileMemory:
     """Shared by every handler thread; one per operator process."""
 
     snapshot_ttl_s: float = 10.0
+    announcements_ttl_s: float = 10.0
+    """How long a read of a model-versions topic is shared: shorter than the model-serving
+    timer's interval, so that each of its ticks reads anew."""
     pulsar_recheck_s: float = 3600.0
     full_resync_s: float = 300.0
     waiting_s: float = 0.0
@@ -165,7 +170,9 @@ class ReconcileMemory:
             except PulsarError:
                 return {}
 
-        found: dict[str, TopicSnapshot] = self._shared(admin, "broker-stats", read)
+        found: dict[str, TopicSnapshot] = self._shared(
+            admin, "broker-stats", read, self.snapshot_ttl_s
+        )
         return found
 
     def listed(self, admin: PulsarAdmin, tenant: str, namespace: str) -> set[str]:
@@ -178,7 +185,7 @@ class ReconcileMemory:
             except PulsarNotFound:
                 return set()
 
-        found: set[str] = self._shared(admin, f"{tenant}/{namespace}", read)
+        found: set[str] = self._shared(admin, f"{tenant}/{namespace}", read, self.snapshot_ttl_s)
         return found
 
     def newest_payloads(
@@ -190,18 +197,22 @@ class ReconcileMemory:
         what: str,
     ) -> list[bytes]:
         """The newest messages of ``topic`` (``PulsarAdmin.newest_payloads``) as read at most
-        ``snapshot_ttl_s`` ago for ``what`` (what ``enough`` looks for): Pipelines following
-        one model on one model-versions topic share a read."""
+        ``announcements_ttl_s`` ago for ``what`` (what ``enough`` looks for): Pipelines
+        following one model on one model-versions topic share a read."""
         found: list[bytes] = self._shared(
-            admin, f"newest:{topic}:{what}", lambda: admin.newest_payloads(topic, entries, enough)
+            admin,
+            f"newest:{topic}:{what}",
+            lambda: admin.newest_payloads(topic, entries, enough),
+            self.announcements_ttl_s,
         )
         return found
 
-    def _shared(self, admin: PulsarAdmin, what: str, read: Callable[[], Any]) -> Any:
+    def _shared(self, admin: PulsarAdmin, what: str, read: Callable[[], Any], ttl_s: float) -> Any:
+        """``read()``, or what it returned less than ``ttl_s`` ago."""
         # One read at a time: the others wait for it, then share it.
         with self._reading:
             cached = self._reads.get((id(admin), what))
-            if cached is not None and self.clock() - cached[1] < self.snapshot_ttl_s:
+            if cached is not None and self.clock() - cached[1] < ttl_s:
                 return cached[2]
             found = read()
             self._reads[(id(admin), what)] = (admin, self.clock(), found)

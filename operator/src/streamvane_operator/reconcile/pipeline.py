@@ -33,7 +33,7 @@ from streamvane_operator.api.validation import (
 from streamvane_operator.kube.client import Kube
 from streamvane_operator.kube.errors import KubeError, KubeRejected
 from streamvane_operator.pulsar.admin import PulsarAdmin, SubscriptionStats
-from streamvane_operator.reconcile import preflight, schemas, serving
+from streamvane_operator.reconcile import preflight, schemas
 from streamvane_operator.reconcile.common import (
     Deps,
     Events,
@@ -54,20 +54,17 @@ from streamvane_operator.reconcile.ownership import merged, pipeline_id
 from streamvane_operator.reconcile.replicas import hand_over_replicas, with_initial_replicas
 from streamvane_operator.reconcile.status import (
     DEGRADED,
-    MODEL_SERVING,
     READY,
     DesiredCondition,
     Problem,
     deployment_ready,
     pipeline_status,
-    previous_condition,
     previous_conditions,
     previous_retiring,
     previous_subscriptions,
     stage_of,
     stage_status,
     stale_subscriptions,
-    stored_condition,
     worker_failure,
 )
 from streamvane_operator.reconcile.topology import (
@@ -141,8 +138,6 @@ def _reconcile(
     policy: SchemaCompatibility | None = None
     registered_targets: list[schemas.SchemaTarget] | None = None
     settled: tuple[PulsarAdmin, Topology] | None = None
-    # Read only at a full Pulsar check; until then the stored condition stands.
-    model_serving = stored_condition(previous_status, MODEL_SERVING)
     try:
         with problems():
             # The name becomes label selectors and Service names: check it before any call.
@@ -200,15 +195,6 @@ def _reconcile(
                 ):
                     events.info("SchemaRegistered", f"registered {registered}")
             registered_targets = targets
-            serving_targets = serving.serving_targets(spec)
-            if not serving_targets:
-                model_serving = None
-            elif known is None:
-                verdicts = serving.observe(deps.memory, admin, serving_targets)
-                previous = previous_condition(previous_status, MODEL_SERVING)
-                for warning in serving.new_warnings(verdicts, previous):
-                    events.warn(serving.EVENT_REASONS[warning.reason], warning.message)
-                model_serving = serving.condition(verdicts)
             objects = with_initial_replicas(spec, rendered.objects, observed)
             hand_over_replicas(deps.kube, spec, observed)
             observed = converge_children(
@@ -252,7 +238,6 @@ def _reconcile(
         problem,
         retiring,
         schemas.condition(problem, registered_targets, policy) if policy else None,
-        model_serving,
     )
     # Only a Pipeline without a problem and with nothing left to retire can wait for what
     # the watches or the snapshot report (one not Ready yet, for a while); anything else is
@@ -378,7 +363,6 @@ def _status(
     problem: Problem | None,
     retiring: Sequence[str],
     schemas_condition: DesiredCondition | None,
-    model_serving: DesiredCondition | None,
 ) -> PipelineStatus:
     deployments = {stage_of(d): d for d in observed if d["kind"] == "Deployment"}
     failing = {
@@ -426,7 +410,6 @@ def _status(
         now=deps.clock(),
         retiring_subscriptions=retiring,
         schemas=schemas_condition,
-        model_serving=model_serving,
     )
 
 

@@ -2,29 +2,43 @@
 versions (``params.modelVersionsTopic``), as the online trainer last announced it there.
 
 Each announcement (the worker's ``ModelVersion``, keyed by model name) says which version it is
-about, whether it was promoted, why, and which version serves after it. The operator reads the
+about, whether it was promoted, why, and which version serves after it. A timer of its own
+(every ``--model-serving-seconds``, only for Pipelines that follow model versions) reads the
 newest few entries of the topic (Pulsar admin ``examinemessage``, no subscription, nothing
-consumed), only at a full Pulsar check (on a change and every ``--pulsar-recheck-seconds``),
-shared by every Pipeline reading the same topic within the snapshot's lifetime. A version kept
-out or a rollback is a warning Event once, when the condition first says it.
+consumed), shared by every Pipeline reading the same topic within ``announcements_ttl_s``, and
+writes the condition only when it changed, over the status it read. It alone writes it: the
+reconcile keeps it as stored, so it never puts back an older reading. A version kept out or a
+rollback is a warning Event once, when the condition first says it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from streamvane_operator.api.common import Condition, ConditionStatus
 from streamvane_operator.api.pipeline import PipelineSpec
+from streamvane_operator.api.validation import InvalidSpecError, parse
+from streamvane_operator.kube.errors import KubeError
 from streamvane_operator.pulsar.admin import PulsarAdmin, TopicName
 from streamvane_operator.pulsar.entries import EntryMalformed
 from streamvane_operator.pulsar.errors import PulsarError
+from streamvane_operator.reconcile.common import Deps, Events, SecretNotFound, write_conditions
 from streamvane_operator.reconcile.memory import ReconcileMemory
-from streamvane_operator.reconcile.status import MODEL_SERVING, DesiredCondition
+from streamvane_operator.reconcile.pipeline import pulsar_admin
+from streamvane_operator.reconcile.status import (
+    MODEL_SERVING,
+    DesiredCondition,
+    previous_condition,
+    replaced_condition,
+)
+from streamvane_operator.render.labels import Owner
 from streamvane_operator.render.worker import model_versions_topic
 
 NEWEST_ENTRIES = 4
@@ -68,6 +82,34 @@ class Verdict:
     status: ConditionStatus
     reason: str
     message: str
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """What one tick writes (pure ``refresh``)."""
+
+    conditions: list[dict[str, Any]] | None
+    """The stored conditions with ModelServing as read now; None: the stored one says it."""
+    warnings: list[Verdict]
+    """Posted once the conditions are written (a write refused is compared again next tick)."""
+
+
+@dataclass(frozen=True)
+class TickOutcome:
+    events: Events = field(default_factory=Events)
+    unwritten: str | None = None
+    """Why the condition was not written this tick; the next one tries again."""
+
+
+def needs_ticks(raw_spec: Mapping[str, Any], status: Mapping[str, Any] | None) -> bool:
+    """Whether a Pipeline needs the model-serving timer: a stage that follows model versions,
+    or a ModelServing condition still to clear (pure)."""
+    if previous_condition(status, MODEL_SERVING) is not None:
+        return True
+    try:
+        return bool(serving_targets(parse(PipelineSpec, raw_spec)))
+    except InvalidSpecError:
+        return False  # the reconcile reports it
 
 
 def serving_targets(spec: PipelineSpec) -> list[ServingTarget]:
@@ -171,3 +213,42 @@ def observe(
             continue
         found.append(verdict(target, announcements(payloads, target.model)))
     return found
+
+
+def refresh(status: Mapping[str, Any], verdicts: Sequence[Verdict], now: datetime) -> Refresh:
+    """The conditions to write for ``verdicts`` (without any: ModelServing removed) and the
+    warnings the stored condition did not say yet; nothing when it already says it (pure)."""
+    conditions = replaced_condition(status, condition(verdicts), MODEL_SERVING, now)
+    if conditions is None:
+        return Refresh(None, [])
+    return Refresh(conditions, new_warnings(verdicts, previous_condition(status, MODEL_SERVING)))
+
+
+def refresh_pipeline(
+    deps: Deps,
+    owner: Owner,
+    raw_spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    resource_version: str,
+) -> TickOutcome:
+    """The model-serving timer's tick: read the announcements, write the condition if it
+    changed (only over the status read at ``resource_version``), then its new warnings."""
+    try:
+        spec = parse(PipelineSpec, raw_spec)
+    except InvalidSpecError:
+        return TickOutcome()  # the reconcile reports it
+    targets = serving_targets(spec)
+    verdicts: list[Verdict] = []
+    if targets:
+        try:
+            verdicts = observe(deps.memory, pulsar_admin(deps, owner, spec), targets)
+        except (KubeError, SecretNotFound) as e:
+            return TickOutcome(unwritten=f"Pulsar credentials unavailable: {e}")
+    found = refresh(status, verdicts, deps.clock())
+    unwritten = write_conditions(deps.kube, owner, found.conditions, resource_version)
+    if unwritten is not None:
+        return TickOutcome(unwritten=unwritten)
+    events = Events()
+    for warning in found.warnings:
+        events.warn(EVENT_REASONS[warning.reason], warning.message)
+    return TickOutcome(events)

@@ -20,9 +20,11 @@ DEGRADED = "Degraded"
 SCHEMAS_COMPATIBLE = "SchemasCompatible"
 """Whether Pulsar's schema registry took the message schemas (reconcile/schemas.py)."""
 MODEL_SERVING = "ModelServing"
-"""Which model version the ranking stages' Triton serves, as announced (reconcile/serving.py)."""
-OWN_CONDITIONS = (READY, PROGRESSING, DEGRADED, SCHEMAS_COMPATIBLE, MODEL_SERVING)
-"""What a reconcile decides; other conditions (the autoscaler's ScalingActive) are kept."""
+"""Which model version the ranking stages' Triton serves, as announced (reconcile/serving.py,
+written by its own timer)."""
+OWN_CONDITIONS = (READY, PROGRESSING, DEGRADED, SCHEMAS_COMPATIBLE)
+"""What a reconcile decides; other conditions (the autoscaler's ScalingActive, the model
+timer's ModelServing) are kept."""
 
 
 class Failure(StrEnum):
@@ -203,12 +205,10 @@ def pipeline_status(
     now: datetime,
     retiring_subscriptions: Sequence[str] = (),
     schemas: DesiredCondition | None = None,
-    model_serving: DesiredCondition | None = None,
 ) -> PipelineStatus:
     """Ready: every stage serves. Progressing: a change is rolling out or being retried.
     Degraded: the last reconcile failed (the message says why and what to do).
-    SchemasCompatible: ``schemas``, or as before when the reconcile did not get to them.
-    ModelServing: ``model_serving``; none without a stage following model versions."""
+    SchemasCompatible: ``schemas``, or as before when the reconcile did not get to them."""
     total = len(stages)
     all_ready = total > 0 and len(ready_stages) == total
     waiting = [
@@ -252,9 +252,7 @@ def pipeline_status(
         degraded = desired_condition(DEGRADED, True, problem.failure.value, problem.message)
 
     backlogs = [s.backlog for s in stages if s.backlog is not None]
-    decided = [ready, progressing, degraded] + [
-        c for c in (schemas, model_serving) if c is not None
-    ]
+    decided = [ready, progressing, degraded] + ([schemas] if schemas is not None else [])
     unchanged = [] if schemas is not None else [c for c in previous if c.type == SCHEMAS_COMPATIBLE]
     return PipelineStatus(
         observed_generation=generation,
@@ -332,12 +330,29 @@ def previous_condition(status: Mapping[str, Any] | None, type_: str) -> Conditio
     return next((c for c in previous_conditions(status) if c.type == type_), None)
 
 
-def stored_condition(status: Mapping[str, Any] | None, type_: str) -> DesiredCondition | None:
-    """A stored condition as a reconcile would decide it again unchanged."""
-    found = previous_condition(status, type_)
-    if found is None:
-        return None
-    return DesiredCondition(found.type, found.status, found.reason, found.message)
+def replaced_condition(
+    status: Mapping[str, Any], desired: DesiredCondition | None, type_: str, now: datetime
+) -> list[dict[str, Any]] | None:
+    """The stored conditions with the one of ``type_`` as ``desired`` says it (removed when
+    None), for a writer that owns only that condition; None when the stored one already says
+    it, so that nothing is written at rest. lastTransitionTime moves only with its status."""
+    previous = previous_conditions(status)
+    others = [c for c in previous if c.type != type_]
+    stored = [c for c in previous if c.type == type_]
+    if desired is None:
+        if not stored:
+            return None
+        merged = []
+    else:
+        generation = int(status.get("observedGeneration") or 0)
+        merged = merge_conditions(previous, [desired], generation, now)
+        if stored and _same(stored[0], merged[0]):
+            return None
+    return [c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in others + merged]
+
+
+def _same(a: Condition, b: Condition) -> bool:
+    return (a.status, a.reason, a.message) == (b.status, b.reason, b.message)
 
 
 def previous_subscriptions(status: Mapping[str, Any] | None) -> dict[str, str]:

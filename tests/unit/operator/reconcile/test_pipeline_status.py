@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 from streamvane_operator.api.common import Condition, ConditionStatus
 from streamvane_operator.api.pipeline import StageStatus
 from streamvane_operator.reconcile.status import (
+    DesiredCondition,
     Failure,
     Problem,
     deployment_ready,
     pipeline_status,
+    replaced_condition,
     stale_subscriptions,
     with_current_foreign_conditions,
 )
@@ -225,3 +227,79 @@ def test_reconcile_status_takes_the_autoscalers_condition_as_stored_now_not_as_r
     assert by_type(merged)["Ready"] == (ConditionStatus.TRUE, by_type(status)["Ready"][1])
     assert by_type(merged)["ScalingActive"] == (ConditionStatus.FALSE, "SignalsMissing")
     assert "ScalingActive" not in by_type(with_current_foreign_conditions(status, {}))
+
+
+def test_reconcile_status_takes_model_serving_as_stored_now_not_as_read() -> None:
+    read_then = Condition(
+        type="ModelServing",
+        status=ConditionStatus.UNKNOWN,
+        reason="NoVersionAnnounced",
+        last_transition_time=NOW,
+    )
+    status = pipeline_status(
+        generation=1,
+        stages=stages(1),
+        ready_stages={"s0"},
+        problem=None,
+        previous=[read_then],
+        now=NOW,
+    )
+    written = {
+        "type": "ModelServing",
+        "status": "True",
+        "reason": "VersionServing",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+
+    merged = with_current_foreign_conditions(status, {"conditions": [written]})
+
+    assert by_type(merged)["ModelServing"] == (ConditionStatus.TRUE, "VersionServing")
+
+
+READY_STORED = {
+    "type": "Ready",
+    "status": "True",
+    "reason": "AllStagesReady",
+    "message": "1/1 stages ready",
+    "lastTransitionTime": "2025-12-01T00:00:00Z",
+}
+STORED = {
+    "observedGeneration": 2,
+    "conditions": [
+        READY_STORED,
+        {
+            "type": "ModelServing",
+            "status": "True",
+            "reason": "VersionServing",
+            "message": "v1",
+            "lastTransitionTime": "2025-12-01T00:00:00Z",
+            "observedGeneration": 2,
+        },
+    ],
+}
+
+
+def test_replaced_condition_is_none_when_the_stored_one_already_says_it() -> None:
+    same = DesiredCondition("ModelServing", ConditionStatus.TRUE, "VersionServing", "v1")
+    assert replaced_condition(STORED, same, "ModelServing", NOW) is None
+    assert replaced_condition({}, None, "ModelServing", NOW) is None
+
+
+def test_replaced_condition_keeps_its_transition_time_when_the_status_stays() -> None:
+    kept_out = DesiredCondition("ModelServing", ConditionStatus.TRUE, "VersionKeptOut", "v2 out")
+
+    found = replaced_condition(STORED, kept_out, "ModelServing", NOW)
+
+    assert found is not None
+    assert found[0] == READY_STORED
+    assert (found[1]["reason"], found[1]["message"]) == ("VersionKeptOut", "v2 out")
+    assert found[1]["lastTransitionTime"] == "2025-12-01T00:00:00Z"
+    assert found[1]["observedGeneration"] == 2
+    unknown = DesiredCondition("ModelServing", ConditionStatus.UNKNOWN, "Unreadable", "")
+    moved = replaced_condition(STORED, unknown, "ModelServing", NOW)
+    assert moved is not None and moved[1]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+
+
+def test_replaced_condition_removes_it_when_nothing_is_desired() -> None:
+    found = replaced_condition(STORED, None, "ModelServing", NOW)
+    assert found is not None and [c["type"] for c in found] == ["Ready"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from streamvane_operator.api.pipeline import PipelineSpec
-from streamvane_operator.pulsar.admin import SubscriptionStats
+from streamvane_operator.pulsar.admin import SubscriptionStats, TopicName
 from streamvane_operator.reconcile.memory import (
     PulsarChecked,
     ReconcileMemory,
@@ -255,3 +255,24 @@ def test_resync_waits_for_the_first_full_reconcile_of_its_pipeline(clock: Clock)
 
     assert resync_pipeline(world.deps, OWNER, spec, 1, None) is None  # create still queued
     assert world.pulsar.calls[calls:] == []
+
+
+def test_newest_payloads_are_shared_for_announcements_ttl_s_whatever_the_snapshots_ttl(
+    clock: Clock,
+) -> None:
+    world = World()
+    topic = TopicName("streamvane", "content", "model-versions")
+    world.pulsar.topics[str(topic)] = 0
+    world.pulsar.entries[str(topic)] = [[b"v1"]]
+    memory = ReconcileMemory(snapshot_ttl_s=60, announcements_ttl_s=5, clock=clock)
+    admin = world.pulsar.admin("http://pulsar:8080")
+
+    def read() -> list[bytes]:
+        return memory.newest_payloads(admin, topic, 1, lambda _: False, "recs-ranker")
+
+    assert read() == [b"v1"]
+    world.pulsar.entries[str(topic)].append([b"v2"])
+    clock.now += 4
+    assert read() == [b"v1"], "shared within the TTL"
+    clock.now += 1
+    assert read() == [b"v2"]

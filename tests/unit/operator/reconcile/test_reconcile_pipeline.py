@@ -792,33 +792,27 @@ def announcement(version: int, serving: int) -> bytes:
     ).encode()
 
 
-def model_serving(outcome: Any) -> Any:
-    found = [c for c in outcome.status.conditions if c.type == "ModelServing"]
-    return found[0] if found else None
-
-
-def test_reconcile_reports_model_serving_at_full_checks_only_and_drops_it_when_not_followed(
+def test_reconcile_keeps_model_serving_as_stored_and_reads_no_announcements_when_full_check(
     world: World,
 ) -> None:
     world.deps.memory.pulsar_recheck_s = 0  # every reconcile a full Pulsar check
     spec = pipeline_spec(rank_stage(modelVersionsTopic="model-versions"))
     world.pulsar.topics[VERSIONS] = 0
     world.pulsar.entries[VERSIONS] = [[announcement(1, 1)], [announcement(2, 1)]]
-
-    first = world.reconcile(spec)
-    kept = "recs-ranker version 2 kept out: auc; version 1 serving"
-    assert (model_serving(first).reason, model_serving(first).message) == ("VersionKeptOut", kept)
-    assert [(e.reason, e.warning) for e in first.events.items if "Model" in e.reason] == [
-        ("ModelVersionKeptOut", True)
-    ]
-    world.deps.memory.pulsar_recheck_s = 3600  # no full check now: the stored condition stands
-    world.pulsar.entries[VERSIONS].append([announcement(2, 2)])
+    first = status_dump(world.reconcile(spec))
+    assert not [c for c in first["conditions"] if c["type"] == "ModelServing"], "the timer's"
+    written = {
+        "type": "ModelServing",
+        "status": "True",
+        "reason": "VersionServing",
+        "message": "recs-ranker version 1 serving: auc",
+        "lastTransitionTime": "2025-12-31T00:00:00Z",
+        "observedGeneration": 1,
+    }
     world.pulsar.calls.clear()
 
-    again = world.reconcile(spec, status=status_dump(first))
+    again = world.reconcile(spec, status={**first, "conditions": [*first["conditions"], written]})
 
-    assert model_serving(again).message == kept
-    assert not [e for e in again.events.items if "Model" in e.reason], "posted once"
+    assert status_dump(again)["conditions"][-1] == written, "an older reading never put back"
+    assert not [e for e in again.events.items if "Model" in e.reason]
     assert not [c for c in world.pulsar.calls if c.endswith("/examinemessage")]
-    unfollowed = world.reconcile(pipeline_spec(rank_stage()), 2, status_dump(again))
-    assert model_serving(unfollowed) is None

@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from streamvane_operator.api.common import Condition, ConditionStatus
+import pytest
+
+from streamvane_operator.api.common import API_VERSION, Condition, ConditionStatus
 from streamvane_operator.api.pipeline import PipelineSpec
+from streamvane_operator.kube.client import ObjectRef
+from streamvane_operator.kube.testing import FakeKube
+from streamvane_operator.pulsar.testing import FakePulsar
+from streamvane_operator.reconcile.common import Deps
+from streamvane_operator.reconcile.memory import ReconcileMemory
+from streamvane_operator.reconcile.pipeline import owner_of
 from streamvane_operator.reconcile.serving import (
     KEPT_OUT,
     NONE_ANNOUNCED,
@@ -12,13 +21,17 @@ from streamvane_operator.reconcile.serving import (
     SERVING,
     Announcement,
     ServingTarget,
+    TickOutcome,
     announcements,
     condition,
+    needs_ticks,
     new_warnings,
+    refresh,
+    refresh_pipeline,
     serving_targets,
     verdict,
 )
-from streamvane_operator.render.worker import worker_params
+from streamvane_operator.render.worker import WorkerDefaults, worker_params
 from streamvane_worker.stages.model_version import ModelVersion
 
 TARGET = ServingTarget("rank", "recs-ranker", "persistent://t/recs/model-versions")
@@ -53,10 +66,14 @@ def _wire(model: str, version: int, serving: int) -> bytes:
 
 
 def _spec(versions: str | None) -> PipelineSpec:
+    return PipelineSpec.model_validate(_raw_spec(versions))
+
+
+def _raw_spec(versions: str | None) -> dict[str, Any]:
     params: dict[str, Any] = {"catalogueTopic": "persistent://t/content/enriched"}
     if versions is not None:
         params["modelVersionsTopic"] = versions
-    return PipelineSpec.model_validate(
+    return copy.deepcopy(
         {
             "pulsar": {
                 "serviceUrl": "pulsar://p:6650",
@@ -154,3 +171,157 @@ def test_worker_params_qualify_the_model_versions_topic_when_it_is_local() -> No
     params = worker_params(spec, spec.stages[0])
     assert params["modelVersionsTopic"] == TARGET.topic
     assert params["catalogueTopic"] == "persistent://t/content/enriched"
+
+
+def _said(reason: str, message: str, status: str = "True") -> dict[str, Any]:
+    return {
+        "type": "ModelServing",
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": "2026-12-01T00:00:00Z",
+        "observedGeneration": 1,
+    }
+
+
+def test_refresh_writes_nothing_and_posts_nothing_when_the_condition_already_says_it() -> None:
+    kept = verdict(TARGET, [_announced(4, 3)])
+    stored = {"observedGeneration": 1, "conditions": [_said(KEPT_OUT, kept.message)]}
+
+    found = refresh(stored, [kept], T0)
+
+    assert (found.conditions, found.warnings) == (None, [])
+
+
+def test_refresh_keeps_the_transition_time_and_warns_once_when_a_version_is_kept_out() -> None:
+    serving = verdict(TARGET, [_announced(3, 3)])
+    kept = verdict(TARGET, [_announced(4, 3)])
+    stored = {"observedGeneration": 1, "conditions": [_said(SERVING, serving.message)]}
+
+    found = refresh(stored, [kept], T0)
+
+    assert found.conditions is not None and found.warnings == [kept]
+    (written,) = found.conditions
+    assert (written["reason"], written["message"]) == (KEPT_OUT, kept.message)
+    assert written["lastTransitionTime"] == "2026-12-01T00:00:00Z", "still True"
+
+
+def test_refresh_removes_the_condition_when_no_stage_follows_model_versions() -> None:
+    stored = {"conditions": [_said(SERVING, "recs-ranker version 3 serving")]}
+    assert refresh(stored, [], T0).conditions == []
+    assert refresh({}, [], T0).conditions is None
+
+
+def test_model_serving_ticks_only_for_followed_versions_or_a_condition_to_clear() -> None:
+    assert needs_ticks(_raw_spec("model-versions"), {})
+    assert not needs_ticks(_raw_spec(None), None)
+    assert needs_ticks(_raw_spec(None), {"conditions": [_said(SERVING, "v3")]})
+    assert not needs_ticks({"stages": "not a list"}, {})
+
+
+VERSIONS = "persistent://t/recs/model-versions"
+PIPELINE = ObjectRef(API_VERSION, "Pipeline", "media", "recs")
+OWNER = owner_of("recs", "media", "uid-1")
+
+
+class Timer:
+    """The model-serving timer's ticks against an in-memory API server and Pulsar."""
+
+    def __init__(self) -> None:
+        self.pulsar = FakePulsar()
+        self.pulsar.topics[VERSIONS] = 0
+        self.kube = FakeKube(
+            [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "Pipeline",
+                    "metadata": {"name": "recs", "namespace": "media", "resourceVersion": "5"},
+                    "spec": _raw_spec("model-versions"),
+                    "status": {"observedGeneration": 1, "conditions": []},
+                }
+            ]
+        )
+        self.deps = Deps(
+            kube=self.kube,
+            pulsar=lambda url, token, ca=None: self.pulsar.admin(url),
+            defaults=WorkerDefaults(image="worker:test"),
+            memory=ReconcileMemory(announcements_ttl_s=0),
+            clock=lambda: T0,
+        )
+
+    def announce(self, version: int, serving: int) -> None:
+        self.pulsar.entries.setdefault(VERSIONS, []).append(
+            [_wire("recs-ranker", version, serving)]
+        )
+
+    def tick(self, spec: dict[str, Any] | None = None, resource_version: str = "5") -> TickOutcome:
+        stored = self.kube.objects[PIPELINE]
+        return refresh_pipeline(
+            self.deps,
+            OWNER,
+            spec or stored["spec"],
+            copy.deepcopy(stored["status"]),
+            resource_version,
+        )
+
+    def conditions(self) -> list[dict[str, Any]]:
+        return list(self.kube.objects[PIPELINE]["status"]["conditions"])
+
+
+@pytest.fixture
+def timer() -> Timer:
+    return Timer()
+
+
+def test_tick_writes_the_condition_and_its_event_once_when_a_version_is_kept_out(
+    timer: Timer,
+) -> None:
+    timer.announce(3, 3)
+    assert timer.tick().events.items == []
+    assert [c["reason"] for c in timer.conditions()] == [SERVING]
+    timer.announce(4, 3)
+
+    kept = timer.tick()
+
+    message = "recs-ranker version 4 kept out: auc 0.71; version 3 serving"
+    assert [(e.reason, e.message, e.warning) for e in kept.events.items] == [
+        ("ModelVersionKeptOut", message, True)
+    ]
+    assert [(c["reason"], c["message"]) for c in timer.conditions()] == [(KEPT_OUT, message)]
+    timer.kube.calls.clear()
+    assert timer.tick() == TickOutcome(), "posted once"
+    assert ("patch_status", API_VERSION, "Pipeline") not in timer.kube.calls, "nothing at rest"
+
+
+def test_tick_writes_and_posts_nothing_when_the_status_changed_since_it_was_read(
+    timer: Timer,
+) -> None:
+    timer.announce(4, 3)
+
+    stale = timer.tick(resource_version="4")
+
+    assert stale.unwritten is not None and "changed since" in stale.unwritten
+    assert stale.events.items == [] and timer.conditions() == []
+    assert [e.reason for e in timer.tick().events.items] == ["ModelVersionKeptOut"]
+
+
+def test_tick_removes_the_condition_when_the_spec_no_longer_follows_model_versions(
+    timer: Timer,
+) -> None:
+    timer.announce(3, 3)
+    timer.tick()
+    timer.pulsar.calls.clear()
+
+    assert timer.tick(_raw_spec(None)) == TickOutcome()
+
+    assert timer.conditions() == []
+    assert timer.pulsar.calls == [], "no stage to read for"
+
+
+def test_tick_leaves_the_status_alone_when_the_spec_cannot_be_read(timer: Timer) -> None:
+    timer.announce(3, 3)
+    broken = _raw_spec("model-versions")
+    broken["stages"][0]["type"] = "no-such-stage"
+
+    assert timer.tick(broken) == TickOutcome()
+    assert timer.conditions() == []

@@ -18,7 +18,6 @@ import os
 import re
 import signal
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,7 +32,6 @@ from streamvane_demo.recs import recommendable
 
 pytestmark = pytest.mark.e2e
 
-DEMO_ITEMS = Path(__file__).parent / "streamvane_demo" / "content_items.jsonl"
 USERS = 8
 SEED = 11
 WAIT_S = 300
@@ -79,11 +77,7 @@ def test_users_engage_examples_train_versions_that_ranking_serves_and_a_pin_roll
 ) -> None:
     cluster.apply_recommendation_samples(timeout_s=WAIT_S, params=PARAMS)
     ranker = f"recs-ranker-{cluster.namespace}"
-    items = [json.loads(line) for line in DEMO_ITEMS.read_text().splitlines() if line.strip()]
-    cluster.publish("content-items", items)
-    enriched = {d["id"]: d for d in cluster.consume("content-enriched", len(items), WAIT_S)}
-    assert len(enriched) == len(items), f"{len(enriched)} of {len(items)} items enriched"
-    vectors, categories = recommendable(enriched)
+    vectors, categories = recommendable(cluster.enrich_demo_items(WAIT_S))
 
     client = pulsar.Client(cluster.pulsar_url)
     try:

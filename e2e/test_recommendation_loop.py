@@ -4,9 +4,6 @@ and their recommendations move toward their hidden tastes."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pulsar
 import pytest
@@ -17,7 +14,6 @@ from streamvane_demo.recs import TOP, recommendable
 
 pytestmark = pytest.mark.e2e
 
-DEMO_ITEMS = Path(__file__).parent / "streamvane_demo" / "content_items.jsonl"
 USERS = 8
 SEED = 10
 WAIT_S = 300
@@ -35,11 +31,7 @@ def test_simulated_users_recommendations_move_toward_their_tastes_when_they_enga
 ) -> None:
     cluster.apply_recommendation_samples(timeout_s=WAIT_S)
 
-    items = [json.loads(line) for line in DEMO_ITEMS.read_text().splitlines() if line.strip()]
-    cluster.publish("content-items", items)
-    enriched = {d["id"]: d for d in cluster.consume("content-enriched", len(items), WAIT_S)}
-    assert len(enriched) == len(items)
-    vectors, categories = recommendable(enriched)
+    vectors, categories = recommendable(cluster.enrich_demo_items(WAIT_S))
 
     client = pulsar.Client(cluster.pulsar_url)
     try:

@@ -29,6 +29,7 @@ from streamvane_stack.publish import send_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "crds" / "samples"
+DEMO_ITEMS = ROOT / "e2e" / "streamvane_demo" / "content_items.jsonl"
 TENANT = "streamvane-e2e"
 RANKER = "recs-ranker"
 """The built ranking model the recommendation sample names."""
@@ -93,6 +94,15 @@ class Cluster:
         assert self.apply(recs).returncode == 0
         self.wait_ready("content-understanding", timeout_s=timeout_s)
         return self.wait_ready("recommendation", timeout_s=timeout_s)
+
+    def enrich_demo_items(self, timeout_s: float) -> dict[str, dict[str, Any]]:
+        """The demo's items through the content sample: its enriched items by id (the
+        recommendation sample's catalogue)."""
+        items = [json.loads(line) for line in DEMO_ITEMS.read_text().splitlines() if line.strip()]
+        self.publish("content-items", items)
+        enriched = {d["id"]: d for d in self.consume("content-enriched", len(items), timeout_s)}
+        assert len(enriched) == len(items), f"{len(enriched)} of {len(items)} items enriched"
+        return enriched
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The object as stored, managedFields included (kubectl leaves them out by default)."""

@@ -43,10 +43,14 @@ app = typer.Typer(add_completion=False, help=__doc__)
 TOP = 5
 """Recommended items shown per user and counted in the taste match."""
 DEMO_PARAMS: dict[str, dict[str, Any]] = {
-    "training-examples": {"windowSeconds": 30, "allowedLatenessSeconds": 3, "idleFlushSeconds": 2},
-    "online-training": {"exportEveryExamples": 100, "evaluationExamples": 60, "learningRate": 0.01},
+    "training-examples": {"windowSeconds": 10, "allowedLatenessSeconds": 3, "idleFlushSeconds": 2},
+    "online-training": {
+        "exportEveryExamples": 200,
+        "evaluationExamples": 100,
+        "learningRate": 0.01,
+    },
 }
-"""Short windows and small versions, so a few minutes of simulated users see versions."""
+"""Short windows and small versions: a first candidate within the first rounds' examples."""
 
 
 def manifests(stack: Endpoints, suffix: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -72,7 +76,7 @@ def main(
         typer.Option(
             min=1, help="Times each user answers its recommendations (the catalogue is 48 items)."
         ),
-    ] = 3,
+    ] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the users' tastes and decisions.")] = 10,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each step.")] = 300,
     keep_running: Annotated[
@@ -197,7 +201,7 @@ def _print_versions(announced: list[dict[str, Any]]) -> None:
             "model versions: none judged yet (a candidate needs "
             f"{DEMO_PARAMS['online-training']['exportEveryExamples']} examples, then "
             f"{DEMO_PARAMS['online-training']['evaluationExamples']} more with both labels; "
-            "try more --rounds)"
+            "e2e/test_online_training.py runs the loop until versions serve)"
         )
         return
     table = Table(title="Model versions of the online trainer (model-versions topic)")

@@ -35,6 +35,9 @@ BUILT = "recs-ranker"
 WAIT_S = 180.0
 EXPORT_EVERY = 400
 EVALUATION = 200
+SLACK = 32
+"""Two batches (of at most 16): a candidate is exported, and judged, at the end of the batch
+that reaches its count, so the counts the tests send allow for it."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ def test_the_trainer_promotes_a_version_triton_serves_and_keeps_out_one_trained_
     workers.append(trainer)
     trainer.wait_started()
 
-    run.send(EXPORT_EVERY + EVALUATION)
+    run.send(EXPORT_EVERY + EVALUATION + SLACK)
     (first,) = run.announced(1)
     assert (first.version, first.promoted, first.serving_version) == (2, True, 2), first
     assert first.auc is not None and first.serving_auc is not None
@@ -151,10 +154,10 @@ def test_the_trainer_promotes_a_version_triton_serves_and_keeps_out_one_trained_
     (expected,) = session.run(["score"], feeds)
     np.testing.assert_allclose(model.infer(2, feeds), expected.ravel(), rtol=1e-4, atol=1e-5)
 
-    # Inverted labels until the next candidate is exported (at 2 * EXPORT_EVERY examples),
+    # Inverted labels until the next candidate is exported (after 2 * EXPORT_EVERY examples),
     # clean ones to judge it on: it learned the opposite of what serving knows.
-    run.send(EXPORT_EVERY - EVALUATION, inverted=True)
-    run.send(EVALUATION)
+    run.send(EXPORT_EVERY - EVALUATION - SLACK, inverted=True)
+    run.send(EVALUATION + 2 * SLACK)
     second = run.announced(2)[1]
     assert (second.version, second.promoted, second.serving_version) == (3, False, 2), second
     assert "worse than serving" in second.reason, second
@@ -170,7 +173,7 @@ def test_a_trainer_killed_mid_stream_resumes_from_its_checkpoint(
     trainer = WorkerProcess(run.config, tmp_path).start()
     workers.append(trainer)
     trainer.wait_started()
-    run.send(EXPORT_EVERY + EVALUATION)
+    run.send(EXPORT_EVERY + EVALUATION + SLACK)
     (first,) = run.announced(1)
     assert first.promoted and first.version == 2
 
@@ -182,7 +185,7 @@ def test_a_trainer_killed_mid_stream_resumes_from_its_checkpoint(
     (resumed,) = again.events("trainer_resumed")
     assert resumed["serving"] == 2 and resumed["examples_seen"] >= first.examples_learned
 
-    run.send(EXPORT_EVERY + EVALUATION)
+    run.send(EXPORT_EVERY + EVALUATION + SLACK)
     second = run.announced(2)[1]
     assert second.version == 3, second  # numbers go on, not over
     # It learned from every example once at least: the ones before the kill were not lost.

@@ -280,7 +280,13 @@ def measure_serving(rate: float, versions: int, export_every: int, evaluation: i
     import uuid
 
     from bench.bench_workers import cpu_seconds
-    from tests.integration.worker.pipeline import Collector, Tastes, WorkerProcess, client
+    from tests.integration.worker.pipeline import (
+        Collector,
+        Tastes,
+        WorkerProcess,
+        client,
+        trainer_config,
+    )
 
     from streamvane_stack import Stack
     from streamvane_stack.models import model_copy
@@ -292,29 +298,14 @@ def measure_serving(rate: float, versions: int, export_every: int, evaluation: i
     endpoints = stack.endpoints
     name = f"bench-trainer-{uuid.uuid4().hex[:6]}"
     base = f"persistent://public/default/{name}"
-    config = {
-        "pipeline": "bench",
-        "stage": "train",
-        "stageType": "online-training",
-        "pulsar": {"serviceUrl": endpoints.pulsar_url},
-        "input": {
-            "topic": f"{base}-examples",
-            "subscription": "trainer",
-            "subscriptionType": "Failover",
-        },
-        "outputs": [f"{base}-versions"],
-        "batching": {"maxBatchSize": 256, "maxDelayMs": 50},
-        "delivery": {"deadLetterTopic": f"{base}-dlq"},
-        "state": {"topic": f"{base}-state"},
-        "inference": {"tritonUrl": endpoints.triton_grpc, "modelName": name},
-        "params": {
-            "modelRepository": str(endpoints.model_repository),
-            "exportEveryExamples": export_every,
-            "evaluationExamples": evaluation,
-        },
-        "healthPort": 0,
-        "startupTimeoutS": 60,
-    }
+    config = trainer_config(
+        endpoints,
+        base,
+        name,
+        256,
+        exportEveryExamples=export_every,
+        evaluationExamples=evaluation,
+    )
     tastes = Tastes(seed=5)
     c = client(endpoints)
     announced: list[ModelVersion] = []

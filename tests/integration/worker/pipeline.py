@@ -245,3 +245,27 @@ class Tastes:
             ).encode()
             for i in range(n)
         ]
+
+
+def trainer_config(stack: Any, base: str, model: str, batch: int, **params: Any) -> dict[str, Any]:
+    """An online-training worker on ``model`` reading ``<base>-examples`` (Failover) and
+    announcing on ``<base>-versions``; ``params`` besides the stack's model repository."""
+    return {
+        "pipeline": "it",
+        "stage": "train",
+        "stageType": "online-training",
+        "pulsar": {"serviceUrl": stack.pulsar_url},
+        "input": {
+            "topic": f"{base}-examples",
+            "subscription": "trainer",
+            "subscriptionType": "Failover",
+        },
+        "outputs": [f"{base}-versions"],
+        "batching": {"maxBatchSize": batch, "maxDelayMs": 10},
+        "delivery": {"deadLetterTopic": f"{base}-dlq", "negativeAckDelayMs": 200},
+        "state": {"topic": f"{base}-state"},
+        "inference": {"tritonUrl": stack.triton_grpc, "modelName": model},
+        "params": {"modelRepository": str(stack.model_repository), **params},
+        "healthPort": 0,
+        "startupTimeoutS": 60,
+    }

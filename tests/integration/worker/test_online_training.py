@@ -27,7 +27,7 @@ from streamvane_stack.models import model_copy
 from streamvane_worker.inference.ranker import DENSE_FEATURES
 from streamvane_worker.stages.model_version import ModelVersion
 
-from .pipeline import CLUSTERS, Collector, Tastes, WorkerProcess
+from .pipeline import CLUSTERS, Collector, Tastes, WorkerProcess, trainer_config
 
 pytestmark = pytest.mark.integration
 
@@ -94,30 +94,15 @@ class TrainerRun:
 @pytest.fixture
 def run(stack: Any, pulsar_client: pulsar.Client, model: TrainerModel) -> TrainerRun:
     base = f"persistent://public/default/it-train-{uuid.uuid4().hex[:8]}"
-    config = {
-        "pipeline": "it",
-        "stage": "train",
-        "stageType": "online-training",
-        "pulsar": {"serviceUrl": stack.pulsar_url},
-        "input": {
-            "topic": f"{base}-examples",
-            "subscription": "trainer",
-            "subscriptionType": "Failover",
-        },
-        "outputs": [f"{base}-versions"],
-        "batching": {"maxBatchSize": 16, "maxDelayMs": 10},
-        "delivery": {"deadLetterTopic": f"{base}-dlq", "negativeAckDelayMs": 200},
-        "state": {"topic": f"{base}-state"},
-        "inference": {"tritonUrl": stack.triton_grpc, "modelName": model.name},
-        "params": {
-            "modelRepository": str(stack.model_repository),
-            "exportEveryExamples": EXPORT_EVERY,
-            "evaluationExamples": EVALUATION,
-            "learningRate": 0.01,
-        },
-        "healthPort": 0,
-        "startupTimeoutS": 30,
-    }
+    config = trainer_config(
+        stack,
+        base,
+        model.name,
+        16,
+        exportEveryExamples=EXPORT_EVERY,
+        evaluationExamples=EVALUATION,
+        learningRate=0.01,
+    )
     return TrainerRun(
         config,
         pulsar_client.create_producer(f"{base}-examples", batching_enabled=True),

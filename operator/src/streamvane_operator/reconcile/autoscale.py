@@ -292,4 +292,5 @@ def write_condition(
     """Write the conditions with this tick's ScalingActive if it changed, only over the
     status that was read; returns why not (``write_conditions``)."""
     conditions = conditions_status(status, outcome, deps.clock())
-    return write_conditions(deps.kube, owner, conditions, resource_version)
+    refused = write_conditions(deps.kube, owner, conditions, resource_version)
+    return None if refused is None else str(refused)

@@ -301,16 +301,16 @@ def delete_children(kube: Kube, owner: Owner, owner_label: str) -> None:
 
 def write_conditions(
     kube: Kube, owner: Owner, conditions: list[dict[str, Any]] | None, resource_version: str
-) -> str | None:
+) -> KubeError | None:
     """Write the owner's status conditions (None: nothing to write) only over the status read
     at ``resource_version``: a timer that owns one condition must not drop what another
-    writer wrote since. Returns why not (changed since, or unreachable: the next tick
-    compares again)."""
+    writer wrote since. Returns why not (changed since: a 409 ``KubeRejected``, or
+    unreachable)."""
     if conditions is None:
         return None
     ref = ObjectRef(owner.api_version, owner.kind, owner.namespace, owner.name)
     try:
         kube.patch_status(ref, {"conditions": conditions}, resource_version)
     except KubeError as e:
-        return str(e)
+        return e
     return None

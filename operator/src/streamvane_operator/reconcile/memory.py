@@ -207,6 +207,15 @@ class ReconcileMemory:
         )
         return found
 
+    def last_newest_payloads(
+        self, admin: PulsarAdmin, topic: TopicName, what: str
+    ) -> list[bytes] | None:
+        """What the last ``newest_payloads`` read that succeeded returned, however old; None
+        before one has."""
+        with self._reading:
+            cached = self._reads.get((id(admin), f"newest:{topic}:{what}"))
+        return None if cached is None else list(cached[2])
+
     def _shared(self, admin: PulsarAdmin, what: str, read: Callable[[], Any], ttl_s: float) -> Any:
         """``read()``, or what it returned less than ``ttl_s`` ago."""
         # One read at a time: the others wait for it, then share it.

@@ -6,9 +6,11 @@ about, whether it was promoted, why, and which version serves after it. A timer 
 (every ``--model-serving-seconds``, only for Pipelines that follow model versions) reads the
 newest few entries of the topic (Pulsar admin ``examinemessage``, no subscription, nothing
 consumed), shared by every Pipeline reading the same topic within ``announcements_ttl_s``, and
-writes the condition only when it changed, over the status it read. It alone writes it: the
-reconcile keeps it as stored, so it never puts back an older reading. A version kept out or a
-rollback is a warning Event once, when the condition first says it.
+writes the condition only when it changed, over the status it read (when another writer got
+there first, over the status read again). It alone writes it: the reconcile keeps it as stored,
+so it never puts back an older reading. A version kept out or a rollback is a warning Event
+once, when the condition first says it; while the topic cannot be read, the condition says so
+with the last reading, so the warning is not posted again once it can.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from pydantic.alias_generators import to_camel
 from streamvane_operator.api.common import Condition, ConditionStatus
 from streamvane_operator.api.pipeline import PipelineSpec
 from streamvane_operator.api.validation import InvalidSpecError, parse
-from streamvane_operator.kube.errors import KubeError
+from streamvane_operator.kube.client import ObjectRef
+from streamvane_operator.kube.errors import KubeError, KubeRejected
 from streamvane_operator.pulsar.admin import PulsarAdmin, TopicName
 from streamvane_operator.pulsar.entries import EntryMalformed
 from streamvane_operator.pulsar.errors import PulsarError
@@ -41,6 +44,9 @@ from streamvane_operator.reconcile.status import (
 from streamvane_operator.render.labels import Owner
 from streamvane_operator.render.worker import model_versions_topic
 
+WRITE_ATTEMPTS = 3
+"""Writes of one tick's condition, each over the status read again after a conflict."""
+CONFLICT = 409
 NEWEST_ENTRIES = 4
 """Entries read at most from the end of a model-versions topic, until two announcements of the
 model are found (the one before the newest tells a rollback): other models' announcements may
@@ -200,19 +206,27 @@ def observe(
     """Read the newest announcements of each target's topic and judge them."""
     found = []
     for target in targets:
+        topic = TopicName.parse(target.topic)
         try:
             payloads = memory.newest_payloads(
-                admin,
-                TopicName.parse(target.topic),
-                NEWEST_ENTRIES,
-                partial(_two_of, target.model),
-                target.model,
+                admin, topic, NEWEST_ENTRIES, partial(_two_of, target.model), target.model
             )
         except (PulsarError, EntryMalformed) as e:
-            found.append(Verdict(ConditionStatus.UNKNOWN, UNREADABLE, f"{target.topic}: {e}"))
+            last = memory.last_newest_payloads(admin, topic, target.model)
+            last_verdict = (
+                None if last is None else verdict(target, announcements(last, target.model))
+            )
+            found.append(unreadable(target, str(e), last_verdict))
             continue
         found.append(verdict(target, announcements(payloads, target.model)))
     return found
+
+
+def unreadable(target: ServingTarget, error: str, last: Verdict | None) -> Verdict:
+    """The topic could not be read: says why, and what the last reading said (pure), so that
+    a warning it said is not new again once the topic can be read."""
+    said = f"; last read: {last.message}" if last is not None else ""
+    return Verdict(ConditionStatus.UNKNOWN, UNREADABLE, f"{target.topic}: {error}{said}")
 
 
 def refresh(status: Mapping[str, Any], verdicts: Sequence[Verdict], now: datetime) -> Refresh:
@@ -244,11 +258,39 @@ def refresh_pipeline(
             verdicts = observe(deps.memory, pulsar_admin(deps, owner, spec), targets)
         except (KubeError, SecretNotFound) as e:
             return TickOutcome(unwritten=f"Pulsar credentials unavailable: {e}")
-    found = refresh(status, verdicts, deps.clock())
-    unwritten = write_conditions(deps.kube, owner, found.conditions, resource_version)
-    if unwritten is not None:
-        return TickOutcome(unwritten=unwritten)
+    found, refused = write_refreshed(deps, owner, verdicts, status, resource_version)
+    if refused is not None:
+        return TickOutcome(unwritten=str(refused))
     events = Events()
     for warning in found.warnings:
         events.warn(EVENT_REASONS[warning.reason], warning.message)
     return TickOutcome(events)
+
+
+def write_refreshed(
+    deps: Deps,
+    owner: Owner,
+    verdicts: Sequence[Verdict],
+    status: Mapping[str, Any],
+    resource_version: str,
+) -> tuple[Refresh, KubeError | None]:
+    """Write what ``refresh`` makes of ``verdicts`` over ``status``; when another writer got
+    there first (the create handler, on a new Pipeline), over the status read again, up to
+    ``WRITE_ATTEMPTS`` writes, rather than a whole interval later. Returns what was written
+    and why the last write was refused."""
+    ref = ObjectRef(owner.api_version, owner.kind, owner.namespace, owner.name)
+    found = refresh(status, verdicts, deps.clock())
+    refused = write_conditions(deps.kube, owner, found.conditions, resource_version)
+    for _ in range(WRITE_ATTEMPTS - 1):
+        if not (isinstance(refused, KubeRejected) and refused.status == CONFLICT):
+            break
+        try:
+            fresh = deps.kube.get(ref)
+        except KubeError as e:
+            return found, e
+        if fresh is None:
+            break  # deleted meanwhile: the write's error says so
+        found = refresh(fresh.get("status") or {}, verdicts, deps.clock())
+        version = str(fresh["metadata"]["resourceVersion"])
+        refused = write_conditions(deps.kube, owner, found.conditions, version)
+    return found, refused

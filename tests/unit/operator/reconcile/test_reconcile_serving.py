@@ -19,6 +19,8 @@ from streamvane_operator.reconcile.serving import (
     NONE_ANNOUNCED,
     ROLLED_BACK,
     SERVING,
+    UNREADABLE,
+    WRITE_ATTEMPTS,
     Announcement,
     ServingTarget,
     TickOutcome,
@@ -29,6 +31,7 @@ from streamvane_operator.reconcile.serving import (
     refresh,
     refresh_pipeline,
     serving_targets,
+    unreadable,
     verdict,
 )
 from streamvane_operator.render.worker import WorkerDefaults, worker_params
@@ -230,6 +233,7 @@ class Timer:
     def __init__(self) -> None:
         self.pulsar = FakePulsar()
         self.pulsar.topics[VERSIONS] = 0
+        self.admin = self.pulsar.admin()
         self.kube = FakeKube(
             [
                 {
@@ -243,7 +247,7 @@ class Timer:
         )
         self.deps = Deps(
             kube=self.kube,
-            pulsar=lambda url, token, ca=None: self.pulsar.admin(url),
+            pulsar=lambda url, token, ca=None: self.admin,  # one client per URL, as the pool
             defaults=WorkerDefaults(image="worker:test"),
             memory=ReconcileMemory(announcements_ttl_s=0),
             clock=lambda: T0,
@@ -293,16 +297,65 @@ def test_tick_writes_the_condition_and_its_event_once_when_a_version_is_kept_out
     assert ("patch_status", API_VERSION, "Pipeline") not in timer.kube.calls, "nothing at rest"
 
 
-def test_tick_writes_and_posts_nothing_when_the_status_changed_since_it_was_read(
+def test_tick_writes_over_the_status_read_again_when_another_writer_got_there_first(
     timer: Timer,
 ) -> None:
+    stored = timer.kube.objects[PIPELINE]
+    ready = {**_said("Reconciled", "ok"), "type": "Ready"}
+    stored["status"]["conditions"] = [ready]  # written since the timer read resourceVersion 4
     timer.announce(4, 3)
 
-    stale = timer.tick(resource_version="4")
+    late = timer.tick(resource_version="4")
 
-    assert stale.unwritten is not None and "changed since" in stale.unwritten
-    assert stale.events.items == [] and timer.conditions() == []
+    assert late.unwritten is None
+    assert [e.reason for e in late.events.items] == ["ModelVersionKeptOut"]
+    assert [c["type"] for c in timer.conditions()] == ["Ready", "ModelServing"], "Ready kept"
+    assert timer.tick().events.items == [], "posted once"
+
+
+def test_tick_gives_up_after_a_few_writes_when_the_status_keeps_changing(timer: Timer) -> None:
+    timer.announce(4, 3)
+    timer.kube.objects[PIPELINE]["metadata"]["resourceVersion"] = "9"
+    writes = 0
+    patch_status = timer.kube.patch_status
+
+    def racing(ref: ObjectRef, status: dict[str, Any], resource_version: str | None = None) -> None:
+        nonlocal writes
+        writes += 1
+        meta = timer.kube.objects[PIPELINE]["metadata"]
+        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)  # another writer won
+        patch_status(ref, status, "stale")
+
+    timer.kube.patch_status = racing  # type: ignore[method-assign]
+
+    outcome = timer.tick(resource_version="4")
+
+    assert outcome.unwritten is not None and "changed since" in outcome.unwritten
+    assert outcome.events.items == [] and writes == WRITE_ATTEMPTS
+
+
+def test_a_kept_out_version_is_posted_once_across_a_pulsar_outage(timer: Timer) -> None:
+    timer.announce(4, 3)
     assert [e.reason for e in timer.tick().events.items] == ["ModelVersionKeptOut"]
+    kept = timer.conditions()[-1]["message"]
+
+    timer.pulsar.unavailable = True
+    outage = timer.tick()
+    (during,) = timer.conditions()
+    assert outage.events.items == []
+    assert (during["reason"], during["status"]) == (UNREADABLE, "Unknown")
+    assert during["message"].endswith(f"; last read: {kept}")
+
+    timer.pulsar.unavailable = False
+    back = timer.tick()
+    assert back.events.items == [], "said before the outage: not posted again"
+    assert [(c["reason"], c["message"]) for c in timer.conditions()] == [(KEPT_OUT, kept)]
+
+
+def test_unreadable_says_the_last_reading_when_there_was_one() -> None:
+    kept = verdict(TARGET, [_announced(4, 3)])
+    assert unreadable(TARGET, "refused", None).message == f"{TARGET.topic}: refused"
+    assert unreadable(TARGET, "refused", kept).message.endswith(f"last read: {kept.message}")
 
 
 def test_tick_removes_the_condition_when_the_spec_no_longer_follows_model_versions(

@@ -154,7 +154,7 @@ demo: install system-deps models ## The main job: local stack + operator + sampl
 	$(PY) -m streamvane_demo
 
 .PHONY: demo-recs
-demo-recs: install system-deps models ## Recommendations: content + recommendation samples, simulated users' recommendations before and after they engage, the trainer's model versions (ARGS="--users 4 --rounds 1")
+demo-recs: install system-deps models ## Recommendations: content + recommendation samples over news articles, simulated users engaging round by round until the online trainer's versions serve them (ARGS="--users 8 --articles 20")
 	$(PY) -m streamvane_demo.recs $(ARGS)
 
 .PHONY: demo-regions

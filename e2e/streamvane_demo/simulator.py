@@ -95,13 +95,20 @@ def make_users(
     categories: Mapping[str, str],
     rng: np.random.Generator,
     per_user: int = 2,
+    min_items: int = 1,
 ) -> list[User]:
     """``count`` users, each with a taste for ``per_user`` distinct categories (of the items in
-    ``categories``, item id -> category), chosen at random."""
+    ``categories``, item id -> category), chosen at random among those with at least
+    ``min_items`` items (so that a taste is not used up in a round or two)."""
     by_category: dict[str, list[str]] = {}
     for item_id, category in sorted(categories.items()):
         by_category.setdefault(category, []).append(item_id)
-    names = sorted(by_category)
+    names = sorted(c for c, ids in by_category.items() if len(ids) >= min_items)
+    if len(names) < per_user:
+        raise ValueError(
+            f"tastes need {per_user} categories of at least {min_items} items; "
+            f"the catalogue has {len(names)}"
+        )
     users = []
     for n in range(count):
         likes = tuple(sorted(str(c) for c in rng.choice(names, per_user, replace=False)))
@@ -217,11 +224,14 @@ def close_loop(
     rng: np.random.Generator,
     timeout_s: float,
     progress: Callable[[str, int], None] = lambda _step, _done: None,
+    keep_going: Callable[[Sequence[Mapping[str, Served]]], bool] = lambda _served: False,
+    max_rounds: int = 0,
 ) -> list[Trajectory]:
     """Each user clicks one stray item (``stray_item``, a view), then answers its newest
     recommendations ``rounds`` times (``answer``), each time waiting until the
-    recommendations reflect everything it sent. ``progress`` gets the step's name and the
-    users answered so far."""
+    recommendations reflect everything it sent; then more rounds, up to ``max_rounds`` in
+    all, while ``keep_going`` (given every round's recommendations so far) says so.
+    ``progress`` gets the step's name and the users answered so far."""
     loop.send(
         engagement(
             u.user_id, stray_item(u, vectors, rng), "view", DWELL_MAX_MS // 2, None, now_utc()
@@ -234,7 +244,8 @@ def close_loop(
         return lambda done: progress(name, done)
 
     served = [loop.until_answered(ids, timeout_s, step("first click"))]
-    for r in range(1, rounds + 1):
+    while len(served) <= rounds or (len(served) <= max_rounds and keep_going(served)):
+        r = len(served)
         for u in users:
             loop.send(answer(u, served[-1][u.user_id], vectors, rng, now_utc()))
         served.append(loop.until_answered(ids, timeout_s, step(f"round {r}")))

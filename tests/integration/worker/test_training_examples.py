@@ -216,6 +216,35 @@ def test_join_labels_served_items_down_samples_negatives_and_sends_late_events_w
     assert worker.terminate() == 0
 
 
+def test_join_with_negatives_shown_labels_only_the_items_users_answered(
+    stack: Any, pulsar_client: pulsar.Client, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    run = _join_run(stack, pulsar_client, name="it-join-shown", negatives="shown")
+    worker = WorkerProcess(run.config, tmp_path).start()
+    workers.append(worker)
+    worker.wait_started(timeout=180)
+
+    now = time.time()
+    requests = [f"req-{n}-{uuid.uuid4().hex[:6]}" for n in range(4)]
+    for request in requests:
+        run.serve("user-0", request, now)
+    _wait_state(pulsar_client, run.state, set(requests), timeout=60)
+    shown = requests[:2]  # the other two lists were computed but never shown
+    for request in shown:
+        for k in (0, 1):
+            run.engage("user-0", request, k, "impression", now + 1)
+        run.engage("user-0", request, 0, "like", now + 1)
+
+    labels = {example_id(r, f"item-{k}"): int(k == 0) for r in shown for k in (0, 1)}
+    missing = run.out.until_ids(set(labels), timeout=60)
+    assert not missing, f"{len(missing)} examples never came"
+    # The unshown lists closed with the shown ones (one window, one watermark): no more come.
+    examples = run.out.until(len(labels) + 1, timeout=3)
+    assert {TrainingExample.model_validate_json(m.data()).id for m in examples} == set(labels)
+    assert {e.id: e.label for e in _examples(run)} == labels
+    assert worker.terminate() == 0
+
+
 def _admin_consumers(stack: Any, topic: str, subscription: str) -> list[dict[str, Any]]:
     path = topic.replace("persistent://", "persistent/")
     stats = httpx.get(f"{stack.pulsar_admin_url}/admin/v2/{path}/stats", timeout=10)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -185,3 +185,38 @@ def test_close_loop_answers_each_users_newest_recommendations_once_per_round() -
         for answered, events in ((first, mine[1:7]), (rounds[0], mine[7:13])):
             assert {e["requestId"] for e in events} == {answered.request_id}
             assert {e["itemId"] for e in events} == {s.item_id for s in answered.items}
+
+
+def test_close_loop_goes_on_past_its_rounds_while_keep_going_says_so_up_to_max_rounds() -> None:
+    users = sim.make_users(2, VECTORS, CATEGORIES, np.random.default_rng(2))
+    seen_by_keep_going: list[int] = []
+
+    def keep_going(served: Sequence[Mapping[str, sim.Served]]) -> bool:
+        seen_by_keep_going.append(len(served))
+        return len(served) < 4  # stop once the first click and 3 rounds are in
+
+    def run(max_rounds: int) -> int:
+        trajectories = sim.close_loop(
+            users,
+            _NearestLoop(),
+            VECTORS,
+            rounds=1,
+            rng=np.random.default_rng(0),
+            timeout_s=1,
+            keep_going=keep_going,
+            max_rounds=max_rounds,
+        )
+        return len(trajectories[0].served) - 1
+
+    assert run(max_rounds=10) == 3
+    assert seen_by_keep_going == [2, 3, 4], "asked only after the required round"
+    assert run(max_rounds=2) == 2, "never past max_rounds"
+    assert run(max_rounds=0) == 1, "the required rounds run whatever max_rounds says"
+
+
+def test_make_users_draws_tastes_only_from_categories_with_enough_items() -> None:
+    categories = {**CATEGORIES, "item-7": "e"}  # d keeps one item, e has one
+    users = sim.make_users(20, VECTORS, categories, np.random.default_rng(4), min_items=2)
+    assert {c for u in users for c in u.likes} == {"a", "b", "c"}
+    with pytest.raises(ValueError, match="2 categories of at least 3 items"):
+        sim.make_users(1, VECTORS, categories, np.random.default_rng(4), min_items=3)

@@ -551,6 +551,13 @@ class TrainingExamplesParams(_Model):
         le=86_400_000,
         description="Least dwell of a qualifying engagement (0: any).",
     )
+    negatives: Literal["served", "shown"] = Field(
+        "served",
+        description="Which served items without a qualifying engagement are negatives: served "
+        "(every one) or shown (only those the user answered with any engagement of the request, "
+        "an impression or a skip: a list computed but never shown says nothing about its items; "
+        "the others yield no example).",
+    )
     negative_sample_rate: float = Field(
         1.0,
         gt=0,

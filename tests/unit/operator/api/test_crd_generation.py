@@ -176,6 +176,7 @@ def test_crd_types_params_per_stage_type_when_generated() -> None:
         "idleFlushSeconds",
         "positiveEvents",
         "minDwellMs",
+        "negatives",
         "negativeSampleRate",
         "lateTopic",
         "maxRequests",

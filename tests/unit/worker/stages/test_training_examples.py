@@ -42,6 +42,8 @@ OUTPUT = "persistent://t/recs/examples"
 LATE = "persistent://t/recs/p-s-late"
 WINDOW_S = 60.0
 PARAMS = TrainingExamplesParams(engagements_topic="engagements", window_seconds=WINDOW_S)
+SAMPLED = PARAMS.model_copy(update={"negative_sample_rate": 0.5})
+SHOWN = PARAMS.model_copy(update={"negatives": "shown"})
 
 
 def _recs(request: str, items: list[str], seconds: float = 0, user: str = "u") -> Recommendations:
@@ -129,15 +131,15 @@ def test_close_sends_waiting_engagements_late_when_their_list_never_came() -> No
     early = join(None, _event("a", 5), PARAMS).request
     assert early is not None
     at = ms(T0 + timedelta(seconds=5))
-    assert close(early, at, int(WINDOW_S * 1000), 1.0) is None
-    closed = close(early, at + 1, int(WINDOW_S * 1000), 1.0)
+    assert close(early, at, int(WINDOW_S * 1000), PARAMS) is None
+    closed = close(early, at + 1, int(WINDOW_S * 1000), PARAMS)
     assert closed is not None and closed.after is None and not closed.examples
     assert [e.item_id for e in closed.late] == ["a"]
 
 
 def test_join_says_window_closed_when_an_in_window_engagement_comes_after_the_close() -> None:
     request = served(_recs("r", ["a"]), "r", int(WINDOW_S * 1000))
-    closed = close(request, request.window_end_ms + 1, int(WINDOW_S * 1000), 1.0)
+    closed = close(request, request.window_end_ms + 1, int(WINDOW_S * 1000), PARAMS)
     assert closed is not None and closed.after is not None
     assert join(closed.after, _event("a", 5), PARAMS).late == "window-closed"
 
@@ -170,8 +172,8 @@ def test_close_emits_negatives_for_items_without_a_positive_then_deletes_the_mar
     request = served(_recs("r", ["a", "b", "c"]), "r", window)
     labelled = join(request, _event("b", 5), PARAMS).request
     assert labelled is not None
-    assert close(labelled, labelled.window_end_ms, window, 1.0) is None  # ties still join
-    closed = close(labelled, labelled.window_end_ms + 1, window, 1.0)
+    assert close(labelled, labelled.window_end_ms, window, PARAMS) is None  # ties still join
+    closed = close(labelled, labelled.window_end_ms + 1, window, PARAMS)
     assert closed is not None and closed.after is not None
     assert [(e.item_id, e.label, e.ts) for e in closed.examples] == [
         ("a", 0, labelled.window_end_ms),
@@ -179,9 +181,38 @@ def test_close_emits_negatives_for_items_without_a_positive_then_deletes_the_mar
     ]
     marker = closed.after
     assert marker.closed and not marker.items and not marker.user
-    assert close(marker, marker.window_end_ms + window, window, 1.0) is None
-    gone = close(marker, marker.window_end_ms + window + 1, window, 1.0)
+    assert close(marker, marker.window_end_ms + window, window, PARAMS) is None
+    gone = close(marker, marker.window_end_ms + window + 1, window, PARAMS)
     assert gone is not None and gone.after is None and not gone.examples
+
+
+def test_close_emits_negatives_only_for_shown_items_when_negatives_are_shown() -> None:
+    window = int(WINDOW_S * 1000)
+    request = served(_recs("r", ["a", "b", "c", "d"]), "r", window)
+    events = [
+        _event("a", 1, eventType="impression"),
+        _event("b", 1, eventType="impression"),
+        _event("b", 2, eventType="like"),
+        _event("c", 3, eventType="skip"),
+    ]
+    for event in events:
+        joined = join(request, event, SHOWN)
+        request = joined.request or request
+    assert [s.shown for s in request.items] == [True, True, True, False]
+    assert join(request, _event("a", 4, eventType="impression"), SHOWN) == Joined(), "once"
+
+    closed = close(request, request.window_end_ms + 1, window, SHOWN)
+
+    assert closed is not None
+    assert [(e.item_id, e.label) for e in closed.examples] == [("a", 0), ("c", 0)], "d: unseen"
+    assert decode_state(encode_state(request)) == request
+    by_default = close(request, request.window_end_ms + 1, window, PARAMS)
+    assert by_default is not None and [e.item_id for e in by_default.examples] == ["a", "c", "d"]
+
+
+def test_join_marks_nothing_shown_when_every_served_item_is_a_negative() -> None:
+    request = served(_recs("r", ["a"]), "r", int(WINDOW_S * 1000))
+    assert join(request, _event("a", 1, eventType="impression"), PARAMS) == Joined()
 
 
 def test_kept_is_a_function_of_the_id_and_keeps_about_the_rate_when_down_sampling() -> None:
@@ -195,7 +226,7 @@ def test_kept_is_a_function_of_the_id_and_keeps_about_the_rate_when_down_samplin
 def test_close_records_the_sample_rate_on_each_kept_negative_when_down_sampling() -> None:
     window = int(WINDOW_S * 1000)
     request = served(_recs("r", [f"i{n}" for n in range(200)]), "r", window)
-    closed = close(request, request.window_end_ms + 1, window, 0.5)
+    closed = close(request, request.window_end_ms + 1, window, SAMPLED)
     assert closed is not None
     assert 60 < len(closed.examples) < 140
     assert {e.sample_rate for e in closed.examples} == {0.5}

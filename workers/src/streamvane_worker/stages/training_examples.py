@@ -13,7 +13,9 @@ time from its ``rankedAt``. The first qualifying engagement of the item (its typ
 ``positiveEvents``, its dwell at least ``minDwellMs``) with the same request id within the
 window yields a positive at once (``ts``: the engagement's time); when the window closes
 without one the item yields a negative (``ts``: the window's end), kept with probability
-``negativeSampleRate`` decided by its id (a replay keeps the same ones). Example ids are uuid5
+``negativeSampleRate`` decided by its id (a replay keeps the same ones). With ``negatives:
+shown`` only items the user answered with some engagement of the request (an impression, a
+skip) yield negatives: a list computed but never shown says nothing about its items. Example ids are uuid5
 of request id and item id, so every copy of an example has one id.
 
 Windows close on event time: the replica's watermark is the newest event time it has seen
@@ -84,6 +86,8 @@ class ServedItem:
     dense: tuple[tuple[str, float], ...]
     """The ranker's dense features by name, as logged."""
     positive: bool = False
+    shown: bool = False
+    """An engagement of the request named it (kept only with ``negatives: shown``)."""
 
 
 @dataclass(frozen=True)
@@ -230,13 +234,15 @@ def join(request: Request | None, event: Engagement, params: TrainingExamplesPar
     if index is None:
         return Joined(late="item-not-served")
     item = request.items[index]
-    if item.positive or not qualifies(event, params):
+    positive = not item.positive and qualifies(event, params)
+    shown = params.negatives == "shown" and not item.shown
+    if not (positive or shown):
         return Joined()
     items = list(request.items)
-    items[index] = replace(item, positive=True)
+    items[index] = replace(item, positive=item.positive or positive, shown=item.shown or shown)
     return Joined(
         request=replace(request, items=tuple(items), version=request.version + 1),
-        example=example(request, item, 1, ms(event.event_time), 1.0),
+        example=example(request, item, 1, ms(event.event_time), 1.0) if positive else None,
     )
 
 
@@ -265,9 +271,12 @@ def serve(
     return Served(request, examples, late)
 
 
-def close(request: Request, watermark_ms: int, window_ms: int, sample_rate: float) -> Closed | None:
+def close(
+    request: Request, watermark_ms: int, window_ms: int, params: TrainingExamplesParams
+) -> Closed | None:
     """Close a request whose window the watermark passed (negatives for the items that got
-    no positive, down-sampled by id), or delete a marker a window after; None: not yet. An
+    no positive, with ``negatives: shown`` only those shown, down-sampled by id), or delete a
+    marker a window after; None: not yet. An
     engagement at the window's very end still joins: the watermark must be past it. Once the
     watermark passed the engagements that waited for an unserved request, its list was
     served before them if at all: they are late, as ``unknown-request``."""
@@ -277,10 +286,13 @@ def close(request: Request, watermark_ms: int, window_ms: int, sample_rate: floa
         return Closed([], None, [Engagement.model_validate_json(e) for e in request.waiting])
     if request.closed:
         return Closed([], None)
+    rate = params.negative_sample_rate
     negatives = [
-        example(request, item, 0, request.window_end_ms, sample_rate)
+        example(request, item, 0, request.window_end_ms, rate)
         for item in request.items
-        if not item.positive and kept(example_id(request.request_id, item.item_id), sample_rate)
+        if not item.positive
+        and (item.shown or params.negatives == "served")
+        and kept(example_id(request.request_id, item.item_id), rate)
     ]
     marker = replace(request, user=(), items=(), closed=True, version=request.version + 1)
     return Closed(negatives, marker)
@@ -343,6 +355,7 @@ def encode_state(request: Request) -> bytes:
                     "item": _encode_floats(s.item),
                     "dense": dict(s.dense),
                     "positive": s.positive,
+                    "shown": s.shown,
                 }
                 for s in request.items
             ],
@@ -370,6 +383,7 @@ def decode_state(payload: bytes) -> Request:
                     _decode_floats(s["item"]),
                     tuple((str(k), float(v)) for k, v in s["dense"].items()),
                     bool(s["positive"]),
+                    bool(s.get("shown", False)),  # absent from states written before it
                 )
                 for s in data["items"]
             ),
@@ -501,7 +515,7 @@ class TrainingExamplesStage:
             request = self._current(changed, key)
             if request is None:
                 continue
-            closed = close(request, watermark, self._window_ms, self._params.negative_sample_rate)
+            closed = close(request, watermark, self._window_ms, self._params)
             if closed is None:
                 continue  # a stale deadline: the request's own is still queued
             examples.extend(closed.examples)

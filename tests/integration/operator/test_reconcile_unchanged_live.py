@@ -197,3 +197,63 @@ def test_second_reconcile_of_a_managed_backend_with_integer_gpus_writes_nothing(
     assert outcome.problem is None and outcome.events.items == []
     assert set(before) == {"Deployment/triton-triton", "Service/triton-triton"}
     assert versions(kube, owner, BACKEND_LABEL) == before
+
+
+def test_a_trainer_on_a_managed_backend_mounts_its_model_volume_and_a_rerun_writes_nothing(
+    stack: Any, kube: KubeClient, namespace: str, pulsar_namespace: tuple[str, str], live: Live
+) -> None:
+    tenant, ns = pulsar_namespace
+    managed = {
+        "managed": {
+            "gpus": 0,
+            "modelControl": "explicit",
+            "modelRepository": {"uri": "/models/triton", "persistentVolumeClaim": "triton-models"},
+        }
+    }
+    server = create(kube, "InferenceBackend", namespace, "triton", managed)
+    assert backend.reconcile_backend(live.deps, server, managed, 1, None).problem is None
+    model = {"backend": "triton", "name": "recs-ranker"}
+    spec = relay(stack, tenant, ns)
+    spec["stages"] = [
+        {
+            "name": "rank",
+            "type": "ranking",
+            "input": {"topic": "candidates"},
+            "outputs": ["recommendations"],
+            "model": model,
+            "params": {
+                "catalogueTopic": f"persistent://{tenant}/{ns}/catalogue",
+                "modelVersionsTopic": "model-versions",
+            },
+        },
+        {
+            "name": "train",
+            "type": "online-training",
+            "input": {"topic": "examples", "subscriptionType": "Failover"},
+            "outputs": ["model-versions"],
+            "model": model,
+            "params": {"modelRepository": "/models/triton"},
+        },
+    ]
+    owner = create(kube, "Pipeline", namespace, "recs", spec)
+    status = settled(live, owner, spec)
+
+    def pod(name: str) -> dict[str, Any]:
+        deployment = kube.get(ObjectRef("apps/v1", "Deployment", namespace, name))
+        assert deployment is not None, name
+        return dict(deployment["spec"]["template"]["spec"])
+
+    trainer, ranker, triton = pod("recs-train"), pod("recs-rank"), pod("triton-triton")
+    claim = {"name": "models", "persistentVolumeClaim": {"claimName": "triton-models"}}
+    assert claim in trainer["volumes"] and claim not in ranker["volumes"]
+    (mount,) = [m for m in trainer["containers"][0]["volumeMounts"] if m["name"] == "models"]
+    assert mount["mountPath"] == "/models" and not mount.get("readOnly")
+    args = triton["containers"][0]["args"]
+    assert "--model-control-mode=explicit" in args and "--load-model=*" in args
+    before = {**versions(kube, owner, PIPELINE_LABEL), **versions(kube, server, BACKEND_LABEL)}
+
+    assert pipeline.reconcile_pipeline(live.deps, owner, spec, 1, status).problem is None
+    assert backend.reconcile_backend(live.deps, server, managed, 1, None).problem is None
+
+    after = {**versions(kube, owner, PIPELINE_LABEL), **versions(kube, server, BACKEND_LABEL)}
+    assert after == before, "the volume and the arguments as stored are what the render gives"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from streamvane_operator.api.common import (
@@ -88,7 +90,10 @@ class ModelRepository(Model):
     persistent_volume_claim: str | None = Field(
         None,
         max_length=253,
-        description="PVC mounted at /models (then use a uri under /models).",
+        description="PVC mounted at /models (then use a uri under /models), read-only in Triton. "
+        "An online-training stage on this backend mounts it read-write at /models too and writes "
+        "its versions there: give it ReadWriteMany access where Triton and the trainer may run "
+        "on different nodes.",
     )
     credentials_secret_ref: SecretKeyRef | None = Field(
         None,
@@ -101,6 +106,12 @@ class ManagedSpec(Model):
     replicas: int = Field(1, ge=1, le=64, description="Triton replicas.")
     gpus: int = Field(1, ge=0, le=8, description="nvidia.com/gpu per replica; 0 runs on CPU.")
     model_repository: ModelRepository
+    model_control: Literal["none", "explicit"] = Field(
+        "none",
+        description="Triton's --model-control-mode. none: the repository is loaded once at start. "
+        "explicit: every model is loaded at start, then what the repository API asks; an "
+        "online-training stage loads its new versions that way and needs it.",
+    )
     resources: Resources = Resources(
         requests={"cpu": "2", "memory": "8Gi"}, limits={"memory": "16Gi"}
     )

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from streamvane_operator.api.backend import InferenceBackendSpec
+from streamvane_operator.api.backend import InferenceBackendSpec, ManagedSpec
 from streamvane_operator.api.common import DNS_1035, MAX_NAME
 from streamvane_operator.api.pipeline import PipelineSpec, StageSpec
 from streamvane_worker.config import (
@@ -17,6 +17,7 @@ from streamvane_worker.config import (
     PARAMS_BY_STAGE,
     SIDE_INPUTS_BY_STAGE,
     STAGES_NEEDING_MODEL,
+    OnlineTrainingParams,
     StageType,
     late_topic,
     side_input_topics,
@@ -143,9 +144,41 @@ def _stage_problems(
         if stage.model is not None:
             yield from _backend_problems(where, stage.model.backend, backends)
         try:
-            PARAMS_BY_STAGE[stage.type].model_validate(stage.typed_params())
+            params = PARAMS_BY_STAGE[stage.type].model_validate(stage.typed_params())
         except ValidationError as e:
             yield from describe(e, f"{where}.params")
+            continue
+        if isinstance(params, OnlineTrainingParams) and stage.model is not None:
+            backend = backends.get(stage.model.backend)
+            if backend is not None and backend.managed is not None:
+                yield from _trainer_backend_problems(
+                    where, stage.model.backend, backend.managed, params
+                )
+
+
+def _trainer_backend_problems(
+    where: str, name: str, managed: ManagedSpec, params: OnlineTrainingParams
+) -> Iterator[str]:
+    """A trainer writes versions into the managed server's repository and has it load them."""
+    backend = f"InferenceBackend {name!r}"
+    repository = managed.model_repository
+    if managed.model_control != "explicit":
+        yield (
+            f"{where}: online-training loads its versions through Triton's repository API: "
+            f"set spec.managed.modelControl: explicit on {backend}"
+        )
+    if repository.persistent_volume_claim is None:
+        yield (
+            f"{where}: online-training writes its versions into the model repository: {backend} "
+            "needs it on a PersistentVolumeClaim (spec.managed.modelRepository"
+            ".persistentVolumeClaim, mounted at /models in Triton and in the trainer)"
+        )
+    elif params.model_repository.rstrip("/") != repository.uri.rstrip("/"):
+        yield (
+            f"{where}.params.modelRepository {params.model_repository!r} must be the path "
+            f"{backend} serves, {repository.uri!r} (its volume is mounted at the same place "
+            "in the trainer)"
+        )
 
 
 def _backend_problems(

@@ -35,6 +35,9 @@ class ResolvedBackend:
     tls: TLSSpec = TLSSpec()
     metrics_url: str | None = None
     """Triton's Prometheus metrics, read by the autoscaler; None when unknown."""
+    model_claim: str | None = None
+    """The PVC holding a managed server's model repository (at ``MODELS_MOUNT``): where an
+    online-training stage writes its versions."""
 
 
 def resolve(name: str, namespace: str, spec: InferenceBackendSpec) -> ResolvedBackend:
@@ -46,6 +49,7 @@ def resolve(name: str, namespace: str, spec: InferenceBackendSpec) -> ResolvedBa
         f"{host}:{TRITON_GRPC_PORT}",
         spec.timeouts.request_ms,
         metrics_url=f"http://{host}:{TRITON_METRICS_PORT}/metrics",
+        model_claim=spec.managed.model_repository.persistent_volume_claim if spec.managed else None,
     )
 
 
@@ -69,6 +73,14 @@ def render_managed(owner: Owner, spec: ManagedSpec) -> list[dict[str, Any]]:
             },
         },
     ]
+
+
+def model_control_args(spec: ManagedSpec) -> list[str]:
+    """Explicit model control loads every model at start (as the default mode does), then
+    new versions when a trainer asks through the repository API."""
+    if spec.model_control == "explicit":
+        return ["--model-control-mode=explicit", "--load-model=*"]
+    return []
 
 
 def _deployment(
@@ -100,6 +112,7 @@ def _deployment(
             f"--grpc-port={TRITON_GRPC_PORT}",
             f"--http-port={TRITON_HTTP_PORT}",
             f"--metrics-port={TRITON_METRICS_PORT}",
+            *model_control_args(spec),
         ],
         "ports": [
             {"name": "grpc", "containerPort": TRITON_GRPC_PORT},

@@ -17,7 +17,12 @@ from streamvane_operator.render.keda import render_keda
 from streamvane_operator.render.labels import Owner
 from streamvane_operator.render.stage import render_stage
 from streamvane_operator.render.topology import Topology, topology
-from streamvane_operator.render.worker import WorkerDefaults, secret_files, worker_config
+from streamvane_operator.render.worker import (
+    WorkerDefaults,
+    secret_files,
+    trainer_claim,
+    worker_config,
+)
 from streamvane_worker.config import WorkerConfig
 
 
@@ -60,6 +65,7 @@ def render_pipeline(
             stage,
             configs[stage.name],
             secret_files(spec, stage, resolved),
+            trainer_claim(stage, resolved),
             defaults,
         )
     ]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from streamvane_operator.api.pipeline import PipelineSpec, StageSpec
+from streamvane_operator.render.backend import MODELS_MOUNT
 from streamvane_operator.render.labels import (
     CONFIG_HASH_ANNOTATION,
     Owner,
@@ -42,9 +43,12 @@ def render_stage(
     stage: StageSpec,
     config: WorkerConfig,
     secrets: Sequence[SecretFile],
+    model_claim: str | None,
     defaults: WorkerDefaults,
 ) -> list[dict[str, Any]]:
-    """The stage's objects in apply order: the ConfigMap exists before pods mount it."""
+    """The stage's objects in apply order: the ConfigMap exists before pods mount it.
+    ``model_claim``: a PVC to mount read-write at ``MODELS_MOUNT`` (a trainer's model
+    repository)."""
     name = stage_object_name(owner.name, stage.name)
     labels = stage_labels(owner.name, stage.name)
     payload = config_json(config)
@@ -56,7 +60,7 @@ def render_stage(
             "metadata": metadata(name, owner, labels),
             "data": {CONFIG_FILE_NAME: payload},
         },
-        _deployment(owner, spec, stage, name, labels, config_hash, secrets, defaults),
+        _deployment(owner, spec, stage, name, labels, config_hash, secrets, model_claim, defaults),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -86,6 +90,7 @@ def _deployment(
     labels: dict[str, str],
     config_hash: str,
     secrets: Sequence[SecretFile],
+    model_claim: str | None,
     defaults: WorkerDefaults,
 ) -> dict[str, Any]:
     volumes: list[dict[str, Any]] = [
@@ -107,6 +112,9 @@ def _deployment(
             }
         )
         mounts.append({"name": secret.volume, "mountPath": secret.directory, "readOnly": True})
+    if model_claim is not None:
+        volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": model_claim}})
+        mounts.append({"name": "models", "mountPath": MODELS_MOUNT})
     container = {
         "name": "worker",
         "image": stage.image or spec.image or defaults.image,

@@ -25,6 +25,7 @@ from streamvane_worker.config import (
     InferenceSettings,
     InputSettings,
     PulsarSettings,
+    StageType,
     StateSettings,
     WorkerConfig,
 )
@@ -75,6 +76,15 @@ def triton_ca(stage: StageSpec, backends: Mapping[str, ResolvedBackend]) -> Secr
     backend = backends.get(stage.model.backend) if stage.model else None
     ref = backend.tls.ca_secret_ref if backend else None
     return SecretFile("triton-ca", ref, "ca.crt") if ref else None
+
+
+def trainer_claim(stage: StageSpec, backends: Mapping[str, ResolvedBackend]) -> str | None:
+    """The PVC an online-training stage writes its versions to: the model repository of the
+    managed backend serving its model; None for any other stage or backend."""
+    if stage.type is not StageType.ONLINE_TRAINING or stage.model is None:
+        return None
+    backend = backends.get(stage.model.backend)
+    return backend.model_claim if backend else None
 
 
 def secret_files(

@@ -406,3 +406,39 @@ def test_pipeline_problems_refuses_a_join_when_its_side_input_is_its_own_output(
 def test_pipeline_problems_refuses_a_late_topic_when_it_is_a_data_topic() -> None:
     problems = pipeline_problems("p", spec(_join(lateTopic="recommendations")), BACKENDS, "media")
     assert any("late-events topic 'recommendations'" in p for p in problems)
+
+
+def _trainer(repository: str = "/models/triton") -> dict[str, Any]:
+    trainer = stage(
+        "train",
+        "examples",
+        "model-versions",
+        type="online-training",
+        model={"backend": "gpu", "name": "recs-ranker"},
+        params={"modelRepository": repository},
+        scaling={"minReplicas": 1, "maxReplicas": 1},
+    )
+    trainer["input"]["subscriptionType"] = "Failover"
+    return trainer
+
+
+def _managed(**managed: Any) -> dict[str, InferenceBackendSpec]:
+    repository = {"uri": "/models/triton", "persistentVolumeClaim": "triton-models"}
+    fields = {"modelRepository": repository, "modelControl": "explicit", **managed}
+    return {"gpu": InferenceBackendSpec.model_validate({"managed": fields})}
+
+
+def test_pipeline_problems_accepts_a_trainer_on_a_managed_backend_it_can_write_and_load() -> None:
+    assert pipeline_problems("p", spec(_trainer()), _managed(), "media") == []
+    assert pipeline_problems("p", spec(_trainer("/models/triton/")), _managed(), "media") == []
+
+
+def test_pipeline_problems_says_what_a_managed_backend_lacks_for_a_trainer() -> None:
+    (control,) = pipeline_problems("p", spec(_trainer()), _managed(modelControl="none"), "media")
+    assert "set spec.managed.modelControl: explicit on InferenceBackend 'gpu'" in control
+    no_claim = _managed(modelRepository={"uri": "s3://models/triton"})
+    (claim,) = pipeline_problems("p", spec(_trainer()), no_claim, "media")
+    assert "persistentVolumeClaim" in claim
+    (path,) = pipeline_problems("p", spec(_trainer("/elsewhere")), _managed(), "media")
+    assert "params.modelRepository '/elsewhere' must be the path" in path
+    assert "'/models/triton'" in path

@@ -378,3 +378,75 @@ def test_topology_subscribes_a_join_to_its_engagements_and_creates_its_late_topi
     assert topo.stage_subscriptions == {
         "join": "persistent://streamvane/recs/recommendations#media.recs-join"
     }
+
+
+def test_render_managed_runs_triton_in_explicit_model_control_when_asked() -> None:
+    owner = Owner("streamvane.io/v1alpha1", "InferenceBackend", "gpu", "media", "uid-2")
+    repository = ModelRepository(uri="/models/triton", persistent_volume_claim="models")
+
+    def args(**fields: Any) -> list[str]:
+        spec = ManagedSpec(model_repository=repository, **fields)
+        deployment, _ = render_managed(owner, spec)
+        return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    assert "--model-control-mode=explicit" not in args()
+    assert args(model_control="explicit")[-2:] == [
+        "--model-control-mode=explicit",
+        "--load-model=*",
+    ]
+
+
+def trainer_spec(backend: str = "triton-gpu") -> dict[str, Any]:
+    """A ranking stage and its trainer, both on ``backend``."""
+    model = {"backend": backend, "name": "recs-ranker"}
+    return raw_spec(
+        stages=[
+            {
+                "name": "rank",
+                "type": "ranking",
+                "input": {"topic": "candidates"},
+                "outputs": ["recommendations"],
+                "model": model,
+                "params": {
+                    "catalogueTopic": "persistent://t/content/enriched",
+                    "modelVersionsTopic": "model-versions",
+                },
+            },
+            {
+                "name": "train",
+                "type": "online-training",
+                "input": {"topic": "examples", "subscriptionType": "Failover"},
+                "outputs": ["model-versions"],
+                "model": model,
+                "params": {"modelRepository": "/models/triton"},
+            },
+        ]
+    )
+
+
+MANAGED_WITH_CLAIM = InferenceBackendSpec.model_validate(
+    {
+        "managed": {
+            "modelRepository": {"uri": "/models/triton", "persistentVolumeClaim": "triton-models"},
+            "modelControl": "explicit",
+        }
+    }
+)
+
+
+def test_render_mounts_the_managed_backends_model_volume_read_write_in_its_trainer_only() -> None:
+    spec = PipelineSpec.model_validate(trainer_spec())
+    rendered = render_pipeline(OWNER, spec, {"triton-gpu": MANAGED_WITH_CLAIM}, DEFAULTS)
+
+    pods = {
+        d["metadata"]["name"]: d["spec"]["template"]["spec"]
+        for d in rendered.objects
+        if d["kind"] == "Deployment"
+    }
+    trainer, ranker = pods["cu-train"], pods["cu-rank"]
+    assert {"name": "models", "persistentVolumeClaim": {"claimName": "triton-models"}} in trainer[
+        "volumes"
+    ]
+    (mount,) = [m for m in trainer["containers"][0]["volumeMounts"] if m["name"] == "models"]
+    assert mount == {"name": "models", "mountPath": "/models"}, "read-write"
+    assert "models" not in [v["name"] for v in ranker["volumes"]]

@@ -44,7 +44,7 @@ from streamvane_demo.session import (
     wait_ready,
 )
 from streamvane_stack import Endpoints
-from streamvane_stack.models import copy_model, drop_model
+from streamvane_stack.models import model_copy
 from streamvane_stack.publish import send_all
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -96,12 +96,8 @@ def own_ranker(stack: Endpoints, suffix: str, keep: bool) -> Iterator[str]:
     the built one (and the next run) starts from what ``make models`` built. Dropped at the
     end unless ``keep``."""
     name = f"{RANKER}-demo-{suffix}"
-    copy_model(stack, RANKER, name)
-    try:
+    with model_copy(stack, RANKER, name, keep):
         yield name
-    finally:
-        if not keep:
-            drop_model(stack, name)
 
 
 @app.command()

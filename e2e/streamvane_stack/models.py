@@ -44,8 +44,10 @@ def drop_model(stack: Endpoints, name: str) -> None:
 
 
 @contextmanager
-def model_copy(stack: Endpoints, base: str, name: str) -> Iterator[Path]:
+def model_copy(stack: Endpoints, base: str, name: str, keep: bool = False) -> Iterator[Path]:
+    """``copy_model``, dropped at the end unless ``keep``."""
     try:
         yield copy_model(stack, base, name)
     finally:
-        drop_model(stack, name)
+        if not keep:
+            drop_model(stack, name)

@@ -201,7 +201,7 @@ class ReconcileMemory:
         following one model on one model-versions topic share a read."""
         found: list[bytes] = self._shared(
             admin,
-            f"newest:{topic}:{what}",
+            _newest(topic, what),
             lambda: admin.newest_payloads(topic, entries, enough),
             self.announcements_ttl_s,
         )
@@ -213,7 +213,7 @@ class ReconcileMemory:
         """What the last ``newest_payloads`` read that succeeded returned, however old; None
         before one has."""
         with self._reading:
-            cached = self._reads.get((id(admin), f"newest:{topic}:{what}"))
+            cached = self._reads.get((id(admin), _newest(topic, what)))
         return None if cached is None else list(cached[2])
 
     def _shared(self, admin: PulsarAdmin, what: str, read: Callable[[], Any], ttl_s: float) -> Any:
@@ -311,3 +311,8 @@ class ReconcileMemory:
             self._checked.pop(uid, None)
             self._settled.pop(uid, None)
             self._reconciled.discard(uid)
+
+
+def _newest(topic: TopicName, what: str) -> str:
+    """The shared read of ``newest_payloads`` for ``what`` on ``topic``."""
+    return f"newest:{topic}:{what}"

@@ -49,7 +49,7 @@ lint: install ## ruff, mypy and the import contracts
 	$(VENV)/bin/lint-imports
 
 .PHONY: models
-models: install ## Build the ONNX model and the Triton model repositories into the cache
+models: install ## Build the ONNX models (MiniLM, the ranker, the untrained label head) and the Triton model repositories into the cache
 	$(PY) -m models.build
 
 ##@ Local stack (Pulsar, kube-apiserver + etcd, Triton on 127.0.0.1)

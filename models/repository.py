@@ -19,7 +19,7 @@ MODEL_VERSION = "1"
 Kind = Literal["cpu", "gpu"]
 
 
-def _write_if_changed(path: Path, data: bytes) -> None:
+def write_if_changed(path: Path, data: bytes) -> None:
     if path.is_file() and path.read_bytes() == data:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,13 +54,21 @@ def mirror_repository(source: Path, target: Path) -> None:
             _link_file(src, dst)
 
 
-def assemble_repository(kind: Kind, model_name: str, model_onnx: Path, root: Path) -> Path:
-    """Lay out ``root/<model_name>`` from the ``kind`` template; returns that model folder."""
-    template = TEMPLATES / kind / model_name
+def assemble_repository(
+    kind: Kind, model_name: str, model_onnx: Path, root: Path, template: str | None = None
+) -> Path:
+    """Lay out ``root/<model_name>`` from the ``kind`` template of ``template`` (default: the
+    model's own; another model's config is renamed); returns that model folder."""
+    source = TEMPLATES / kind / (template or model_name)
     target = root / model_name
-    for src in sorted(template.rglob("*")):
+    for src in sorted(source.rglob("*")):
         if src.is_file() and "__pycache__" not in src.parts:
-            _write_if_changed(target / src.relative_to(template), src.read_bytes())
+            data = src.read_bytes()
+            if src.name == "config.pbtxt" and template is not None:
+                data = data.replace(
+                    f'name: "{template}"'.encode(), f'name: "{model_name}"'.encode()
+                )
+            write_if_changed(target / src.relative_to(source), data)
     version_dir = target / MODEL_VERSION
     version_dir.mkdir(parents=True, exist_ok=True)
     _link_file(model_onnx, version_dir / "model.onnx")

@@ -37,3 +37,16 @@ def test_assemble_repository_replaces_model_when_build_changed(tmp_path: Path) -
     onnx_file.write_bytes(b"new")  # a rebuild writes a new file, breaking the hard link
     assemble_repository("gpu", MODEL, onnx_file, tmp_path / "repo")
     assert (model_dir / "1" / "model.onnx").read_bytes() == b"new"
+
+
+def test_a_model_laid_out_from_another_models_template_is_renamed_in_its_config(
+    tmp_path: Path,
+) -> None:
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"onnx")
+    model_dir = assemble_repository(
+        "cpu", "label-head", onnx_file, tmp_path / "repo", "recs-ranker"
+    )
+    config = (model_dir / "config.pbtxt").read_text()
+    assert 'name: "label-head"' in config and 'name: "recs-ranker"' not in config
+    assert (model_dir / "1" / "model.py").is_file()

@@ -100,6 +100,10 @@ def test_classify_refuses_unknown_labels_and_bad_files_clearly(tmp_path: Path) -
     )
     result = CliRunner().invoke(app, ["classify", "--stage", str(stage)])
     assert result.exit_code == 2 and "need reviewThreshold and blockThreshold" in result.output
+    head = {"labels": TAGGING_STAGE["params"]["labels"], "mode": "classifier", "headModel": "h"}
+    stage.write_text(yaml.safe_dump({**TAGGING_STAGE, "params": head}))
+    result = CliRunner().invoke(app, ["classify", "--stage", str(stage)])
+    assert result.exit_code == 2 and "headModel is a head served on Triton" in result.output
 
 
 @needs_model

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from streamvane_worker.config import PARAMS_BY_STAGE, StageType
+from streamvane_worker.config import PARAMS_BY_STAGE, StageType, TaggingParams
 from streamvane_worker.inference import paths
 from streamvane_worker.inference.backend import EmbeddingArray, EmbeddingBackend
 from streamvane_worker.inference.embedder import Embedder
@@ -66,8 +66,8 @@ ModelDirOption = Annotated[
     ),
 ]
 BatchSizeOption = Annotated[int, typer.Option(min=1, max=64, help="Lines per model call.")]
-Render = Callable[[EmbeddingArray], str]
-"""One line's embedding -> the line printed for it."""
+Render = Callable[[EmbeddingArray], Awaitable[list[str]]]
+"""A batch of lines' embeddings [n, dim] -> the line printed for each."""
 
 
 @app.command()
@@ -86,7 +86,10 @@ def embed(
     """
 
     async def render(_: Embedder) -> Render:
-        return lambda vector: json.dumps(vector.tolist())
+        async def lines(vectors: EmbeddingArray) -> list[str]:
+            return [json.dumps(vector.tolist()) for vector in vectors]
+
+        return lines
 
     _run_lines("embed", _embedder(triton, triton_ca, model, model_dir), render, batch_size)
 
@@ -137,6 +140,11 @@ def classify(
         stage_type, params = stage_params(yaml.safe_load(stage_file.read_text()), name)
         if examples_file is not None:
             params = CLASSIFIERS[stage_type].with_examples(params, read_labelled(examples_file))
+        if isinstance(params, TaggingParams) and params.head_model is not None:
+            raise ValueError(
+                "params.headModel is a head served on Triton, which classify does not call: "
+                "without it, classifier mode trains the head on the labels' examples here"
+            )
     except (ValueError, yaml.YAMLError) as e:
         typer.echo(f"streamvane classify: {e}", err=True)
         raise typer.Exit(2) from e
@@ -144,9 +152,12 @@ def classify(
     async def render(embedder: Embedder) -> Render:
         annotator: Annotator = await CLASSIFIERS[stage_type].annotator(params, embedder)
         typer.echo(json.dumps(to_jsonable_python(annotator.summary)), err=True)
-        return lambda vector: json.dumps(
-            to_jsonable_python(annotator.annotate(vector), by_alias=True)
-        )
+
+        async def lines(vectors: EmbeddingArray) -> list[str]:
+            fields = await annotator.fields(vectors)
+            return [json.dumps(to_jsonable_python(f, by_alias=True)) for f in fields]
+
+        return lines
 
     _run_lines(
         "classify", _embedder(triton, triton_ca, model, model_dir), render, batch_size, NO_TEXT
@@ -257,13 +268,11 @@ async def _embed_stream(
         line_out = await render(embedder)
         for chunk in _chunks((line.rstrip("\n") for line in lines), batch_size):
             embedded = [text for text in chunk if blank is None or text.strip()]
-            vectors: Iterator[EmbeddingArray] = iter(
-                (await embedder.embed(embedded)).vectors if embedded else []
+            rendered: Iterator[str] = iter(
+                await line_out((await embedder.embed(embedded)).vectors) if embedded else []
             )
             for text in chunk:
-                printed = (
-                    blank if blank is not None and not text.strip() else line_out(next(vectors))
-                )
+                printed = blank if blank is not None and not text.strip() else next(rendered)
                 out.write(printed + "\n")
             out.flush()
     finally:

@@ -26,6 +26,7 @@ process runner) each serve probes on their own port."""
 
 TOPIC_PATTERN = r"^(persistent|non-persistent)://[a-zA-Z0-9_.-]+/[a-zA-Z0-9_.-]+/[a-zA-Z0-9_.-]+$"
 MAX_TOPIC_LENGTH = 1024
+"""Longest fully qualified topic name a stage parameter takes."""
 LOCAL_TOPIC_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
 """A topic name within the Pipeline's Pulsar namespace (the operator qualifies it)."""
 MAX_SEQUENCE_TOKENS = 256
@@ -34,7 +35,6 @@ length): no sequence-length bucket above it is ever needed."""
 DEFAULT_SEQUENCE_BUCKETS: tuple[int, ...] = ()
 """Chosen by measurement on CPU (workers/README.md): padding only costs there, as Triton's CPU
 model runs each request at its own shape."""
-"""Longest fully qualified topic name a stage parameter takes."""
 
 
 class _Model(BaseModel):
@@ -55,6 +55,7 @@ class StageType(StrEnum):
     RANKING = "ranking"
     TRAINING_EXAMPLES = "training-examples"
     ONLINE_TRAINING = "online-training"
+    LABEL_EXAMPLES = "label-examples"
 
 
 class SubscriptionType(StrEnum):
@@ -284,6 +285,50 @@ class TaggingParams(_Model):
         "this much (then that one label); unset: no margin rule.",
     )
     mode: ScoringMode = _mode_field()
+    head_model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Classifier mode: the Triton model of a head trained online from a labelled "
+        "topic (label-examples -> online-training, built from models/' label-head): a label's "
+        "score is the head's probability for the (item embedding, label description embedding) "
+        "pair, and the version that scored it is the tags' stage record's modelVersion. Unset: "
+        "the head is trained at start on the labels' examples.",
+    )
+    model_versions_topic: str | None = Field(
+        None,
+        pattern=f"{TOPIC_PATTERN}|{LOCAL_TOPIC_PATTERN}",
+        max_length=MAX_TOPIC_LENGTH,
+        description="With headModel: the online-training stage's ModelVersion announcements, "
+        "followed as the ranking stage follows them (a local name is in the Pipeline's Pulsar "
+        "namespace). Unset: Triton's default version of headModel.",
+    )
+
+    @model_validator(mode="after")
+    def _head_in_classifier_mode(self) -> TaggingParams:
+        if self.head_model is not None and self.mode is not ScoringMode.CLASSIFIER:
+            raise ValueError("headModel is a trained head: it needs mode: classifier")
+        if self.model_versions_topic is not None and self.head_model is None:
+            raise ValueError("modelVersionsTopic follows the versions of headModel: set headModel")
+        return self
+
+
+class LabelExamplesParams(_Model):
+    labels: list[Label] = Field(
+        ...,
+        min_length=2,
+        max_length=512,
+        description="The labels the head learns, as the tagging stage that serves it names and "
+        "describes them: each labelled item becomes one training example per label (positive "
+        "for the item's own tags, negative for the others).",
+    )
+    negative_sample_rate: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Share of the negative examples kept (deterministic per item and label); "
+        "the rate is recorded in each example so the learner weighs it back.",
+    )
 
 
 class SafetyCategory(_Model):
@@ -502,9 +547,6 @@ class RankingParams(_Model):
     )
 
 
-LOCAL_TOPIC_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
-"""A topic name local to the stage's own tenant/namespace (as the Pipeline names topics)."""
-
 PositiveEvent = Literal["impression", "view", "like", "share", "skip"]
 
 
@@ -648,6 +690,7 @@ PARAMS_BY_STAGE: dict[StageType, type[_Model]] = {
     StageType.RANKING: RankingParams,
     StageType.TRAINING_EXAMPLES: TrainingExamplesParams,
     StageType.ONLINE_TRAINING: OnlineTrainingParams,
+    StageType.LABEL_EXAMPLES: LabelExamplesParams,
 }
 """Which params model each stage type takes; the operator validates specs against it."""
 
@@ -658,6 +701,7 @@ STAGES_NEEDING_MODEL = frozenset(
         StageType.SAFETY,
         StageType.RANKING,
         StageType.ONLINE_TRAINING,
+        StageType.LABEL_EXAMPLES,
     }
 )
 
@@ -668,7 +712,9 @@ STAGES_NEEDING_MODEL_PER_ITEM = frozenset({StageType.TEXT_EMBEDDING, StageType.R
 """Stage types that call the model for every message; tagging and safety need it at start (their
 prototypes) and otherwise only for items that arrive without an upstream embedding."""
 
-EMBEDDING_STAGES = frozenset({StageType.TEXT_EMBEDDING, StageType.TAGGING, StageType.SAFETY})
+EMBEDDING_STAGES = frozenset(
+    {StageType.TEXT_EMBEDDING, StageType.TAGGING, StageType.SAFETY, StageType.LABEL_EXAMPLES}
+)
 """Stage types whose model is the text embedding model (the ranking stage's is a ranker)."""
 
 MESSAGES_BY_STAGE: dict[StageType, tuple[str, str]] = {
@@ -681,6 +727,7 @@ MESSAGES_BY_STAGE: dict[StageType, tuple[str, str]] = {
     StageType.RANKING: ("Candidates", "Recommendations"),
     StageType.TRAINING_EXAMPLES: ("Recommendations", "TrainingExample"),
     StageType.ONLINE_TRAINING: ("TrainingExample", "ModelVersion"),
+    StageType.LABEL_EXAMPLES: ("ContentItem", "TrainingExample"),
 }
 """Names of the message models each stage type reads and writes, for the operator to check
 that a stage reads what the stage feeding it writes (the stage registry holds the models)."""
@@ -696,7 +743,9 @@ STATEFUL_STAGES = frozenset(
 )
 """Stage types keeping keyed state: they need a ``state`` topic and a keyed subscription."""
 
-SINGLE_WRITER_STAGES = frozenset({StageType.TRAINING_EXAMPLES, StageType.ONLINE_TRAINING})
+SINGLE_WRITER_STAGES = frozenset(
+    {StageType.TRAINING_EXAMPLES, StageType.ONLINE_TRAINING, StageType.LABEL_EXAMPLES}
+)
 """Stage types that write their outputs themselves (not one output per input), so they cannot
 be effectively-once."""
 

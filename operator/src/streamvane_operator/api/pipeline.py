@@ -504,7 +504,8 @@ class StageSpec(Model):
     )
     params: StageParams = Field(
         default_factory=lambda: StageParams(),
-        description="Stage-type parameters: labels, topK and minScore for tagging; categories "
+        description="Stage-type parameters: labels, topK, minScore, minMargin, mode, headModel "
+        "and modelVersionsTopic for tagging; categories "
         "for safety; catalogueTopic, halfLifeS, eventWeights, dwellWeight, dwellCapMs, "
         "historySize, maxUsers and userTtlS for user-profile; catalogueTopic, topK, "
         "excludeReview, index, snapshotDir and snapshotIntervalS for candidate-retrieval; "
@@ -513,6 +514,7 @@ class StageSpec(Model):
         "negativeSampleRate, lateTopic and maxRequests for training-examples; "
         "modelRepository, exportEveryExamples, exportIntervalS, evaluationExamples, "
         "promotionMargin, learningRate, pinnedVersion and keepVersions for online-training; "
+        "labels and negativeSampleRate for label-examples; "
         "none for passthrough and text-embedding.",
     )
 

@@ -123,8 +123,11 @@ def serving_targets(spec: PipelineSpec) -> list[ServingTarget]:
     found = []
     for stage in spec.stages:
         topic = model_versions_topic(spec, stage)
-        if topic is not None and stage.model is not None:
-            found.append(ServingTarget(stage.name, stage.model.name, topic))
+        # A tagging stage follows its trained head's versions, not its embedding model's.
+        head = stage.typed_params().get("headModel")
+        model = head if isinstance(head, str) else stage.model.name if stage.model else None
+        if topic is not None and model is not None:
+            found.append(ServingTarget(stage.name, model, topic))
     return found
 
 

@@ -155,6 +155,7 @@ def test_crd_types_params_per_stage_type_when_generated() -> None:
         "minScore",
         "minMargin",
         "mode",
+        "headModel",
         "calibration",
         "categories",
         "catalogueTopic",

@@ -169,6 +169,28 @@ def test_serving_targets_qualify_a_local_topic_in_the_pipelines_namespace_when_n
     assert serving_targets(_spec(None)) == []
 
 
+def test_a_tagging_stage_with_a_trained_head_is_served_by_the_head_not_its_text_model() -> None:
+    raw = _raw_spec(None)
+    raw["stages"] = [
+        {
+            "name": "tag",
+            "type": "tagging",
+            "input": {"topic": "items"},
+            "outputs": ["tagged"],
+            "model": {"backend": "triton", "name": "all-minilm-l6-v2"},
+            "params": {
+                "labels": [{"name": "a", "description": "d"}],
+                "mode": "classifier",
+                "headModel": "news-head",
+                "modelVersionsTopic": "head-versions",
+            },
+        }
+    ]
+    assert serving_targets(PipelineSpec.model_validate(raw)) == [
+        ServingTarget("tag", "news-head", "persistent://t/recs/head-versions")
+    ]
+
+
 def test_worker_params_qualify_the_model_versions_topic_when_it_is_local() -> None:
     spec = _spec("model-versions")
     params = worker_params(spec, spec.stages[0])

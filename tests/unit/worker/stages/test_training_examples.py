@@ -14,12 +14,11 @@ from streamvane_worker.inference.ranker import DENSE_FEATURES
 from streamvane_worker.io.errors import PulsarUnavailable
 from streamvane_worker.io.testing import FakeBroker, FakeSink
 from streamvane_worker.stages import REGISTRY
-from streamvane_worker.stages.base import StageContext, Topics
+from streamvane_worker.stages.base import OutputUnavailable, StageContext, Topics
 from streamvane_worker.stages.recommendation import Engagement, Recommendations
 from streamvane_worker.stages.training_examples import (
     LATE_REASON_PROPERTY,
     Joined,
-    OutputUnavailable,
     TrainingExamplesStage,
     Watermark,
     build,

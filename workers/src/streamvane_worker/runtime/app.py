@@ -85,6 +85,17 @@ def build_model(config: WorkerConfig, observe: Callable[[float], None]) -> Embed
     return Ranker(_triton(config.inference), observe)
 
 
+def other_models(
+    settings: InferenceSettings | None, observe: Callable[[float], None]
+) -> Callable[[str], Ranker] | None:
+    """Clients of other models on the stage's Triton (its URL, TLS and deadline), by name."""
+    if settings is None or settings.backend != "triton":
+        return None
+    return lambda name: Ranker(
+        _triton(settings.model_copy(update={"model_name": name, "model_version": ""})), observe
+    )
+
+
 async def _retrying(what: str, timeout_s: float, attempt: Callable[[], Awaitable[T]]) -> T:
     """Retry an unreachable dependency until ``timeout_s``; then raise StartupError."""
     try:
@@ -120,14 +131,13 @@ async def serve(config: WorkerConfig) -> None:
     )
     health.start()
     log.info("health_listening", port=health.port)
+    observe = metrics.inference_latency.labels(config.pipeline, config.stage).observe
     model: Embedder | Ranker | None = None
     if config.stage_type in STAGES_NEEDING_MODEL:
         assert config.inference is not None  # guaranteed by WorkerConfig's validator
         inference = config.inference
         try:
-            model = build_model(
-                config, metrics.inference_latency.labels(config.pipeline, config.stage).observe
-            )
+            model = build_model(config, observe)
         except InferenceError as e:
             raise StartupError(str(e)) from e
         info = await _retrying(
@@ -202,6 +212,7 @@ async def serve(config: WorkerConfig) -> None:
                 identity=identity,
                 closables=closables,
                 ranker=model if isinstance(model, Ranker) else None,
+                model_server=other_models(config.inference, observe),
                 input_topic=config.input.topic,
                 outputs=tuple(config.outputs),
             )

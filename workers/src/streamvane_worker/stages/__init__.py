@@ -8,6 +8,7 @@ from typing import Any
 from streamvane_worker.config import StageType
 from streamvane_worker.stages import (
     candidate_retrieval,
+    label_examples,
     online_training,
     passthrough,
     ranking,
@@ -30,6 +31,7 @@ REGISTRY: dict[StageType, StageKind] = {
     StageType.RANKING: ranking.KIND,
     StageType.TRAINING_EXAMPLES: training_examples.KIND,
     StageType.ONLINE_TRAINING: online_training.KIND,
+    StageType.LABEL_EXAMPLES: label_examples.KIND,
 }
 
 

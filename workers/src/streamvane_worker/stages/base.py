@@ -10,8 +10,9 @@ model backend, which the runtime retries or negative-acks.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -22,8 +23,9 @@ from prometheus_client import CollectorRegistry
 from streamvane_worker.config import StageType
 from streamvane_worker.inference.backend import EmbeddingArray
 from streamvane_worker.inference.embedder import Embedder
+from streamvane_worker.inference.errors import BackendUnavailable
 from streamvane_worker.inference.ranker import Ranker
-from streamvane_worker.io.base import Reader, Sink
+from streamvane_worker.io.base import Outgoing, Reader, Sink
 from streamvane_worker.stages.item import ContentItem, StageRecord
 from streamvane_worker.stages.message import Message
 
@@ -46,6 +48,21 @@ class StageResult:
 
 class Stage(Protocol[In]):
     async def process(self, items: list[In]) -> StageResult: ...
+
+
+class OutputUnavailable(BackendUnavailable):
+    """A stage's own writes could not be persisted: the batch is retried."""
+
+
+async def send_all(sends: Sequence[tuple[Sink, list[Outgoing]]]) -> None:
+    """Send each batch to its sink, concurrently; ``OutputUnavailable`` if any message of any
+    batch was refused (the stage's batch is then retried: its writes are at-least-once)."""
+    sends = [(sink, batch) for sink, batch in sends if batch]
+    results = await asyncio.gather(*(sink.send_batch(batch) for sink, batch in sends))
+    for (sink, _), errors in zip(sends, results, strict=True):
+        failed = [e for e in errors if e is not None]
+        if failed:
+            raise OutputUnavailable(f"publish to {sink.topic} failed: {failed[0]}")
 
 
 class Closable(Protocol):
@@ -82,6 +99,9 @@ class StageContext:
     """Readers, sinks and tasks the stage opened, closed by the worker on the way out."""
     ranker: Ranker | None = None
     """The ranking model, for the ranking stage."""
+    model_server: Callable[[str], Ranker] | None = None
+    """A client of another model on the stage's Triton, by name, not started (a tagging
+    stage's trained head); None when the stage's model is not on Triton."""
     input_topic: str = ""
     """The fully qualified input topic (local topic params are qualified like it)."""
     outputs: tuple[str, ...] = ()

@@ -42,7 +42,14 @@ from streamvane_worker.config import OnlineTrainingParams
 from streamvane_worker.inference.errors import BackendUnavailable, InferenceError
 from streamvane_worker.inference.ranker import DENSE_FEATURES
 from streamvane_worker.io.base import Outgoing, Sink
-from streamvane_worker.stages.base import ItemError, Stage, StageContext, StageKind, StageResult
+from streamvane_worker.stages.base import (
+    ItemError,
+    Stage,
+    StageContext,
+    StageKind,
+    StageResult,
+    send_all,
+)
 from streamvane_worker.stages.keyed_state import Codec, KeyedState, StateMetrics
 from streamvane_worker.stages.model_version import ModelVersion
 from streamvane_worker.training import checkpoint, repository
@@ -73,10 +80,6 @@ class ModelLoader(Protocol):
     async def describe(self) -> tuple[dict[str, Any], dict[str, Any]]: ...
 
     async def load(self, config: Mapping[str, Any]) -> None: ...
-
-
-class PublishFailed(BackendUnavailable):
-    """An announcement could not be persisted: the batch is retried."""
 
 
 class TrainerMetrics:
@@ -351,12 +354,7 @@ class OnlineTraining:
             Outgoing(a.model_dump_json(by_alias=True).encode(), {}, a.routing_key())
             for a in announced
         ]
-        if outgoing:
-            results = await asyncio.gather(*(s.send_batch(outgoing) for s in self._outputs))
-            for sink, errors in zip(self._outputs, results, strict=True):
-                failed = [e for e in errors if e is not None]
-                if failed:
-                    raise PublishFailed(f"announcement to {sink.topic} failed: {failed[0]}")
+        await send_all([(sink, outgoing) for sink in self._outputs])
         self._state.revision += 1
         await self._checkpoints.commit({self._triton.model: self._state})
 

@@ -22,24 +22,22 @@ from datetime import UTC, datetime
 
 import numpy as np
 import structlog
-from pydantic import ValidationError
 
 from streamvane_worker.config import RankingParams
 from streamvane_worker.inference.backend import EMBEDDING_DIM
 from streamvane_worker.inference.ranker import DENSE_FEATURES, FloatArray, Ranker
-from streamvane_worker.io.base import Reader, Record
 from streamvane_worker.stages.base import Stage, StageContext, StageKind, StageResult
 from streamvane_worker.stages.catalogue import Catalogue, CatalogueItem
-from streamvane_worker.stages.following import FollowedTopic, Following
+from streamvane_worker.stages.following import Following
 from streamvane_worker.stages.item import Decision
 from streamvane_worker.stages.message import Message
-from streamvane_worker.stages.model_version import ModelVersion
 from streamvane_worker.stages.recommendation import (
     Candidates,
     ModelRef,
     Recommendations,
     request_id,
 )
+from streamvane_worker.stages.serving_versions import follow_versions
 from streamvane_worker.stages.vector import Vector
 
 log = structlog.get_logger(__name__)
@@ -59,36 +57,6 @@ class RankableItems:
 
     def delete(self, item_id: str) -> None:
         self.items.pop(item_id, None)
-
-
-def serving_version(record: Record, model: str) -> int | None:
-    """The version Triton serves after this announcement, if it is one about ``model``; None
-    for other models, tombstones and payloads that do not parse (pure)."""
-    if not record.payload:
-        return None
-    try:
-        announced = ModelVersion.model_validate_json(record.payload)
-    except ValidationError:
-        return None
-    return announced.serving_version if announced.model == model else None
-
-
-class ServingVersions(FollowedTopic):
-    """The model-versions topic, followed: each announcement about the ranker's model tells
-    the ranker which version to ask Triton for (``Ranker.announce``)."""
-
-    def __init__(self, reader: Reader, ranker: Ranker) -> None:
-        super().__init__(reader)
-        self._ranker = ranker
-        self.skipped = 0
-        """Other models' announcements, tombstones and payloads that do not parse."""
-
-    def apply(self, record: Record) -> None:
-        version = serving_version(record, self._ranker.backend.model)
-        if version is None:
-            self.skipped += 1
-        else:
-            self._ranker.announce(version)
 
 
 def dense_rows(
@@ -189,18 +157,9 @@ async def create(ctx: StageContext) -> Stage[Candidates]:
     log.info("catalogue_read", records_read=read, items=len(items.items))
     ctx.closables.append(Following(catalogue))
     if params.model_versions_topic is not None:
-        announced = ServingVersions(
-            await ctx.topics.reader(params.model_versions_topic, None), ctx.ranker
+        ctx.closables.append(
+            await follow_versions(ctx.topics, params.model_versions_topic, ctx.ranker)
         )
-        read = await announced.catch_up()
-        log.info(
-            "model_versions_read",
-            records_read=read,
-            skipped=announced.skipped,
-            version=ctx.ranker.choice.announced,
-            model=ctx.ranker.backend.model,
-        )
-        ctx.closables.append(Following(announced))
     return Ranking(params, ctx.ranker, items)
 
 

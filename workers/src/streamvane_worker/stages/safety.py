@@ -20,7 +20,13 @@ from streamvane_worker.inference.embedder import Embedder
 from streamvane_worker.stages.base import Stage, StageContext, StageKind
 from streamvane_worker.stages.item import ContentItem, Decision, SafetyVerdict
 from streamvane_worker.stages.label_scoring import ClassTexts, calibrate
-from streamvane_worker.stages.scored import Annotator, class_scores, embed_classes, scored_stage
+from streamvane_worker.stages.scored import (
+    Annotator,
+    class_scores,
+    embed_classes,
+    local,
+    scored_stage,
+)
 
 BENIGN = "benign"
 """The label of benign texts (``streamvane classify --examples``), and the head's extra class."""
@@ -124,7 +130,8 @@ async def annotator(params: SafetyParams, embedder: Embedder) -> Annotator:
         benign_scores = category_scores((await embedder.embed(held_out)).vectors)
     limits = thresholds(params, benign_scores)
     return Annotator(
-        lambda vector: {"safety": verdict(category_scores(vector[np.newaxis])[0], limits)},
+        local(category_scores),
+        lambda row: {"safety": verdict(row, limits)},
         {
             "mode": params.mode.value,
             "thresholds": [t.__dict__ for t in limits],

@@ -1,10 +1,11 @@
 """The shape shared by ``tagging`` and ``safety``: score each item's embedding against classes.
 
 At start the classes' texts (descriptions, examples) are embedded once with the same model as
-the items and turned into a scorer (``label_scoring``: prototypes, or a trained linear head);
-each item's embedding (reused from upstream when present) is scored, and the stage's
-``Annotate`` turns that into the item's new field. ``streamvane classify`` builds the same
-``Annotator`` from the same params, so it prints what the stage would attach.
+the items and turned into a scorer (``label_scoring``: prototypes, or a trained linear head;
+for tagging, also a head served on Triton, ``label_head``); each batch's embeddings (reused
+from upstream when present) are scored, and the stage's ``Annotate`` turns each item's score
+row into its new field. ``streamvane classify`` builds the same ``Annotator`` from the same
+params, so it prints what the stage would attach.
 """
 
 from __future__ import annotations
@@ -33,14 +34,42 @@ from streamvane_worker.stages.label_scoring import ClassTexts, Prototypes, Score
 log = structlog.get_logger(__name__)
 
 Annotate = Callable[[EmbeddingArray], dict[str, Any]]
-"""One item's unit embedding -> the fields the stage sets."""
+"""One item's score row -> the fields the stage sets."""
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    rows: EmbeddingArray
+    """[items, classes]"""
+    model: str | None = None
+    """The served head that computed them (and its version); None for a local scorer."""
+    version: str | None = None
+
+
+BatchScores = Callable[[EmbeddingArray], Awaitable[ClassScores]]
+"""Unit embeddings [n, dim] -> their class scores."""
+
+
+def local(scores: Scores) -> BatchScores:
+    """A scorer computed in-process (prototypes, a head trained at start)."""
+
+    async def score(vectors: EmbeddingArray) -> ClassScores:
+        return ClassScores(scores(vectors))
+
+    return score
 
 
 @dataclass(frozen=True)
 class Annotator:
+    score: BatchScores
     annotate: Annotate
     summary: dict[str, Any] = field(default_factory=dict)
     """What was set up at start (mode, prototypes, calibrated thresholds), for the log."""
+
+    async def fields(self, vectors: EmbeddingArray) -> list[dict[str, Any]]:
+        """The fields of each of ``vectors`` [n, dim], in order."""
+        scored = await self.score(vectors)
+        return [self.annotate(row) for row in scored.rows]
 
 
 async def embed_classes(embedder: Embedder, classes: Sequence[ClassTexts]) -> list[EmbeddingArray]:
@@ -56,20 +85,28 @@ def class_scores(mode: ScoringMode, embedded: Sequence[EmbeddingArray]) -> Score
 
 
 class ScoredStage:
-    def __init__(self, ctx: StageContext, embedder: Embedder, annotate: Annotate) -> None:
+    def __init__(self, ctx: StageContext, embedder: Embedder, annotator: Annotator) -> None:
         self._ctx = ctx
         self._embedder = embedder
-        self._annotate = annotate
+        self._annotator = annotator
 
     async def process(self, items: list[ContentItem]) -> StageResult:
         watch = Stopwatch(self._ctx, len(items))
         vectors = await item_vectors(self._embedder, items, reuse=True)
+        indices = list(vectors.by_index)
+        scored = ClassScores(np.empty((0, 0), np.float32))
+        if indices:
+            scored = await self._annotator.score(np.stack([vectors.by_index[i] for i in indices]))
         record = watch.record(vectors.inference_ms)
+        if scored.model is not None:
+            record = record.model_copy(
+                update={"model": scored.model, "model_version": scored.version}
+            )
         outputs = {
             i: items[i].model_copy(
-                update={**self._annotate(vector), "stages": [*items[i].stages, record]}
+                update={**self._annotator.annotate(row), "stages": [*items[i].stages, record]}
             )
-            for i, vector in vectors.by_index.items()
+            for i, row in zip(indices, scored.rows, strict=True)
         }
         return StageResult(outputs=outputs, errors=vectors.errors)
 
@@ -80,4 +117,4 @@ async def scored_stage(
     embedder = require_embedder(ctx)
     annotator = await build(embedder)
     log.info("classes_ready", stage=ctx.name, **annotator.summary)
-    return ScoredStage(ctx, embedder, annotator.annotate)
+    return ScoredStage(ctx, embedder, annotator)

@@ -2,7 +2,9 @@
 
 Zero-shot, a label's score is its best cosine similarity to its prototypes (the description
 and, with ``examples``, their centroid); in classifier mode it is the probability of a linear
-head trained at start on the labels' examples. An item's tags are the ``topK`` labels scoring at
+head trained at start on the labels' examples, or, with ``headModel``, of a head trained
+online from a labelled topic and served on Triton (``label_head``; the version that scored an
+item is its stage record's ``modelVersion``). An item's tags are the ``topK`` labels scoring at
 or above ``minScore``; with ``minMargin``, only the best label, and only when it beats the
 runner-up by that much. An embedding already on the item (from an upstream text-embedding
 stage) is reused.
@@ -15,10 +17,18 @@ import numpy as np
 from streamvane_worker.config import TaggingParams
 from streamvane_worker.inference.backend import EmbeddingArray
 from streamvane_worker.inference.embedder import Embedder
+from streamvane_worker.inference.ranker import Ranker
 from streamvane_worker.stages.base import Stage, StageContext, StageKind
 from streamvane_worker.stages.item import ContentItem, Tag
+from streamvane_worker.stages.label_head import head_scores, served_head
 from streamvane_worker.stages.label_scoring import ClassTexts
-from streamvane_worker.stages.scored import Annotator, class_scores, embed_classes, scored_stage
+from streamvane_worker.stages.scored import (
+    Annotator,
+    class_scores,
+    embed_classes,
+    local,
+    scored_stage,
+)
 
 
 def top_tags(scores: EmbeddingArray, names: list[str], params: TaggingParams) -> list[Tag]:
@@ -47,14 +57,25 @@ def with_examples(params: TaggingParams, examples: dict[str, list[str]]) -> Tagg
     return params.model_copy(update={"labels": labels})
 
 
-async def annotator(params: TaggingParams, embedder: Embedder) -> Annotator:
+async def annotator(
+    params: TaggingParams, embedder: Embedder, head: Ranker | None = None
+) -> Annotator:
+    """The stage's scoring; ``head`` is the served ``headModel`` when params name one."""
     classes = [ClassTexts(label.name, label.description, label.examples) for label in params.labels]
-    scores = class_scores(params.mode, await embed_classes(embedder, classes))
+    embedded = await embed_classes(embedder, classes)
+    if params.head_model is not None:
+        if head is None:
+            raise ValueError(f"headModel {params.head_model!r} is served by Triton: none given")
+        score = head_scores(head, np.stack([e[0] for e in embedded]))
+    else:
+        score = local(class_scores(params.mode, embedded))
     names = [label.name for label in params.labels]
     return Annotator(
-        lambda vector: {"tags": top_tags(scores(vector[np.newaxis])[0], names, params)},
+        score,
+        lambda row: {"tags": top_tags(row, names, params)},
         {
             "mode": params.mode.value,
+            "head_model": params.head_model,
             "labels": len(names),
             "examples": sum(len(c.examples) for c in classes),
         },
@@ -63,7 +84,10 @@ async def annotator(params: TaggingParams, embedder: Embedder) -> Annotator:
 
 async def create(ctx: StageContext) -> Stage[ContentItem]:
     params = TaggingParams.model_validate(ctx.params)
-    return await scored_stage(ctx, lambda embedder: annotator(params, embedder))
+    head = None
+    if params.head_model is not None:
+        head = await served_head(ctx, params.head_model, params.model_versions_topic)
+    return await scored_stage(ctx, lambda embedder: annotator(params, embedder, head))
 
 
 KIND = StageKind(create, ContentItem, ContentItem)

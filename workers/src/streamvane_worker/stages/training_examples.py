@@ -60,7 +60,14 @@ from streamvane_worker.config import TrainingExamplesParams, late_topic, qualify
 from streamvane_worker.inference.errors import BackendUnavailable
 from streamvane_worker.inference.ranker import ITEM, USER
 from streamvane_worker.io.base import Outgoing, Sink
-from streamvane_worker.stages.base import ItemError, Stage, StageContext, StageKind, StageResult
+from streamvane_worker.stages.base import (
+    ItemError,
+    Stage,
+    StageContext,
+    StageKind,
+    StageResult,
+    send_all,
+)
 from streamvane_worker.stages.keyed_state import Codec, KeyedState, StateMetrics
 from streamvane_worker.stages.recommendation import Engagement, Recommendations
 from streamvane_worker.training.examples import FeatureValue, TrainingExample
@@ -72,10 +79,6 @@ EXAMPLE_IDS = uuid.UUID("0b8f6a52-3c1d-4e7a-9f20-6d5e4c3b2a19")
 LATE_REASON_PROPERTY = "streamvane-late-reason"
 FLUSH_INTERVAL_S = 1.0
 HASH_SPACE = float(2**64)
-
-
-class OutputUnavailable(BackendUnavailable):
-    """Examples or late events could not be persisted: the batch is retried."""
 
 
 @dataclass(frozen=True)
@@ -398,7 +401,7 @@ def decode_state(payload: bytes) -> Request:
 CODEC: Codec[Request] = Codec(encode_state, decode_state, lambda r: r.version)
 
 
-def _example_out(item: TrainingExample) -> Outgoing:
+def example_out(item: TrainingExample) -> Outgoing:
     return Outgoing(
         item.model_dump_json(by_alias=True, exclude_none=True).encode(), {}, item.routing_key()
     )
@@ -531,14 +534,8 @@ class TrainingExamplesStage:
         changed: dict[str, Request | None],
     ) -> None:
         """Examples and late events first, then the state: see the module docstring."""
-        outgoing = [_example_out(e) for e in examples]
-        sends = [(sink, outgoing) for sink in self._outputs if outgoing]
-        sends += [(self._late, late)] if late else []
-        results = await asyncio.gather(*(sink.send_batch(batch) for sink, batch in sends))
-        for (sink, _), errors in zip(sends, results, strict=True):
-            failed = [e for e in errors if e is not None]
-            if failed:
-                raise OutputUnavailable(f"publish to {sink.topic} failed: {failed[0]}")
+        outgoing = [example_out(e) for e in examples]
+        await send_all([*((sink, outgoing) for sink in self._outputs), (self._late, late)])
         await self._state.commit(changed)
         if examples or late:
             positives = sum(e.label for e in examples)

@@ -7,8 +7,9 @@ checkpoint; pinning version 1 rolls serving back, and the Pipeline's ModelServin
 says so.
 
 Whether a worse version is refused depends on which examples judge it, so that is proven where
-the test controls them: tests/integration/worker/test_online_training.py (real Pulsar and
-Triton, labels inverted on purpose)."""
+the test controls them: through the operator with the same trainer in
+e2e/test_tagging_head.py (a head trained on inverted labels, kept out, in the Pipeline's
+status), and for the ranker in tests/integration/worker/test_online_training.py."""
 
 from __future__ import annotations
 

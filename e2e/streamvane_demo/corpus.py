@@ -9,6 +9,7 @@ for research). Nothing is fetched at run time.
 from __future__ import annotations
 
 import importlib.util
+import random
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,29 @@ def content_items(articles: list[tuple[str, str]], per_topic: int) -> list[dict[
                 }
             )
     return items
+
+
+def topic_of(item: dict[str, Any]) -> str:
+    """The corpus topic of an item ``content_items`` made (its id names it)."""
+    return str(item["id"]).split("-")[1]
+
+
+def labelled_phases(per_topic: list[int], seed: int) -> list[list[dict[str, Any]]]:
+    """Disjoint sets of articles: the k-th holds the next ``per_topic[k]`` articles of every
+    topic, each tagged with its topic (a labelled item for ``label-examples``), shuffled."""
+    items = content_items(bbc_articles(), sum(per_topic))
+    by_topic: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        by_topic.setdefault(topic_of(item), []).append(item)
+    rng = random.Random(seed)
+    phases, start = [], 0
+    for count in per_topic:
+        phase = [
+            {**item, "tags": [{"name": topic, "score": 1.0}]}
+            for topic, each in sorted(by_topic.items())
+            for item in each[start : start + count]
+        ]
+        rng.shuffle(phase)
+        phases.append(phase)
+        start += count
+    return phases

@@ -247,6 +247,16 @@ def _examples_field() -> Any:
     )
 
 
+def _model_versions_field(description: str) -> Any:
+    """A topic of the online-training stage's ModelVersion announcements, to follow."""
+    return Field(
+        None,
+        pattern=f"{TOPIC_PATTERN}|{LOCAL_TOPIC_PATTERN}",
+        max_length=MAX_TOPIC_LENGTH,
+        description=description,
+    )
+
+
 class ScoringMode(StrEnum):
     ZERO_SHOT = "zero-shot"
     """Cosine similarity to each class's prototypes (description, examples' centroid)."""
@@ -295,13 +305,10 @@ class TaggingParams(_Model):
         "pair, and the version that scored it is the tags' stage record's modelVersion. Unset: "
         "the head is trained at start on the labels' examples.",
     )
-    model_versions_topic: str | None = Field(
-        None,
-        pattern=f"{TOPIC_PATTERN}|{LOCAL_TOPIC_PATTERN}",
-        max_length=MAX_TOPIC_LENGTH,
-        description="With headModel: the online-training stage's ModelVersion announcements, "
+    model_versions_topic: str | None = _model_versions_field(
+        "With headModel: the online-training stage's ModelVersion announcements, "
         "followed as the ranking stage follows them (a local name is in the Pipeline's Pulsar "
-        "namespace). Unset: Triton's default version of headModel.",
+        "namespace). Unset: Triton's default version of headModel."
     )
 
     @model_validator(mode="after")
@@ -536,14 +543,11 @@ class RankingParams(_Model):
         description="Ranked items emitted per user: the best-scored of the candidates still in "
         "the catalogue and not blocked.",
     )
-    model_versions_topic: str | None = Field(
-        None,
-        pattern=f"{TOPIC_PATTERN}|{LOCAL_TOPIC_PATTERN}",
-        max_length=MAX_TOPIC_LENGTH,
-        description="Topic of ModelVersion announcements (the online-training stage's output), "
+    model_versions_topic: str | None = _model_versions_field(
+        "Topic of ModelVersion announcements (the online-training stage's output), "
         "read from the start and followed: each request asks Triton for the newest announced "
         "serving version, falling back to the last one that served while it is not loaded. A "
-        "local name is in the Pipeline's Pulsar namespace. Unset: Triton's default version.",
+        "local name is in the Pipeline's Pulsar namespace. Unset: Triton's default version."
     )
 
 

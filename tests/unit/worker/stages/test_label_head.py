@@ -12,6 +12,7 @@ from streamvane_worker.inference.ranker import DENSE_FEATURES, ITEM, USER, Ranke
 from streamvane_worker.inference.testing import FakeRankerServer, fake_embedder
 from streamvane_worker.io.testing import FakeBroker
 from streamvane_worker.stages import create_stage
+from streamvane_worker.stages.base import ItemError
 from streamvane_worker.stages.item import ContentItem, Tag
 from streamvane_worker.stages.label_examples import label_problem, labelled_examples
 from streamvane_worker.stages.label_head import pair_rows
@@ -70,10 +71,13 @@ def test_negatives_are_down_sampled_by_id_with_the_rate_recorded_and_positives_a
 
 def test_items_without_tags_or_with_tags_outside_the_labels_cannot_be_learned() -> None:
     names = {"a", "b"}
-    assert label_problem(ContentItem(id="x", title="t"), names).reason == "unlabelled"  # type: ignore[union-attr]
-    unknown = label_problem(ContentItem(id="x", tags=[Tag(name="z", score=1)]), names)
-    assert unknown is not None and unknown.reason == "unknown-label" and "'z'" in unknown.detail
-    assert label_problem(ContentItem(id="x", tags=[Tag(name="a", score=1)]), names) is None
+    assert label_problem(3, set(), names) == ItemError(
+        3, "unlabelled", "item has no tags: its labels are its tags' names"
+    )
+    unknown = label_problem(4, {"a", "z"}, names)
+    assert unknown is not None and unknown.index == 4 and unknown.reason == "unknown-label"
+    assert "'z'" in unknown.detail
+    assert label_problem(0, {"a"}, names) is None
 
 
 async def test_label_examples_writes_its_pairs_and_reports_what_it_cannot_learn() -> None:

@@ -73,27 +73,26 @@ def labelled_examples(
     return found
 
 
-def label_problem(item: ContentItem, names: set[str]) -> ItemError | None:
-    """Why an item cannot be learned from, if it cannot (its index is filled in by the caller)."""
-    own = {tag.name for tag in item.tags or []}
+def label_problem(index: int, own: set[str], names: set[str]) -> ItemError | None:
+    """Why the item at ``index``, tagged ``own``, cannot be learned from, if it cannot."""
     if not own:
-        return ItemError(-1, "unlabelled", "item has no tags: its labels are its tags' names")
+        return ItemError(index, "unlabelled", "item has no tags: its labels are its tags' names")
     unknown = sorted(own - names)
     if unknown:
-        return ItemError(-1, "unknown-label", f"tags {unknown} are not among {sorted(names)}")
+        return ItemError(index, "unknown-label", f"tags {unknown} are not among {sorted(names)}")
     return None
 
 
 class LabelExamples:
     def __init__(
         self,
-        params: LabelExamplesParams,
         embedder: Embedder,
         labels: list[tuple[str, EmbeddingArray]],
+        negative_rate: float,
         outputs: Sequence[Sink],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._params = params
+        self._negative_rate = negative_rate
         self._embedder = embedder
         self._labels = labels
         self._names = {name for name, _ in labels}
@@ -106,13 +105,13 @@ class LabelExamples:
         examples: list[TrainingExample] = []
         now_ms = int(self._clock() * 1000)
         for i, vector in vectors.by_index.items():
-            problem = label_problem(items[i], self._names)
-            if problem is not None:
-                errors.append(ItemError(i, problem.reason, problem.detail))
-                continue
             own = {tag.name for tag in items[i].tags or []}
+            problem = label_problem(i, own, self._names)
+            if problem is not None:
+                errors.append(problem)
+                continue
             examples += labelled_examples(
-                items[i].id, vector, own, self._labels, self._params.negative_sample_rate, now_ms
+                items[i].id, vector, own, self._labels, self._negative_rate, now_ms
             )
         outgoing = [example_out(e) for e in examples]
         await send_all([(sink, outgoing) for sink in self._outputs])
@@ -132,7 +131,7 @@ async def create(ctx: StageContext) -> Stage[ContentItem]:
     outputs = [await ctx.topics.sink(topic) for topic in ctx.outputs]
     ctx.closables.extend(outputs)
     log.info("labels_ready", stage=ctx.name, labels=len(labels))
-    return LabelExamples(params, embedder, labels, outputs)
+    return LabelExamples(embedder, labels, params.negative_sample_rate, outputs)
 
 
 KIND = StageKind(create, ContentItem, TrainingExample)

@@ -672,8 +672,9 @@ class OnlineTrainingParams(_Model):
         None,
         ge=1,
         description="Serve this version (one in the repository) whatever the evaluations say: "
-        "a rollback by hand. Training and evaluation go on; candidates are announced, kept "
-        "out. Unset: the guard decides again from the last version it promoted.",
+        "a rollback by hand. The learner goes on learning, but no candidate is exported or "
+        "judged while pinned. Unset: the guard decides again from the last version it "
+        "promoted.",
     )
     keep_versions: int = Field(
         3,

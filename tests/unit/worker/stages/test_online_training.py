@@ -195,23 +195,30 @@ async def test_a_version_number_written_before_a_lost_checkpoint_is_not_reused(
     assert again.state.next_version == 8
 
 
-async def test_pinning_serves_the_pinned_version_and_unpinning_goes_back(repo: Path) -> None:
+async def test_pinning_serves_the_pinned_version_freezes_the_guard_and_unpinning_resumes(
+    repo: Path,
+) -> None:
     broker, triton = FakeBroker(), FakeTriton()
     stage = await build(context(broker, triton, repo), Clock())
-    await feed(stage, examples(800, seed=2))
-    assert stage.state.serving == 2
+    await feed(stage, examples(1000, seed=2))  # version 2 promoted, version 3 under evaluation
+    assert stage.state.serving == 2 and stage.state.candidate is not None
 
     pinned = await build(context(broker, triton, repo, pinnedVersion=1), Clock())
     assert pinned.state.serving == 1 and triton.loads[-1] == [2, 1]
-    assert announced(broker)[-1].serving_version == 1
-    assert "pinned" in announced(broker)[-1].reason
-    await feed(pinned, examples(800, seed=6))  # a candidate judged while pinned
-    while_pinned = announced(broker)[-1]
-    assert not while_pinned.promoted and "pinned to version 1" in while_pinned.reason
+    pin = announced(broker)[-1]
+    assert pin.serving_version == 1 and "pinned" in pin.reason
+    assert pinned.state.candidate is None  # the one under evaluation is dropped
+    learned = pinned.state.learner.examples_seen
+    await feed(pinned, examples(1600, seed=6))
+    # The learner learns; nothing is exported or judged: the pin stays the newest announcement.
+    assert pinned.state.learner.examples_seen == learned + 1600
+    assert pinned.state.candidate is None and announced(broker)[-1] == pin
 
     unpinned = await build(context(broker, triton, repo), Clock())
     assert unpinned.state.serving == 2
     assert "pin removed" in announced(broker)[-1].reason
+    await feed(unpinned, examples(BATCH, seed=7))
+    assert unpinned.state.candidate is not None  # overdue: exported at the first batch
 
 
 async def test_pinning_a_version_not_in_the_repository_names_the_versions_there(

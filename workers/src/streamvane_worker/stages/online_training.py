@@ -14,8 +14,10 @@ serving version (``training.promotion``). Promoted: it is written to the model r
 (``training.repository``) and Triton is asked to load it beside the versions it keeps
 (explicit model control, ``version_policy: specific``; the loaded ones serve until it is
 ready), then announced. Kept out: announced with the reason, never written, and serving stays.
-``pinnedVersion`` serves a version by hand (a rollback); removing the pin goes back to the
-last version the guard promoted.
+``pinnedVersion`` serves a version by hand (a rollback) and freezes the guard: the learner goes
+on learning, but no candidate is exported or judged (one under evaluation is dropped), so the
+pin's announcement stays the newest; removing the pin goes back to the last version the guard
+promoted, and candidates resume.
 
 Order per batch: Triton loads, then the announcement is persisted, then the checkpoint (the
 state topic, ``training.checkpoint``), then the batch is acked; a crash in between repeats
@@ -205,6 +207,9 @@ class OnlineTraining:
                 )
             else:
                 await self._load(self._state.loaded)
+            if self._params.pinned_version and self._state.candidate is not None:
+                log.info("candidate_dropped", version=self._state.candidate.version, why="pinned")
+                self._state.candidate = None
             await self._persist(announced)
             self._m.serving.set(self._state.serving)
 
@@ -248,7 +253,7 @@ class OnlineTraining:
                     scores=(verdict.auc, verdict.serving_auc),
                 )
             )
-        if export_due(
+        if not self._params.pinned_version and export_due(
             self._policy,
             self._state.learned_since_export,
             self._clock() - self._state.last_export_s,
@@ -304,7 +309,6 @@ class OnlineTraining:
             candidate.serving_scores,
             candidate.labels,
             self._params.promotion_margin,
-            self._params.pinned_version,
         )
         state.candidate = None
         (self._m.promoted if verdict.promoted else self._m.kept_out).inc()

@@ -49,18 +49,13 @@ def judge(
     serving_scores: list[float],
     labels: list[float],
     margin: float,
-    pinned: int | None,
 ) -> Judgement:
     """Promote the candidate unless its AUC is lower than the serving version's by more than
-    ``margin`` on the same examples, or serving is pinned."""
+    ``margin`` on the same examples."""
     y = np.asarray(labels)
     candidate, current = auc(np.asarray(candidate_scores), y), auc(np.asarray(serving_scores), y)
     on = f"on the {len(labels)} examples after it (margin {margin})"
     figures = f"AUC {candidate:.4f} vs version {serving}'s {current:.4f} {on}"
-    if pinned is not None:
-        return Judgement(
-            False, candidate, current, f"serving is pinned to version {pinned}; {figures}"
-        )
     if candidate < current - margin:
         return Judgement(False, candidate, current, f"worse than serving: {figures}")
     return Judgement(True, candidate, current, f"not worse than serving: {figures}")

@@ -321,8 +321,8 @@ class Bench:
     def run(self, idle_s: float, edits: int, ready_timeout_s: float) -> Result:
         self.core.create_namespace({"metadata": {"name": self.namespace}})
         self.operator.start()
-        harness.wait_for("operator metrics", self._metrics_up, 60)
         try:
+            harness.wait_for("operator metrics", self._metrics_up, 60)
             with StatusWriter(self.apps, self.namespace) as writer:
                 asked = triggers(self.metrics_port)
                 ready_s = self._create_all(ready_timeout_s)

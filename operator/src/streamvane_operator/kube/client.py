@@ -23,6 +23,7 @@ from streamvane_operator.kube.errors import (
     KubeNotFound,
     KubeNotServed,
     KubeRejected,
+    KubeUnavailable,
     translate,
 )
 
@@ -126,6 +127,17 @@ def api_client(kubeconfig: Path | None, connections: int | None = None) -> ApiCl
     return ApiClient(configuration)
 
 
+def _json(response: Any) -> Manifest:
+    """The body of an unserialized response (``serialize=False``): the dynamic client's own
+    ``ResourceInstance`` wraps every nested field in an object, only to be turned back into
+    dicts, at 8x the CPU of decoding the JSON (0.47 vs 0.06 ms per Deployment)."""
+    try:
+        body: Manifest = json.loads(response.data)
+    except ValueError as e:
+        raise KubeUnavailable(f"the API server answered with no JSON object: {e}") from e
+    return body
+
+
 NOT_SERVED_TTL_S = 300.0
 ANY_CACHED = "0"
 
@@ -156,9 +168,10 @@ class KubeClient:
                 content_type=f"{APPLY_PATCH}; charset=utf-8",
                 field_manager=self._field_manager,
                 force_conflicts=True,
+                serialize=False,
             ),
         )
-        return dict(result.to_dict())
+        return _json(result)
 
     def delete(self, ref: ObjectRef) -> None:
         try:
@@ -170,6 +183,7 @@ class KubeClient:
                     namespace=ref.namespace,
                     # No garbage collector is needed to finish a background deletion.
                     body={"propagationPolicy": "Background"},
+                    serialize=False,
                 ),
             )
         except KubeNotFound:
@@ -183,11 +197,12 @@ class KubeClient:
                     self._resource(ref.api_version, ref.kind),
                     name=ref.name,
                     namespace=ref.namespace,
+                    serialize=False,
                 ),
             )
         except KubeNotFound:
             return None
-        return dict(result.to_dict())
+        return _json(result)
 
     def list(
         self,
@@ -207,13 +222,14 @@ class KubeClient:
                     label_selector=selector,
                     # "0": any version the watch cache holds (the API server's own semantics).
                     resource_version=ANY_CACHED if cached else None,
+                    serialize=False,
                 ),
             )
         except KubeNotFound as e:
             # Discovery still lists a kind whose CRD was just removed: not served either.
             self._not_served[(api_version, kind)] = self._clock() + NOT_SERVED_TTL_S
             raise KubeNotServed(f"{api_version} {kind} is not served (CRD installed?)", 404) from e
-        items = result.to_dict().get("items") or []
+        items = _json(result).get("items") or []
         for item in items:
             # List items omit their type; callers treat them like single objects.
             item.setdefault("apiVersion", api_version)
@@ -234,6 +250,7 @@ class KubeClient:
                 name=ref.name,
                 namespace=ref.namespace,
                 content_type="application/merge-patch+json",
+                serialize=False,  # nothing is read from the answer
             ),
         )
 
@@ -253,6 +270,7 @@ class KubeClient:
                 namespace=ref.namespace,
                 field_manager=field_manager,
                 force_conflicts=True,
+                serialize=False,
             ),
         )
 

@@ -8,7 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
-from streamvane_operator.kube.client import KubeClient
+import pytest
+
+from streamvane_operator.kube.client import KubeClient, ObjectRef
+from streamvane_operator.kube.errors import KubeUnavailable
 
 
 class Discovery:
@@ -34,7 +37,7 @@ def test_list_from_many_threads_looks_up_one_resource_at_a_time() -> None:
     kube = KubeClient(None, "test")  # type: ignore[arg-type]
     kube._dynamic = SimpleNamespace(  # type: ignore[assignment]
         resources=discovery,
-        get=lambda *_, **__: SimpleNamespace(to_dict=lambda: {"items": []}),
+        get=lambda *_, **__: SimpleNamespace(data=b'{"items": []}'),
     )
 
     with ThreadPoolExecutor(8) as pool:
@@ -42,3 +45,13 @@ def test_list_from_many_threads_looks_up_one_resource_at_a_time() -> None:
 
     assert listed == [[]] * 32
     assert discovery.most == 1
+
+
+def test_an_answer_that_is_not_json_is_the_api_server_unavailable() -> None:
+    kube = KubeClient(None, "test")  # type: ignore[arg-type]
+    kube._dynamic = SimpleNamespace(  # type: ignore[assignment]
+        resources=Discovery(), get=lambda *_, **__: SimpleNamespace(data=b"<html>proxy</html>")
+    )
+
+    with pytest.raises(KubeUnavailable, match="no JSON object"):
+        kube.get(ObjectRef("v1", "ConfigMap", "ns", "name"))

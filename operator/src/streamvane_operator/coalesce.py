@@ -1,41 +1,56 @@
-"""Coalesce requests to redo the same work: a burst of watch events for one Pipeline (three
-Deployments turning ready, a pod and its Deployment) costs two reconciles, not one each."""
+"""Reconciles asked for by watch events, coalesced per key and run on the handlers' pool.
+
+A watch handler only asks (``Coalescer.submit``) and returns: kopf drops the event's body at
+once, where a handler waiting for a thread would hold it (at 500 Pipelines, the bodies of
+thousands of children queued behind the create handlers). A burst of events for one Pipeline
+(three Deployments turning ready, a pod and its Deployment) costs at most two reconciles.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
+from concurrent.futures import Executor
 
 
 class Coalescer:
-    """``run(key, work)`` runs ``work`` unless work for ``key`` is already running; then the
-    running one runs once more when it is done (it reads the state anew), and this call
-    returns at once. Thread-safe."""
+    """``submit(key, work)`` queues ``work`` on ``executor`` and returns at once. While work
+    for ``key`` waits in the queue, another request adds nothing (the queued run reads the
+    state anew); while it runs, the request makes one more run after it. A failed run goes
+    to ``failed``, and the key is free again. Thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, executor: Executor, failed: Callable[[Hashable, Exception], None]) -> None:
+        self._executor = executor
+        self._failed = failed
         self._lock = threading.Lock()
+        self._queued: set[Hashable] = set()
         self._running: set[Hashable] = set()
         self._again: set[Hashable] = set()
 
-    def run(self, key: Hashable, work: Callable[[], None]) -> None:
+    def submit(self, key: Hashable, work: Callable[[], None]) -> None:
         with self._lock:
+            if key in self._queued:
+                return
             if key in self._running:
                 self._again.add(key)
                 return
+            self._queued.add(key)
+        self._executor.submit(self._run, key, work)
+
+    def _run(self, key: Hashable, work: Callable[[], None]) -> None:
+        with self._lock:
+            self._queued.discard(key)
             self._running.add(key)
-        try:
-            while True:
+        while True:
+            try:
                 work()
-                with self._lock:
-                    if key not in self._again:
-                        self._running.discard(key)
-                        return
-                    self._again.discard(key)
-        except BaseException:
+            except Exception as e:  # reported; the next event or resync tries again
+                self._failed(key, e)
             with self._lock:
-                self._running.discard(key)
+                if key not in self._again:
+                    self._running.discard(key)
+                    return
                 self._again.discard(key)
-            raise
 
 
 class LastSeen:

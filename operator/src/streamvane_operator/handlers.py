@@ -6,7 +6,8 @@ Nothing here decides anything; the decisions live in ``streamvane_operator.recon
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, cast
 
 import kopf
@@ -50,6 +51,7 @@ WORKER_LABELS: dict[str, Any] = {
     "app.kubernetes.io/managed-by": MANAGED_BY,
     PIPELINE_LABEL: kopf.PRESENT,
 }
+log = logging.getLogger(__name__)
 
 
 def placed(spec: kopf.Spec, **_: Any) -> bool:
@@ -66,12 +68,16 @@ def register(
     deps: Deps,
     config: OperatorConfig,
     credentials: Configuration | None = None,
+    executor: Executor | None = None,
 ) -> None:
     """Attach every handler to ``registry``; closures carry ``deps`` (no module globals).
 
     ``credentials``: the client configuration the reconcilers use; kopf logs in with the
-    same one (None: kopf's own in-cluster / $KUBECONFIG discovery).
+    same one (None: kopf's own in-cluster / $KUBECONFIG discovery). ``executor``: the
+    threads of kopf's sync handlers and of the reconciles watch events ask for (default:
+    ``config.max_workers`` threads).
     """
+    pool = executor or ThreadPoolExecutor(config.max_workers, thread_name_prefix="handler")
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -83,7 +89,7 @@ def register(
         )
         settings.persistence.finalizer = f"{GROUP}/finalizer"
         settings.peering.lifetime = config.peering_lifetime_s
-        settings.execution.max_workers = config.max_workers
+        settings.execution.executor = pool
         # Watching named namespaces needs no cluster-wide namespace/CRD scans: skipping them
         # avoids a minute of Forbidden retries under namespaced RBAC.
         settings.scanning.disabled = bool(config.namespaces)
@@ -243,16 +249,25 @@ def register(
             raise kopf.TemporaryError(str(e), delay=e.delay_s) from e
         _post(body, events, logger)
 
-    coalesced = Coalescer()
+    def reconcile_failed(key: Hashable, error: Exception) -> None:
+        namespace, name = cast(tuple[str, str], key)
+        log.error(
+            "reconcile of Pipeline %s/%s failed (the next event or resync retries)",
+            namespace,
+            name,
+            exc_info=error,
+        )
+
+    coalesced = Coalescer(pool, reconcile_failed)
     workers_seen = LastSeen()
 
-    def reconcile_named(namespace: str, name: str, logger: kopf.Logger, trigger: str) -> None:
+    def reconcile_named(namespace: str, name: str, trigger: str) -> None:
         """Reconcile a Pipeline outside its own handlers (something it depends on changed)
-        and write its status; events arriving meanwhile for it make one more reconcile."""
+        and write its status, on the handlers' threads; returns at once."""
         deps.metrics.triggered(pipeline.KIND, trigger)
-        coalesced.run((namespace, name), lambda: _reconcile_named(namespace, name, logger))
+        coalesced.submit((namespace, name), lambda: _reconcile_named(namespace, name))
 
-    def _reconcile_named(namespace: str, name: str, logger: kopf.Logger) -> None:
+    def _reconcile_named(namespace: str, name: str) -> None:
         ref = ObjectRef(API_VERSION, pipeline.KIND, namespace, name)
         parent = deps.kube.get(ref)
         if parent is None or parent["metadata"].get("deletionTimestamp"):
@@ -266,12 +281,12 @@ def register(
             parent.get("status"),
         )
         deps.kube.patch_status(ref, _dump(_latest_foreign_conditions(outcome.status, owner)))
-        _post(parent, outcome.events, logger)
+        _post(parent, outcome.events, log)
 
+    # The watch handlers below are async: they run in kopf's event loop, decide from the
+    # event alone and only ask for a reconcile (coalesce.py: why the body must not wait).
     @kopf.on.event(*WORKER_DEPLOYMENTS, labels=WORKER_LABELS, registry=registry)
-    def worker_changed(
-        event: Mapping[str, Any], meta: kopf.Meta, logger: kopf.Logger, **_: Any
-    ) -> None:
+    async def worker_changed(event: Mapping[str, Any], meta: kopf.Meta, **_: Any) -> None:
         # A worker Deployment changed or vanished: re-reconcile its Pipeline now (drift
         # repair and fresh status) instead of waiting for the timer. The initial listing
         # (type None) and ADDED are the operator's own doing.
@@ -286,12 +301,12 @@ def register(
             state = (meta.get("generation"), deployment_ready(body))
             if not workers_seen.changed(key, state):
                 return
-        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger, "deployment")
+        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], "deployment")
 
-    def worker_child_deleted(meta: kopf.Meta, logger: kopf.Logger, **_: Any) -> None:
+    async def worker_child_deleted(meta: kopf.Meta, **_: Any) -> None:
         # Deleted behind the operator's back: restored now (the resync of an unchanged
         # Pipeline reads no children; Deployments have worker_changed).
-        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger, "child_deleted")
+        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], "child_deleted")
 
     for resource in WORKER_CHILDREN:
         kopf.on.event(
@@ -303,8 +318,8 @@ def register(
         )(worker_child_deleted)
 
     @kopf.on.event(*WORKER_PODS, labels=WORKER_LABELS, registry=registry)
-    def worker_pod_changed(
-        event: Mapping[str, Any], body: kopf.Body, meta: kopf.Meta, logger: kopf.Logger, **_: Any
+    async def worker_pod_changed(
+        event: Mapping[str, Any], body: kopf.Body, meta: kopf.Meta, **_: Any
     ) -> None:
         # A worker crashed or cannot start: report it now, in its own words. A recovery
         # changes the Deployment's readiness, which worker_changed reports.
@@ -312,7 +327,7 @@ def register(
             return
         if worker_failure(stage_of(dict(body)), [dict(body)]) is None:
             return
-        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], logger, "pod")
+        reconcile_named(meta["namespace"], meta["labels"][PIPELINE_LABEL], "pod")
 
     @kopf.index(*PIPELINES, id=INDEX, registry=registry)
     def pipelines_by_backend(
@@ -328,11 +343,11 @@ def register(
         }
 
     def backend_users_changed(
-        namespace: str, backend_name: str, index: kopf.Index[Any, str], logger: kopf.Logger
+        namespace: str, backend_name: str, index: kopf.Index[Any, str]
     ) -> None:
         """An InferenceBackend appeared, changed or went: its Pipelines learn it now."""
         for name in sorted(set(index.get((namespace, backend_name), []))):
-            reconcile_named(namespace, name, logger, "backend")
+            reconcile_named(namespace, name, "backend")
 
     def backend_outcome(
         body: kopf.Body,
@@ -364,7 +379,7 @@ def register(
     ) -> None:
         backend_outcome(body, spec, meta, status, patch, logger)
         # kopf passes each index as a kwarg named after its function.
-        backend_users_changed(meta["namespace"], meta["name"], kwargs[INDEX], logger)
+        backend_users_changed(meta["namespace"], meta["name"], kwargs[INDEX])
 
     @kopf.timer(
         *BACKENDS, interval=config.resync_s, initial_delay=config.resync_s, registry=registry
@@ -388,7 +403,7 @@ def register(
             backend.delete_backend(deps, owner)
         except RetryLater as e:
             raise kopf.TemporaryError(str(e), delay=e.delay_s) from e
-        backend_users_changed(meta["namespace"], meta["name"], kwargs[INDEX], logger)
+        backend_users_changed(meta["namespace"], meta["name"], kwargs[INDEX])
 
 
 def _connection_info(c: Configuration) -> kopf.ConnectionInfo:

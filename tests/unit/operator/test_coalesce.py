@@ -1,16 +1,49 @@
-"""Requests for the same key while its work runs coalesce into one more run."""
+"""Reconciles asked for while one for the same key is queued or running coalesce."""
 
 from __future__ import annotations
 
 import threading
-
-import pytest
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from streamvane_operator.coalesce import Coalescer, LastSeen
 
 
-def test_requests_during_a_run_make_exactly_one_more_run_and_return_at_once() -> None:
-    coalescer = Coalescer()
+class Held:
+    """An executor that keeps what is submitted until ``release``: what is queued, and when."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.queued.append((fn, args))
+
+    def release(self) -> None:
+        while self.queued:
+            fn, args = self.queued.pop(0)
+            fn(*args)
+
+
+def failures() -> tuple[list[tuple[Hashable, Exception]], Callable[[Hashable, Exception], None]]:
+    seen: list[tuple[Hashable, Exception]] = []
+    return seen, lambda key, error: seen.append((key, error))
+
+
+def test_requests_while_queued_add_nothing_and_submit_returns_at_once() -> None:
+    executor, runs = Held(), []
+    coalescer = Coalescer(executor, failures()[1])  # type: ignore[arg-type]
+
+    for _ in range(3):
+        coalescer.submit("p", lambda: runs.append("p"))
+    coalescer.submit("q", lambda: runs.append("q"))
+
+    assert runs == [] and len(executor.queued) == 2
+    executor.release()
+    assert runs == ["p", "q"]
+
+
+def test_requests_during_a_run_make_exactly_one_more_run() -> None:
     started, release = threading.Event(), threading.Event()
     runs: list[str] = []
 
@@ -20,39 +53,32 @@ def test_requests_during_a_run_make_exactly_one_more_run_and_return_at_once() ->
             started.set()
             release.wait(5)
 
-    first = threading.Thread(target=coalescer.run, args=("p", work))
-    first.start()
-    assert started.wait(5)
-    for _ in range(3):
-        coalescer.run("p", work)  # returns at once: the first is running
-    assert runs == ["run"]
-    release.set()
-    first.join(5)
-
+    with ThreadPoolExecutor(2) as pool:
+        coalescer = Coalescer(pool, failures()[1])
+        coalescer.submit("p", work)
+        assert started.wait(5)
+        for _ in range(3):
+            coalescer.submit("p", work)  # the first is running: one more run after it
+        assert runs == ["run"]
+        release.set()
     assert runs == ["run", "run"]
-    coalescer.run("p", work)
-    assert len(runs) == 3  # nothing running any more: runs at once
 
 
-def test_other_keys_run_independently() -> None:
-    coalescer = Coalescer()
-    runs: list[str] = []
-
-    coalescer.run("a", lambda: coalescer.run("b", lambda: runs.append("b")))
-
-    assert runs == ["b"]
-
-
-def test_a_failed_run_leaves_the_key_free() -> None:
-    coalescer = Coalescer()
+def test_a_failed_run_is_reported_and_leaves_the_key_free() -> None:
+    executor = Held()
+    seen, failed = failures()
+    coalescer = Coalescer(executor, failed)  # type: ignore[arg-type]
+    error = RuntimeError("API server unavailable")
 
     def fail() -> None:
-        raise RuntimeError("API server unavailable")
+        raise error
 
-    with pytest.raises(RuntimeError):
-        coalescer.run("p", fail)
+    coalescer.submit("p", fail)
+    executor.release()
+    assert seen == [("p", error)]
     runs: list[int] = []
-    coalescer.run("p", lambda: runs.append(1))
+    coalescer.submit("p", lambda: runs.append(1))
+    executor.release()
     assert runs == [1]
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -125,18 +126,19 @@ def reconciler_calls() -> list[tuple[str, str, str]]:
 
 def worker_changed(deps: Deps, kube: FakeKube) -> None:
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, deps, OperatorConfig())
-    (handler,) = [
-        h
-        for h in registry._watching.get_all_handlers()
-        if h.selector is not None and resource(h.selector) == "deployments"
-    ]
-    deployment = kube.objects[ObjectRef("apps/v1", "Deployment", "ns", "cu-embed")]
-    handler.fn(
-        event={"type": "MODIFIED", "object": deployment},
-        meta=deployment["metadata"],
-        logger=logging.getLogger("test"),
-    )
+    with ThreadPoolExecutor(1) as pool:
+        handlers.register(registry, deps, OperatorConfig(), executor=pool)
+        (handler,) = [
+            h
+            for h in registry._watching.get_all_handlers()
+            if h.selector is not None and resource(h.selector) == "deployments"
+        ]
+        deployment = kube.objects[ObjectRef("apps/v1", "Deployment", "ns", "cu-embed")]
+        asyncio.run(
+            handler.fn(
+                event={"type": "MODIFIED", "object": deployment}, meta=deployment["metadata"]
+            )
+        )  # the reconcile it asks for runs on the pool, done when it shuts down
 
 
 def resource(selector: Any) -> str:

@@ -4,6 +4,7 @@ with the higher priority reconciles; when it is killed, the other takes over. Th
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 from collections.abc import Iterator
@@ -82,6 +83,14 @@ def _replica(stack: Endpoints, namespace: str, logs: Path, priority: int) -> Rep
     return Replica(operator, port)
 
 
+def _peer_priorities(stack: Endpoints, namespace: str) -> set[int]:
+    """The priorities of the operators the peering object lists (its status: identity -> info)."""
+    got = kubectl(stack.kubeconfig, "get", "kopfpeering", PEERING, "-n", namespace, "-o", "json")
+    assert got.returncode == 0, got.stderr
+    status = json.loads(got.stdout).get("status") or {}
+    return {int(peer["priority"]) for peer in status.values()}
+
+
 @pytest.fixture
 def replicas(stack: Endpoints, tmp_path: Path) -> Iterator[tuple[Cluster, Replica, Replica]]:
     namespace = f"e2e-ha-{uuid.uuid4().hex[:8]}"
@@ -113,8 +122,14 @@ def replicas(stack: Endpoints, tmp_path: Path) -> Iterator[tuple[Cluster, Replic
         ),
         replica_logs=logs / "replicas",
     )
-    standby.operator.start()
+    # The leader first: the standby starts paused (mandatory peering) and its first look at
+    # the peering object then already shows a live higher priority, so it never resumes. The
+    # other order let the standby, alone for a moment, resume and take the first event.
     leader.operator.start()
+    harness.wait_for(
+        "the leader's keep-alive", lambda: 200 in _peer_priorities(stack, namespace), 60
+    )
+    standby.operator.start()
     cluster.runner.start()
     try:
         yield cluster, leader, standby

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
+from streamvane_worker.runtime import decode as decode_module
 from streamvane_worker.runtime.decode import Limits, Malformed, decode, encode
 from streamvane_worker.stages.item import ContentItem
 from streamvane_worker.stages.recommendation import Engagement
@@ -96,6 +98,24 @@ def test_decode_never_raises_and_encodes_whatever_it_accepts_when_given_random_b
             result = decode(candidate, LIMITS, ContentItem)
             if isinstance(result, ContentItem):
                 encode(result)
+
+
+def test_decode_gives_the_checked_answer_when_pydantic_parses_the_payload(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = random.Random(20261204)
+    valid = [
+        json.dumps({"id": f"i{n}", "title": "t" * n, "createdAt": "2024-01-01T00:00:00Z"}).encode()
+        for n in range(5)
+    ]
+    bodies = [b"".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 30))) for _ in range(2000)]
+    payloads = [*valid, *(b'{"id": "a", "title": "t", "x": ' + body + b"}" for body in bodies)]
+    fast = [decode(p, LIMITS, ContentItem) for p in payloads]
+    # Every payload looks risky: all take the checked path.
+    monkeypatch.setattr(decode_module, "_risky", lambda _: re.compile(b""))
+    checked = [decode(p, LIMITS, ContentItem) for p in payloads]
+    assert fast == checked
+    assert sum(isinstance(r, ContentItem) for r in fast) > len(valid)
 
 
 def test_encode_round_trips_unknown_fields_when_producer_adds_metadata() -> None:

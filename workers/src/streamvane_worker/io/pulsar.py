@@ -395,8 +395,8 @@ class PulsarAttemptLog:
             producer = await asyncio.to_thread(
                 client.create_producer,
                 topic,
-                batching_enabled=True,
-                batching_max_publish_delay_ms=1,
+                # Each batch waits for its entry's read-back: no producer batching delay.
+                batching_enabled=False,
                 block_if_queue_full=False,
                 properties={"streamvane-stage": name},
             )

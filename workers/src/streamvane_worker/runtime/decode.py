@@ -16,7 +16,10 @@ stage, encoding the result) from failing on them:
 
 The expensive checks run only when a cheap scan of the bytes says they could fail: the bracket
 count bounds the depth, and a surrogate can only come from a ``\\uD800``-``\\uDFFF`` escape or its
-(invalid, but accepted by ``json``) raw UTF-8 form.
+(invalid, but accepted by ``json``) raw UTF-8 form. A payload that scan clears (no long digit
+run, no ``NaN`` / ``Infinity`` either) is parsed and validated in one step by pydantic's own JSON
+parser, at half the CPU of ``json`` then ``model_validate``; anything that step refuses takes the
+checked path, which names the reason.
 """
 
 from __future__ import annotations
@@ -79,6 +82,29 @@ def _decoder(max_number_digits: int) -> json.JSONDecoder:
 def _decode(payload: bytes, limits: Limits, model: type[M]) -> M | Malformed:
     if len(payload) > limits.max_bytes:
         return Malformed("oversize", f"{len(payload)} bytes > maxMessageBytes {limits.max_bytes}")
+    if _brackets(payload) <= limits.max_depth and not _risky(limits.max_number_digits).search(
+        payload
+    ):
+        try:
+            return model.model_validate_json(payload)
+        except ValidationError:
+            pass  # not JSON, or not the model: the checked path says which
+    return _decode_checked(payload, limits, model)
+
+
+@functools.cache
+def _risky(max_number_digits: int) -> re.Pattern[bytes]:
+    """What only the checked path handles: surrogates, ``NaN`` / ``Infinity`` (pydantic's parser
+    accepts them) and digit runs that could be an integer over the limit."""
+    return re.compile(_SURROGATE.pattern + rb"|NaN|Infinity|[0-9]{%d}" % (max_number_digits + 1))
+
+
+def _brackets(payload: bytes) -> int:
+    """An upper bound of the nesting depth."""
+    return payload.count(b"[") + payload.count(b"{")
+
+
+def _decode_checked(payload: bytes, limits: Limits, model: type[M]) -> M | Malformed:
     try:
         # As json.loads reads bytes: UTF-8, -16 or -32 by the first bytes.
         text = payload.decode(json.detect_encoding(payload), "surrogatepass")
@@ -89,9 +115,8 @@ def _decode(payload: bytes, limits: Limits, model: type[M]) -> M | Malformed:
         ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         return Malformed("not-json", str(e)[:500])
-    brackets = payload.count(b"[") + payload.count(b"{")
     surrogates = _SURROGATE.search(payload) is not None
-    if brackets > limits.max_depth or surrogates:
+    if _brackets(payload) > limits.max_depth or surrogates:
         _check_tree(data, limits.max_depth, strings=surrogates)
     try:
         return model.model_validate(data)

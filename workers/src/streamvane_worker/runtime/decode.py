@@ -18,8 +18,8 @@ The expensive checks run only when a cheap scan of the bytes says they could fai
 count bounds the depth, and a surrogate can only come from a ``\\uD800``-``\\uDFFF`` escape or its
 (invalid, but accepted by ``json``) raw UTF-8 form. A payload that scan clears (no long digit
 run, no ``NaN`` / ``Infinity`` either) is parsed and validated in one step by pydantic's own JSON
-parser, at half the CPU of ``json`` then ``model_validate``; anything that step refuses takes the
-checked path, which names the reason.
+parser (an item with its 384-float embedding: 44 vs 104 us); anything that step refuses takes
+the checked path, which names the reason.
 """
 
 from __future__ import annotations
@@ -82,9 +82,7 @@ def _decoder(max_number_digits: int) -> json.JSONDecoder:
 def _decode(payload: bytes, limits: Limits, model: type[M]) -> M | Malformed:
     if len(payload) > limits.max_bytes:
         return Malformed("oversize", f"{len(payload)} bytes > maxMessageBytes {limits.max_bytes}")
-    if _brackets(payload) <= limits.max_depth and not _risky(limits.max_number_digits).search(
-        payload
-    ):
+    if _plain(payload, limits):
         try:
             return model.model_validate_json(payload)
         except ValidationError:
@@ -92,11 +90,19 @@ def _decode(payload: bytes, limits: Limits, model: type[M]) -> M | Malformed:
     return _decode_checked(payload, limits, model)
 
 
-@functools.cache
-def _risky(max_number_digits: int) -> re.Pattern[bytes]:
-    """What only the checked path handles: surrogates, ``NaN`` / ``Infinity`` (pydantic's parser
-    accepts them) and digit runs that could be an integer over the limit."""
-    return re.compile(_SURROGATE.pattern + rb"|NaN|Infinity|[0-9]{%d}" % (max_number_digits + 1))
+_DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"000000000")
+
+
+def _plain(payload: bytes, limits: Limits) -> bool:
+    """True when nothing only the checked path handles can be in the payload: nesting over
+    the limit, ``NaN`` / ``Infinity`` (pydantic's parser accepts them), surrogates, or a digit
+    run long enough to be an integer over the limit. Substring tests: a regex costs more than
+    the parse."""
+    if _brackets(payload) > limits.max_depth or b"NaN" in payload or b"Infinity" in payload:
+        return False
+    if (b"\\u" in payload or b"\xed" in payload) and _SURROGATE.search(payload):
+        return False
+    return b"0" * (limits.max_number_digits + 1) not in payload.translate(_DIGITS_AS_ZEROS)
 
 
 def _brackets(payload: bytes) -> int:

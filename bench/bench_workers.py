@@ -71,11 +71,15 @@ from streamvane_stack import Stack
 from streamvane_stack.stack import Triton
 from streamvane_worker.inference import paths
 from streamvane_worker.inference.tokenizer import Encoded, TextTokenizer
+from streamvane_worker.io.base import Received
+from streamvane_worker.io.pulsar import PulsarAttemptLog
 from streamvane_worker.stages.item import ContentItem
 
 MODEL = paths.DEFAULT_MODEL
 BATCH = 64
 IN_FLIGHT = 4
+CHECK_DELAY = "managedLedgerNewEntriesCheckDelayInMillis"
+"""How long a caught-up cursor waits before it looks for new entries: latency per hop."""
 console = Console(width=150)
 
 
@@ -401,6 +405,45 @@ def raw_passthrough(stack: Any, n: int) -> Run:
     return Run((n - 1) / elapsed, 1000 * cpu / (n - 1))
 
 
+async def journal_round_trips_ms(stack: Any, entries: int = 200) -> list[float]:
+    """Each batch's attempt-journal entry (BATCH ids) written and read back, as a worker does
+    before it works on the batch: what bounds a replica at maxInFlightBatches per trip."""
+    c = client(stack)
+    journal = await PulsarAttemptLog.create(c, Topics.unique("bench-journal").input, "bench")
+    batch = [
+        Received(b"", f"(1,{i},-1,-1)", "bench", redelivery_count=0, publish_time_ms=0)
+        for i in range(BATCH)
+    ]
+    trips: list[float] = []
+    try:
+        for _ in range(entries):
+            started = time.perf_counter()
+            await journal.begin(batch)
+            trips.append(1000 * (time.perf_counter() - started))
+            journal.end(batch)
+    finally:
+        await journal.close()
+        c.close()
+    return trips
+
+
+def broker_setting(stack: Any, key: str) -> str:
+    """One of the broker's runtime settings, as it reports it (figures depend on some)."""
+    answer = httpx.get(f"{stack.pulsar_admin_url}/admin/v2/brokers/configuration/runtime")
+    answer.raise_for_status()
+    return str(answer.json().get(key, "not reported"))
+
+
+def _report_journal(stack: Any) -> None:
+    trips = sorted(asyncio.run(journal_round_trips_ms(stack)))
+    delay = broker_setting(stack, CHECK_DELAY)
+    console.print(
+        f"attempt journal, entry of {BATCH} ids written and read back: p50 "
+        f"{statistics.median(trips):.2f} ms, p99 {trips[int(0.99 * len(trips))]:.2f} ms "
+        f"(broker {CHECK_DELAY}={delay})"
+    )
+
+
 def _perf_analyzer_round(
     analyzer: perf_analyzer.PerfAnalyzer | None, url: str, batch: Encoded
 ) -> float:
@@ -498,6 +541,7 @@ def main(
                 _delivery_round(rows, stack.endpoints, Path(scratch), passthrough_items)
             rows["raw"].add(raw_passthrough(stack.endpoints, passthrough_items))
         report(rows, latency_rate)
+        _report_journal(stack.endpoints)
         return
     try:
         analyzer: perf_analyzer.PerfAnalyzer | None = perf_analyzer.ensure()
@@ -533,6 +577,7 @@ def main(
             console.log({k: round(r.throughputs[-1], 1) for k, r in rows.items() if r.throughputs})
         rows["b"].latencies_ms = pipeline_latency(endpoints, tmp, latency_rate, 10.0)
     report(rows, latency_rate)
+    _report_journal(endpoints)
 
 
 def _delivery_round(rows: dict[str, Row], endpoints: Any, tmp: Path, n: int) -> None:

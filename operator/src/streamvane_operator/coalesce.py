@@ -1,4 +1,5 @@
-"""Reconciles asked for by watch events, coalesced per key and run on the handlers' pool.
+"""Reconciles asked for by watch events, coalesced per key and run on the handlers' pool;
+and the locks that keep two reconciles of one Pipeline from overlapping.
 
 A watch handler only asks (``Coalescer.submit``) and returns: kopf drops the event's body at
 once, where a handler waiting for a thread would hold it (at 500 Pipelines, the bodies of
@@ -51,6 +52,17 @@ class Coalescer:
                     self._running.discard(key)
                     return
                 self._again.discard(key)
+
+
+class KeyedLocks:
+    """A lock per key: ``with locks.hold(key):``. Striped, so that nothing grows with the
+    keys or has to be forgotten; two keys that share a stripe only wait for each other."""
+
+    def __init__(self, stripes: int = 256) -> None:
+        self._stripes = [threading.Lock() for _ in range(stripes)]
+
+    def hold(self, key: Hashable) -> threading.Lock:
+        return self._stripes[hash(key) % len(self._stripes)]
 
 
 class LastSeen:

@@ -6,7 +6,7 @@ Nothing here decides anything; the decisions live in ``streamvane_operator.recon
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, cast
 
@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from streamvane_operator.api.common import API_VERSION, GROUP, VERSION
 from streamvane_operator.api.pipeline import PipelineStatus
-from streamvane_operator.coalesce import Coalescer, LastSeen
+from streamvane_operator.coalesce import Coalescer, KeyedLocks, LastSeen
 from streamvane_operator.config import OperatorConfig
 from streamvane_operator.diffbase import DigestDiffBaseStorage
 from streamvane_operator.kube.client import ObjectRef
@@ -29,7 +29,7 @@ from streamvane_operator.reconcile.status import (
     with_current_foreign_conditions,
     worker_failure,
 )
-from streamvane_operator.render.labels import MANAGED_BY, PIPELINE_LABEL, Owner
+from streamvane_operator.render.labels import MANAGED_BY, PIPELINE_LABEL
 
 PIPELINES = (GROUP, VERSION, "pipelines")
 BACKENDS = (GROUP, VERSION, "inferencebackends")
@@ -41,10 +41,6 @@ WORKER_CHILDREN = (
     ("", "v1", "services"),
     ("policy", "v1", "poddisruptionbudgets"),
 )
-Reconciler = Callable[
-    [Deps, Owner, Mapping[str, Any], int, Mapping[str, Any] | None],
-    Outcome[PipelineStatus] | None,
-]
 INDEX = "pipelines_by_backend"
 """kopf index: (namespace, InferenceBackend name) -> Pipelines whose stages use it."""
 WORKER_LABELS: dict[str, Any] = {
@@ -102,21 +98,33 @@ def register(
             return kopf.login_via_client(**kwargs)
         return _connection_info(credentials)
 
-    def pipeline_outcome(
-        spec: kopf.Spec,
-        meta: kopf.Meta,
-        status: kopf.Status,
-        patch: kopf.Patch,
-        reconcile: Reconciler = pipeline.reconcile_pipeline,
-    ) -> Outcome[PipelineStatus] | None:
-        owner = pipeline.owner_of(meta["name"], meta["namespace"], meta["uid"])
-        outcome = reconcile(deps, owner, dict(spec), int(meta.get("generation", 0)), dict(status))
-        if outcome is not None:
-            patch.status.update(_dump(_latest_foreign_conditions(outcome.status, owner)))
-        return outcome
+    # Every reconcile of a Pipeline (its handlers, its resync, the watches' asks) runs under
+    # its lock, from the Pipeline as it is now, and writes the status before letting go.
+    # Overlapping reconciles could finish in either order, and the older one's status
+    # (workers not ready yet) then overwrote the newer's until the next full resync.
+    locks = KeyedLocks()
 
-    def _latest_foreign_conditions(status: PipelineStatus, owner: Owner) -> PipelineStatus:
-        ref = ObjectRef(API_VERSION, pipeline.KIND, owner.namespace, owner.name)
+    def reconcile_current(namespace: str, name: str) -> tuple[kopf.Body, Outcome[Any]] | None:
+        """Reconcile the Pipeline as the API server has it now and write its status; None
+        if it is gone or being deleted."""
+        ref = ObjectRef(API_VERSION, pipeline.KIND, namespace, name)
+        with locks.hold((namespace, name)):
+            parent = deps.kube.get(ref)
+            if parent is None or parent["metadata"].get("deletionTimestamp"):
+                return None
+            owner = pipeline.owner_of(name, namespace, parent["metadata"]["uid"])
+            outcome = pipeline.reconcile_pipeline(
+                deps,
+                owner,
+                parent.get("spec") or {},
+                int(parent["metadata"].get("generation", 0)),
+                parent.get("status"),
+            )
+            status = _latest_foreign_conditions(ref, outcome.status)
+            deps.kube.patch_status(ref, _dump(status))
+        return kopf.Body(cast(kopf.RawBody, parent)), outcome
+
+    def _latest_foreign_conditions(ref: ObjectRef, status: PipelineStatus) -> PipelineStatus:
         try:
             current = deps.kube.get(ref)
         except KubeError:
@@ -126,20 +134,11 @@ def register(
     @kopf.on.resume(*PIPELINES, when=local, registry=registry)
     @kopf.on.create(*PIPELINES, when=local, registry=registry)
     @kopf.on.update(*PIPELINES, field="spec", when=local, registry=registry)
-    def pipeline_changed(
-        body: kopf.Body,
-        spec: kopf.Spec,
-        meta: kopf.Meta,
-        status: kopf.Status,
-        patch: kopf.Patch,
-        logger: kopf.Logger,
-        reason: str,
-        **_: Any,
-    ) -> None:
+    def pipeline_changed(meta: kopf.Meta, logger: kopf.Logger, reason: str, **_: Any) -> None:
         deps.metrics.triggered(pipeline.KIND, str(reason))
-        outcome = pipeline_outcome(spec, meta, status, patch)
-        assert outcome is not None  # a full reconcile always has one
-        _finish(body, outcome, logger)
+        done = reconcile_current(meta["namespace"], meta["name"])
+        if done is not None:
+            _finish(*done, logger)
 
     @kopf.timer(
         *PIPELINES,
@@ -149,20 +148,19 @@ def register(
         registry=registry,
     )
     def pipeline_resync(
-        body: kopf.Body,
-        spec: kopf.Spec,
-        meta: kopf.Meta,
-        status: kopf.Status,
-        patch: kopf.Patch,
-        logger: kopf.Logger,
-        **_: Any,
+        spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, logger: kopf.Logger, **_: Any
     ) -> None:
         # Repairs drift and refreshes status; an unchanged Pipeline whose Pulsar snapshot
         # shows nothing new is skipped (the watches report changes in Kubernetes).
-        outcome = pipeline_outcome(spec, meta, status, patch, pipeline.resync_pipeline)
-        deps.metrics.triggered(pipeline.KIND, "resync" if outcome else "resync_skipped")
-        if outcome is not None:
-            _finish(body, outcome, logger, timer=True)
+        owner = pipeline.owner_of(meta["name"], meta["namespace"], meta["uid"])
+        generation = int(meta.get("generation", 0))
+        if not pipeline.resync_needed(deps, owner, dict(spec), generation, dict(status)):
+            deps.metrics.triggered(pipeline.KIND, "resync_skipped")
+            return
+        deps.metrics.triggered(pipeline.KIND, "resync")
+        done = reconcile_current(meta["namespace"], meta["name"])
+        if done is not None:
+            _finish(*done, logger, timer=True)
 
     def autoscaled(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
         return local(spec) and autoscale.needs_ticks(dict(spec), dict(status))
@@ -268,20 +266,9 @@ def register(
         coalesced.submit((namespace, name), lambda: _reconcile_named(namespace, name))
 
     def _reconcile_named(namespace: str, name: str) -> None:
-        ref = ObjectRef(API_VERSION, pipeline.KIND, namespace, name)
-        parent = deps.kube.get(ref)
-        if parent is None or parent["metadata"].get("deletionTimestamp"):
-            return
-        owner = pipeline.owner_of(ref.name, ref.namespace, parent["metadata"]["uid"])
-        outcome = pipeline.reconcile_pipeline(
-            deps,
-            owner,
-            parent.get("spec") or {},
-            int(parent["metadata"].get("generation", 0)),
-            parent.get("status"),
-        )
-        deps.kube.patch_status(ref, _dump(_latest_foreign_conditions(outcome.status, owner)))
-        _post(parent, outcome.events, log)
+        done = reconcile_current(namespace, name)
+        if done is not None:
+            _post(done[0], done[1].events, log)
 
     # The watch handlers below are async: they run in kopf's event loop, decide from the
     # event alone and only ask for a reconcile (coalesce.py: why the body must not wait).

@@ -291,15 +291,18 @@ class ReconcileMemory:
         with self._lock:
             return uid not in self._reconciled
 
-    def nothing_to_do(self, uid: str, spec: str) -> bool:
+    def nothing_to_do(self, uid: str, spec: str, *, ready: bool) -> bool:
         """A resync of ``spec`` finds what the last full reconcile left: same spec, recent,
-        and Pulsar shows the whole topology with the backlogs in the status. Raises what
-        the admin client raises (the reconcile then reports it)."""
+        the readiness it found (``ready``: what the status says now), and Pulsar shows the
+        whole topology with the backlogs in the status. Raises what the admin client raises
+        (the reconcile then reports it)."""
         with self._lock:
             settled = self._settled.get(uid)
         if not still_settled(settled, spec, self.clock(), self.full_resync_s, self.waiting_s):
             return False
         assert settled is not None
+        if settled.ready != ready:
+            return False
         try:
             stats = self.observed(settled.admin, settled.topo)
         except PulsarError:

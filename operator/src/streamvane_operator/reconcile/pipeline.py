@@ -113,11 +113,26 @@ def resync_pipeline(
     previous_status: Mapping[str, Any] | None,
 ) -> Outcome[PipelineStatus] | None:
     """The timer's reconcile; None when it has nothing to do (``ReconcileMemory``)."""
-    if deps.memory.not_reconciled_yet(owner.uid):
-        return None
-    if deps.memory.nothing_to_do(owner.uid, spec_digest(raw_spec, generation)):
+    if not resync_needed(deps, owner, raw_spec, generation, previous_status):
         return None
     return reconcile_pipeline(deps, owner, raw_spec, generation, previous_status)
+
+
+def resync_needed(
+    deps: Deps,
+    owner: Owner,
+    raw_spec: Mapping[str, Any],
+    generation: int,
+    status: Mapping[str, Any] | None,
+) -> bool:
+    """Whether a resync must reconcile: not while the create or resume handler is still to
+    run, nor while the last full reconcile holds (``ReconcileMemory.nothing_to_do``) and the
+    Pipeline still shows the readiness that reconcile wrote (a status written over since is
+    put right at once, not at the next full resync). Reads nothing from Kubernetes."""
+    if deps.memory.not_reconciled_yet(owner.uid):
+        return False
+    spec = spec_digest(raw_spec, generation)
+    return not deps.memory.nothing_to_do(owner.uid, spec, ready=shows_ready(status))
 
 
 def _reconcile(
@@ -265,6 +280,15 @@ def local_topics(topo: Topology, qualified: Sequence[str]) -> set[str]:
 
 def is_ready(status: PipelineStatus) -> bool:
     return has_condition(status, READY)
+
+
+def shows_ready(status: Mapping[str, Any] | None) -> bool:
+    """Whether a Pipeline's status as read from the API server says Ready."""
+    conditions = (status or {}).get("conditions") or []
+    return any(
+        isinstance(c, Mapping) and c.get("type") == READY and c.get("status") == "True"
+        for c in conditions
+    )
 
 
 def is_degraded(status: PipelineStatus) -> bool:

@@ -18,6 +18,7 @@ from streamvane_operator.reconcile.memory import (
     stage_stats,
     still_checked,
 )
+from streamvane_operator.reconcile import pipeline
 from streamvane_operator.reconcile.pipeline import resync_pipeline
 from streamvane_operator.render.topology import topology
 
@@ -167,6 +168,21 @@ def test_resync_recreates_a_topic_deleted_behind_the_operators_back(
     assert outcome is not None and outcome.problem is None
     assert out in world.pulsar.topics
     assert "PUT /admin/v2/persistent/streamvane/content/out" in world.pulsar.calls
+
+
+def test_resync_reconciles_a_pipeline_whose_status_was_written_over(
+    world: World, clock: Clock
+) -> None:
+    # The last reconcile found it Ready; an older reconcile's status (workers not ready yet)
+    # landed after it: the next resync puts it right instead of trusting its memory.
+    spec, status = settle(world)
+    assert pipeline.shows_ready(status)
+    stale = {**status, "conditions": [{**c, "status": "False"} for c in status["conditions"]]}
+    clock.now += 10
+
+    outcome = resync_pipeline(world.deps, OWNER, spec, 1, stale)
+
+    assert outcome is not None and pipeline.is_ready(outcome.status)
 
 
 def test_resync_reconciles_again_after_the_full_resync_interval(world: World, clock: Clock) -> None:

@@ -9,6 +9,7 @@ thousands of children queued behind the create handlers). A burst of events for 
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
@@ -18,7 +19,8 @@ class Coalescer:
     """``submit(key, work)`` queues ``work`` on ``executor`` and returns at once. While work
     for ``key`` waits in the queue, another request adds nothing (the queued run reads the
     state anew); while it runs, the request makes one more run after it. A failed run goes
-    to ``failed``, and the key is free again. Thread-safe."""
+    to ``failed``, and the key is free again. ``work`` runs in the context (``contextvars``)
+    of the ``submit`` that queued it. Thread-safe."""
 
     def __init__(self, executor: Executor, failed: Callable[[Hashable, Exception], None]) -> None:
         self._executor = executor
@@ -36,7 +38,8 @@ class Coalescer:
                 self._again.add(key)
                 return
             self._queued.add(key)
-        self._executor.submit(self._run, key, work)
+        # In the caller's context: kopf.event finds kopf's settings there.
+        self._executor.submit(contextvars.copy_context().run, self._run, key, work)
 
     def _run(self, key: Hashable, work: Callable[[], None]) -> None:
         with self._lock:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from streamvane_operator.coalesce import Coalescer, LastSeen
+from streamvane_operator.coalesce import Coalescer, KeyedLocks, LastSeen
 
 
 class Held:
@@ -91,3 +92,24 @@ def test_last_seen_reports_a_change_only_when_the_state_differs() -> None:
     assert seen.changed("deployment-uid", (2, True))
     seen.forget("deployment-uid")
     assert seen.changed("deployment-uid", (2, True))
+
+
+REQUESTER: contextvars.ContextVar[str] = contextvars.ContextVar("requester")
+
+
+def test_work_runs_in_the_context_of_the_submit_that_queued_it() -> None:
+    # kopf.event reads kopf's settings from a context variable of the handler that asks.
+    seen: list[str] = []
+    with ThreadPoolExecutor(1) as pool:
+        coalescer = Coalescer(pool, failures()[1])
+        REQUESTER.set("watch handler")
+        coalescer.submit("p", lambda: seen.append(REQUESTER.get("none")))
+    assert seen == ["watch handler"]
+
+
+def test_keyed_locks_hold_one_lock_per_key() -> None:
+    locks = KeyedLocks(stripes=8)
+    assert locks.hold(("ns", "p")) is locks.hold(("ns", "p"))
+    held = locks.hold(("ns", "p"))
+    with held:
+        assert not locks.hold(("ns", "p")).acquire(blocking=False)

@@ -127,7 +127,7 @@ def resync_needed(
 ) -> bool:
     """Whether a resync must reconcile: not while the create or resume handler is still to
     run, nor while the last full reconcile holds (``ReconcileMemory.nothing_to_do``) and the
-    Pipeline still shows the readiness that reconcile wrote (a status written over since is
+    Pipeline still shows the readiness that reconcile found (a status written over since is
     put right at once, not at the next full resync). Reads nothing from Kubernetes."""
     if deps.memory.not_reconciled_yet(owner.uid):
         return False

@@ -6,7 +6,7 @@ Nothing here decides anything; the decisions live in ``streamvane_operator.recon
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, cast
 
@@ -29,7 +29,7 @@ from streamvane_operator.reconcile.status import (
     with_current_foreign_conditions,
     worker_failure,
 )
-from streamvane_operator.render.labels import MANAGED_BY, PIPELINE_LABEL
+from streamvane_operator.render.labels import MANAGED_BY, PIPELINE_LABEL, Owner
 
 PIPELINES = (GROUP, VERSION, "pipelines")
 BACKENDS = (GROUP, VERSION, "inferencebackends")
@@ -48,6 +48,55 @@ WORKER_LABELS: dict[str, Any] = {
     PIPELINE_LABEL: kopf.PRESENT,
 }
 log = logging.getLogger(__name__)
+
+
+PipelineReconciler = Callable[
+    [Deps, Owner, Mapping[str, Any], int, Mapping[str, Any] | None], Outcome[PipelineStatus]
+]
+
+
+class CurrentReconciles:
+    """Reconciles of a Pipeline as the API server has it now, one at a time per Pipeline, each
+    writing its status before the next starts. Every path takes this one (the create, update
+    and resume handlers, the resync, the watches' asks): overlapping reconciles could finish
+    in either order, and kopf writes a handler's status only after it returns, so the older
+    one's status (workers not ready yet) overwrote the newer one's until the full resync."""
+
+    def __init__(
+        self, deps: Deps, reconcile: PipelineReconciler = pipeline.reconcile_pipeline
+    ) -> None:
+        self._deps = deps
+        self._reconcile = reconcile
+        self._locks = KeyedLocks()
+
+    def run(self, namespace: str, name: str) -> tuple[kopf.Body, Outcome[PipelineStatus]] | None:
+        """Reconcile and write the status; None if the Pipeline is gone or being deleted."""
+        ref = ObjectRef(API_VERSION, pipeline.KIND, namespace, name)
+        kube = self._deps.kube
+        with self._locks.hold((namespace, name)):
+            parent = kube.get(ref)
+            if parent is None or parent["metadata"].get("deletionTimestamp"):
+                return None
+            owner = pipeline.owner_of(name, namespace, parent["metadata"]["uid"])
+            outcome = self._reconcile(
+                self._deps,
+                owner,
+                parent.get("spec") or {},
+                int(parent["metadata"].get("generation", 0)),
+                parent.get("status"),
+            )
+            kube.patch_status(ref, _dump(self._with_latest_foreign_conditions(ref, outcome.status)))
+        return kopf.Body(cast(kopf.RawBody, parent)), outcome
+
+    def _with_latest_foreign_conditions(
+        self, ref: ObjectRef, status: PipelineStatus
+    ) -> PipelineStatus:
+        """Conditions other handlers own (autoscaling, model serving) as they are now."""
+        try:
+            current = self._deps.kube.get(ref)
+        except KubeError:
+            return status  # as the reconcile read them
+        return with_current_foreign_conditions(status, (current or {}).get("status"))
 
 
 def placed(spec: kopf.Spec, **_: Any) -> bool:
@@ -98,45 +147,14 @@ def register(
             return kopf.login_via_client(**kwargs)
         return _connection_info(credentials)
 
-    # Every reconcile of a Pipeline (its handlers, its resync, the watches' asks) runs under
-    # its lock, from the Pipeline as it is now, and writes the status before letting go.
-    # Overlapping reconciles could finish in either order, and the older one's status
-    # (workers not ready yet) then overwrote the newer's until the next full resync.
-    locks = KeyedLocks()
-
-    def reconcile_current(namespace: str, name: str) -> tuple[kopf.Body, Outcome[Any]] | None:
-        """Reconcile the Pipeline as the API server has it now and write its status; None
-        if it is gone or being deleted."""
-        ref = ObjectRef(API_VERSION, pipeline.KIND, namespace, name)
-        with locks.hold((namespace, name)):
-            parent = deps.kube.get(ref)
-            if parent is None or parent["metadata"].get("deletionTimestamp"):
-                return None
-            owner = pipeline.owner_of(name, namespace, parent["metadata"]["uid"])
-            outcome = pipeline.reconcile_pipeline(
-                deps,
-                owner,
-                parent.get("spec") or {},
-                int(parent["metadata"].get("generation", 0)),
-                parent.get("status"),
-            )
-            status = _latest_foreign_conditions(ref, outcome.status)
-            deps.kube.patch_status(ref, _dump(status))
-        return kopf.Body(cast(kopf.RawBody, parent)), outcome
-
-    def _latest_foreign_conditions(ref: ObjectRef, status: PipelineStatus) -> PipelineStatus:
-        try:
-            current = deps.kube.get(ref)
-        except KubeError:
-            return status  # as the reconcile read them
-        return with_current_foreign_conditions(status, (current or {}).get("status"))
+    reconciles = CurrentReconciles(deps)
 
     @kopf.on.resume(*PIPELINES, when=local, registry=registry)
     @kopf.on.create(*PIPELINES, when=local, registry=registry)
     @kopf.on.update(*PIPELINES, field="spec", when=local, registry=registry)
     def pipeline_changed(meta: kopf.Meta, logger: kopf.Logger, reason: str, **_: Any) -> None:
         deps.metrics.triggered(pipeline.KIND, str(reason))
-        done = reconcile_current(meta["namespace"], meta["name"])
+        done = reconciles.run(meta["namespace"], meta["name"])
         if done is not None:
             _finish(*done, logger)
 
@@ -158,7 +176,7 @@ def register(
             deps.metrics.triggered(pipeline.KIND, "resync_skipped")
             return
         deps.metrics.triggered(pipeline.KIND, "resync")
-        done = reconcile_current(meta["namespace"], meta["name"])
+        done = reconciles.run(meta["namespace"], meta["name"])
         if done is not None:
             _finish(*done, logger, timer=True)
 
@@ -266,7 +284,7 @@ def register(
         coalesced.submit((namespace, name), lambda: _reconcile_named(namespace, name))
 
     def _reconcile_named(namespace: str, name: str) -> None:
-        done = reconcile_current(namespace, name)
+        done = reconciles.run(namespace, name)
         if done is not None:
             _post(done[0], done[1].events, log)
 

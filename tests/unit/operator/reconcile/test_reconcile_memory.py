@@ -10,6 +10,7 @@ import pytest
 
 from streamvane_operator.api.pipeline import PipelineSpec
 from streamvane_operator.pulsar.admin import SubscriptionStats, TopicName
+from streamvane_operator.reconcile import pipeline
 from streamvane_operator.reconcile.memory import (
     PulsarChecked,
     ReconcileMemory,
@@ -18,7 +19,6 @@ from streamvane_operator.reconcile.memory import (
     stage_stats,
     still_checked,
 )
-from streamvane_operator.reconcile import pipeline
 from streamvane_operator.reconcile.pipeline import resync_pipeline
 from streamvane_operator.render.topology import topology
 

@@ -20,7 +20,7 @@ from streamvane_operator.coalesce import Coalescer, KeyedLocks, LastSeen
 from streamvane_operator.config import OperatorConfig
 from streamvane_operator.diffbase import DigestDiffBaseStorage
 from streamvane_operator.kube.client import ObjectRef
-from streamvane_operator.kube.errors import KubeError
+from streamvane_operator.kube.errors import KubeError, KubeUnavailable
 from streamvane_operator.reconcile import autoscale, backend, pipeline, serving
 from streamvane_operator.reconcile.common import Deps, Events, Outcome, RetryLater
 from streamvane_operator.reconcile.status import (
@@ -154,7 +154,13 @@ def register(
     @kopf.on.update(*PIPELINES, field="spec", when=local, registry=registry)
     def pipeline_changed(meta: kopf.Meta, logger: kopf.Logger, reason: str, **_: Any) -> None:
         deps.metrics.triggered(pipeline.KIND, str(reason))
-        done = reconciles.run(meta["namespace"], meta["name"])
+        try:
+            done = reconciles.run(meta["namespace"], meta["name"])
+        except KubeError as e:  # reading the Pipeline or writing its status failed
+            delay = (
+                deps.retry_transient_s if isinstance(e, KubeUnavailable) else deps.retry_rejected_s
+            )
+            raise kopf.TemporaryError(str(e), delay=delay) from e
         if done is not None:
             _finish(*done, logger)
 

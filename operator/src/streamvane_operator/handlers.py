@@ -14,7 +14,7 @@ import kopf
 from kubernetes.client import Configuration
 from pydantic import BaseModel
 
-from streamvane_operator.api.common import API_VERSION, GROUP, VERSION
+from streamvane_operator.api.common import API_VERSION, GROUP, VERSION, Manifest
 from streamvane_operator.api.pipeline import PipelineStatus
 from streamvane_operator.coalesce import Coalescer, KeyedLocks, LastSeen
 from streamvane_operator.config import OperatorConfig
@@ -69,7 +69,7 @@ class CurrentReconciles:
         self._reconcile = reconcile
         self._locks = KeyedLocks()
 
-    def run(self, namespace: str, name: str) -> tuple[kopf.Body, Outcome[PipelineStatus]] | None:
+    def run(self, namespace: str, name: str) -> tuple[Manifest, Outcome[PipelineStatus]] | None:
         """Reconcile and write the status; None if the Pipeline is gone or being deleted."""
         ref = ObjectRef(API_VERSION, pipeline.KIND, namespace, name)
         kube = self._deps.kube
@@ -86,7 +86,7 @@ class CurrentReconciles:
                 parent.get("status"),
             )
             kube.patch_status(ref, _dump(self._with_latest_foreign_conditions(ref, outcome.status)))
-        return kopf.Body(cast(kopf.RawBody, parent)), outcome
+        return parent, outcome
 
     def _with_latest_foreign_conditions(
         self, ref: ObjectRef, status: PipelineStatus

@@ -146,7 +146,7 @@ def test_second_reconcile_of_an_unchanged_pipeline_writes_nothing_and_reads_one_
     )
     # And the timer's resync of it has nothing to do.
     live.calls.clear()
-    assert pipeline.resync_pipeline(live.deps, owner, spec, 1, status) is None
+    assert not pipeline.resync_needed(live.deps, owner, spec, 1, status)
     assert set(live.pulsar_calls()) <= reads
 
 
@@ -166,7 +166,8 @@ def test_resync_recreates_a_topic_and_subscription_deleted_behind_the_operators_
     admin.delete_topic(mid, partitioned=False)
     assert "mid" not in admin.topics(tenant, ns)
 
-    outcome = pipeline.resync_pipeline(live.deps, owner, spec, 1, status)
+    assert pipeline.resync_needed(live.deps, owner, spec, 1, status)
+    outcome = pipeline.reconcile_pipeline(live.deps, owner, spec, 1, status)
 
     assert outcome is not None and outcome.problem is None
     assert "mid" in admin.topics(tenant, ns)

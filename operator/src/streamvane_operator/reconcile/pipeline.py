@@ -59,6 +59,7 @@ from streamvane_operator.reconcile.status import (
     Problem,
     deployment_ready,
     pipeline_status,
+    previous_condition,
     previous_conditions,
     previous_retiring,
     previous_subscriptions,
@@ -103,19 +104,6 @@ def reconcile_pipeline(
     return measured(
         deps, KIND, lambda: _reconcile(deps, owner, raw_spec, generation, previous_status)
     )
-
-
-def resync_pipeline(
-    deps: Deps,
-    owner: Owner,
-    raw_spec: Mapping[str, Any],
-    generation: int,
-    previous_status: Mapping[str, Any] | None,
-) -> Outcome[PipelineStatus] | None:
-    """The timer's reconcile; None when it has nothing to do (``ReconcileMemory``)."""
-    if not resync_needed(deps, owner, raw_spec, generation, previous_status):
-        return None
-    return reconcile_pipeline(deps, owner, raw_spec, generation, previous_status)
 
 
 def resync_needed(
@@ -284,11 +272,8 @@ def is_ready(status: PipelineStatus) -> bool:
 
 def shows_ready(status: Mapping[str, Any] | None) -> bool:
     """Whether a Pipeline's status as read from the API server says Ready."""
-    conditions = (status or {}).get("conditions") or []
-    return any(
-        isinstance(c, Mapping) and c.get("type") == READY and c.get("status") == "True"
-        for c in conditions
-    )
+    ready = previous_condition(status, READY)
+    return ready is not None and ready.status is ConditionStatus.TRUE
 
 
 def is_degraded(status: PipelineStatus) -> bool:

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from streamvane_operator.api.pipeline import PipelineSpec
+from streamvane_operator.api.pipeline import PipelineSpec, PipelineStatus
 from streamvane_operator.pulsar.admin import SubscriptionStats, TopicName
 from streamvane_operator.reconcile import pipeline
+from streamvane_operator.reconcile.common import Deps, Outcome
 from streamvane_operator.reconcile.memory import (
     PulsarChecked,
     ReconcileMemory,
@@ -19,7 +20,7 @@ from streamvane_operator.reconcile.memory import (
     stage_stats,
     still_checked,
 )
-from streamvane_operator.reconcile.pipeline import resync_pipeline
+from streamvane_operator.render.labels import Owner
 from streamvane_operator.render.topology import topology
 
 from .test_reconcile_pipeline import (
@@ -36,6 +37,15 @@ SNAPSHOT = "GET /admin/v2/broker-stats/topics"
 LISTING = "GET /admin/v2/persistent/streamvane/content"
 SHARED_READS = [LISTING, SNAPSHOT]
 """What a resync of an unchanged Pipeline reads: both shared by every Pipeline."""
+
+
+def resync_pipeline(
+    deps: Deps, owner: Owner, spec: dict[str, Any], generation: int, status: Any
+) -> Outcome[PipelineStatus] | None:
+    """What the resync timer does (without the handler's lock): None when it skips."""
+    if not pipeline.resync_needed(deps, owner, spec, generation, status):
+        return None
+    return pipeline.reconcile_pipeline(deps, owner, spec, generation, status)
 
 
 class Clock:
